@@ -1,0 +1,1 @@
+//! End-to-end tests of the openhands crates; see `e2e.rs`. The library is empty.
