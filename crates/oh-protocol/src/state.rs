@@ -1,0 +1,249 @@
+//! Conversation state, execution status and usage statistics.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentBase, ConfirmationPolicy, SecretSource, SecurityAnalyzer, Workspace};
+use crate::wire::omit_none;
+
+/// Where a conversation is in its life (`ConversationExecutionStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ExecutionStatus {
+    /// Ready for a task.
+    #[default]
+    Idle,
+    /// The agent loop runs.
+    Running,
+    /// Paused by the user.
+    Paused,
+    /// Actions wait for the user's confirmation.
+    WaitingForConfirmation,
+    /// The task is done.
+    Finished,
+    /// A run failed.
+    Error,
+    /// The stuck detector fired.
+    Stuck,
+    /// Being deleted (webhook payloads only).
+    Deleting,
+}
+
+impl ExecutionStatus {
+    /// `finished`, `error` and `stuck`: a blocking client run ends on these.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Finished | Self::Error | Self::Stuck)
+    }
+}
+
+/// Token counts of one call, or accumulated (`TokenUsage`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs, reason = "token counters named as in the reference")]
+pub struct TokenUsage {
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub context_window: u64,
+    /// Prompt plus completion tokens of the last call.
+    pub per_turn_token: u64,
+    pub response_id: String,
+}
+
+/// Cost of one call (`Cost`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Model.
+    pub model: String,
+    /// USD.
+    pub cost: f64,
+    /// Unix time in seconds.
+    pub timestamp: f64,
+}
+
+/// Latency of one call (`ResponseLatency`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseLatency {
+    /// Model.
+    pub model: String,
+    /// Seconds.
+    pub latency: f64,
+    /// Provider response id.
+    pub response_id: String,
+}
+
+/// Accumulated usage of one LLM, without per-call lists (`MetricsSnapshot`): the form of
+/// `stats` state updates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsSnapshot {
+    /// Model.
+    #[serde(default = "default_model_name")]
+    pub model_name: String,
+    /// USD spent.
+    #[serde(default)]
+    pub accumulated_cost: f64,
+    /// Budget limit, USD.
+    #[serde(default, skip_serializing_if = "omit_none")]
+    pub max_budget_per_task: Option<f64>,
+    /// Token totals.
+    #[serde(default, skip_serializing_if = "omit_none")]
+    pub accumulated_token_usage: Option<TokenUsage>,
+}
+
+fn default_model_name() -> String {
+    "default".to_owned()
+}
+
+/// Usage of one LLM with per-call lists (`Metrics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Model.
+    #[serde(default = "default_model_name")]
+    pub model_name: String,
+    /// USD spent.
+    #[serde(default)]
+    pub accumulated_cost: f64,
+    /// Budget limit, USD.
+    #[serde(default, skip_serializing_if = "omit_none")]
+    pub max_budget_per_task: Option<f64>,
+    /// Token totals.
+    #[serde(default, skip_serializing_if = "omit_none")]
+    pub accumulated_token_usage: Option<TokenUsage>,
+    /// Cost per call.
+    #[serde(default)]
+    pub costs: Vec<Cost>,
+    /// Latency per call.
+    #[serde(default)]
+    pub response_latencies: Vec<ResponseLatency>,
+    /// Tokens per call.
+    #[serde(default)]
+    pub token_usages: Vec<TokenUsage>,
+}
+
+impl Metrics {
+    /// The accumulated figures without the per-call lists.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            model_name: self.model_name.clone(),
+            accumulated_cost: self.accumulated_cost,
+            max_budget_per_task: self.max_budget_per_task,
+            accumulated_token_usage: self.accumulated_token_usage.clone(),
+        }
+    }
+}
+
+/// Usage per LLM of a conversation, keyed by the LLM's `usage_id` (`ConversationStats`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ConversationStats {
+    /// Metrics per `usage_id`.
+    #[serde(default)]
+    pub usage_to_metrics: BTreeMap<String, Metrics>,
+}
+
+impl ConversationStats {
+    /// Total USD over all LLMs.
+    pub fn accumulated_cost(&self) -> f64 {
+        self.usage_to_metrics
+            .values()
+            .map(|m| m.accumulated_cost)
+            .sum()
+    }
+}
+
+/// The `stats` state-update value: accumulated figures per `usage_id`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ConversationStatsSnapshot {
+    /// Snapshot per `usage_id`.
+    #[serde(default)]
+    pub usage_to_metrics: BTreeMap<String, MetricsSnapshot>,
+}
+
+/// Secrets of a conversation, by name (`SecretRegistry`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SecretRegistry {
+    /// Sources by secret name.
+    #[serde(default)]
+    pub secret_sources: BTreeMap<String, SecretSource>,
+}
+
+/// The persisted state of a conversation (`ConversationState`): `base_state.json` and the
+/// value of `full_state` updates (both compact form).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationState {
+    /// Conversation id (dashed UUID).
+    pub id: uuid::Uuid,
+    /// The agent.
+    pub agent: AgentBase,
+    /// The workspace.
+    pub workspace: Workspace,
+    /// Where the conversation is stored.
+    #[serde(default, skip_serializing_if = "omit_none")]
+    pub persistence_dir: Option<String>,
+    /// Steps per run.
+    #[serde(default = "default_max_iterations")]
+    pub max_iterations: u64,
+    /// Stuck detection on.
+    #[serde(default = "yes")]
+    pub stuck_detection: bool,
+    /// Status.
+    #[serde(default)]
+    pub execution_status: ExecutionStatus,
+    /// Confirmation policy.
+    #[serde(default)]
+    pub confirmation_policy: ConfirmationPolicy,
+    /// Security analyzer.
+    #[serde(default, skip_serializing_if = "omit_none")]
+    pub security_analyzer: Option<SecurityAnalyzer>,
+    /// Knowledge skills activated so far.
+    #[serde(default)]
+    pub activated_knowledge_skills: Vec<String>,
+    /// Path rules activated so far.
+    #[serde(default)]
+    pub activated_path_rules: Vec<String>,
+    /// Skills invoked so far.
+    #[serde(default)]
+    pub invoked_skills: Vec<String>,
+    /// Hook-blocked action id → reason.
+    #[serde(default)]
+    pub blocked_actions: BTreeMap<String, String>,
+    /// Hook-blocked message id → reason.
+    #[serde(default)]
+    pub blocked_messages: BTreeMap<String, String>,
+    /// Last user message.
+    #[serde(default, skip_serializing_if = "omit_none")]
+    pub last_user_message_id: Option<String>,
+    /// HEAD of the event tree.
+    #[serde(default, skip_serializing_if = "omit_none")]
+    pub leaf_event_id: Option<String>,
+    /// HEAD was moved to an empty tree.
+    #[serde(default)]
+    pub head_is_empty: bool,
+    /// Usage.
+    #[serde(default)]
+    pub stats: ConversationStats,
+    /// Secrets.
+    #[serde(default)]
+    pub secret_registry: SecretRegistry,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Agent-specific runtime state.
+    #[serde(default)]
+    pub agent_state: serde_json::Map<String, serde_json::Value>,
+    /// Shell hooks.
+    #[serde(default, skip_serializing_if = "omit_none")]
+    pub hook_config: Option<serde_json::Value>,
+}
+
+pub(crate) fn default_max_iterations() -> u64 {
+    500
+}
+
+pub(crate) fn yes() -> bool {
+    true
+}
