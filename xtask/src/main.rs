@@ -1,0 +1,125 @@
+//! Developer tasks for the openhands-rs workspace, run as `cargo xtask <task>`.
+//!
+//! Hand-rolled argument parsing on purpose: the tasks are few and take almost
+//! no options, so a CLI framework would cost more than it saves.
+
+use std::env;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+#[cfg(test)]
+mod tidy;
+
+const USAGE: &str = "\
+Usage: cargo xtask <task> [args...]
+
+Tasks:
+  fixtures        Regenerate the golden wire fixtures of oh-protocol from the
+                  reference Python SDK (needs root: it uses a chroot).
+  pyenv ARGS...   Run xtask/pyenv.sh, the reference Python environment:
+                    pyenv setup              build or update it
+                    pyenv python ARGS...     run its python, cwd mapped to /src
+                    pyenv server PORT [KEY]  run the Python agent server
+                    pyenv root               print where the chroot lives
+  help            Show this text.
+";
+
+/// Where the fixture capture script writes, relative to the workspace root.
+const FIXTURES_DIR: &str = "crates/oh-protocol/tests/fixtures";
+
+fn main() -> Result<ExitCode> {
+    let mut args = env::args_os().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<OsString> = args.collect();
+    match task.to_str() {
+        Some("" | "help" | "-h" | "--help") => {
+            print_usage();
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("fixtures") => {
+            if !rest.is_empty() {
+                bail!("`fixtures` takes no arguments\n\n{USAGE}");
+            }
+            fixtures()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("pyenv") => pyenv(&rest),
+        _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "usage text is this task's output")]
+fn print_usage() {
+    print!("{USAGE}");
+}
+
+/// The workspace root: the parent of this package's directory.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// A command running `xtask/pyenv.sh` with `args`.
+fn pyenv_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new("bash");
+    cmd.arg(workspace_root().join("xtask").join("pyenv.sh"))
+        .args(args);
+    cmd
+}
+
+/// `cargo xtask fixtures`: capture the golden fixtures with the Python SDK.
+#[allow(clippy::print_stdout, reason = "the next steps are this task's output")]
+fn fixtures() -> Result<()> {
+    let root = workspace_root();
+    run(pyenv_command(["setup"]).current_dir(&root))?;
+    run(pyenv_command(["python", "xtask/fixtures/capture.py", FIXTURES_DIR]).current_dir(&root))?;
+    println!(
+        "\nFixtures written to {FIXTURES_DIR}.\n\
+         Next: refresh the snapshots and review the changes:\n  \
+         cargo insta test -p oh-protocol --accept\n\
+         or, without cargo-insta:\n  \
+         INSTA_UPDATE=always cargo test -p oh-protocol\n\
+         then read `git diff` before committing."
+    );
+    Ok(())
+}
+
+/// `cargo xtask pyenv ARGS...`: hand the arguments to `xtask/pyenv.sh`,
+/// from the caller's directory, and exit with its status.
+fn pyenv(args: &[OsString]) -> Result<ExitCode> {
+    let mut cmd = pyenv_command(args);
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{}`", describe(&cmd)))?;
+    // A status without a code means a signal; report it as a plain failure.
+    let code = status.code().unwrap_or(1);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// Run `cmd` with inherited stdio; a failure to start or a non-zero exit is an
+/// error naming the command.
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{}`", describe(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", describe(cmd));
+    }
+    Ok(())
+}
+
+/// `program arg arg...` for messages.
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
