@@ -8,8 +8,8 @@
 //!
 //! The types of this crate serialize in the full form with plain `serde_json` calls, and in the
 //! compact form through [`to_compact_value`], [`to_compact_string`] and [`to_compact_vec`].
-//! [`Event`](crate::Event) and [`BashEvent`](crate::BashEvent)-free event lists always use the
-//! compact form, as the server does for every event it sends.
+//! [`Event`](crate::Event) always uses the compact form (also inside a full-form page), as the
+//! server does for every event it sends.
 
 use std::cell::Cell;
 
