@@ -8,6 +8,12 @@
 //! Regenerate the fixtures with `cargo xtask fixtures`, then review the snapshot changes with
 //! `cargo insta review` (or accept them with `INSTA_UPDATE=always cargo test -p oh-protocol`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failure should panic"
+)]
+
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
