@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::SecurityRisk;
 use crate::tagged::{Unknown, tagged_union};
-use crate::wire::omit_none;
+use crate::wire::{omit_none, yes};
 
 /// A secret string: written in clear on the wire (the reference decides per route whether a
 /// secret is sent, masked as `"**********"` or nulled), never shown by `Debug`.
@@ -442,10 +442,6 @@ pub struct ConfirmRisky {
 
 fn high() -> SecurityRisk {
     SecurityRisk::High
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for ConfirmRisky {

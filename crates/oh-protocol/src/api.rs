@@ -11,9 +11,8 @@ use crate::event::Event;
 use crate::message::{Content, Role, content_list};
 use crate::state::{
     ConversationStats, ExecutionStatus, MetricsSnapshot, SecretRegistry, default_max_iterations,
-    yes,
 };
-use crate::wire::omit_none;
+use crate::wire::{omit_none, yes};
 
 /// Runtime availability of a conversation (`ConversationRuntimeStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentBase, ConfirmationPolicy, SecretSource, SecurityAnalyzer, Workspace};
-use crate::wire::omit_none;
+use crate::wire::{omit_none, yes};
 
 /// Where a conversation is in its life (`ConversationExecutionStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -242,8 +242,4 @@ pub struct ConversationState {
 
 pub(crate) fn default_max_iterations() -> u64 {
     500
-}
-
-pub(crate) fn yes() -> bool {
-    true
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::Content;
 use crate::tagged::{Unknown, tagged_union};
-use crate::wire::omit_none;
+use crate::wire::{omit_none, yes};
 
 /// The arguments of a tool call, validated (`Action`).
 #[derive(Debug, Clone, PartialEq)]
@@ -216,10 +216,6 @@ pub struct FileEditorObservation {
     /// Content after an edit.
     #[serde(default, skip_serializing_if = "omit_none")]
     pub new_content: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Task tracker sub-commands.

@@ -39,6 +39,11 @@ pub(crate) fn omit_none<T>(value: &Option<T>) -> bool {
     value.is_none() && COMPACT.with(Cell::get)
 }
 
+/// `#[serde(default = "…")]` for boolean fields whose default is `true`.
+pub(crate) fn yes() -> bool {
+    true
+}
+
 /// Serializes `value` in the compact form (pydantic's `exclude_none`).
 pub fn to_compact_value<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<serde_json::Value> {
     compact(|| serde_json::to_value(value))

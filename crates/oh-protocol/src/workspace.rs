@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::omit_none;
+use crate::wire::{omit_none, yes};
 
 /// Result of `execute_command` (`CommandResult`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +44,6 @@ pub struct FileUploadResult {
     pub success: bool,
     /// Bytes written.
     pub file_size: u64,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// How a file changed (`GitChangeStatus`).
