@@ -1,9 +1,18 @@
 //! The OpenHands agent core.
 //!
-//! This crate will hold the LLM clients (OpenAI-compatible Chat Completions and Anthropic
-//! Messages), the default tools (`terminal`, `file_editor`, `task_tracker`, `finish`,
-//! `think`), the conversation engine with its execution-status state machine, persistence in
-//! the reference's on-disk layout, and `LocalWorkspace`.
+//! - [`llm`]: LLM clients for OpenAI-compatible Chat Completions and Anthropic Messages, over
+//!   hyper + rustls, with retries, typed errors and per-call metrics.
+//! - [`tools`]: the default tools `terminal`, `file_editor`, `task_tracker`, `finish` and
+//!   `think`, with the reference's wire names and parameter schemas.
+//! - [`conversation`]: the conversation engine — execution-status state machine, agent step,
+//!   confirmation, stuck detection, persistence in the reference's on-disk layout.
+//! - [`workspace`]: `LocalWorkspace` (commands and file transfer on this machine).
 //!
-//! **Status:** not implemented yet. The crate exists so the workspace layering is fixed from
-//! the start; it exposes no API. The wire types it will speak live in [`oh_protocol`].
+//! Wire types come from [`oh_protocol`].
+
+pub mod conversation;
+pub mod llm;
+pub mod prompt;
+pub mod secrets;
+pub mod tools;
+pub mod workspace;

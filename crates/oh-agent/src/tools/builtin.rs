@@ -1,0 +1,1 @@
+//! The built-in tools `finish` and `think`.

@@ -1,0 +1,1 @@
+//! Wire schemas and descriptions of the default tools.

@@ -1,0 +1,1 @@
+//! The `terminal` tool: one persistent bash session per conversation.

@@ -1,0 +1,1 @@
+//! `LocalWorkspace`: commands and file transfer on this machine.
