@@ -19,6 +19,9 @@ Usage: cargo xtask <task> [args...]
 Tasks:
   fixtures        Regenerate the golden wire fixtures of oh-protocol from the
                   reference Python SDK (needs root: it uses a chroot).
+  llm-fixtures    Capture the LLM requests the reference Python agent sends
+                  (OpenAI Chat Completions and Anthropic Messages) into the
+                  golden fixtures of oh-agent (needs root, like `fixtures`).
   pyenv ARGS...   Run xtask/pyenv.sh, the reference Python environment:
                     pyenv setup              build or update it
                     pyenv python ARGS...     run its python, cwd mapped to /src
@@ -29,6 +32,9 @@ Tasks:
 
 /// Where the fixture capture script writes, relative to the workspace root.
 const FIXTURES_DIR: &str = "crates/oh-protocol/tests/fixtures";
+
+/// Where the LLM request capture script writes, relative to the workspace root.
+const LLM_FIXTURES_DIR: &str = "crates/oh-agent/tests/fixtures/llm_requests";
 
 fn main() -> Result<ExitCode> {
     let mut args = env::args_os().skip(1);
@@ -44,6 +50,13 @@ fn main() -> Result<ExitCode> {
                 bail!("`fixtures` takes no arguments\n\n{USAGE}");
             }
             fixtures()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("llm-fixtures") => {
+            if !rest.is_empty() {
+                bail!("`llm-fixtures` takes no arguments\n\n{USAGE}");
+            }
+            llm_fixtures()?;
             Ok(ExitCode::SUCCESS)
         }
         Some("pyenv") => pyenv(&rest),
@@ -86,6 +99,24 @@ fn fixtures() -> Result<()> {
          cargo insta test -p oh-protocol --accept\n\
          or, without cargo-insta:\n  \
          INSTA_UPDATE=always cargo test -p oh-protocol\n\
+         then read `git diff` before committing."
+    );
+    Ok(())
+}
+
+/// `cargo xtask llm-fixtures`: record the LLM requests of the Python agent.
+#[allow(clippy::print_stdout, reason = "the next steps are this task's output")]
+fn llm_fixtures() -> Result<()> {
+    let root = workspace_root();
+    run(pyenv_command(["setup"]).current_dir(&root))?;
+    run(
+        pyenv_command(["python", "xtask/fixtures/capture_llm.py", LLM_FIXTURES_DIR])
+            .current_dir(&root),
+    )?;
+    println!(
+        "\nLLM request fixtures written to {LLM_FIXTURES_DIR}.\n\
+         Next: check them against the Rust schemas and review the changes:\n  \
+         cargo test -p oh-agent --test tool_schemas\n\
          then read `git diff` before committing."
     );
     Ok(())
