@@ -28,7 +28,7 @@ pub enum LlmError {
     /// Any other 4xx.
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The response had no choices / no content block at all.
+    /// The response had no choices (after all retries).
     #[error("no response: {0}")]
     NoResponse(String),
     /// The response could not be decoded.
