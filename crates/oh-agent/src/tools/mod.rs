@@ -3,9 +3,10 @@
 //! A [`Tool`] has a wire name, a parameter schema, a validator turning the model's JSON
 //! arguments into a typed [`Action`], and an executor producing an [`Observation`]. Tools are
 //! built per conversation from a [`ToolContext`] (working directory, conversation directory,
-//! secrets). [`default_tools`] builds the reference's default set.
+//! secrets). [`build`] builds the tools an agent names, plus its built-ins.
 
 pub mod builtin;
+pub mod defaults;
 pub mod file_editor;
 pub mod spec;
 pub mod task_tracker;
@@ -22,6 +23,7 @@ use oh_protocol::{Action, Observation};
 
 use crate::llm::ToolSchema;
 use crate::secrets::Secrets;
+use spec::DefaultTool;
 
 /// What a tool needs to know about its conversation.
 #[derive(Debug, Clone)]
@@ -82,3 +84,145 @@ pub trait Tool: Send + Sync + fmt::Debug {
 
 /// A shared tool.
 pub type SharedTool = Arc<dyn Tool>;
+
+/// Tuning of the default tools.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ToolOptions {
+    /// The terminal's no-output (soft) timeout; default 30 s.
+    pub terminal_no_change_timeout: Option<std::time::Duration>,
+}
+
+impl ToolOptions {
+    /// Sets the terminal's no-output timeout.
+    pub fn terminal_no_change_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.terminal_no_change_timeout = Some(timeout);
+        self
+    }
+}
+
+/// Registry names of a default tool, as `Tool(name=...)` specs spell them.
+fn default_tool_for(spec_name: &str) -> Option<DefaultTool> {
+    Some(match spec_name {
+        "terminal" | "TerminalTool" | "BashTool" | "execute_bash" => DefaultTool::Terminal,
+        "file_editor" | "FileEditorTool" | "str_replace_editor" => DefaultTool::FileEditor,
+        "task_tracker" | "TaskTrackerTool" => DefaultTool::TaskTracker,
+        "finish" | "FinishTool" => DefaultTool::Finish,
+        "think" | "ThinkTool" => DefaultTool::Think,
+        _ => return None,
+    })
+}
+
+/// Builds the agent's tools: its tool specs in order, filtered by `filter_tools_regex`, then
+/// the built-ins of `include_default_tools` (exempt from the filter). Unknown tools and
+/// duplicate names are errors.
+pub async fn build(
+    agent: &oh_protocol::Agent,
+    ctx: &ToolContext,
+    options: &ToolOptions,
+) -> Result<Vec<SharedTool>, ToolError> {
+    let filter = match &agent.filter_tools_regex {
+        Some(pattern) => Some(
+            regex::Regex::new(&format!("^(?:{pattern})$"))
+                .map_err(|e| ToolError::Invalid(format!("invalid filter_tools_regex: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut wanted: Vec<DefaultTool> = Vec::new();
+    for spec in &agent.tools {
+        let tool = default_tool_for(&spec.name).ok_or_else(|| {
+            ToolError::Invalid(format!(
+                "tool '{}' is not available; known tools: terminal, file_editor, task_tracker",
+                spec.name
+            ))
+        })?;
+        if filter.as_ref().is_none_or(|re| re.is_match(tool.name())) {
+            wanted.push(tool);
+        }
+    }
+    for name in &agent.include_default_tools {
+        let tool = default_tool_for(name)
+            .ok_or_else(|| ToolError::Invalid(format!("unknown built-in tool '{name}'")))?;
+        wanted.push(tool);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut tools: Vec<SharedTool> = Vec::with_capacity(wanted.len());
+    for tool in wanted {
+        if !seen.insert(tool) {
+            return Err(ToolError::Invalid(format!(
+                "duplicate tool name '{}'",
+                tool.name()
+            )));
+        }
+        let built: SharedTool = match tool {
+            DefaultTool::Terminal => Arc::new(defaults::TerminalTool::start(ctx, options).await?),
+            DefaultTool::FileEditor => Arc::new(defaults::FileEditorTool::new(ctx)),
+            DefaultTool::TaskTracker => Arc::new(defaults::TaskTrackerTool::new(ctx)),
+            DefaultTool::Finish => Arc::new(builtin::FinishTool),
+            DefaultTool::Think => Arc::new(builtin::ThinkTool),
+        };
+        tools.push(built);
+    }
+    Ok(tools)
+}
+
+/// Validates `arguments` against the tool's parameter schema (no unknown keys, required keys
+/// present) and decodes them into `T`.
+pub(crate) fn strict_parse<T: serde::de::DeserializeOwned>(
+    tool: DefaultTool,
+    arguments: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, String> {
+    let schema = spec::action_parameters(tool);
+    let known = schema
+        .get("properties")
+        .and_then(serde_json::Value::as_object);
+    if let Some(known) = known {
+        let unknown: Vec<&str> = arguments
+            .keys()
+            .filter(|k| !known.contains_key(k.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "Extra inputs are not permitted: {}",
+                unknown.join(", ")
+            ));
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(arguments)).map_err(|e| e.to_string())
+}
+
+/// What the LLM sees for an observation: tool-specific rendering (the terminal adds its
+/// status lines and truncation), with an error marker block first for error observations.
+pub fn observation_content(
+    event: &oh_protocol::ObservationEvent,
+    conversation_dir: Option<&std::path::Path>,
+) -> Vec<oh_protocol::Content> {
+    use oh_protocol::{Content, Observation};
+    let (content, is_error) = match &event.observation {
+        Observation::Terminal(o) => return terminal::llm_content(o, conversation_dir),
+        Observation::FileEditor(o) => (o.content.clone(), o.is_error),
+        Observation::TaskTracker(o) => (o.content.clone(), o.is_error),
+        Observation::Finish(o) => (o.content.clone(), o.is_error),
+        Observation::Think(o) => (o.content.clone(), o.is_error),
+        Observation::Unknown(raw) => {
+            let text = raw
+                .raw
+                .get("content")
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            (vec![Content::text(text)], false)
+        }
+        _ => (Vec::new(), false),
+    };
+    if is_error {
+        let mut out = vec![Content::text(ERROR_PREFIX)];
+        out.extend(content);
+        out
+    } else {
+        content
+    }
+}
+
+/// First block of an error observation as the LLM sees it.
+pub const ERROR_PREFIX: &str = "[An error occurred during execution.]\n";
