@@ -7,7 +7,8 @@
 //!
 //! Shutdown: dropping both PTY halves hangs the terminal up, so bash gets `SIGHUP` and, as
 //! an interactive shell, passes it on to all its jobs before exiting. If bash is still
-//! alive after a grace period it is killed.
+//! alive after a grace period it is killed. Once bash is gone (or the runtime drops the
+//! waiter), whatever is left in its session is killed too, so no job outlives the terminal.
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
@@ -259,7 +260,11 @@ impl ShellHandle {
 
         let (exit_tx, exit) = watch::channel(None);
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let reaper = pid.map(SessionReaper);
         tokio::spawn(async move {
+            // Dropped when bash has exited, or with this task at runtime shutdown: either
+            // way nothing of the session may outlive it.
+            let _reaper = reaper;
             let status = tokio::select! {
                 status = child.wait() => status,
                 _ = shutdown_rx => {
@@ -334,6 +339,57 @@ impl ShellHandle {
         )
         .await;
     }
+}
+
+/// Kills every process left in the shell's session (bash runs as a session leader, so its
+/// pid is the session id) when dropped. Jobs normally die with the hang-up; this catches those
+/// that ignore it (`nohup`), were disowned, or missed it because bash exited on a read error.
+#[derive(Debug)]
+struct SessionReaper(u32);
+
+impl Drop for SessionReaper {
+    fn drop(&mut self) {
+        kill_session(self.0);
+    }
+}
+
+/// Processes whose session id is `sid`, from `/proc/<pid>/stat`.
+fn session_members(sid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // Fields after the command name: state ppid pgrp session ...
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after
+                .split_whitespace()
+                .nth(3)
+                .and_then(|f| f.parse::<u32>().ok())
+                == Some(sid)
+        })
+        .collect()
+}
+
+/// SIGKILLs the members of session `sid` (through `/bin/sh`'s `kill`: no unsafe code here).
+fn kill_session(sid: u32) {
+    let pids = session_members(sid);
+    if pids.is_empty() {
+        return;
+    }
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let _ = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("kill -s KILL {} 2>/dev/null", list.join(" ")))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 impl Drop for ShellHandle {
