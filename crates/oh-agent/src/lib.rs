@@ -13,6 +13,7 @@
 pub mod conversation;
 pub mod llm;
 pub mod prompt;
+mod pyfmt;
 pub mod secrets;
 pub mod tools;
 pub mod workspace;

@@ -26,7 +26,6 @@
 
 mod classify;
 mod parse;
-mod pyjson;
 mod step;
 pub mod store;
 pub mod stuck;

@@ -5,7 +5,7 @@ use oh_protocol::event::SecurityRisk;
 use oh_protocol::{Action, MessageToolCall};
 use serde_json::{Map, Value};
 
-use super::pyjson;
+use crate::pyfmt;
 use crate::tools::SharedTool;
 
 /// Marker key of the arguments stored for a call whose arguments were not valid JSON.
@@ -78,7 +78,7 @@ pub(super) fn parse_call(
         let mut marker = Map::new();
         marker.insert(MALFORMED_MARKER.into(), Value::Bool(true));
         marker.insert("error".into(), Value::String(error.clone()));
-        return invalid(error, Some(pyjson::dumps(&Value::Object(marker))));
+        return invalid(error, Some(pyfmt::json_dumps(&Value::Object(marker))));
     }
     if name == "file_editor" && !arguments.contains_key("command") {
         match infer_editor_command(&arguments) {
@@ -124,7 +124,7 @@ pub(super) fn parse_call(
         Some(Value::String(s)) if !s.trim().is_empty() => s,
         _ => format!(
             "{name}: {}",
-            pyjson::dumps(&Value::Object(arguments.clone()))
+            pyfmt::json_dumps(&Value::Object(arguments.clone()))
         ),
     };
     let validated_keys = arguments.clone();
@@ -132,7 +132,7 @@ pub(super) fn parse_call(
         Ok(action) => ParsedCall::Valid {
             tool_name: name,
             action,
-            arguments: pyjson::dumps(&Value::Object(full_arguments)),
+            arguments: pyfmt::json_dumps(&Value::Object(full_arguments)),
             security_risk,
             summary,
         },

@@ -502,171 +502,6 @@ pub(crate) fn build_request(
     (Value::Object(body), headers)
 }
 
-/// A JSON value that keeps object keys in document order, to re-serialise tool inputs as
-/// the reference does (`json.dumps(input)`).
-#[derive(Debug, Clone, PartialEq)]
-enum OrderedJson {
-    Null,
-    Bool(bool),
-    Number(serde_json::Number),
-    String(String),
-    Array(Vec<OrderedJson>),
-    Object(Vec<(String, OrderedJson)>),
-}
-
-impl<'de> Deserialize<'de> for OrderedJson {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = OrderedJson;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<OrderedJson, E> {
-                Ok(OrderedJson::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<OrderedJson, E> {
-                Ok(OrderedJson::Number(v.into()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<OrderedJson, E> {
-                Ok(OrderedJson::Number(v.into()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<OrderedJson, E> {
-                Ok(serde_json::Number::from_f64(v).map_or(OrderedJson::Null, OrderedJson::Number))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<OrderedJson, E> {
-                Ok(OrderedJson::String(v.to_owned()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<OrderedJson, E> {
-                Ok(OrderedJson::String(v))
-            }
-            fn visit_unit<E>(self) -> Result<OrderedJson, E> {
-                Ok(OrderedJson::Null)
-            }
-            fn visit_none<E>(self) -> Result<OrderedJson, E> {
-                Ok(OrderedJson::Null)
-            }
-            fn visit_some<D: serde::Deserializer<'de>>(
-                self,
-                d: D,
-            ) -> Result<OrderedJson, D::Error> {
-                OrderedJson::deserialize(d)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<OrderedJson, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(OrderedJson::Array(items))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<OrderedJson, A::Error> {
-                let mut entries: Vec<(String, OrderedJson)> = Vec::new();
-                while let Some((key, value)) = map.next_entry::<String, OrderedJson>()? {
-                    // A repeated key keeps its first position and its last value, as
-                    // Python's dict does.
-                    match entries.iter_mut().find(|(k, _)| *k == key) {
-                        Some(slot) => slot.1 = value,
-                        None => entries.push((key, value)),
-                    }
-                }
-                Ok(OrderedJson::Object(entries))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, scientific notation below 1e-4 and
-/// from 1e16 on (`1e+20`, `1.5e-07`), otherwise positional with at least one decimal.
-fn python_float(f: f64) -> String {
-    if !f.is_finite() {
-        return "null".to_owned();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_owned();
-    }
-    let sci = format!("{f:e}"); // e.g. "1.5e-7", "-2e20"
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..16).contains(&exp) {
-        let plain = format!("{f}");
-        if plain.contains('.') {
-            plain
-        } else {
-            format!("{plain}.0")
-        }
-    } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
-    }
-}
-
-/// Python's `json.dumps(value)`: `, ` and `: ` separators, non-ASCII escaped.
-fn python_json(value: &OrderedJson, out: &mut String) {
-    match value {
-        OrderedJson::Null => out.push_str("null"),
-        OrderedJson::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        OrderedJson::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => out.push_str(&i.to_string()),
-            (None, Some(u), _) => out.push_str(&u.to_string()),
-            (None, None, Some(f)) => out.push_str(&python_float(f)),
-            (None, None, None) => out.push_str(&n.to_string()),
-        },
-        OrderedJson::String(s) => python_str(s, out),
-        OrderedJson::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                python_json(item, out);
-            }
-            out.push(']');
-        }
-        OrderedJson::Object(entries) => {
-            out.push('{');
-            for (i, (k, v)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                python_str(k, out);
-                out.push_str(": ");
-                python_json(v, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn python_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-}
-
 #[derive(Debug, Deserialize)]
 struct ResponseBody {
     #[serde(default)]
@@ -688,7 +523,7 @@ struct ResponseBlock {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    input: Option<OrderedJson>,
+    input: Option<Value>,
     #[serde(default)]
     thinking: Option<String>,
     #[serde(default)]
@@ -745,14 +580,8 @@ pub(crate) fn parse_response(body: &[u8]) -> Result<Parsed, LlmError> {
                         snippet()
                     ))
                 })?;
-                let mut arguments = String::new();
-                python_json(
-                    block
-                        .input
-                        .as_ref()
-                        .unwrap_or(&OrderedJson::Object(Vec::new())),
-                    &mut arguments,
-                );
+                let input = block.input.unwrap_or_else(|| Value::Object(Map::new()));
+                let arguments = crate::pyfmt::json_dumps(&input);
                 calls.push(MessageToolCall {
                     id: block.id.unwrap_or_default(),
                     responses_item_id: None,
@@ -812,10 +641,8 @@ mod tests {
     use super::*;
 
     fn dumps(json: &str) -> String {
-        let v: OrderedJson = serde_json::from_str(json).unwrap();
-        let mut out = String::new();
-        python_json(&v, &mut out);
-        out
+        let v: Value = serde_json::from_str(json).unwrap();
+        crate::pyfmt::json_dumps(&v)
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! `str(list)`. The model sees those strings, so the port renders them the same way.
 
 use std::io;
+
+pub(crate) use crate::pyfmt::repr as py_repr;
 use std::path::Path;
 
 /// `str(pathlib.PurePosixPath(p))`: collapses repeated slashes, drops `.` components and a
@@ -49,36 +51,6 @@ pub(crate) fn os_error(err: &io::Error, filename: &Path) -> String {
         "[Errno {code}] {description}: {}",
         py_repr(&filename.to_string_lossy())
     )
-}
-
-/// `repr(str)`: single quotes unless the text holds a single quote and no double quote;
-/// backslashes, the quote, and control characters escaped.
-pub(crate) fn py_repr(text: &str) -> String {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push(quote);
-    for ch in text.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// `str(list_of_ints)`: `[1, 2, 3]`.

@@ -8,6 +8,7 @@ use oh_protocol::tool::{CmdOutputMetadata, TerminalObservation};
 use regex::Regex;
 use sha2::{Digest as _, Sha256};
 
+pub(super) use crate::pyfmt::{float_str as python_float, repr as python_repr};
 use crate::tools::truncate::{CLIPPED_NOTICE, maybe_truncate};
 
 /// First marker of the prompt block.
@@ -345,39 +346,6 @@ fn save_full_output(text: &str, dir: &Path) -> Option<String> {
     Some(path.to_string_lossy().into_owned())
 }
 
-/// A float as Python's `str(float)` prints it (`1.0`, `2.5`, `1e-05`, `inf`).
-pub(super) fn python_float(value: f64) -> String {
-    if value.is_nan() {
-        return "nan".to_owned();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "inf" } else { "-inf" }.to_owned();
-    }
-    let abs = value.abs();
-    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
-        return python_exponent(&format!("{value:e}"));
-    }
-    if value.fract() == 0.0 {
-        format!("{value:.1}")
-    } else {
-        format!("{value}")
-    }
-}
-
-/// Rewrites Rust's `1e-5` exponent form as Python's `1e-05`.
-fn python_exponent(rust: &str) -> String {
-    match rust.split_once('e') {
-        Some((mantissa, exp)) => {
-            let (sign, digits) = match exp.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', exp),
-            };
-            format!("{mantissa}e{sign}{digits:0>2}")
-        }
-        None => rust.to_owned(),
-    }
-}
-
 /// A number as Python's `f"{value:g}"` prints it.
 pub(super) fn python_g(value: f64) -> String {
     if !value.is_finite() {
@@ -411,35 +379,6 @@ fn strip_zeros(number: &str) -> String {
     } else {
         number.to_owned()
     }
-}
-
-/// A string as Python's `repr()` prints it.
-pub(super) fn python_repr(text: &str) -> String {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push(quote);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 #[cfg(test)]
