@@ -497,3 +497,71 @@ async fn persisted_conversation_reloads_and_continues() {
     assert!(last.contains("first done") && last.contains("two"));
     resumed.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_abandons_the_llm_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = ScriptedLlm::start(vec![Reply::delay(3000, think("too late")), finish("done")])
+        .await
+        .unwrap();
+    let conv = common::start(common::config(
+        common::agent(&llm.base_url()),
+        dir.path(),
+        None,
+    ));
+    conv.send_text("go").await.unwrap();
+    let runner = {
+        let conv = conv.clone();
+        tokio::spawn(async move { conv.run().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    conv.interrupt().unwrap();
+    assert_eq!(runner.await.unwrap().unwrap(), ExecutionStatus::Paused);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "did not wait for the LLM"
+    );
+    let kinds = common::kinds(&conv.events());
+    assert_eq!(
+        kinds,
+        ["SystemPromptEvent", "message:user", "InterruptEvent"]
+    );
+    assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Finished);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_stops_a_running_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = ScriptedLlm::start(vec![
+        Reply::tool("terminal", json!({"command": "sleep 30", "timeout": 60})),
+        finish("stopped"),
+    ])
+    .await
+    .unwrap();
+    let conv = common::start(common::config(
+        common::agent(&llm.base_url()),
+        dir.path(),
+        None,
+    ));
+    conv.send_text("wait").await.unwrap();
+    let runner = {
+        let conv = conv.clone();
+        tokio::spawn(async move { conv.run().await })
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let started = std::time::Instant::now();
+    conv.interrupt().unwrap();
+    assert_eq!(runner.await.unwrap().unwrap(), ExecutionStatus::Paused);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let exit = conv.events().iter().find_map(|e| match e {
+        Event::Observation(o) => match &o.observation {
+            oh_protocol::Observation::Terminal(t) => t.exit_code,
+            _ => None,
+        },
+        _ => None,
+    });
+    assert_eq!(exit, Some(130), "the command got Ctrl-C");
+    assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Finished);
+    conv.close().await;
+}

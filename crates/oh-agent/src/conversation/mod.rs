@@ -252,6 +252,8 @@ struct Inner {
     /// Held for the whole of each agent step; `send_message` waits on it (FIFO) so a message
     /// lands between steps, never inside one.
     step_gate: tokio::sync::Mutex<()>,
+    /// Bumped by every `interrupt()`; a step compares it with the value it started with.
+    interrupted: tokio::sync::watch::Sender<u64>,
     stuck_detection: bool,
     stuck_thresholds: StuckThresholds,
     max_budget_per_run: Option<f64>,
@@ -389,6 +391,7 @@ impl LocalConversation {
                 tools: tokio::sync::OnceCell::new(),
                 run_lock: tokio::sync::Mutex::new(()),
                 step_gate: tokio::sync::Mutex::new(()),
+                interrupted: tokio::sync::watch::Sender::new(0),
                 stuck_detection: config.stuck_detection,
                 stuck_thresholds: config.stuck_thresholds,
                 max_budget_per_run: config.max_budget_per_run,
@@ -510,9 +513,26 @@ impl LocalConversation {
         Ok(())
     }
 
-    /// Interrupts: pauses, and asks running tools to stop (Ctrl-C to the terminal).
+    /// Interrupts a run: unlike [`LocalConversation::pause`] it does not wait for the step.
+    /// An in-flight LLM call is abandoned (its answer is never recorded), running tools get
+    /// Ctrl-C, calls of the batch that have not started get an error result, an
+    /// `InterruptEvent` is recorded and the status becomes `paused`. When nothing is running
+    /// it is the same as `pause`.
     pub fn interrupt(&self) -> Result<()> {
-        self.pause()?;
+        {
+            let mut core = self.inner.lock();
+            if core.state.execution_status != ExecutionStatus::Running {
+                drop(core);
+                return self.pause();
+            }
+            core.emit(Event::Interrupt(oh_protocol::event::InterruptEvent {
+                base: new_base(Source::User),
+            }))?;
+            core.set_status(ExecutionStatus::Paused)?;
+        }
+        self.inner
+            .interrupted
+            .send_modify(|generation| *generation += 1);
         if let Some(tools) = self.inner.tools.get() {
             for tool in tools {
                 tool.interrupt();
@@ -793,6 +813,9 @@ fn recover_interrupted_run(core: &mut Core) -> Result<()> {
     }
     core.set_status(ExecutionStatus::Error)
 }
+
+/// Result text of a call that an interrupt stopped before it started.
+pub const CANCELLED_BY_INTERRUPT: &str = "Tool call cancelled by interrupt.";
 
 /// Stored static secrets are masked without a cipher; only unmasked values come back.
 fn restore_secrets(registry: &SecretRegistry, secrets: &Secrets) {

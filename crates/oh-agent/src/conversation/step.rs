@@ -253,7 +253,15 @@ async fn step(inner: &Inner) -> Result<(), StepFailure> {
         tools: &schemas,
         conversation_id: Some(&conversation_id),
     };
-    let result = inner.llm.complete(request).await;
+    let mut interrupts = inner.interrupted.subscribe();
+    interrupts.mark_unchanged();
+    let result = tokio::select! {
+        result = inner.llm.complete(request) => result,
+        _ = interrupts.changed() => {
+            tracing::info!(conversation = %inner.id, "LLM call abandoned: interrupted");
+            return Ok(());
+        }
+    };
     {
         let mut core = inner.lock();
         core.update_stats(inner.llm.usage_id(), inner.llm.metrics())?;
@@ -472,10 +480,21 @@ async fn execute_batch(
         actions.truncate(at + 1);
     }
     let mut finished = false;
+    let interrupts = inner.interrupted.subscribe();
     for action_event in &actions {
         let Some(action) = &action_event.action else {
             continue;
         };
+        if interrupts.has_changed().unwrap_or(false) {
+            inner.lock().emit(Event::AgentError(AgentErrorEvent {
+                base: new_base(Source::Agent),
+                tool_name: action_event.tool_name.clone(),
+                tool_call_id: action_event.tool_call_id.clone(),
+                error: super::CANCELLED_BY_INTERRUPT.to_owned(),
+                classification: Some(super::classify::internal()),
+            }))?;
+            continue;
+        }
         let tool = tools.iter().find(|t| t.name() == action_event.tool_name);
         let result = match tool {
             Some(tool) => tool.execute(action).await,
