@@ -565,3 +565,53 @@ async fn interrupt_stops_a_running_command() {
     assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Finished);
     conv.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_mode_records_state_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = ScriptedLlm::start(vec![finish("ok")]).await.unwrap();
+    let config =
+        common::config(common::agent(&llm.base_url()), dir.path(), None).emit_state_updates(true);
+    let conv = common::start(config);
+    conv.send_text("go").await.unwrap();
+    assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Finished);
+    let updates: Vec<(String, serde_json::Value)> = conv
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConversationStateUpdate(u) => Some((u.key.clone(), u.value.clone())),
+            _ => None,
+        })
+        .collect();
+    let statuses: Vec<&serde_json::Value> = updates
+        .iter()
+        .filter(|(k, _)| k == "execution_status")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(statuses, [&json!("running"), &json!("finished")]);
+    assert!(
+        updates
+            .iter()
+            .any(|(k, v)| k == "last_user_message_id" && v.is_string())
+    );
+    let stats = updates
+        .iter()
+        .find(|(k, _)| k == "stats")
+        .map(|(_, v)| v)
+        .unwrap();
+    assert!(
+        stats["usage_to_metrics"]["agent"]["accumulated_token_usage"]["prompt_tokens"].is_u64()
+    );
+    // The snapshot form of the reference: no per-call lists, `max_budget_per_task` null.
+    assert!(stats["usage_to_metrics"]["agent"].get("costs").is_none());
+    assert!(stats["usage_to_metrics"]["agent"]["max_budget_per_task"].is_null());
+    // State updates do not move the conversation's HEAD.
+    let state = conv.state();
+    let last_other = conv
+        .events()
+        .iter()
+        .rev()
+        .find(|e| !matches!(e, Event::ConversationStateUpdate(_)))
+        .and_then(|e| e.id().map(str::to_owned));
+    assert_eq!(state.leaf_event_id, last_other);
+}

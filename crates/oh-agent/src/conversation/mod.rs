@@ -688,8 +688,22 @@ impl Core {
         change(&mut self.state);
         self.save()?;
         if self.emit_state_updates {
-            let full = oh_protocol::wire::to_compact_value(&self.state).unwrap_or_default();
-            let value = full.get(key).cloned().unwrap_or(serde_json::Value::Null);
+            let value = if key == "stats" {
+                // Like the reference's server: accumulated figures only, nulls kept.
+                let snapshot = oh_protocol::state::ConversationStatsSnapshot {
+                    usage_to_metrics: self
+                        .state
+                        .stats
+                        .usage_to_metrics
+                        .iter()
+                        .map(|(id, m)| (id.clone(), m.snapshot()))
+                        .collect(),
+                };
+                serde_json::to_value(snapshot).unwrap_or_default()
+            } else {
+                let full = oh_protocol::wire::to_compact_value(&self.state).unwrap_or_default();
+                full.get(key).cloned().unwrap_or(serde_json::Value::Null)
+            };
             self.emit(Event::ConversationStateUpdate(
                 ConversationStateUpdateEvent {
                     base: new_base(Source::Environment),
