@@ -25,6 +25,7 @@
 //! delivered.
 
 mod classify;
+pub mod condenser;
 mod parse;
 mod step;
 pub mod store;
@@ -51,6 +52,7 @@ use crate::llm::{LlmClient, LlmError};
 use crate::secrets::Secrets;
 use crate::tools::{SharedTool, ToolContext, ToolError, ToolOptions};
 
+pub use condenser::Condenser;
 pub use parse::MALFORMED_MARKER;
 pub use store::{Store, StoreError};
 pub use stuck::Thresholds as StuckThresholds;
@@ -99,6 +101,9 @@ pub enum Error {
     /// Reading or writing the conversation's files failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The history could not be condensed.
+    #[error("condensation failed: {0}")]
+    Condensation(String),
     /// No tokio runtime is available.
     #[error("a LocalConversation must be created inside a tokio runtime")]
     NoRuntime,
@@ -242,6 +247,8 @@ struct Inner {
     id: uuid::Uuid,
     core: Mutex<Core>,
     llm: LlmClient,
+    /// Condenses the history when it grows too long (spec §7).
+    condenser: Option<Condenser>,
     agent: Agent,
     workspace: PathBuf,
     conversation_dir: Option<PathBuf>,
@@ -306,6 +313,7 @@ impl LocalConversation {
     pub fn new(config: ConversationConfig) -> Result<Self> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let llm = LlmClient::new(config.agent.llm.clone())?;
+        let condenser = Condenser::from_agent(&config.agent)?;
         std::fs::create_dir_all(&config.workspace).map_err(|source| StoreError::Io {
             action: "creating workspace",
             path: config.workspace.clone(),
@@ -339,6 +347,12 @@ impl LocalConversation {
                 if let Some(metrics) = state.stats.usage_to_metrics.get(&config.agent.llm.usage_id)
                 {
                     llm.restore_metrics(metrics.clone());
+                }
+                if let Some(condenser) = &condenser
+                    && let Some(metrics) =
+                        state.stats.usage_to_metrics.get(condenser.llm().usage_id())
+                {
+                    condenser.llm().restore_metrics(metrics.clone());
                 }
                 (state, events, Some(store))
             }
@@ -383,6 +397,7 @@ impl LocalConversation {
                 id,
                 core: Mutex::new(core),
                 llm,
+                condenser,
                 agent: config.agent,
                 workspace: config.workspace,
                 conversation_dir,
@@ -495,6 +510,40 @@ impl LocalConversation {
         let result = step::run_loop(inner).await;
         inner.flush().await;
         result
+    }
+
+    /// The history condenser, if the agent configures one.
+    pub fn condenser(&self) -> Option<&Condenser> {
+        self.inner.condenser.as_ref()
+    }
+
+    /// Asks for a condensation: appends a `CondensationRequest`. When no run is in progress
+    /// the condensation happens now (one call to the condenser's LLM, recording a
+    /// `Condensation`); a running loop condenses at its next step. Fails with
+    /// [`Error::Unsupported`] when the agent has no condenser, and with
+    /// [`Error::Condensation`] or [`Error::Llm`] when the condensation fails.
+    pub async fn condense(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.condenser.is_none() {
+            return Err(Error::Unsupported(
+                "condense() needs a condenser in the agent configuration".into(),
+            ));
+        }
+        let running = inner.run_lock.try_lock();
+        inner.ensure_ready().await?;
+        {
+            let _between_steps = inner.step_gate.lock().await;
+            inner.lock().emit(Event::CondensationRequest(
+                oh_protocol::event::CondensationRequest {
+                    base: new_base(Source::Environment),
+                },
+            ))?;
+            if running.is_ok() {
+                step::condense_if_due(inner).await?;
+            }
+        }
+        inner.flush().await;
+        Ok(())
     }
 
     /// Pauses: from `idle` or `running` the status becomes `paused` and a `PauseEvent` is

@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
-use oh_protocol::event::{ActionEvent, AgentErrorEvent, SecurityRisk, SystemPromptEvent};
+use oh_protocol::event::{
+    ActionEvent, AgentErrorEvent, CondensationRequest, SecurityRisk, SystemPromptEvent,
+};
 use oh_protocol::{
     Action, ConfirmationPolicy, Content, Event, ExecutionStatus, Message, MessageEvent,
     MessageToolCall, ObservationEvent, Source, TextContent,
@@ -130,9 +132,18 @@ fn llm_detail(error: &LlmError) -> String {
 }
 
 /// Why a step failed.
-enum StepFailure {
+pub(super) enum StepFailure {
     Llm(LlmError),
     Conversation(Error),
+}
+
+impl From<StepFailure> for Error {
+    fn from(failure: StepFailure) -> Self {
+        match failure {
+            StepFailure::Llm(e) => Error::Llm(e),
+            StepFailure::Conversation(e) => e,
+        }
+    }
 }
 
 impl From<Error> for StepFailure {
@@ -236,7 +247,12 @@ async fn step(inner: &Inner) -> Result<(), StepFailure> {
         return Ok(());
     }
 
-    // 2. The LLM call, without holding the lock.
+    // 2. A condensation due (view too long, or requested) takes this step.
+    if condense_if_due(inner).await? {
+        return Ok(());
+    }
+
+    // 3. The LLM call, without holding the lock.
     let (messages, users_before) = {
         let core = inner.lock();
         let render =
@@ -274,6 +290,15 @@ async fn step(inner: &Inner) -> Result<(), StepFailure> {
             let mut event = environment_message(CONTENT_POLICY_NUDGE.to_owned());
             event.base.source = Source::User;
             core.emit(Event::Message(event))?;
+            return Ok(());
+        }
+        Err(LlmError::ContextWindowExceeded(detail)) if inner.condenser.is_some() => {
+            tracing::warn!(%detail, "context window exceeded; requesting a condensation");
+            inner
+                .lock()
+                .emit(Event::CondensationRequest(CondensationRequest {
+                    base: new_base(Source::Environment),
+                }))?;
             return Ok(());
         }
         Err(e) => return Err(StepFailure::Llm(e)),
@@ -314,6 +339,34 @@ async fn step(inner: &Inner) -> Result<(), StepFailure> {
         core.set_status(ExecutionStatus::Running)?;
     }
     Ok(())
+}
+
+/// Condenses the history if the condenser says it is due; true if a `Condensation` was
+/// recorded (the step ends there).
+pub(super) async fn condense_if_due(inner: &Inner) -> Result<bool, StepFailure> {
+    let Some(condenser) = &inner.condenser else {
+        return Ok(false);
+    };
+    let plan = {
+        let core = inner.lock();
+        let render =
+            |o: &ObservationEvent| tools::observation_content(o, inner.conversation_dir.as_deref());
+        condenser.plan(&core.events, &render)?
+    };
+    let Some(plan) = plan else {
+        return Ok(false);
+    };
+    let conversation_id = inner.id.to_string();
+    let result = condenser.summarize(plan, Some(&conversation_id)).await;
+    let mut core = inner.lock();
+    core.update_stats(condenser.llm().usage_id(), condenser.llm().metrics())?;
+    let condensation = result.map_err(StepFailure::Llm)?;
+    tracing::info!(
+        forgotten = condensation.forgotten_event_ids.len(),
+        "history condensed"
+    );
+    core.emit(Event::Condensation(condensation))?;
+    Ok(true)
 }
 
 /// Records one ActionEvent per call (plus an error for invalid ones), then either waits for

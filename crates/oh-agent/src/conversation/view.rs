@@ -91,6 +91,19 @@ fn visible(events: &[Event]) -> Vec<Item<'_>> {
     view
 }
 
+/// The LLM-visible events after condensations (summaries as `CondensationSummaryEvent`s),
+/// in order: the view the condenser works on. Its indices are the ones a `Condensation`'s
+/// `summary_offset` refers to.
+pub(crate) fn condensed_view(events: &[Event]) -> Vec<Event> {
+    visible(events)
+        .into_iter()
+        .map(|item| match item {
+            Item::Event(e) => e.clone(),
+            Item::Summary(s) => Event::CondensationSummary(s),
+        })
+        .collect()
+}
+
 /// Projects `events` to LLM messages. `observation_content` renders a tool observation
 /// (tool-specific: the terminal adds its cwd/exit-code lines and truncation).
 pub fn events_to_messages(
