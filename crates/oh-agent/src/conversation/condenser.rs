@@ -16,6 +16,7 @@ use oh_protocol::event::Condensation;
 use oh_protocol::{Agent, Content, Event, Llm, Message, ObservationEvent, Role, Source};
 use serde_json::Value;
 
+use super::view::result_call_id;
 use super::{Error, new_base};
 use crate::llm::{CompletionRequest, LlmClient, LlmError};
 
@@ -307,16 +308,6 @@ pub(crate) fn request_pending(events: &[Event]) -> bool {
         }
     }
     false
-}
-
-/// The tool call id an observation-like event answers.
-fn result_call_id(event: &Event) -> Option<&str> {
-    match event {
-        Event::Observation(o) => Some(&o.tool_call_id),
-        Event::UserRejectObservation(o) => Some(&o.tool_call_id),
-        Event::AgentError(e) if !e.tool_call_id.is_empty() => Some(&e.tool_call_id),
-        _ => None,
-    }
 }
 
 /// `safe[i]`: the view may be cut before `view[i]` (so `safe` has `len + 1` entries). A cut

@@ -49,7 +49,7 @@ fn is_llm_convertible(event: &Event) -> bool {
 }
 
 /// The tool call id an observation-like event answers.
-fn result_call_id(event: &Event) -> Option<&str> {
+pub(super) fn result_call_id(event: &Event) -> Option<&str> {
     match event {
         Event::Observation(o) => Some(&o.tool_call_id),
         Event::UserRejectObservation(o) => Some(&o.tool_call_id),
