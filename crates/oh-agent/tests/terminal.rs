@@ -917,3 +917,22 @@ fn parse_action_is_strict() {
     );
     assert!(parse_action(args(json!({"command": "ls", "reset": "maybe"}))).is_err());
 }
+
+/// A server started in the background by a non-interactive shell inherits SIGINT ignored;
+/// Ctrl-C must still stop a command. Re-runs `hard_timeout_then_ctrl_c` in a child process
+/// of this test binary with SIGINT ignored.
+#[test]
+fn ctrl_c_works_when_sigint_was_ignored_by_the_parent() {
+    let exe = std::env::current_exe().unwrap();
+    let status = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg("trap '' INT; exec \"$0\" --exact hard_timeout_then_ctrl_c --test-threads=1")
+        .arg(&exe)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "Ctrl-C did not stop the command with SIGINT ignored"
+    );
+}

@@ -220,7 +220,16 @@ impl ShellHandle {
         let (pty, pts) = pty_process::open().map_err(to_io)?;
         pty.resize(pty_process::Size::new(ROWS, COLS))
             .map_err(to_io)?;
-        let command = pty_process::Command::new(options.shell)
+        // A server started in the background by a non-interactive shell inherits SIGINT and
+        // SIGQUIT ignored, and bash passes that on to every command, so Ctrl-C would do
+        // nothing. GNU env restores the defaults before bash starts, where it exists.
+        let command = match default_signal_env() {
+            Some(env) => pty_process::Command::new(env)
+                .arg("--default-signal=INT,QUIT")
+                .arg(options.shell),
+            None => pty_process::Command::new(options.shell),
+        };
+        let command = command
             .args(["--norc", "--noprofile", "-i"])
             .current_dir(options.working_dir)
             .env_clear()
@@ -339,6 +348,22 @@ impl ShellHandle {
         )
         .await;
     }
+}
+
+/// `/usr/bin/env` if it understands `--default-signal` (GNU coreutils ≥ 8.31), checked once.
+fn default_signal_env() -> Option<&'static Path> {
+    static ENV: std::sync::OnceLock<Option<&'static Path>> = std::sync::OnceLock::new();
+    *ENV.get_or_init(|| {
+        let env = Path::new("/usr/bin/env");
+        let works = std::process::Command::new(env)
+            .args(["--default-signal=INT,QUIT", "true"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        works.then_some(env)
+    })
 }
 
 /// Kills every process left in the shell's session (bash runs as a session leader, so its
