@@ -124,6 +124,25 @@ fn copy_cache_control(from: &Value, to: &mut Map<String, Value>) {
     }
 }
 
+/// Appends the non-empty text blocks of a Chat-shaped message (string or block list content)
+/// as Anthropic text blocks.
+fn push_text_blocks(message: &Value, out: &mut Vec<Value>) {
+    match message.get("content") {
+        Some(Value::String(text)) if !text.is_empty() => out.push(text_block(text, message)),
+        Some(Value::Array(items)) => {
+            for item in items {
+                if item.get("type").and_then(Value::as_str) == Some("text")
+                    && let Some(text) = item.get("text").and_then(Value::as_str)
+                    && !text.is_empty()
+                {
+                    out.push(text_block(text, item));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn text_block(text: &str, source: &Value) -> Value {
     let mut block = Map::new();
     block.insert("type".into(), json!("text"));
@@ -259,20 +278,7 @@ fn assistant_blocks(message: &Value, out: &mut Vec<Value>, seen_ids: &mut Vec<St
             }
         }
     }
-    match message.get("content") {
-        Some(Value::String(text)) if !text.is_empty() => out.push(text_block(text, message)),
-        Some(Value::Array(items)) => {
-            for item in items {
-                if item.get("type").and_then(Value::as_str) == Some("text")
-                    && let Some(text) = item.get("text").and_then(Value::as_str)
-                    && !text.is_empty()
-                {
-                    out.push(text_block(text, item));
-                }
-            }
-        }
-        _ => {}
-    }
+    push_text_blocks(message, out);
     if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
         for call in calls {
             let id = sanitize_tool_id(call.get("id").and_then(Value::as_str).unwrap_or_default());
@@ -374,20 +380,7 @@ fn anthropic_messages(chat: Vec<Value>) -> Vec<Value> {
 fn system_blocks(leading: &[Value]) -> Vec<Value> {
     let mut blocks = Vec::new();
     for m in leading {
-        match m.get("content") {
-            Some(Value::String(text)) if !text.is_empty() => blocks.push(text_block(text, m)),
-            Some(Value::Array(items)) => {
-                for item in items {
-                    if item.get("type").and_then(Value::as_str) == Some("text")
-                        && let Some(text) = item.get("text").and_then(Value::as_str)
-                        && !text.is_empty()
-                    {
-                        blocks.push(text_block(text, item));
-                    }
-                }
-            }
-            _ => {}
-        }
+        push_text_blocks(m, &mut blocks);
     }
     blocks
 }

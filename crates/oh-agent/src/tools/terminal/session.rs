@@ -562,30 +562,15 @@ fn shell_exited(output: String, command: String, code: i32) -> TerminalObservati
 
 /// A new command sent while the previous one still runs: not executed.
 fn not_executed(shell: &ShellHandle, run: &mut Running, command: &str) -> TerminalObservation {
-    let output = take_new_output(shell, run, command);
-    let prefix = if run.continued {
-        CONTINUE_PREFIX.to_owned()
-    } else {
-        String::new()
-    };
-    run.continued = true;
+    let suffix = format!(
+        "\n[Your command \"{command}\" is NOT executed. The previous command is still \
+         running - You CANNOT send new commands until the previous command is \
+         completed. By setting `is_input` to `true`, you can interact with the current \
+         process: {TIMEOUT_MESSAGE}]"
+    );
     TerminalObservation {
-        content: vec![Content::text(output)],
         is_error: true,
-        command: Some(command.to_owned()),
-        exit_code: Some(-1),
-        timeout: false,
-        metadata: CmdOutputMetadata {
-            prefix,
-            suffix: format!(
-                "\n[Your command \"{command}\" is NOT executed. The previous command is still \
-                 running - You CANNOT send new commands until the previous command is \
-                 completed. By setting `is_input` to `true`, you can interact with the current \
-                 process: {TIMEOUT_MESSAGE}]"
-            ),
-            ..CmdOutputMetadata::default()
-        },
-        full_output_save_dir: None,
+        ..still_running(shell, run, command, suffix)
     }
 }
 
