@@ -35,23 +35,11 @@ async fn malformed_arguments_become_an_action_without_action_and_an_error() {
     conv.send_text("go").await.unwrap();
     assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Finished);
     let events = conv.events();
-    let action = events
-        .iter()
-        .find_map(|e| match e {
-            Event::Action(a) => Some(a),
-            _ => None,
-        })
-        .unwrap();
+    let action = common::first!(events, Action).unwrap();
     assert!(action.action.is_none());
     let stored: serde_json::Value = serde_json::from_str(&action.tool_call.arguments).unwrap();
     assert_eq!(stored[MALFORMED_MARKER], true);
-    let error = events
-        .iter()
-        .find_map(|e| match e {
-            Event::AgentError(a) => Some(a),
-            _ => None,
-        })
-        .unwrap();
+    let error = common::first!(events, AgentError).unwrap();
     assert!(
         error
             .error
@@ -93,14 +81,7 @@ async fn unknown_tool_reports_the_available_ones() {
     ));
     conv.send_text("go").await.unwrap();
     assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Finished);
-    let error = conv
-        .events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::AgentError(a) => Some(a),
-            _ => None,
-        })
-        .unwrap();
+    let error = common::first!(conv.events(), AgentError).unwrap();
     assert_eq!(
         error.error,
         "Tool 'nonexistent_tool' not found. Available: ['terminal', 'file_editor', 'task_tracker', 'finish', 'think']"
@@ -124,14 +105,7 @@ async fn validation_error_names_the_parameters() {
     ));
     conv.send_text("go").await.unwrap();
     assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Finished);
-    let error = conv
-        .events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::AgentError(a) => Some(a),
-            _ => None,
-        })
-        .unwrap();
+    let error = common::first!(conv.events(), AgentError).unwrap();
     assert!(
         error.error.starts_with("Error validating tool 'think': "),
         "{}",
@@ -162,14 +136,7 @@ async fn aliases_are_normalised() {
     ));
     conv.send_text("go").await.unwrap();
     assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Finished);
-    let action = conv
-        .events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Action(a) => Some(a),
-            _ => None,
-        })
-        .unwrap();
+    let action = common::first!(conv.events(), Action).unwrap();
     assert_eq!(action.tool_name, "terminal");
     assert_eq!(action.tool_call.name, "terminal");
     assert!(action.action.is_some());
@@ -264,14 +231,7 @@ async fn authentication_failure_is_reported_without_retries() {
     ));
     conv.send_text("go").await.unwrap();
     assert!(matches!(conv.run().await, Err(Error::Run { .. })));
-    let error = conv
-        .events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::ConversationError(e) => Some(e),
-            _ => None,
-        })
-        .unwrap();
+    let error = common::first!(conv.events(), ConversationError).unwrap();
     assert_eq!(error.code, "LLMAuthenticationError");
     assert_eq!(error.detail, "API key invalid or expired");
     assert_eq!(error.base.source, Source::Environment);

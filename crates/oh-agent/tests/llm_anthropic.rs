@@ -8,7 +8,7 @@ use llm_support::*;
 use oh_agent::llm::{CompletionRequest, LlmError, WireFormat};
 use oh_protocol::message::{ThinkingBlock, ToolCallOrigin};
 use oh_protocol::{Message, Role};
-use oh_testkit::{COMPLETION_TOKENS, PROMPT_TOKENS, Reply, ScriptedCall, ScriptedLlm};
+use oh_testkit::{COMPLETION_TOKENS, PROMPT_TOKENS, Reply, ScriptedCall};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
@@ -16,10 +16,6 @@ const MODEL: &str = "anthropic/claude-sonnet-4-5";
 /// A Claude model outside the built-in table and the thinking lists: no thinking, 4096
 /// output tokens, but cache markers (`claude-3-5-haiku` is a prompt-cache model).
 const PLAIN: &str = "anthropic/claude-3-5-haiku-20241022";
-
-async fn server(script: Vec<Reply>) -> ScriptedLlm {
-    ScriptedLlm::start(script).await.unwrap()
-}
 
 #[tokio::test]
 async fn text_reply() {

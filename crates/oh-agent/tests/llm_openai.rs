@@ -11,15 +11,11 @@ use oh_agent::llm::{CompletionRequest, LlmClient, LlmError, WireFormat};
 use oh_protocol::agent::ApiMode;
 use oh_protocol::message::ToolCallOrigin;
 use oh_protocol::{Llm, Message, Role};
-use oh_testkit::{COMPLETION_TOKENS, PROMPT_TOKENS, Reply, ScriptedCall, ScriptedLlm};
+use oh_testkit::{COMPLETION_TOKENS, PROMPT_TOKENS, Reply, ScriptedCall};
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
 const MODEL: &str = "openai/fixture-model";
-
-async fn server(script: Vec<Reply>) -> ScriptedLlm {
-    ScriptedLlm::start(script).await.unwrap()
-}
 
 #[tokio::test]
 async fn text_reply() {

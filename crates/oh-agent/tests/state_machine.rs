@@ -201,14 +201,7 @@ async fn iteration_cap_ends_in_error_with_max_iterations_event() {
     conv.send_text("loop").await.unwrap();
     assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Error);
     assert_eq!(llm.requests().len(), 2);
-    let error = conv
-        .events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::ConversationError(e) => Some(e),
-            _ => None,
-        })
-        .unwrap();
+    let error = common::first!(conv.events(), ConversationError).unwrap();
     assert_eq!(error.code, "MaxIterationsReached");
     assert_eq!(error.detail, "Agent reached maximum iterations limit (2).");
     // A new run starts counting again.
@@ -331,14 +324,7 @@ async fn always_confirm_then_reject_records_rejections() {
     conv.reject_pending_actions("Do not delete that.").unwrap();
     assert_eq!(conv.status(), ExecutionStatus::Idle);
     assert!(dir.path().join("important").exists());
-    let rejection = conv
-        .events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::UserRejectObservation(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    let rejection = common::first!(conv.events(), UserRejectObservation).unwrap();
     assert_eq!(rejection.rejection_reason, "Do not delete that.");
     assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Finished);
     let second = llm.requests()[1].body.to_string();

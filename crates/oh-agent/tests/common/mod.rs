@@ -1,6 +1,11 @@
 //! Helpers shared by the conversation tests.
 
-#![allow(dead_code, reason = "each test file uses a subset")]
+#![allow(
+    dead_code,
+    unused_macros,
+    unused_imports,
+    reason = "each test file uses a subset"
+)]
 #![allow(clippy::expect_used, reason = "test helpers")]
 
 use std::path::Path;
@@ -70,3 +75,15 @@ pub(crate) fn request_text(body: &Value) -> String {
         .map(|m| m.to_string())
         .unwrap_or_default()
 }
+
+/// The first event of one kind in `events` (anything with `.iter()` over [`Event`]s), cloned:
+/// `common::first!(conv.events(), AgentError)`.
+macro_rules! first {
+    ($events:expr, $variant:ident) => {
+        $events.iter().find_map(|e| match e {
+            oh_protocol::Event::$variant(inner) => Some(inner.clone()),
+            _ => None,
+        })
+    };
+}
+pub(crate) use first;

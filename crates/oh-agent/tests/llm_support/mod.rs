@@ -6,7 +6,13 @@
 use oh_agent::llm::{CompletionRequest, LlmClient, ToolSchema};
 use oh_protocol::message::{ImageContent, Thinking, ThinkingBlock, ToolCallOrigin};
 use oh_protocol::{Content, Llm, Message, MessageToolCall, Role, SecretString, TextContent};
+use oh_testkit::{Reply, ScriptedLlm};
 use serde_json::{Value, json};
+
+/// A scripted LLM server playing `script`.
+pub async fn server(script: Vec<Reply>) -> ScriptedLlm {
+    ScriptedLlm::start(script).await.unwrap()
+}
 
 /// A configuration for `model` at `base_url` with instant retries.
 pub fn config(model: &str, base_url: &str) -> Llm {
