@@ -1,7 +1,31 @@
-//! The OpenHands agent server.
+//! The OpenHands agent server, in Rust: a drop-in for the Python `openhands-agent-server`.
 //!
-//! A hyper HTTP + WebSocket server with the Python agent server's routes, flags and
-//! environment, hosting the agent loop from `oh-agent` and streaming its events.
+//! It hosts [`oh_agent`] conversations behind the reference's REST routes and its WebSocket
+//! event stream, so the Python SDK's `RemoteConversation` and `RemoteWorkspace` drive it
+//! unmodified. The binary `openhands-agent-server` takes the same flags and environment as
+//! the Python one; [`Server`] runs it in-process.
 //!
-//! **Status:** not implemented yet; there is no binary and no API. The routes and JSON it will
-//! serve are described by the wire types in [`oh_protocol`].
+//! Module map: [`config`] (flags, `OH_*` environment), `app` (state, router, serve loop),
+//! `auth` and `cors` (middleware), `conversations` and `events` (REST), `sockets` (WebSocket
+//! stream), `bash`, `files`, `git` (workspace routes), `crypto` (secrets at rest).
+
+pub mod config;
+pub mod error;
+
+mod app;
+mod auth;
+mod bash;
+mod conversations;
+mod cors;
+mod crypto;
+mod events;
+mod extended;
+mod extract;
+mod files;
+mod git;
+mod server_details;
+mod sockets;
+
+pub use app::{Server, ServerError};
+pub use config::{Config, ConfigError};
+pub use server_details::PROTOCOL_VERSION;

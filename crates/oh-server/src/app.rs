@@ -1,0 +1,210 @@
+//! The application: shared state, the router, and the serve loop with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+
+use crate::auth::ApiKeys;
+use crate::config::Config;
+use crate::conversations::Conversations;
+use crate::cors::CorsPolicy;
+use crate::error::ApiError;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) keys: ApiKeys,
+    pub(crate) cors: CorsPolicy,
+    pub(crate) activity: Activity,
+    pub(crate) conversations: Conversations,
+    pub(crate) bash: crate::bash::BashService,
+    pub(crate) ready: AtomicBool,
+    /// Flips to `true` when the server shuts down; sockets watch it to close.
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// Start time and last activity, for `/server_info` (`uptime`, `idle_time`).
+#[derive(Debug)]
+pub(crate) struct Activity {
+    started: Instant,
+    /// Milliseconds after `started` of the last activity.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// Records activity now (a conversation event, a command, a file transfer, a git call).
+    pub(crate) fn touch(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub(crate) fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub(crate) fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A directory could not be prepared, or stored conversations could not be listed.
+    #[error("{0}")]
+    Storage(String),
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A bound agent server, ready to [`serve`](Server::serve).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), oh_server::ServerError> {
+/// let config = oh_server::Config::under(std::path::Path::new("/tmp/oh"));
+/// let server = oh_server::Server::bind(config).await?;
+/// println!("listening on http://{}", server.local_addr());
+/// server.serve(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Prepares storage, indexes stored conversations (without loading them) and binds the
+    /// listener.
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let conversations =
+            Conversations::open(&config).map_err(|err| ServerError::Storage(err.to_string()))?;
+        let bash = crate::bash::BashService::new(&config.bash_events_dir)
+            .map_err(|err| ServerError::Storage(err.to_string()))?;
+        let state = AppState(Arc::new(Shared {
+            keys: ApiKeys::new(&config.session_api_keys),
+            cors: CorsPolicy::new(
+                &config.allow_cors_origins,
+                config.allow_cors_origin_regex.as_deref(),
+            ),
+            activity: Activity::new(),
+            conversations,
+            bash,
+            ready: AtomicBool::new(false),
+            shutdown: tokio::sync::watch::Sender::new(false),
+            config,
+        }));
+        state.conversations.attach(&state);
+        state.ready.store(true, Ordering::Release);
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::new(self.state.config.host, self.state.config.port))
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, closes event sockets, pauses
+    /// running conversations (their state is on disk) and returns.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let state = self.state.clone();
+        let router = router(self.state);
+        let stop = state.shutdown.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop.send_replace(true);
+        };
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(signal)
+            .await?;
+        state.conversations.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The whole route table.
+pub(crate) fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(crate::conversations::router())
+        .merge(crate::events::router())
+        .merge(crate::bash::router())
+        .merge(crate::files::router())
+        .merge(crate::git::router())
+        .merge(crate::extended::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_key,
+        ));
+    Router::new()
+        .merge(crate::server_details::router())
+        .merge(crate::sockets::router())
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cors::cors,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> axum::response::Response {
+    ApiError::not_found().into_response()
+}
+
+async fn method_not_allowed() -> axum::response::Response {
+    ApiError::reason(StatusCode::METHOD_NOT_ALLOWED).into_response()
+}

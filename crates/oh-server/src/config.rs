@@ -1,0 +1,317 @@
+//! Configuration: the reference's JSON config file merged with `OH_*` environment variables
+//! (environment wins), plus the command line (spec §1.1–1.2).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// Environment variable naming the JSON configuration file.
+pub const CONFIG_PATH_ENV: &str = "OPENHANDS_AGENT_SERVER_CONFIG_PATH";
+/// Default configuration file, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "workspace/openhands_agent_server_config.json";
+
+/// Server configuration.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Bind address.
+    pub host: IpAddr,
+    /// TCP port (0 picks a free one).
+    pub port: u16,
+    /// Accepted session API keys; empty means no authentication.
+    pub session_api_keys: Vec<String>,
+    /// Key for secrets at rest; `None` masks secrets on disk (lost on restart).
+    pub secret_key: Option<String>,
+    /// Root of conversation persistence.
+    pub conversations_path: PathBuf,
+    /// Default working directory for tools that need one.
+    pub workspace_path: PathBuf,
+    /// Where bash command events are stored.
+    pub bash_events_dir: PathBuf,
+    /// Extra CORS origins.
+    pub allow_cors_origins: Vec<String>,
+    /// Extra CORS origin pattern.
+    pub allow_cors_origin_regex: Option<String>,
+    /// Agent runs allowed at once.
+    pub max_concurrent_runs: usize,
+    /// Idle live conversations are dropped from memory after this many seconds.
+    pub conversation_idle_ttl_seconds: Option<f64>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("session_api_keys", &self.session_api_keys.len())
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "**********"))
+            .field("conversations_path", &self.conversations_path)
+            .field("workspace_path", &self.workspace_path)
+            .field("bash_events_dir", &self.bash_events_dir)
+            .field("allow_cors_origins", &self.allow_cors_origins)
+            .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8000,
+            session_api_keys: Vec::new(),
+            secret_key: None,
+            conversations_path: PathBuf::from("workspace/conversations"),
+            workspace_path: PathBuf::from("workspace/project"),
+            bash_events_dir: PathBuf::from("workspace/bash_events"),
+            allow_cors_origins: Vec::new(),
+            allow_cors_origin_regex: None,
+            max_concurrent_runs: 10,
+            conversation_idle_ttl_seconds: Some(1200.0),
+        }
+    }
+}
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read or parsed.
+    #[error("configuration file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A value has the wrong form.
+    #[error("configuration `{field}`: {message}")]
+    Value {
+        /// The field (or environment variable).
+        field: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads the configuration file named by `OPENHANDS_AGENT_SERVER_CONFIG_PATH` (default
+    /// `workspace/openhands_agent_server_config.json`; missing = empty) and the process
+    /// environment. The host is `127.0.0.1` without API keys and `0.0.0.0` with them.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_vars(&vars)
+    }
+
+    /// As [`Config::from_env`], from the given variables.
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let path = env
+            .get(CONFIG_PATH_ENV)
+            .map_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH), PathBuf::from);
+        let file = read_file(&path)?;
+        let mut config = Config::default();
+
+        let keys = match env.list("OH_SESSION_API_KEYS")? {
+            Some(keys) => keys,
+            None => match file.get("session_api_keys") {
+                Some(value) => strings("session_api_keys", value)?,
+                None => env.get("SESSION_API_KEY").into_iter().map(str::to_owned).collect(),
+            },
+        };
+        config.session_api_keys = keys.into_iter().filter(|k| !k.is_empty()).collect();
+        config.secret_key = env
+            .get("OH_SECRET_KEY")
+            .map(str::to_owned)
+            .or_else(|| file.get("secret_key").and_then(Value::as_str).map(str::to_owned))
+            .or_else(|| env.get("SESSION_API_KEY").map(str::to_owned))
+            .or_else(|| env.get("OH_SESSION_API_KEYS_0").map(str::to_owned))
+            .filter(|k| !k.is_empty());
+        if !config.session_api_keys.is_empty() {
+            config.host = IpAddr::from([0, 0, 0, 0]);
+        }
+        for (field, slot) in [
+            ("conversations_path", &mut config.conversations_path),
+            ("workspace_path", &mut config.workspace_path),
+            ("bash_events_dir", &mut config.bash_events_dir),
+        ] {
+            if let Some(value) = env.field(&file, field) {
+                *slot = PathBuf::from(value);
+            }
+        }
+        if let Some(origins) = env.list("OH_ALLOW_CORS_ORIGINS")? {
+            config.allow_cors_origins = origins;
+        } else if let Some(value) = file.get("allow_cors_origins") {
+            config.allow_cors_origins = strings("allow_cors_origins", value)?;
+        }
+        config.allow_cors_origin_regex = env.field(&file, "allow_cors_origin_regex");
+        if let Some(raw) = env.field(&file, "max_concurrent_runs") {
+            config.max_concurrent_runs = raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ConfigError::Value {
+                    field: "max_concurrent_runs".into(),
+                    message: format!("expected an integer >= 1, got {raw:?}"),
+                })?;
+        }
+        if env.get("OH_CONVERSATION_IDLE_TTL_SECONDS_IS_NONE").is_some_and(truthy) {
+            config.conversation_idle_ttl_seconds = None;
+        } else if let Some(raw) = env.field(&file, "conversation_idle_ttl_seconds") {
+            config.conversation_idle_ttl_seconds = Some(
+                raw.parse::<f64>()
+                    .ok()
+                    .filter(|n| *n > 0.0)
+                    .ok_or_else(|| ConfigError::Value {
+                        field: "conversation_idle_ttl_seconds".into(),
+                        message: format!("expected a number > 0, got {raw:?}"),
+                    })?,
+            );
+        }
+        Ok(config)
+    }
+
+    /// The configuration with no authentication and every path under `root` (for tests and
+    /// in-process servers), bound to a free loopback port.
+    pub fn under(root: &Path) -> Self {
+        Self {
+            port: 0,
+            conversations_path: root.join("conversations"),
+            workspace_path: root.join("project"),
+            bash_events_dir: root.join("bash_events"),
+            ..Self::default()
+        }
+    }
+}
+
+fn truthy(raw: &str) -> bool {
+    matches!(raw.to_ascii_lowercase().as_str(), "1" | "true")
+}
+
+struct Env<'a>(&'a [(String, String)]);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `OH_<FIELD>` from the environment, else the file's value as text.
+    fn field(&self, file: &serde_json::Map<String, Value>, field: &str) -> Option<String> {
+        let env_name = format!("OH_{}", field.to_ascii_uppercase());
+        if let Some(value) = self.get(&env_name) {
+            return Some(value.to_owned());
+        }
+        match file.get(field)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// A list: `NAME` as a JSON array, or `NAME_0`, `NAME_1`, …
+    fn list(&self, name: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        if let Some(raw) = self.get(name) {
+            let value: Value = serde_json::from_str(raw).map_err(|err| ConfigError::Value {
+                field: name.into(),
+                message: format!("expected a JSON list: {err}"),
+            })?;
+            return strings(name, &value).map(Some);
+        }
+        let mut items = Vec::new();
+        while let Some(value) = self.get(&format!("{name}_{}", items.len())) {
+            items.push(value.to_owned());
+        }
+        Ok((!items.is_empty()).then_some(items))
+    }
+}
+
+fn strings(field: &str, value: &Value) -> Result<Vec<String>, ConfigError> {
+    let bad = || ConfigError::Value {
+        field: field.into(),
+        message: "expected a list of strings".into(),
+    };
+    value
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|item| item.as_str().map(str::to_owned).ok_or_else(bad))
+        .collect()
+}
+
+fn read_file(path: &Path) -> Result<serde_json::Map<String, Value>, ConfigError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(err) => {
+            return Err(ConfigError::File {
+                path: path.into(),
+                message: err.to_string(),
+            });
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ConfigError::File {
+            path: path.into(),
+            message: "expected a JSON object".into(),
+        }),
+        Err(err) => Err(ConfigError::File {
+            path: path.into(),
+            message: err.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        v.push((CONFIG_PATH_ENV.into(), "/nonexistent/config.json".into()));
+        v
+    }
+
+    #[test]
+    fn legacy_key_sets_keys_secret_and_wildcard_host() -> Result<(), ConfigError> {
+        let config = Config::from_vars(&vars(&[("SESSION_API_KEY", "k1")]))?;
+        assert_eq!(config.session_api_keys, vec!["k1"]);
+        assert_eq!(config.secret_key.as_deref(), Some("k1"));
+        assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
+        Ok(())
+    }
+
+    #[test]
+    fn indexed_keys_win_and_no_keys_binds_loopback() -> Result<(), ConfigError> {
+        let config = Config::from_vars(&vars(&[
+            ("SESSION_API_KEY", "legacy"),
+            ("OH_SESSION_API_KEYS_0", "a"),
+            ("OH_SESSION_API_KEYS_1", "b"),
+            ("OH_SECRET_KEY", "s"),
+        ]))?;
+        assert_eq!(config.session_api_keys, vec!["a", "b"]);
+        assert_eq!(config.secret_key.as_deref(), Some("s"));
+        let open = Config::from_vars(&vars(&[]))?;
+        assert!(open.session_api_keys.is_empty());
+        assert_eq!(open.host, IpAddr::from([127, 0, 0, 1]));
+        Ok(())
+    }
+
+    #[test]
+    fn paths_and_bad_values() {
+        let config = Config::from_vars(&vars(&[("OH_CONVERSATIONS_PATH", "/tmp/c")]));
+        assert_eq!(
+            config.map(|c| c.conversations_path).ok(),
+            Some(PathBuf::from("/tmp/c"))
+        );
+        let bad = Config::from_vars(&vars(&[("OH_MAX_CONCURRENT_RUNS", "zero")]));
+        assert!(matches!(bad, Err(ConfigError::Value { .. })));
+    }
+}

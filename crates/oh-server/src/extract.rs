@@ -1,0 +1,244 @@
+//! Request extractors whose failures are [`ApiError`]s in the reference's shapes, never
+//! axum's plain-text rejections.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Largest JSON body accepted (a conversation create with a big agent is tens of KiB).
+pub const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
+
+/// A JSON body parsed into `T`. An empty body is parsed as `null` (so an all-optional body
+/// may be omitted when `T` accepts `null`); bad JSON and type errors are 422.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state, MAX_JSON_BODY).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes (413 beyond).
+pub async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than {limit} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("Could not read the request body: {rejection}"))
+        }
+    })
+}
+
+/// Parses a JSON body into `T` with 422 errors located in `body`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let trimmed = bytes.trim_ascii();
+    let value: Value = if trimmed.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(trimmed).map_err(|err| {
+            ApiError::validation(
+                &["body"],
+                "json_invalid",
+                format!("JSON decode error: {err}"),
+                Value::Object(Default::default()),
+            )
+        })?
+    };
+    if value.is_null() {
+        // A required body that is missing: let `T` decide whether null is fine.
+        return serde_json::from_value(Value::Null).map_err(|_| {
+            ApiError::validation(&["body"], "missing", "Field required", Value::Null)
+        });
+    }
+    let shown = redact(&value);
+    serde_json::from_value(value).map_err(|err| {
+        ApiError::validation(&["body"], "value_error", err.to_string(), shown)
+    })
+}
+
+/// The input echoed in a 422 with secret-looking values replaced, as the reference does.
+fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let lower = key.to_ascii_lowercase();
+                    let secret = ["key", "secret", "token", "password", "authorization"]
+                        .iter()
+                        .any(|word| lower.contains(word));
+                    if secret && value.is_string() {
+                        (key.clone(), Value::String("<redacted>".into()))
+                    } else {
+                        (key.clone(), redact(value))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The query string as name/value pairs, in order (names may repeat).
+#[derive(Debug, Default, Clone)]
+pub struct Query(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        Ok(Query(
+            form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        ))
+    }
+}
+
+impl Query {
+    /// The last value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// A required string parameter (422 `missing` when absent).
+    pub fn required(&self, name: &str) -> Result<&str, ApiError> {
+        self.get(name).ok_or_else(|| {
+            ApiError::validation(&["query", name], "missing", "Field required", Value::Null)
+        })
+    }
+
+    /// An optional parameter parsed with `parse`, whose error message becomes a 422.
+    pub fn parse<T>(
+        &self,
+        name: &str,
+        kind: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(raw) => parse(raw).map(Some).map_err(|msg| {
+                ApiError::validation(&["query", name], kind, msg, Value::String(raw.into()))
+            }),
+        }
+    }
+
+    /// An optional boolean (`true`/`false`/`1`/`0`/`yes`/`no`/`on`/`off`, as pydantic).
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        self.parse(name, "bool_parsing", |raw| {
+            match raw.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" | "t" | "y" => Ok(true),
+                "false" | "0" | "no" | "off" | "f" | "n" => Ok(false),
+                _ => Err("Input should be a valid boolean, unable to interpret input".into()),
+            }
+        })
+    }
+
+    /// The page size: default 100, 1..=100 else 422 (as 1.57.0).
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        let limit = self
+            .parse("limit", "int_parsing", |raw| {
+                raw.parse::<i64>().map_err(|_| {
+                    "Input should be a valid integer, unable to parse string as an integer".into()
+                })
+            })?
+            .unwrap_or(100);
+        if limit <= 0 {
+            return Err(ApiError::validation(
+                &["query", "limit"],
+                "greater_than",
+                "Input should be greater than 0",
+                Value::String(limit.to_string()),
+            ));
+        }
+        if limit > 100 {
+            return Err(ApiError::validation(
+                &["query", "limit"],
+                "less_than_equal",
+                "Input should be less than or equal to 100",
+                Value::String(limit.to_string()),
+            ));
+        }
+        Ok(limit as usize)
+    }
+}
+
+/// Parses a UUID as the reference does: dashed, 32 hex or `urn:uuid:`, any case.
+pub fn parse_uuid(raw: &str) -> Option<uuid::Uuid> {
+    let raw = raw.trim();
+    let raw = raw
+        .strip_prefix("urn:uuid:")
+        .or_else(|| raw.strip_prefix("URN:UUID:"))
+        .unwrap_or(raw);
+    if raw.len() != 32 && raw.len() != 36 {
+        return None;
+    }
+    uuid::Uuid::try_parse(raw).ok()
+}
+
+/// The `{conversation_id}` path parameter as a UUID (422 `uuid_parsing` otherwise).
+#[derive(Debug, Clone, Copy)]
+pub struct ConversationId(pub uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = path_param(parts, state, "conversation_id").await?;
+        parse_uuid(&raw).map(ConversationId).ok_or_else(|| {
+            ApiError::validation(
+                &["path", "conversation_id"],
+                "uuid_parsing",
+                "Input should be a valid UUID",
+                Value::String(raw),
+            )
+        })
+    }
+}
+
+/// A named path parameter, percent-decoded.
+pub async fn path_param<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    name: &str,
+) -> Result<String, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|err| ApiError::bad_request(err.to_string()))?;
+    params
+        .iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+        .ok_or_else(|| ApiError::internal(format!("route has no `{name}` parameter")))
+}

@@ -1,0 +1,177 @@
+//! Shared helpers of the server's integration tests: a server on a free port in a temporary
+//! directory, and a small HTTP client.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use oh_server::{Config, Server};
+use serde_json::Value;
+
+/// A running server; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub key: Option<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A server without authentication.
+    pub async fn start() -> Self {
+        Self::start_with(None, |_| {}).await
+    }
+
+    /// A server requiring `key`.
+    pub async fn with_key(key: &str) -> Self {
+        Self::start_with(Some(key), |_| {}).await
+    }
+
+    /// A server with `key` (if any) and a config tweak, storing under a fresh temp dir.
+    pub async fn start_with(key: Option<&str>, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, key, tweak).await
+    }
+
+    /// As [`TestServer::start_with`], storing under `dir` (to restart on the same data).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        key: Option<&str>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = Config::under(dir.path());
+        if let Some(key) = key {
+            config.session_api_keys = vec![key.to_owned()];
+            config.secret_key = Some(key.to_owned());
+        }
+        tweak(&mut config);
+        let server = Server::bind(config).await.expect("bind");
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+        });
+        Self {
+            addr,
+            dir,
+            key: key.map(str::to_owned),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server gracefully and gives back its directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// A request with the server's key (if any).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut headers = Vec::new();
+        if let Some(key) = &self.key {
+            headers.push(("x-session-api-key", key.clone()));
+        }
+        let body = body.map(|b| Bytes::from(b.to_string()));
+        send(method, &self.url(path), &headers, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!(
+                "not JSON ({err}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request with raw headers and body.
+pub async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<Bytes>,
+) -> Reply {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut builder = Request::builder().method(method).uri(url);
+    let has_body = body.is_some();
+    for (name, value) in headers {
+        builder = builder.header(*name, value);
+    }
+    if has_body && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+        builder = builder.header("content-type", "application/json");
+    }
+    let request = builder
+        .body(Full::new(body.unwrap_or_default()))
+        .expect("request");
+    let response = client.request(request).await.expect("send");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
