@@ -248,9 +248,11 @@ async fn create(
         meta,
     })?;
     state.activity.touch();
-    live.conv
-        .set_confirmation_policy(request.confirmation_policy)
-        .map_err(agent_error)?;
+    if request.confirmation_policy != oh_protocol::ConfirmationPolicy::default() {
+        live.conv
+            .set_confirmation_policy(request.confirmation_policy)
+            .map_err(agent_error)?;
+    }
     if request.security_analyzer.is_some() {
         live.conv
             .set_security_analyzer(request.security_analyzer)
