@@ -135,6 +135,14 @@ async fn create(
     State(state): State<AppState>,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
+    if body.is_null() {
+        return Err(ApiError::validation(
+            &["body"],
+            "missing",
+            "Field required",
+            Value::Null,
+        ));
+    }
     if !body.is_object() {
         return Err(ApiError::validation(
             &["body"],
