@@ -34,11 +34,17 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/conversations/{id}/events/some-event"),
     ("GET", "/api/conversations/{id}/events"),
     ("POST", "/api/conversations/{id}/events"),
-    ("POST", "/api/conversations/{id}/events/respond_to_confirmation"),
+    (
+        "POST",
+        "/api/conversations/{id}/events/respond_to_confirmation",
+    ),
     ("POST", "/api/bash/start_bash_command"),
     ("POST", "/api/bash/execute_bash_command"),
     ("GET", "/api/bash/bash_events/search"),
-    ("GET", "/api/bash/bash_events/5c2f0e7a9b1d4c3e8f6a2b1c0d9e8f7a"),
+    (
+        "GET",
+        "/api/bash/bash_events/5c2f0e7a9b1d4c3e8f6a2b1c0d9e8f7a",
+    ),
     ("DELETE", "/api/bash/bash_events"),
     ("POST", "/api/file/upload?path=/tmp/x"),
     ("GET", "/api/file/download?path=/tmp/x"),
@@ -48,9 +54,9 @@ const IMPLEMENTED: &[(&str, &str)] = &[
 ];
 
 fn routes() -> Vec<(Method, String)> {
-    let extended = oh_server::EXTENDED_ROUTES_501.iter().flat_map(|(path, methods)| {
-        methods.iter().map(move |m| (*m, *path))
-    });
+    let extended = oh_server::EXTENDED_ROUTES_501
+        .iter()
+        .flat_map(|(path, methods)| methods.iter().map(move |m| (*m, *path)));
     IMPLEMENTED
         .iter()
         .copied()
@@ -102,7 +108,11 @@ async fn every_api_route_requires_the_key() {
         ] {
             let reply = send(method.clone(), &url, &headers, body.clone()).await;
             if reply.status != 401 || reply.json() != json!({"detail": "Unauthorized"}) {
-                failures.push(format!("{method} {path} {headers:?} -> {} {}", reply.status, reply.text()));
+                failures.push(format!(
+                    "{method} {path} {headers:?} -> {} {}",
+                    reply.status,
+                    reply.text()
+                ));
             }
         }
         // With the key the request gets past authentication.
@@ -117,10 +127,19 @@ async fn every_api_route_requires_the_key() {
             failures.push(format!("{method} {path} with key -> 401"));
         }
         if reply.status.is_server_error() && reply.status != 501 {
-            failures.push(format!("{method} {path} with key -> {} {}", reply.status, reply.text()));
+            failures.push(format!(
+                "{method} {path} with key -> {} {}",
+                reply.status,
+                reply.text()
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -145,14 +164,21 @@ async fn extended_routes_answer_501_with_json() {
         .post(&format!("/api/conversations/{ID}/fork"), json!({}))
         .await;
     assert_eq!(reply.status, 501);
-    assert!(reply.json()["detail"].as_str().is_some_and(|d| d.contains("fork")));
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("fork"))
+    );
 }
 
 async fn close_code(url: String, first: Option<&str>) -> Option<u16> {
     use futures::StreamExt;
     let (mut stream, _) = tokio_tungstenite::connect_async(url).await.ok()?;
     if let Some(frame) = first {
-        stream.send(Message::Text(frame.to_owned().into())).await.ok()?;
+        stream
+            .send(Message::Text(frame.to_owned().into()))
+            .await
+            .ok()?;
     }
     while let Some(Ok(message)) = stream.next().await {
         if let Message::Close(frame) = message {
@@ -172,7 +198,11 @@ async fn socket_auth_rules() {
     let empty = json!({"type": "auth", "session_api_key": ""}).to_string();
     assert_eq!(close_code(url.clone(), Some(&empty)).await, Some(4001));
     let right = json!({"type": "auth", "session_api_key": KEY}).to_string();
-    assert_eq!(close_code(url.clone(), Some(&right)).await, Some(4004), "unknown conversation");
+    assert_eq!(
+        close_code(url.clone(), Some(&right)).await,
+        Some(4004),
+        "unknown conversation"
+    );
     // Deprecated fallbacks: a wrong query key is refused at the handshake (403).
     let refused = tokio_tungstenite::connect_async(format!("{url}?session_api_key=wrong")).await;
     match refused {

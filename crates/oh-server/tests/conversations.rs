@@ -51,9 +51,18 @@ async fn message_run_and_stream_as_the_sdk_sees_them() {
 
     let info = server.get(&format!("/api/conversations/{id}")).await.json();
     assert_eq!(info["execution_status"], "idle");
-    assert_eq!(info["agent"]["llm"]["api_key"], Value::Null, "secrets are null in REST");
+    assert_eq!(
+        info["agent"]["llm"]["api_key"],
+        Value::Null,
+        "secrets are null in REST"
+    );
     assert_eq!(info["workspace"]["kind"], "LocalWorkspace");
-    assert!(info["persistence_dir"].as_str().expect("dir").ends_with(&id.replace('-', "")));
+    assert!(
+        info["persistence_dir"]
+            .as_str()
+            .expect("dir")
+            .ends_with(&id.replace('-', ""))
+    );
 
     let mut socket = Socket::connect(&server, &id).await;
     let first = socket.next().await.expect("initial frame");
@@ -78,7 +87,10 @@ async fn message_run_and_stream_as_the_sdk_sees_them() {
     assert!(last.get("parent_id").is_none());
 
     let events = all_events(&server, &id).await;
-    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap_or("")).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(kinds[0], "SystemPromptEvent");
     assert!(kinds.contains(&"ActionEvent") && kinds.contains(&"ObservationEvent"));
     let observation = events
@@ -107,7 +119,9 @@ async fn message_run_and_stream_as_the_sdk_sees_them() {
         .await;
     assert_eq!(actions.json(), json!(2));
     let user = server
-        .get(&format!("/api/conversations/{id}/events/search?source=user&body=HELLO"))
+        .get(&format!(
+            "/api/conversations/{id}/events/search?source=user&body=HELLO"
+        ))
         .await
         .json();
     assert_eq!(user["items"].as_array().map(Vec::len), Some(1));
@@ -157,15 +171,37 @@ async fn create_is_idempotent_and_delete_removes_the_directory() {
     assert_eq!(again.json()["id"], chosen);
     // Dash-less ids work in paths.
     let hex = chosen.replace('-', "");
-    assert_eq!(server.get(&format!("/api/conversations/{hex}")).await.status, 200);
-    assert!(server.root().join("conversations").join(&hex).join("meta.json").is_file());
-    assert!(server.root().join("w").join(".git").is_dir(), "workspace is a git repo");
+    assert_eq!(
+        server
+            .get(&format!("/api/conversations/{hex}"))
+            .await
+            .status,
+        200
+    );
+    assert!(
+        server
+            .root()
+            .join("conversations")
+            .join(&hex)
+            .join("meta.json")
+            .is_file()
+    );
+    assert!(
+        server.root().join("w").join(".git").is_dir(),
+        "workspace is a git repo"
+    );
 
     let page = server.get("/api/conversations/search").await.json();
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
-    assert_eq!(server.get("/api/conversations/count").await.json(), json!(1));
     assert_eq!(
-        server.get("/api/conversations/count?status=running").await.json(),
+        server.get("/api/conversations/count").await.json(),
+        json!(1)
+    );
+    assert_eq!(
+        server
+            .get("/api/conversations/count?status=running")
+            .await
+            .json(),
         json!(0)
     );
     let batch = server
@@ -186,17 +222,30 @@ async fn create_is_idempotent_and_delete_removes_the_directory() {
         .await;
     assert_eq!(patched.json(), json!({"success": true}));
     assert_eq!(
-        server.get(&format!("/api/conversations/{chosen}")).await.json()["title"],
+        server
+            .get(&format!("/api/conversations/{chosen}"))
+            .await
+            .json()["title"],
         "Renamed"
     );
 
     let deleted = server
-        .call(Method::DELETE, &format!("/api/conversations/{chosen}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/conversations/{chosen}"),
+            None,
+        )
         .await;
     assert_eq!(deleted.json(), json!({"success": true}));
     assert!(!server.root().join("conversations").join(&hex).exists());
     assert!(server.root().join("w").exists(), "the workspace is kept");
-    assert_eq!(server.get(&format!("/api/conversations/{chosen}")).await.status, 404);
+    assert_eq!(
+        server
+            .get(&format!("/api/conversations/{chosen}"))
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]
@@ -310,10 +359,12 @@ async fn confirmation_reject_and_accept() {
         )
         .await;
     let frames = socket.until_run_ends().await;
-    assert!(frames.iter().any(|f| f["kind"] == "ObservationEvent"
-        && f["observation"]["content"][0]["text"]
-            .as_str()
-            .is_some_and(|t| t.contains("second"))));
+    assert!(frames.iter().any(|f| {
+        f["kind"] == "ObservationEvent"
+            && f["observation"]["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("second"))
+    }));
 }
 
 #[tokio::test]
@@ -330,7 +381,9 @@ async fn socket_replays_history_and_accepts_messages() {
         let message = json!({"role": "user", "content": "hello over the socket"}).to_string();
         socket
             .stream
-            .send(tokio_tungstenite::tungstenite::Message::Text(message.into()))
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                message.into(),
+            ))
             .await
             .expect("send");
         let bad = json!({"role": "assistant", "content": "nope"}).to_string();
@@ -349,7 +402,9 @@ async fn socket_replays_history_and_accepts_messages() {
     let stored = all_events(&server, &id).await;
 
     let url = format!("ws://{}/sockets/events/{id}?resend_mode=all", server.addr);
-    let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let (stream, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
     let mut replay = Socket { stream };
     assert_eq!(replay.next().await.expect("initial")["key"], "full_state");
     for event in &stored {

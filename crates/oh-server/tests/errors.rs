@@ -21,8 +21,19 @@ fn loc(body: &Value) -> Value {
     body["detail"][0]["loc"].clone()
 }
 
-async fn raw(server: &TestServer, method: Method, path: &str, body: &'static [u8]) -> common::Reply {
-    send(method, &server.url(path), &[], Some(Bytes::from_static(body))).await
+async fn raw(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    body: &'static [u8],
+) -> common::Reply {
+    send(
+        method,
+        &server.url(path),
+        &[],
+        Some(Bytes::from_static(body)),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -31,14 +42,24 @@ async fn bad_paths_and_unknown_ids() {
     let body = expect(&server.get("/api/conversations/not-a-uuid").await, 422);
     assert_eq!(loc(&body), json!(["path", "conversation_id"]));
     assert_eq!(body["detail"][0]["type"], "uuid_parsing");
-    expect(&server.get(&format!("/api/conversations/{UNKNOWN}")).await, 404);
+    expect(
+        &server.get(&format!("/api/conversations/{UNKNOWN}")).await,
+        404,
+    );
     let delete = server
-        .call(Method::DELETE, &format!("/api/conversations/{UNKNOWN}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/conversations/{UNKNOWN}"),
+            None,
+        )
         .await;
     assert_eq!(expect(&delete, 400)["detail"], "Bad Request");
     for action in ["pause", "interrupt"] {
         let reply = server
-            .post(&format!("/api/conversations/{UNKNOWN}/{action}"), json!(null))
+            .post(
+                &format!("/api/conversations/{UNKNOWN}/{action}"),
+                json!(null),
+            )
             .await;
         expect(&reply, 400);
     }
@@ -82,7 +103,10 @@ async fn bad_paths_and_unknown_ids() {
     );
     expect(
         &server
-            .post(&format!("/api/conversations/{UNKNOWN}/condense"), json!(null))
+            .post(
+                &format!("/api/conversations/{UNKNOWN}/condense"),
+                json!(null),
+            )
             .await,
         404,
     );
@@ -95,7 +119,12 @@ async fn bad_paths_and_unknown_ids() {
         .await;
     assert_eq!(patch.json(), json!({"success": false}));
     expect(&server.get("/no/such/route").await, 404);
-    expect(&server.call(Method::PUT, "/api/conversations/count", None).await, 405);
+    expect(
+        &server
+            .call(Method::PUT, "/api/conversations/count", None)
+            .await,
+        405,
+    );
 }
 
 #[tokio::test]
@@ -109,20 +138,32 @@ async fn bad_bodies() {
     let array = raw(&server, Method::POST, "/api/conversations", b"[1]").await;
     expect(&array, 422);
     let no_agent = server
-        .post("/api/conversations", json!({"workspace": {"working_dir": work}}))
+        .post(
+            "/api/conversations",
+            json!({"workspace": {"working_dir": work}}),
+        )
         .await;
     let body = expect(&no_agent, 422);
-    assert!(body["detail"][0]["msg"].as_str().is_some_and(|m| m.contains("must be provided")));
+    assert!(
+        body["detail"][0]["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("must be provided"))
+    );
     let no_workspace = server
-        .post("/api/conversations", json!({"agent": agent_json("http://127.0.0.1:9/v1")}))
+        .post(
+            "/api/conversations",
+            json!({"agent": agent_json("http://127.0.0.1:9/v1")}),
+        )
         .await;
     expect(&no_workspace, 422);
     let mut unknown_tool = create_body(agent_json("http://127.0.0.1:9/v1"), &work);
     unknown_tool["agent"]["tools"] = json!([{"name": "browser_tool_set"}]);
     let reply = server.post("/api/conversations", unknown_tool).await;
-    assert!(expect(&reply, 422)["detail"][0]["msg"]
-        .as_str()
-        .is_some_and(|m| m.contains("browser_tool_set")));
+    assert!(
+        expect(&reply, 422)["detail"][0]["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("browser_tool_set"))
+    );
     let mut bad_tag = create_body(agent_json("http://127.0.0.1:9/v1"), &work);
     bad_tag["tags"] = json!({"Bad-Key": "x"});
     expect(&server.post("/api/conversations", bad_tag).await, 422);
@@ -134,7 +175,10 @@ async fn bad_bodies() {
     expect(&server.post("/api/conversations", bad_secret).await, 422);
     let mut unknown_parent = create_body(agent_json("http://127.0.0.1:9/v1"), &work);
     unknown_parent["parent_conversation_id"] = json!(UNKNOWN);
-    expect(&server.post("/api/conversations", unknown_parent).await, 422);
+    expect(
+        &server.post("/api/conversations", unknown_parent).await,
+        422,
+    );
     let mut acp = create_body(json!({"kind": "ACPAgent", "command": ["x"]}), &work);
     acp["agent"]["kind"] = json!("ACPAgent");
     expect(&server.post("/api/conversations", acp).await, 422);
@@ -151,7 +195,10 @@ async fn bad_bodies() {
 
     // Routes of an existing conversation.
     let created = server
-        .post("/api/conversations", create_body(agent_json("http://127.0.0.1:9/v1"), &work))
+        .post(
+            "/api/conversations",
+            create_body(agent_json("http://127.0.0.1:9/v1"), &work),
+        )
         .await;
     assert_eq!(created.status, 201);
     let id = created.json()["id"].as_str().expect("id").to_owned();
@@ -163,7 +210,10 @@ async fn bad_bodies() {
         .await;
     expect(&role, 422);
     let content = server
-        .post(&format!("/api/conversations/{id}/events"), json!({"content": 5}))
+        .post(
+            &format!("/api/conversations/{id}/events"),
+            json!({"content": 5}),
+        )
         .await;
     expect(&content, 422);
     let policy = server
@@ -174,7 +224,10 @@ async fn bad_bodies() {
         .await;
     expect(&policy, 422);
     let analyzer = server
-        .post(&format!("/api/conversations/{id}/security_analyzer"), json!({}))
+        .post(
+            &format!("/api/conversations/{id}/security_analyzer"),
+            json!({}),
+        )
         .await;
     expect(&analyzer, 422);
     let title = server
@@ -186,7 +239,10 @@ async fn bad_bodies() {
         .await;
     expect(&title, 422);
     let secrets = server
-        .post(&format!("/api/conversations/{id}/secrets"), json!({"secrets": 3}))
+        .post(
+            &format!("/api/conversations/{id}/secrets"),
+            json!({"secrets": 3}),
+        )
         .await;
     expect(&secrets, 422);
     let confirm = server
@@ -220,7 +276,10 @@ async fn bad_queries() {
     let created = server
         .post(
             "/api/conversations",
-            create_body(agent_json("http://127.0.0.1:9/v1"), &server.root().join("w")),
+            create_body(
+                agent_json("http://127.0.0.1:9/v1"),
+                &server.root().join("w"),
+            ),
         )
         .await;
     let id = created.json()["id"].as_str().expect("id").to_owned();
@@ -238,16 +297,29 @@ async fn bad_queries() {
             .await;
         assert_eq!(loc(&expect(&reply, 422))[0], "query", "{query}");
     }
-    for query in ["limit=0", "limit=101", "status=sleeping", "sort_order=created_at", "include_skills=maybe"] {
-        let reply = server.get(&format!("/api/conversations/search?{query}")).await;
+    for query in [
+        "limit=0",
+        "limit=101",
+        "status=sleeping",
+        "sort_order=created_at",
+        "include_skills=maybe",
+    ] {
+        let reply = server
+            .get(&format!("/api/conversations/search?{query}"))
+            .await;
         assert_eq!(loc(&expect(&reply, 422))[0], "query", "{query}");
     }
-    expect(&server.get("/api/conversations/count?status=sleeping").await, 422);
+    expect(
+        &server.get("/api/conversations/count?status=sleeping").await,
+        422,
+    );
     expect(&server.get("/api/conversations").await, 422);
     expect(&server.get("/api/conversations?ids=nope").await, 422);
     // An unknown page id restarts from the first page.
     let page = server
-        .get(&format!("/api/conversations/{id}/events/search?page_id=unknown"))
+        .get(&format!(
+            "/api/conversations/{id}/events/search?page_id=unknown"
+        ))
         .await;
     assert_eq!(page.status, 200);
 }

@@ -77,8 +77,8 @@ impl Drop for Process {
 async fn try_get(url: &str) -> Result<bool, ()> {
     use http_body_util::Empty;
     use hyper_util::client::legacy::Client;
-    let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<bytes::Bytes>>();
+    let client =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
     let uri: hyper::Uri = url.parse().map_err(|_| ())?;
     client
         .get(uri)
@@ -145,7 +145,9 @@ async fn wait_status(server: &Process, id: &str, want: &str) {
 async fn start_hanging_run(server: &Process, llm: &ScriptedLlm, root: &std::path::Path) -> String {
     let mut body = create_body(agent_json(&llm.base_url()), &root.join("work"));
     body["secrets"] = json!({"MY_TOKEN": {"kind": "StaticSecret", "value": "tok-12345"}});
-    let created = server.call(Method::POST, "/api/conversations", Some(body)).await;
+    let created = server
+        .call(Method::POST, "/api/conversations", Some(body))
+        .await;
     assert_eq!(created.status, 201, "{}", created.text());
     let id = created.json()["id"].as_str().expect("id").to_owned();
     let sent = server
@@ -197,7 +199,9 @@ async fn run_again(server: &Process, llm: &ScriptedLlm, id: &str) -> Vec<Value> 
         .find(|e| e["kind"] == "ObservationEvent" && e["tool_name"] == "terminal")
         .expect("observation");
     assert_eq!(
-        length["observation"]["content"][0]["text"].as_str().map(str::trim),
+        length["observation"]["content"][0]["text"]
+            .as_str()
+            .map(str::trim),
         Some("9"),
         "the secret survived the restart: {length}"
     );
@@ -206,9 +210,12 @@ async fn run_again(server: &Process, llm: &ScriptedLlm, id: &str) -> Vec<Value> 
 
 #[tokio::test]
 async fn kill_9_during_a_run_then_restart() {
-    let llm = ScriptedLlm::start(vec![Reply::tool("terminal", json!({"command": "sleep 60"}))])
-        .await
-        .expect("llm");
+    let llm = ScriptedLlm::start(vec![Reply::tool(
+        "terminal",
+        json!({"command": "sleep 60"}),
+    )])
+    .await
+    .expect("llm");
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let mut server = Process::start(dir.path(), port).await;
@@ -227,12 +234,19 @@ async fn kill_9_during_a_run_then_restart() {
     let after = events(&server, &id).await;
     let before_ids: Vec<&Value> = before.iter().map(|e| &e["id"]).collect();
     let after_ids: Vec<&Value> = after.iter().take(before.len()).map(|e| &e["id"]).collect();
-    assert_eq!(before_ids, after_ids, "every event persisted before the kill is served");
+    assert_eq!(
+        before_ids, after_ids,
+        "every event persisted before the kill is served"
+    );
     let recovery = after
         .iter()
         .find(|e| e["kind"] == "AgentErrorEvent")
         .expect("restart notice for the cut-off call");
-    assert!(recovery["error"].as_str().is_some_and(|t| t.contains("restart")));
+    assert!(
+        recovery["error"]
+            .as_str()
+            .is_some_and(|t| t.contains("restart"))
+    );
     run_again(&server, &llm, &id).await;
 }
 
@@ -249,7 +263,10 @@ async fn sigterm_during_a_run_pauses_and_keeps_everything() {
 
     let server = Process::start(dir.path(), free_port()).await;
     let after = events(&server, &id).await;
-    assert!(after.iter().any(|e| e["kind"] == "ObservationEvent"), "the step finished: {after:#?}");
+    assert!(
+        after.iter().any(|e| e["kind"] == "ObservationEvent"),
+        "the step finished: {after:#?}"
+    );
     assert_eq!(status(&server, &id).await, "paused");
     run_again(&server, &llm, &id).await;
 }

@@ -129,10 +129,7 @@ pub struct Reply {
 impl Reply {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|err| {
-            panic!(
-                "not JSON ({err}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
+            panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body))
         })
     }
 
@@ -154,7 +151,11 @@ pub async fn send(
     for (name, value) in headers {
         builder = builder.header(*name, value);
     }
-    if has_body && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+    if has_body
+        && !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
         builder = builder.header("content-type", "application/json");
     }
     let request = builder
@@ -231,9 +232,10 @@ impl Socket {
     pub async fn next(&mut self) -> Option<Value> {
         use futures::StreamExt;
         loop {
-            let frame = tokio::time::timeout(std::time::Duration::from_secs(20), self.stream.next())
-                .await
-                .ok()??;
+            let frame =
+                tokio::time::timeout(std::time::Duration::from_secs(20), self.stream.next())
+                    .await
+                    .ok()??;
             match frame.ok()? {
                 tokio_tungstenite::tungstenite::Message::Text(text) => {
                     return Some(serde_json::from_str(&text).expect("JSON frame"));
@@ -248,8 +250,8 @@ impl Socket {
     pub async fn until_run_ends(&mut self) -> Vec<Value> {
         let mut frames = Vec::new();
         while let Some(frame) = self.next().await {
-            let done = frame["key"] == "full_state"
-                && frame["value"]["execution_status"] != "running";
+            let done =
+                frame["key"] == "full_state" && frame["value"]["execution_status"] != "running";
             frames.push(frame);
             if done {
                 return frames;
