@@ -226,8 +226,9 @@ async fn serve(
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(%id, missed, "subscriber fell behind; catching up from the log");
+                    // Ids of earlier catch-ups stay in the set: the channel may still hold
+                    // their frames when the socket falls behind again during a catch-up.
                     let catch_up = persisted_after(&live, last_persisted.as_deref(), None);
-                    caught_up.clear();
                     for frame in catch_up {
                         if send_frame(&mut socket, &frame).await.is_err() {
                             return;
