@@ -270,13 +270,38 @@ impl BashService {
         self.inner.events.subscribe()
     }
 
+    /// Every stored event in storage order (for the bash socket's `resend_mode=all`).
+    #[allow(dead_code, reason = "for the bash event socket")]
+    pub(crate) fn stored_events(&self) -> Vec<Arc<BashEvent>> {
+        let entries: Vec<(String, Entry)> = lock(&self.inner.index)
+            .entries
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.clone()))
+            .collect();
+        entries
+            .iter()
+            .filter_map(|(name, entry)| self.inner.load(name, entry))
+            .collect()
+    }
+
     /// Starts `request` in the background; the handle finishes once its last output is
-    /// stored.
+    /// stored. Runs to completion even if the caller goes away halfway.
     pub(crate) async fn start(
         &self,
         request: ExecuteBashRequest,
     ) -> ApiResult<(BashCommand, JoinHandle<()>)> {
         let inner = Arc::clone(&self.inner);
+        tokio::spawn(Inner::start(inner, request))
+            .await
+            .map_err(ApiError::internal)?
+    }
+}
+
+impl Inner {
+    async fn start(
+        inner: Arc<Self>,
+        request: ExecuteBashRequest,
+    ) -> ApiResult<(BashCommand, JoinHandle<()>)> {
         let cwd = request.cwd.filter(|cwd| !cwd.is_empty());
         let micros = inner.tick();
         let command = BashCommand {
