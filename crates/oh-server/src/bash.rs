@@ -609,11 +609,8 @@ fn os_error(err: &io::Error, cwd: Option<&str>) -> String {
     let full = err.to_string();
     let suffix = format!(" (os error {code})");
     let description = full.strip_suffix(&suffix).unwrap_or(&full);
-    // The failing name is the directory when it is unusable, else the shell.
-    let culprit = match cwd {
-        Some(cwd) if !Path::new(cwd).is_dir() => cwd,
-        _ => "/bin/sh",
-    };
+    // With a working directory, changing into it is what fails (`/bin/sh` itself is there).
+    let culprit = cwd.unwrap_or("/bin/sh");
     format!("[Errno {code}] {description}: '{culprit}'")
 }
 
