@@ -1,13 +1,14 @@
 //! Fan-out: a subscriber that never reads does not hold up the conversation, and one that
 //! reads slowly still gets every persisted event once, in order.
 
+#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
+
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{Socket, TestServer, agent_json, create_body};
-use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_and_slow_subscribers_do_not_stall_or_lose_events() {
