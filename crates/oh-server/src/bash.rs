@@ -265,13 +265,11 @@ impl BashService {
     }
 
     /// Live events (for the bash socket).
-    #[allow(dead_code, reason = "for the bash event socket")]
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<BashEvent>> {
         self.inner.events.subscribe()
     }
 
     /// Every stored event in storage order (for the bash socket's `resend_mode=all`).
-    #[allow(dead_code, reason = "for the bash event socket")]
     pub(crate) fn stored_events(&self) -> Vec<Arc<BashEvent>> {
         let entries: Vec<(String, Entry)> = lock(&self.inner.index)
             .entries
