@@ -41,12 +41,12 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// The key from the deprecated query parameter or upgrade header: `Ok(true)` when it is
 /// valid (or auth is off), `Ok(false)` when none was given (the first frame must carry it),
-/// `Err(403)` when a wrong one was given.
+/// `Err(403)` when a wrong one was given (the handshake is refused).
 fn handshake_auth(
     state: &AppState,
     query: &Query,
     headers: &axum::http::HeaderMap,
-) -> Result<bool, Response> {
+) -> Result<bool, StatusCode> {
     if !state.keys.enabled() {
         return Ok(true);
     }
@@ -55,7 +55,7 @@ fn handshake_auth(
         .or_else(|| headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok()));
     match presented {
         Some(key) if state.keys.accepts(key) => Ok(true),
-        Some(_) => Err(StatusCode::FORBIDDEN.into_response()),
+        Some(_) => Err(StatusCode::FORBIDDEN),
         None => Ok(false),
     }
 }
@@ -414,7 +414,7 @@ async fn bash_socket(State(state): State<AppState>, req: Request) -> Response {
         .unwrap_or_default();
     let authenticated = match handshake_auth(&state, &query, &parts.headers) {
         Ok(authenticated) => authenticated,
-        Err(response) => return response,
+        Err(status) => return status.into_response(),
     };
     let replay = resend_all(&query);
     match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
