@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::ApiKeys;
 use crate::config::Config;
-use crate::conversations::Conversations;
+use crate::service::Conversations;
 use crate::cors::CorsPolicy;
 use crate::error::ApiError;
 
@@ -31,7 +31,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) keys: ApiKeys,
     pub(crate) cors: CorsPolicy,
-    pub(crate) activity: Activity,
+    pub(crate) activity: Arc<Activity>,
     pub(crate) conversations: Conversations,
     pub(crate) bash: crate::bash::BashService,
     pub(crate) ready: AtomicBool,
@@ -123,8 +123,9 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let conversations =
-            Conversations::open(&config).map_err(|err| ServerError::Storage(err.to_string()))?;
+        let activity = Arc::new(Activity::new());
+        let conversations = Conversations::open(&config, Arc::clone(&activity))
+            .map_err(|err| ServerError::Storage(err.to_string()))?;
         let bash = crate::bash::BashService::new(&config.bash_events_dir)
             .map_err(|err| ServerError::Storage(err.to_string()))?;
         let state = AppState(Arc::new(Shared {
@@ -133,14 +134,13 @@ impl Server {
                 &config.allow_cors_origins,
                 config.allow_cors_origin_regex.as_deref(),
             ),
-            activity: Activity::new(),
+            activity,
             conversations,
             bash,
             ready: AtomicBool::new(false),
             shutdown: tokio::sync::watch::Sender::new(false),
             config,
         }));
-        state.conversations.attach(&state);
         state.ready.store(true, Ordering::Release);
         Ok(Self { listener, state })
     }
@@ -161,6 +161,7 @@ impl Server {
         let state = self.state.clone();
         let router = router(self.state);
         let stop = state.shutdown.clone();
+        let evictor = tokio::spawn(evict_idle(state.clone()));
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down");
@@ -169,9 +170,22 @@ impl Server {
         axum::serve(self.listener, router)
             .with_graceful_shutdown(signal)
             .await?;
+        evictor.abort();
         state.conversations.shutdown().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Drops idle live conversations from memory now and then.
+async fn evict_idle(state: AppState) {
+    let Some(ttl) = state.conversations.idle_ttl() else {
+        return;
+    };
+    let period = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(period).await;
+        state.conversations.evict_idle().await;
     }
 }
 

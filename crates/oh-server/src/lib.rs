@@ -24,6 +24,7 @@ mod extract;
 mod files;
 mod git;
 mod server_details;
+mod service;
 mod sockets;
 
 pub use app::{Server, ServerError};
