@@ -121,6 +121,12 @@ impl Options {
                     s.ws_seconds = 1.0;
                     options.starts = 2;
                 }
+                "--ws-subscribers" => {
+                    options.settings.ws_subscribers = value("--ws-subscribers")?.parse()?;
+                }
+                "--ws-conversations" => {
+                    options.settings.ws_conversations = value("--ws-conversations")?.parse()?;
+                }
                 "--bin" => options.bin = Some(value("--bin")?.into()),
                 "--no-build" => options.build = false,
                 "--json" => options.json = Some(value("--json")?.into()),
@@ -203,6 +209,7 @@ async fn run_all(
     settings.llm_base_url = llm.base_url();
     let template = bench_dir.join("conversation-template");
     let mut results = Results::new(&settings);
+    let load_before = load_average();
     results.notes.push(format!(
         "echo: POST /api/bash/start_bash_command, then GET bash_events/search at once and every {} ms until an exit code; {} timed runs after 3 warm-ups, same client for both servers",
         ms(settings.poll_pause),
@@ -271,7 +278,20 @@ async fn run_all(
         "scripted LLM answered {} completion requests",
         llm.requests()
     ));
+    results.notes.push(format!(
+        "{} CPUs; load average (1 min) {load_before} at the start, {} at the end: other work on the machine skews the figures",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load_average()
+    ));
     Ok(results)
+}
+
+/// The 1-minute load average, as `/proc/loadavg` gives it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// `pyenv.sh setup` (untimed) and the chroot's own start-up cost.

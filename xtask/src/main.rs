@@ -39,6 +39,8 @@ Tasks:
                     --starts N      cold starts per server (default 5)
                     --quick         fewer repetitions, for iterating
                     --poll-ms N     pause between bash-event polls (default 1)
+                    --ws-subscribers N, --ws-conversations N
+                                    WebSocket fan-out shape (default 100 over 4)
                     --bin PATH      our server binary (default: build it)
                     --no-build      use the existing release binary
                     --json PATH     where to write the JSON results

@@ -174,10 +174,28 @@ async fn upload(
     let mut rates = Vec::new();
     for _ in 0..settings.transfer_runs {
         let start = Instant::now();
-        http.send(Method::POST, &path, Some(&content_type), body.clone())
-            .await?
-            .ok("POST /api/file/upload")?;
+        let sent = http
+            .send(Method::POST, &path, Some(&content_type), body.clone())
+            .await;
         let elapsed = start.elapsed();
+        let reply = match sent {
+            Ok(reply) => reply,
+            // A server that answers before reading the body (a missing route, a
+            // refusal) breaks the pipe; a small upload shows what it said.
+            Err(err) => {
+                let small = Bytes::from(format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"probe.bin\"\r\n\r\nprobe\r\n--{boundary}--\r\n"
+                ));
+                match http
+                    .send(Method::POST, &path, Some(&content_type), small)
+                    .await
+                {
+                    Ok(probe) if !probe.status.is_success() => probe,
+                    _ => return Err(err),
+                }
+            }
+        };
+        reply.ok("POST /api/file/upload")?;
         let written = std::fs::metadata(scratch.host("files/upload.bin"))
             .context("the uploaded file is missing")?
             .len();
