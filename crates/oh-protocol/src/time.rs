@@ -103,7 +103,9 @@ pub fn parse_micros(text: &str) -> Option<(i64, bool)> {
     }
     let sign = if rest.starts_with('-') { -1 } else { 1 };
     let offset = rest.get(1..)?;
-    let (oh, om) = offset.split_once(':').unwrap_or_else(|| offset.split_at(offset.len().min(2)));
+    let (oh, om) = offset
+        .split_once(':')
+        .unwrap_or_else(|| offset.split_at(offset.len().min(2)));
     let oh: i64 = oh.parse().ok()?;
     let om: i64 = if om.is_empty() { 0 } else { om.parse().ok()? };
     Some((micros - sign * (oh * 3600 + om * 60) * 1_000_000, aware))
@@ -122,7 +124,10 @@ mod tests {
             parse_micros("2026-05-04T12:15:02.118204+02:00"),
             Some((t, true))
         );
-        assert_eq!(parse_micros("2026-05-04 10:15:02.1182045"), Some((t, false)));
+        assert_eq!(
+            parse_micros("2026-05-04 10:15:02.1182045"),
+            Some((t, false))
+        );
         assert_eq!(
             parse_micros("2026-05-04"),
             Some((1_777_852_800_000_000, false))

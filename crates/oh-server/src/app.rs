@@ -12,9 +12,9 @@ use tokio::net::TcpListener;
 
 use crate::auth::ApiKeys;
 use crate::config::Config;
-use crate::service::Conversations;
 use crate::cors::CorsPolicy;
 use crate::error::ApiError;
+use crate::service::Conversations;
 
 /// Shared state of every handler.
 #[derive(Clone)]

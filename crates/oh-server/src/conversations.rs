@@ -41,7 +41,10 @@ pub(crate) fn router() -> Router<AppState> {
             "/api/conversations/{conversation_id}/interrupt",
             post(interrupt),
         )
-        .route("/api/conversations/{conversation_id}/secrets", post(secrets))
+        .route(
+            "/api/conversations/{conversation_id}/secrets",
+            post(secrets),
+        )
         .route(
             "/api/conversations/{conversation_id}/confirmation_policy",
             post(confirmation_policy),
@@ -63,7 +66,6 @@ pub(crate) fn router() -> Router<AppState> {
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         match err {
-            ServiceError::NotFound => ApiError::not_found(),
             ServiceError::AlreadyRunning => ApiError::conflict(err.to_string()),
             ServiceError::Capacity => ApiError::new(StatusCode::TOO_MANY_REQUESTS, err.to_string()),
             ServiceError::Invalid(msg) => ApiError::bad_request(msg),
@@ -111,7 +113,11 @@ fn live_or_bad_request(state: &AppState, id: uuid::Uuid) -> ApiResult<Arc<Live>>
 
 fn tag_error(tags: &BTreeMap<String, String>) -> Option<ApiError> {
     for (key, value) in tags {
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
             return Some(ApiError::validation(
                 &["body", "tags"],
                 "value_error",
@@ -131,10 +137,15 @@ fn tag_error(tags: &BTreeMap<String, String>) -> Option<ApiError> {
     None
 }
 
-async fn create(
-    State(state): State<AppState>,
-    Json(body): Json<Value>,
-) -> ApiResult<Response> {
+async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiResult<Response> {
+    if body.is_null() {
+        return Err(ApiError::validation(
+            &["body"],
+            "missing",
+            "Field required",
+            Value::Null,
+        ));
+    }
     if !body.is_object() {
         return Err(ApiError::validation(
             &["body"],
@@ -143,7 +154,8 @@ async fn create(
             body,
         ));
     }
-    let request: StartConversationRequest = crate::extract::parse_json(body.to_string().as_bytes())?;
+    let request: StartConversationRequest =
+        crate::extract::parse_json(body.to_string().as_bytes())?;
     if let Some(id) = request.conversation_id
         && let Some(info) = state.conversations.info(id)?
     {
@@ -248,9 +260,11 @@ async fn create(
         meta,
     })?;
     state.activity.touch();
-    live.conv
-        .set_confirmation_policy(request.confirmation_policy)
-        .map_err(agent_error)?;
+    if request.confirmation_policy != oh_protocol::ConfirmationPolicy::default() {
+        live.conv
+            .set_confirmation_policy(request.confirmation_policy)
+            .map_err(agent_error)?;
+    }
     if request.security_analyzer.is_some() {
         live.conv
             .set_security_analyzer(request.security_analyzer)
@@ -265,9 +279,7 @@ async fn create(
 }
 
 /// Secret values in clear; lookup secrets are not supported yet.
-fn plain_secrets(
-    secrets: BTreeMap<String, SecretSource>,
-) -> ApiResult<BTreeMap<String, String>> {
+fn plain_secrets(secrets: BTreeMap<String, SecretSource>) -> ApiResult<BTreeMap<String, String>> {
     let mut plain = BTreeMap::new();
     for (name, source) in secrets {
         if !oh_agent::secrets::is_env_name(&name) {
@@ -332,7 +344,10 @@ async fn prepare_workspace(dir: &PathBuf) -> ApiResult<()> {
     Ok(())
 }
 
-async fn get_one(State(state): State<AppState>, ConversationId(id): ConversationId) -> ApiResult<Response> {
+async fn get_one(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
     match state.conversations.info(id)? {
         Some(info) => Ok(ok(&info)),
         None => Err(ApiError::not_found()),
@@ -382,7 +397,10 @@ fn status_filter(query: &Query) -> ApiResult<Option<ExecutionStatus>> {
     })
 }
 
-fn all_infos(state: &AppState, status: Option<ExecutionStatus>) -> ApiResult<Vec<ConversationInfo>> {
+fn all_infos(
+    state: &AppState,
+    status: Option<ExecutionStatus>,
+) -> ApiResult<Vec<ConversationInfo>> {
     let mut infos = Vec::new();
     for id in state.conversations.ids() {
         if let Some(info) = state.conversations.info(id)?
@@ -442,7 +460,10 @@ async fn count(State(state): State<AppState>, query: Query) -> ApiResult<Respons
     Ok(ok(&n))
 }
 
-async fn delete(State(state): State<AppState>, ConversationId(id): ConversationId) -> ApiResult<Response> {
+async fn delete(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
     if state.conversations.delete(id).await? {
         Ok(ok(&Success::TRUE))
     } else {
@@ -478,7 +499,10 @@ async fn update(
         live.conv.set_tags(tags).map_err(agent_error)?;
     }
     {
-        let mut meta = live.meta.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut meta = live
+            .meta
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(title) = body.title {
             meta.title = Some(title);
         }
@@ -488,14 +512,20 @@ async fn update(
     Ok(ok(&Success::TRUE))
 }
 
-async fn run(State(state): State<AppState>, ConversationId(id): ConversationId) -> ApiResult<Response> {
+async fn run(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
     let live = live_or(&state, id, "Not Found")?;
     live.start_run()?;
     state.activity.touch();
     Ok(ok(&Success::TRUE))
 }
 
-async fn pause(State(state): State<AppState>, ConversationId(id): ConversationId) -> ApiResult<Response> {
+async fn pause(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
     let live = live_or_bad_request(&state, id)?;
     live.conv.pause().map_err(agent_error)?;
     if !live.is_running() {
@@ -547,7 +577,7 @@ async fn security_analyzer(
     ConversationId(id): ConversationId,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
-    if !body.get("security_analyzer").is_some() {
+    if body.get("security_analyzer").is_none() {
         return Err(ApiError::validation(
             &["body", "security_analyzer"],
             "missing",
@@ -586,9 +616,7 @@ async fn final_response(
                     Some(Action::Finish(finish)) => Some(finish.message.clone()),
                     _ => None,
                 },
-                Event::Message(message)
-                    if message.base.source == oh_protocol::Source::Agent =>
-                {
+                Event::Message(message) if message.base.source == oh_protocol::Source::Agent => {
                     Some(
                         message
                             .llm_message

@@ -4,7 +4,9 @@ use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use oh_protocol::api::{ConfirmationResponseRequest, EventPage, EventSortOrder, SendMessageRequest, Success};
+use oh_protocol::api::{
+    ConfirmationResponseRequest, EventPage, EventSortOrder, SendMessageRequest, Success,
+};
 use oh_protocol::event::{Event, Source};
 use oh_protocol::{Content, Message};
 use serde_json::Value;
@@ -12,7 +14,9 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::conversations::{agent_error, live_or};
 use crate::error::{ApiError, ApiResult, ok};
-use crate::extract::{ConversationId, Json, MAX_JSON_BODY, Query, body_bytes, parse_json, path_param};
+use crate::extract::{
+    ConversationId, Json, MAX_JSON_BODY, Query, body_bytes, parse_json, path_param,
+};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -63,9 +67,8 @@ fn timestamp_param(query: &Query, name: &str) -> ApiResult<Option<String>> {
 impl Filter {
     fn from_query(query: &Query) -> ApiResult<Self> {
         let source = query.parse("source", "enum", |raw| {
-            serde_json::from_value(Value::String(raw.to_owned())).map_err(|_| {
-                "Input should be 'agent', 'user', 'environment' or 'hook'".to_owned()
-            })
+            serde_json::from_value(Value::String(raw.to_owned()))
+                .map_err(|_| "Input should be 'agent', 'user', 'environment' or 'hook'".to_owned())
         })?;
         Ok(Self {
             // 1.57.0 accepts the bare class name or the qualified Python path.
@@ -151,7 +154,11 @@ async fn search(
             .and_then(|page| ordered.iter().position(|e| e.id() == Some(page)))
             .unwrap_or(0);
         let mut matching = ordered[start..].iter().filter(|e| filter.matches(e));
-        let items: Vec<Event> = matching.by_ref().take(limit).map(|e| (*e).clone()).collect();
+        let items: Vec<Event> = matching
+            .by_ref()
+            .take(limit)
+            .map(|e| (*e).clone())
+            .collect();
         let next_page_id = matching.next().and_then(|e| e.id()).map(str::to_owned);
         EventPage {
             items,

@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::Utf8Bytes;
 use oh_agent::conversation::{ConversationConfig, LocalConversation, Store};
 use oh_protocol::agent::{AgentBase, SecretSource, SecretString, StaticSecret};
 use oh_protocol::event::{ConversationStateUpdateEvent, Event, EventBase, Source};
 use oh_protocol::{ConversationInfo, ConversationState, ExecutionStatus, Workspace};
 use serde::{Deserialize, Serialize};
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
 
 use crate::app::Activity;
@@ -105,8 +105,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Why a conversation operation failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ServiceError {
-    #[error("conversation not found")]
-    NotFound,
     #[error("Conversation already running. Wait for completion or pause first.")]
     AlreadyRunning,
     #[error("Too many conversations are running; retry later")]
@@ -406,7 +404,11 @@ impl Conversations {
             let Some(id) = name.to_str().and_then(crate::extract::parse_uuid) else {
                 continue;
             };
-            if entry.path().join(oh_agent::conversation::store::BASE_STATE).is_file() {
+            if entry
+                .path()
+                .join(oh_agent::conversation::store::BASE_STATE)
+                .is_file()
+            {
                 slots.insert(id, Slot::Stored);
             }
         }

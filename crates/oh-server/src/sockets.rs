@@ -55,16 +55,13 @@ async fn events_socket(State(state): State<AppState>, req: Request) -> Response 
     let query = Query::from_request_parts(&mut parts, &state)
         .await
         .unwrap_or_default();
-    let presented = query
-        .get("session_api_key")
-        .map(str::to_owned)
-        .or_else(|| {
-            parts
-                .headers
-                .get(API_KEY_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        });
+    let presented = query.get("session_api_key").map(str::to_owned).or_else(|| {
+        parts
+            .headers
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
     let authenticated = if state.keys.enabled() {
         match presented {
             Some(key) if state.keys.accepts(&key) => true,
@@ -76,7 +73,9 @@ async fn events_socket(State(state): State<AppState>, req: Request) -> Response 
     };
     let replay = match query.get("resend_mode") {
         Some("all") => Replay::All,
-        Some("since") => match query.get("after_timestamp").and_then(oh_protocol::time::parse_micros)
+        Some("since") => match query
+            .get("after_timestamp")
+            .and_then(oh_protocol::time::parse_micros)
         {
             Some((micros, _)) => Replay::Since(oh_protocol::time::naive_timestamp(micros, 0)),
             None => Replay::None,
@@ -151,7 +150,13 @@ impl Drop for Subscription {
     }
 }
 
-async fn serve(state: AppState, mut socket: WebSocket, id: uuid::Uuid, authenticated: bool, replay: Replay) {
+async fn serve(
+    state: AppState,
+    mut socket: WebSocket,
+    id: uuid::Uuid,
+    authenticated: bool,
+    replay: Replay,
+) {
     if !authenticated {
         let ok = matches!(
             tokio::time::timeout(AUTH_TIMEOUT, first_text(&mut socket)).await,

@@ -28,5 +28,8 @@ async fn unknown_route_and_wrong_method_are_json() {
     assert_eq!(missing.json(), serde_json::json!({"detail": "Not Found"}));
     let wrong = server.post("/health", serde_json::json!({})).await;
     assert_eq!(wrong.status, 405);
-    assert_eq!(wrong.json(), serde_json::json!({"detail": "Method Not Allowed"}));
+    assert_eq!(
+        wrong.json(),
+        serde_json::json!({"detail": "Method Not Allowed"})
+    );
 }
