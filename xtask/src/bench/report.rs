@@ -114,7 +114,7 @@ const ROWS: &[Row] = &[
     },
     Row {
         key: "ws_events_per_s",
-        label: "WebSocket events/s to 100 subscribers",
+        label: "WebSocket fan-out, events/s received",
         unit: "ev/s",
         better: Better::Higher,
         goal: Goal::None,
