@@ -204,6 +204,14 @@ async fn run_all(
     launch: &Launch,
     bench_dir: &std::path::Path,
 ) -> Result<Results> {
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("bench: interrupted, stopping the servers…");
+            server::kill_all();
+            #[allow(clippy::exit, reason = "interrupted: nothing else is left to do")]
+            std::process::exit(130);
+        }
+    });
     let llm = llm::ScriptedLlm::start().await?;
     let mut settings = options.settings.clone();
     settings.llm_base_url = llm.base_url();

@@ -173,6 +173,7 @@ pub(crate) async fn start(
     let child = cmd
         .spawn()
         .with_context(|| format!("spawning {}", cmd.get_program().to_string_lossy()))?;
+    live(|groups| groups.push(child.id()));
     let http = Http::new(port, &launch.key);
     let pid = child.id();
     let mut running = Running {
@@ -243,6 +244,7 @@ impl Running {
         }
         signal(&format!("-{root}"), "KILL");
         let _ = self.child.wait();
+        live(|groups| groups.retain(|g| *g != root));
         for pid in tree {
             if Path::new(&format!("/proc/{pid}")).exists() {
                 signal(&pid.to_string(), "KILL");
@@ -256,6 +258,30 @@ impl Drop for Running {
         if let Ok(None) = self.child.try_wait() {
             self.stop();
         }
+    }
+}
+
+/// Process groups of the servers running now, for [`kill_all`].
+static LIVE: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn live<T>(f: impl FnOnce(&mut Vec<u32>) -> T) -> T {
+    f(&mut LIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+/// Stops every server still running (the bench is interrupted): they run in
+/// process groups of their own, so a Ctrl-C does not reach them.
+pub(crate) fn kill_all() {
+    let groups = live(std::mem::take);
+    for group in &groups {
+        signal(&format!("-{group}"), "TERM");
+    }
+    if !groups.is_empty() {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for group in &groups {
+        signal(&format!("-{group}"), "KILL");
     }
 }
 
