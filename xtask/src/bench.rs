@@ -218,6 +218,23 @@ async fn run_all(
     let template = bench_dir.join("conversation-template");
     let mut results = Results::new(&settings);
     let load_before = load_average();
+    let commit = Command::new("git")
+        .current_dir(workspace_root())
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    results
+        .meta
+        .insert("workspace_commit".into(), json!(commit));
+    results.meta.insert(
+        "ours_binary".into(),
+        json!(launch.ours_bin.display().to_string()),
+    );
+    results.meta.insert(
+        "ours_built_by_bench".into(),
+        json!(options.build && options.bin.is_none()),
+    );
     results.notes.push(format!(
         "echo: POST /api/bash/start_bash_command, then GET bash_events/search at once and every {} ms until an exit code; {} timed runs after 3 warm-ups, same client for both servers",
         ms(settings.poll_pause),
@@ -402,6 +419,13 @@ async fn live_session(
         results.record(kind, "startup", outcome);
     }
     let http = server.http.clone();
+    if let Ok(info) = http.get_json("/server_info").await {
+        let version = info.get("version").cloned().unwrap_or(Value::Null);
+        results
+            .side_mut(kind)
+            .details
+            .insert("server_version".into(), version);
+    }
     if options.selected("echo") {
         eprintln!("bench: {name}: echo round trips…");
         let outcome = limited(measure::echo(&http, settings)).await;

@@ -135,6 +135,8 @@ pub(crate) struct Results {
     ours: Side,
     python: Side,
     pub(crate) notes: Vec<String>,
+    /// Facts about this run: commit, reference version.
+    pub(crate) meta: serde_json::Map<String, Value>,
     settings: Value,
 }
 
@@ -144,6 +146,7 @@ impl Results {
             ours: Side::default(),
             python: Side::default(),
             notes: Vec::new(),
+            meta: serde_json::Map::new(),
             settings: json!({
                 "echo_runs": settings.echo_runs,
                 "poll_pause_ms": settings.poll_pause.as_secs_f64() * 1000.0,
@@ -363,6 +366,7 @@ pub(crate) fn json(results: &Results) -> Value {
     json!({
         "generated_at_unix": unix,
         "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
+        "meta": results.meta,
         "settings": results.settings,
         "rows": rows,
         "ours": side_json(&results.ours),
