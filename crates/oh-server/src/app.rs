@@ -215,8 +215,36 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> axum::response::Response {
-    ApiError::not_found().into_response()
+/// Unknown routes: 404, except that `/x/` redirects (307) to `/x` and `/api/tools` to
+/// `/api/tools/`, as FastAPI does between the two spellings of a route.
+async fn not_found(req: axum::extract::Request) -> axum::response::Response {
+    let path = req.uri().path();
+    let target = if path.len() > 1 && path.ends_with('/') {
+        Some(path.trim_end_matches('/').to_owned())
+    } else if path == "/api/tools" {
+        Some("/api/tools/".to_owned())
+    } else {
+        None
+    };
+    let Some(mut target) = target else {
+        return ApiError::not_found().into_response();
+    };
+    if let Some(query) = req.uri().query() {
+        target = format!("{target}?{query}");
+    }
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let location = match host {
+        Some(host) => format!("http://{host}{target}"),
+        None => target,
+    };
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(axum::http::header::LOCATION, location)],
+    )
+        .into_response()
 }
 
 async fn method_not_allowed() -> axum::response::Response {
