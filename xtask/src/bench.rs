@@ -235,26 +235,36 @@ async fn run_all(
         "ours_built_by_bench".into(),
         json!(options.build && options.bin.is_none()),
     );
-    results.notes.push(format!(
-        "echo: POST /api/bash/start_bash_command, then GET bash_events/search at once and every {} ms until an exit code; {} timed runs after 3 warm-ups, same client for both servers",
-        ms(settings.poll_pause),
-        settings.echo_runs
-    ));
-    results.notes.push(format!(
-        "start → ready: spawn until GET /ready answers 200 (polled every 1 ms), median of {} cold starts; idle RSS = VmRSS of the server process 1 s after ready (python: the python process under pyenv.sh)",
-        options.starts.max(1)
-    ));
-    results.notes.push(format!(
-        "run: create + WebSocket subscribe + POST events(run=true) until execution_status finished (socket frame); scripted in-process LLM (terminal `echo hi`, then finish); {} runs after 1 warm-up",
-        settings.run_runs
-    ));
-    results.notes.push(format!(
-        "ws: {} subscribers over {} conversations (the reference caps a conversation at 50 subscribers), messages (run=false) posted back to back to each conversation for {} s; frames counted on every socket",
-        settings.ws_subscribers, settings.ws_conversations, settings.ws_seconds
-    ));
-    results.notes.push(format!(
-        "saved: {SAVED_CONVERSATIONS} copies of a conversation the Python server wrote (its on-disk layout), server started on them, RSS read after ready + GET /api/conversations/count + 1 s"
-    ));
+    if options.selected("echo") {
+        results.notes.push(format!(
+            "echo: POST /api/bash/start_bash_command, then GET bash_events/search at once and every {} ms until an exit code; {} timed runs after 3 warm-ups, same client for both servers",
+            ms(settings.poll_pause),
+            settings.echo_runs
+        ));
+    }
+    if options.selected("startup") {
+        results.notes.push(format!(
+            "start → ready: spawn until GET /ready answers 200 (polled every 1 ms), median of {} cold starts; idle RSS = VmRSS of the server process 1 s after ready (python: the python process under pyenv.sh)",
+            options.starts.max(1)
+        ));
+    }
+    if options.selected("run") {
+        results.notes.push(format!(
+            "run: create + WebSocket subscribe + POST events(run=true) until execution_status finished (socket frame); scripted in-process LLM (terminal `echo hi`, then finish); {} runs after 1 warm-up",
+            settings.run_runs
+        ));
+    }
+    if options.selected("ws") {
+        results.notes.push(format!(
+            "ws: {} subscribers over {} conversations (the reference caps a conversation at 50 subscribers), messages (run=false) posted back to back to each conversation for {} s; frames counted on every socket",
+            settings.ws_subscribers, settings.ws_conversations, settings.ws_seconds
+        ));
+    }
+    if options.selected("saved") {
+        results.notes.push(format!(
+            "saved: {SAVED_CONVERSATIONS} copies of a conversation the Python server wrote (its on-disk layout), server started on them, RSS read after ready + GET /api/conversations/count + 1 s"
+        ));
+    }
 
     if options.python {
         match prepare_python(launch) {
