@@ -74,6 +74,7 @@ impl Scratch {
             fs::remove_dir_all(&host)?;
         }
         fs::create_dir_all(&host).with_context(|| format!("creating {}", host.display()))?;
+        scratch_dirs(|dirs| dirs.push(host.clone()));
         Ok(Self { host, server })
     }
 
@@ -100,6 +101,7 @@ impl Scratch {
     /// Removes the whole scratch directory.
     pub(crate) fn remove(&self) {
         let _ = fs::remove_dir_all(&self.host);
+        scratch_dirs(|dirs| dirs.retain(|dir| *dir != self.host));
     }
 }
 
@@ -270,8 +272,18 @@ fn live<T>(f: impl FnOnce(&mut Vec<u32>) -> T) -> T {
         .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
-/// Stops every server still running (the bench is interrupted): they run in
-/// process groups of their own, so a Ctrl-C does not reach them.
+/// Scratch directories not removed yet, for [`kill_all`].
+static SCRATCH: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn scratch_dirs<T>(f: impl FnOnce(&mut Vec<PathBuf>) -> T) -> T {
+    f(&mut SCRATCH
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+/// Stops every server still running and removes the scratch directories (the
+/// bench is interrupted): the servers run in process groups of their own, so a
+/// Ctrl-C does not reach them.
 pub(crate) fn kill_all() {
     let groups = live(std::mem::take);
     for group in &groups {
@@ -282,6 +294,9 @@ pub(crate) fn kill_all() {
     }
     for group in &groups {
         signal(&format!("-{group}"), "KILL");
+    }
+    for dir in scratch_dirs(std::mem::take) {
+        let _ = fs::remove_dir_all(dir);
     }
 }
 
