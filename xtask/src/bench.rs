@@ -182,7 +182,12 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let results = runtime.block_on(run_all(&options, &launch, &bench_dir))?;
+    let results = runtime.block_on(run_all(&options, &launch, &bench_dir));
+    while server::interrupted() {
+        // The Ctrl-C handler is stopping the servers and will exit the process.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let results = results?;
     let json_path = options
         .json
         .clone()

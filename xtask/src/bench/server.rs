@@ -272,6 +272,14 @@ fn live<T>(f: impl FnOnce(&mut Vec<u32>) -> T) -> T {
         .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
+/// Set once [`kill_all`] started: the results are incomplete, nothing is reported.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the bench was interrupted.
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Scratch directories not removed yet, for [`kill_all`].
 static SCRATCH: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
@@ -285,6 +293,7 @@ fn scratch_dirs<T>(f: impl FnOnce(&mut Vec<PathBuf>) -> T) -> T {
 /// bench is interrupted): the servers run in process groups of their own, so a
 /// Ctrl-C does not reach them.
 pub(crate) fn kill_all() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     let groups = live(std::mem::take);
     for group in &groups {
         signal(&format!("-{group}"), "TERM");
