@@ -10,6 +10,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 #[cfg(test)]
 mod tidy;
 
@@ -27,6 +28,23 @@ Tasks:
                     pyenv python ARGS...     run its python, cwd mapped to /src
                     pyenv server PORT [KEY]  run the Python agent server
                     pyenv root               print where the chroot lives
+  bench [OPTIONS] Benchmark our agent server against the Python reference
+                  side by side (needs root for the reference's chroot).
+                  Prints a table, writes <target>/bench/results.json.
+                    --only a,b,...  measurements: startup, echo, files,
+                                    create, run, saved, ws (default: all)
+                    --ours-only     skip the Python server
+                    --python-only   skip our server
+                    --runs N        echo round trips (default 50)
+                    --starts N      cold starts per server (default 5)
+                    --quick         fewer repetitions, for iterating
+                    --poll-ms N     pause between bash-event polls (default 1)
+                    --ws-subscribers N, --ws-conversations N
+                                    WebSocket fan-out shape (default 100 over 4)
+                    --bin PATH      our server binary (default: build it)
+                    --no-build      use the existing release binary
+                    --json PATH     where to write the JSON results
+                    --keep          keep the scratch directories
   help            Show this text.
 ";
 
@@ -60,6 +78,7 @@ fn main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some("pyenv") => pyenv(&rest),
+        Some("bench") => bench::main(&rest),
         _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),
     }
 }

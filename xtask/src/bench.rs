@@ -1,0 +1,622 @@
+//! `cargo xtask bench`: our server against the Python reference, side by side.
+//!
+//! Both servers are started by the bench (ours from the release build, the
+//! reference through `xtask/pyenv.sh server` in its chroot) with the same
+//! session API key, an empty scratch directory each, and an in-process
+//! scripted LLM. Every measurement runs against both; one that fails on a
+//! server (a route not written yet, a timeout) is reported as `n/a (<reason>)`
+//! and the bench goes on. The table goes to stdout, everything measured (with
+//! min/median/p99/max of each sample) to `<target>/bench/results.json`.
+
+mod client;
+mod llm;
+mod measure;
+mod report;
+mod saved;
+mod server;
+mod stats;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use self::measure::{Measured, Settings};
+use self::report::Results;
+use self::server::{Kind, Launch, Running, Scratch};
+use self::stats::{Summary, ms};
+use super::{USAGE, pyenv_command, workspace_root};
+
+/// The measurements, by the name `--only` takes, with the values each gives.
+const MEASUREMENTS: &[(&str, &[&str])] = &[
+    ("startup", &["startup_ms", "idle_rss_mib"]),
+    ("echo", &["echo_median_ms", "echo_p99_ms"]),
+    ("files", &["upload_mib_s", "download_mib_s"]),
+    ("create", &["create_median_ms"]),
+    ("run", &["run_median_ms", "run_message_median_ms"]),
+    ("saved", &["saved_rss_mib", "saved_ready_ms"]),
+    ("ws", &["ws_events_per_s"]),
+];
+
+/// Saved conversations for the `saved` measurement.
+const SAVED_CONVERSATIONS: usize = 1000;
+
+/// No single measurement may take longer than this.
+const MEASUREMENT_LIMIT: Duration = Duration::from_secs(300);
+
+/// Command-line options.
+#[derive(Debug, Clone)]
+struct Options {
+    only: Vec<String>,
+    ours: bool,
+    python: bool,
+    starts: usize,
+    bin: Option<PathBuf>,
+    build: bool,
+    json: Option<PathBuf>,
+    keep: bool,
+    settings: Settings,
+}
+
+impl Options {
+    fn parse(args: &[OsString]) -> Result<Self> {
+        let mut options = Options {
+            only: Vec::new(),
+            ours: true,
+            python: true,
+            starts: 5,
+            bin: None,
+            build: true,
+            json: None,
+            keep: false,
+            settings: Settings {
+                echo_runs: 50,
+                poll_pause: Duration::from_millis(1),
+                create_runs: 20,
+                run_runs: 10,
+                transfer_runs: 3,
+                transfer_bytes: 64 << 20,
+                ws_subscribers: 100,
+                ws_conversations: 4,
+                ws_seconds: 3.0,
+                llm_base_url: String::new(),
+            },
+        };
+        let mut args = args.iter().map(|arg| arg.to_string_lossy().into_owned());
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .with_context(|| format!("`{name}` needs a value"))
+            };
+            match arg.as_str() {
+                "--only" => {
+                    options.only = value("--only")?
+                        .split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    for name in &options.only {
+                        if !MEASUREMENTS.iter().any(|(m, _)| m == name) {
+                            bail!("unknown measurement `{name}`");
+                        }
+                    }
+                }
+                "--ours-only" => options.python = false,
+                "--python-only" => options.ours = false,
+                "--runs" => options.settings.echo_runs = value("--runs")?.parse()?,
+                "--starts" => options.starts = value("--starts")?.parse()?,
+                "--poll-ms" => {
+                    options.settings.poll_pause =
+                        Duration::from_secs_f64(value("--poll-ms")?.parse::<f64>()? / 1000.0);
+                }
+                "--quick" => {
+                    let s = &mut options.settings;
+                    s.echo_runs = 10;
+                    s.create_runs = 5;
+                    s.run_runs = 3;
+                    s.transfer_runs = 1;
+                    s.ws_seconds = 1.0;
+                    options.starts = 2;
+                }
+                "--ws-subscribers" => {
+                    options.settings.ws_subscribers = value("--ws-subscribers")?.parse()?;
+                }
+                "--ws-conversations" => {
+                    options.settings.ws_conversations = value("--ws-conversations")?.parse()?;
+                }
+                "--bin" => options.bin = Some(value("--bin")?.into()),
+                "--no-build" => options.build = false,
+                "--json" => options.json = Some(value("--json")?.into()),
+                "--keep" => options.keep = true,
+                "-h" | "--help" => bail!("{USAGE}"),
+                other => bail!("unknown option `{other}`\n\n{USAGE}"),
+            }
+        }
+        Ok(options)
+    }
+
+    fn selected(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|n| n == name)
+    }
+}
+
+/// The target directory cargo builds into.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// `cargo xtask bench ARGS...`.
+pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
+    let options = Options::parse(args)?;
+    let bench_dir = target_dir().join("bench");
+    let ours_bin = match &options.bin {
+        Some(bin) => bin.clone(),
+        None => target_dir().join("release").join("openhands-agent-server"),
+    };
+    if options.ours && options.bin.is_none() && options.build {
+        eprintln!("bench: building our server (release)…");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--release", "--quiet", "-p", "oh-server"])
+            .args(["--bin", "openhands-agent-server"])
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("building our server failed ({status})");
+        }
+    }
+    let pyroot = PathBuf::from(String::from_utf8(pyenv_command(["root"]).output()?.stdout)?.trim());
+    let launch = Launch {
+        ours_bin,
+        pyenv: workspace_root().join("xtask").join("pyenv.sh"),
+        pyroot,
+        key: format!("bench-{}", uuid::Uuid::new_v4().simple()),
+        log_dir: bench_dir.join("logs"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let results = runtime.block_on(run_all(&options, &launch, &bench_dir));
+    while server::interrupted() {
+        // The Ctrl-C handler is stopping the servers and will exit the process.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let results = results?;
+    let json_path = options
+        .json
+        .clone()
+        .unwrap_or_else(|| bench_dir.join("results.json"));
+    report::print(&results);
+    if let Some(parent) = json_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&report::json(&results))? + "\n",
+    )?;
+    eprintln!("bench: results written to {}", json_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_all(
+    options: &Options,
+    launch: &Launch,
+    bench_dir: &std::path::Path,
+) -> Result<Results> {
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("bench: interrupted, stopping the servers…");
+            server::kill_all();
+            #[allow(clippy::exit, reason = "interrupted: nothing else is left to do")]
+            std::process::exit(130);
+        }
+    });
+    let llm = llm::ScriptedLlm::start().await?;
+    let mut settings = options.settings.clone();
+    settings.llm_base_url = llm.base_url();
+    let template = bench_dir.join("conversation-template");
+    let mut results = Results::new(&settings);
+    let load_before = load_average();
+    let commit = Command::new("git")
+        .current_dir(workspace_root())
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    results
+        .meta
+        .insert("workspace_commit".into(), json!(commit));
+    results.meta.insert(
+        "ours_binary".into(),
+        json!(launch.ours_bin.display().to_string()),
+    );
+    results.meta.insert(
+        "ours_built_by_bench".into(),
+        json!(options.build && options.bin.is_none()),
+    );
+    if options.selected("echo") {
+        results.notes.push(format!(
+            "echo: POST /api/bash/start_bash_command, then GET bash_events/search at once and every {} ms until an exit code; {} timed runs after 3 warm-ups, same client for both servers",
+            ms(settings.poll_pause),
+            settings.echo_runs
+        ));
+    }
+    if options.selected("startup") {
+        results.notes.push(format!(
+            "start → ready: spawn until GET /ready answers 200 (polled every 1 ms), median of {} cold starts; idle RSS = VmRSS of the server process 1 s after ready (python: the python process under pyenv.sh)",
+            options.starts.max(1)
+        ));
+    }
+    if options.selected("run") {
+        results.notes.push(format!(
+            "run: create + WebSocket subscribe + POST events(run=true) until execution_status finished (socket frame); scripted in-process LLM (terminal `echo hi`, then finish); {} runs after 1 warm-up",
+            settings.run_runs
+        ));
+    }
+    if options.selected("ws") {
+        results.notes.push(format!(
+            "ws: {} subscribers over {} conversations (the reference caps a conversation at 50 subscribers), messages (run=false) posted back to back to each conversation for {} s; frames counted on every socket",
+            settings.ws_subscribers, settings.ws_conversations, settings.ws_seconds
+        ));
+    }
+    if options.selected("saved") {
+        results.notes.push(format!(
+            "saved: {SAVED_CONVERSATIONS} copies of a conversation the Python server wrote (its on-disk layout), server started on them, RSS read after ready + GET /api/conversations/count + 1 s"
+        ));
+    }
+
+    if options.python {
+        match prepare_python(launch) {
+            Ok(overhead) => {
+                results.notes.push(format!(
+                    "python start includes its environment: unshare + bash (pyenv.sh) + tmpfs mount + chroot; unshare+chroot alone takes {:.1} ms (pyenv.sh setup ran beforehand, untimed)",
+                    ms(overhead)
+                ));
+                session(
+                    Kind::Python,
+                    options,
+                    launch,
+                    &settings,
+                    &template,
+                    &mut results,
+                )
+                .await;
+            }
+            Err(err) => results.fail_all(
+                Kind::Python,
+                options,
+                &format!("reference environment: {err:#}"),
+            ),
+        }
+    }
+    if options.ours {
+        if launch.ours_bin.is_file() {
+            session(
+                Kind::Ours,
+                options,
+                launch,
+                &settings,
+                &template,
+                &mut results,
+            )
+            .await;
+        } else {
+            results.fail_all(
+                Kind::Ours,
+                options,
+                &format!("no binary at {}", launch.ours_bin.display()),
+            );
+        }
+    }
+    results.notes.push(format!(
+        "scripted LLM answered {} completion requests",
+        llm.requests()
+    ));
+    results.notes.push(format!(
+        "{} CPUs; load average (1 min) {load_before} at the start, {} at the end: other work on the machine skews the figures",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load_average()
+    ));
+    Ok(results)
+}
+
+/// The 1-minute load average, as `/proc/loadavg` gives it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// `pyenv.sh setup` (untimed) and the chroot's own start-up cost.
+fn prepare_python(launch: &Launch) -> Result<Duration> {
+    eprintln!("bench: checking the reference environment (pyenv.sh setup)…");
+    let output = pyenv_command(["setup"]).output()?;
+    if !output.status.success() {
+        bail!(
+            "`pyenv.sh setup` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    server::chroot_overhead(&launch.pyroot)
+}
+
+/// All measurements against one server.
+async fn session(
+    kind: Kind,
+    options: &Options,
+    launch: &Launch,
+    settings: &Settings,
+    template: &std::path::Path,
+    results: &mut Results,
+) {
+    let scratch = match Scratch::new(kind, launch) {
+        Ok(scratch) => scratch,
+        Err(err) => {
+            results.fail_all(kind, options, &format!("scratch directory: {err:#}"));
+            return;
+        }
+    };
+    let live = ["startup", "echo", "files", "create", "run", "ws"];
+    if live.iter().any(|m| options.selected(m)) {
+        live_session(kind, options, launch, settings, &scratch, template, results).await;
+    }
+    if options.selected("saved") {
+        eprintln!(
+            "bench: {}: {SAVED_CONVERSATIONS} saved conversations…",
+            kind.name()
+        );
+        let outcome = saved_session(kind, launch, &scratch, template).await;
+        results.record(kind, "saved", outcome);
+    }
+    if !options.keep {
+        scratch.remove();
+    }
+}
+
+/// Cold starts, then every measurement on the last started server.
+async fn live_session(
+    kind: Kind,
+    options: &Options,
+    launch: &Launch,
+    settings: &Settings,
+    scratch: &Scratch,
+    template: &std::path::Path,
+    results: &mut Results,
+) {
+    let name = kind.name();
+    let starts = if options.selected("startup") {
+        options.starts.max(1)
+    } else {
+        1
+    };
+    eprintln!("bench: {name}: {starts} cold start(s)…");
+    let mut times = Vec::new();
+    let mut server: Option<Running> = None;
+    for i in 0..starts {
+        if let Some(mut previous) = server.take() {
+            previous.stop();
+        }
+        let fresh = ["conversations", "bash_events", "persistence", "workspace"]
+            .iter()
+            .try_for_each(|dir| scratch.reset(dir));
+        if let Err(err) = fresh {
+            results.fail_live(kind, options, &format!("scratch: {err:#}"));
+            return;
+        }
+        match server::start(kind, launch, scratch, &format!("start{i}")).await {
+            Ok(started) => {
+                times.push(ms(started.ready_after));
+                server = Some(started);
+            }
+            Err(err) => {
+                results.fail_live(kind, options, &format!("start: {err:#}"));
+                return;
+            }
+        }
+    }
+    let Some(mut server) = server else {
+        return;
+    };
+    if options.selected("startup") {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let summary = Summary::of(&times);
+        let outcome = server.rss_mib().map(|rss| Measured {
+            values: vec![("startup_ms", summary.median), ("idle_rss_mib", rss)],
+            details: json!({"ready_ms": summary.json(), "all_ms": times, "pid": server.pid}),
+        });
+        results.record(kind, "startup", outcome);
+    }
+    let http = server.http.clone();
+    if let Ok(info) = http.get_json("/server_info").await {
+        let version = info.get("version").cloned().unwrap_or(Value::Null);
+        results
+            .side_mut(kind)
+            .details
+            .insert("server_version".into(), version);
+    }
+    if options.selected("echo") {
+        eprintln!("bench: {name}: echo round trips…");
+        let outcome = limited(measure::echo(&http, settings)).await;
+        results.record(kind, "echo", outcome);
+    }
+    if options.selected("files") {
+        eprintln!("bench: {name}: upload/download…");
+        let (upload, download) = match tokio::time::timeout(
+            MEASUREMENT_LIMIT,
+            measure::transfer(&http, scratch, settings),
+        )
+        .await
+        {
+            Ok(pair) => pair,
+            Err(_) => (
+                Err(anyhow::anyhow!("timed out")),
+                Err(anyhow::anyhow!("timed out")),
+            ),
+        };
+        results.record_values(kind, "files", &["upload_mib_s"], upload);
+        results.record_values(kind, "files", &["download_mib_s"], download);
+        let _ = std::fs::remove_dir_all(scratch.host("files"));
+    }
+    if options.selected("create") {
+        eprintln!("bench: {name}: conversation create…");
+        let outcome = limited(measure::create(&http, scratch, settings)).await;
+        results.record(kind, "create", outcome);
+    }
+    let mut template_source = None;
+    if options.selected("run") {
+        eprintln!("bench: {name}: scripted runs…");
+        let outcome = limited(measure::run(&http, scratch, settings)).await;
+        let outcome = outcome.map(|(measured, id)| {
+            template_source = Some(id);
+            measured
+        });
+        results.record(kind, "run", outcome);
+    }
+    if options.selected("ws") {
+        eprintln!("bench: {name}: WebSocket fan-out…");
+        let outcome = limited(measure::websocket(&http, scratch, settings)).await;
+        results.record(kind, "ws", outcome);
+    }
+    results.set_pid(kind, server.pid);
+    server.stop();
+    if kind == Kind::Python
+        && let Some(id) = template_source
+    {
+        match saved::capture(
+            &scratch.host("conversations"),
+            &id,
+            &scratch.server("conversations"),
+            &scratch.server("workspace"),
+            template,
+        ) {
+            Ok(files) => eprintln!(
+                "bench: kept conversation {id} ({files} files) as the saved-conversation template"
+            ),
+            Err(err) => eprintln!("bench: could not keep a conversation template: {err:#}"),
+        }
+    }
+}
+
+/// RSS and start time with 1,000 saved conversations.
+async fn saved_session(
+    kind: Kind,
+    launch: &Launch,
+    scratch: &Scratch,
+    template: &std::path::Path,
+) -> Result<Measured> {
+    for dir in ["conversations", "bash_events", "persistence", "workspace"] {
+        scratch.reset(dir)?;
+    }
+    saved::generate(
+        template,
+        &scratch.host("conversations"),
+        SAVED_CONVERSATIONS,
+        &scratch.server("conversations"),
+        &scratch.server("workspace"),
+    )?;
+    let mut server = server::start(kind, launch, scratch, "saved").await?;
+    let outcome = async {
+        let count = server.http.get_json("/api/conversations/count").await?;
+        if count.as_u64() != Some(SAVED_CONVERSATIONS as u64) {
+            bail!("GET /api/conversations/count answered {count}, expected {SAVED_CONVERSATIONS}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss = server.rss_mib()?;
+        Ok(Measured {
+            values: vec![
+                ("saved_rss_mib", rss),
+                ("saved_ready_ms", ms(server.ready_after)),
+            ],
+            details: json!({"conversations": SAVED_CONVERSATIONS}),
+        })
+    };
+    let outcome = tokio::time::timeout(MEASUREMENT_LIMIT, outcome)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
+    server.stop();
+    outcome
+}
+
+/// A measurement under [`MEASUREMENT_LIMIT`].
+async fn limited<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(MEASUREMENT_LIMIT, future)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {MEASUREMENT_LIMIT:?}")))
+}
+
+/// The keys of a measurement.
+fn keys_of(measurement: &str) -> &'static [&'static str] {
+    MEASUREMENTS
+        .iter()
+        .find(|(name, _)| *name == measurement)
+        .map_or(&[], |(_, keys)| *keys)
+}
+
+impl Results {
+    fn record(&mut self, kind: Kind, measurement: &str, outcome: Result<Measured>) {
+        self.record_values(kind, measurement, keys_of(measurement), outcome);
+    }
+
+    fn record_values(
+        &mut self,
+        kind: Kind,
+        measurement: &str,
+        keys: &[&'static str],
+        outcome: Result<Measured>,
+    ) {
+        let side = self.side_mut(kind);
+        match outcome {
+            Ok(measured) => {
+                for (key, value) in measured.values {
+                    side.values.insert(key, Ok(value));
+                }
+                merge(
+                    side.details
+                        .entry(measurement.to_owned())
+                        .or_insert(Value::Null),
+                    measured.details,
+                );
+            }
+            Err(err) => {
+                let reason = format!("{err:#}");
+                eprintln!("bench: {}: {measurement}: n/a ({reason})", kind.name());
+                for key in keys {
+                    side.values.insert(key, Err(reason.clone()));
+                }
+            }
+        }
+    }
+
+    /// Every measurement that needs a live server fails with `reason`.
+    fn fail_live(&mut self, kind: Kind, options: &Options, reason: &str) {
+        for (name, _) in MEASUREMENTS {
+            if *name != "saved" && options.selected(name) {
+                self.record(kind, name, Err(anyhow::anyhow!("{reason}")));
+            }
+        }
+    }
+
+    /// Every selected measurement fails with `reason`.
+    fn fail_all(&mut self, kind: Kind, options: &Options, reason: &str) {
+        for (name, _) in MEASUREMENTS {
+            if options.selected(name) {
+                self.record(kind, name, Err(anyhow::anyhow!("{reason}")));
+            }
+        }
+    }
+}
+
+/// Merges object `extra` into `into`.
+fn merge(into: &mut Value, extra: Value) {
+    match (into, extra) {
+        (Value::Object(into), Value::Object(extra)) => into.extend(extra),
+        (into, extra) => *into = extra,
+    }
+}
