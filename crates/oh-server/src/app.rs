@@ -12,9 +12,9 @@ use tokio::net::TcpListener;
 
 use crate::auth::ApiKeys;
 use crate::config::Config;
-use crate::conversations::Conversations;
 use crate::cors::CorsPolicy;
 use crate::error::ApiError;
+use crate::service::Conversations;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -31,7 +31,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) keys: ApiKeys,
     pub(crate) cors: CorsPolicy,
-    pub(crate) activity: Activity,
+    pub(crate) activity: Arc<Activity>,
     pub(crate) conversations: Conversations,
     pub(crate) bash: crate::bash::BashService,
     pub(crate) ready: AtomicBool,
@@ -123,8 +123,9 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let conversations =
-            Conversations::open(&config).map_err(|err| ServerError::Storage(err.to_string()))?;
+        let activity = Arc::new(Activity::new());
+        let conversations = Conversations::open(&config, Arc::clone(&activity))
+            .map_err(|err| ServerError::Storage(err.to_string()))?;
         let bash = crate::bash::BashService::new(&config.bash_events_dir)
             .map_err(|err| ServerError::Storage(err.to_string()))?;
         let state = AppState(Arc::new(Shared {
@@ -133,14 +134,13 @@ impl Server {
                 &config.allow_cors_origins,
                 config.allow_cors_origin_regex.as_deref(),
             ),
-            activity: Activity::new(),
+            activity,
             conversations,
             bash,
             ready: AtomicBool::new(false),
             shutdown: tokio::sync::watch::Sender::new(false),
             config,
         }));
-        state.conversations.attach(&state);
         state.ready.store(true, Ordering::Release);
         Ok(Self { listener, state })
     }
@@ -161,6 +161,7 @@ impl Server {
         let state = self.state.clone();
         let router = router(self.state);
         let stop = state.shutdown.clone();
+        let evictor = tokio::spawn(evict_idle(state.clone()));
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down");
@@ -169,9 +170,22 @@ impl Server {
         axum::serve(self.listener, router)
             .with_graceful_shutdown(signal)
             .await?;
+        evictor.abort();
         state.conversations.shutdown().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Drops idle live conversations from memory now and then.
+async fn evict_idle(state: AppState) {
+    let Some(ttl) = state.conversations.idle_ttl() else {
+        return;
+    };
+    let period = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(period).await;
+        state.conversations.evict_idle().await;
     }
 }
 
@@ -201,8 +215,36 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> axum::response::Response {
-    ApiError::not_found().into_response()
+/// Unknown routes: 404, except that `/x/` redirects (307) to `/x` and `/api/tools` to
+/// `/api/tools/`, as FastAPI does between the two spellings of a route.
+async fn not_found(req: axum::extract::Request) -> axum::response::Response {
+    let path = req.uri().path();
+    let target = if path.len() > 1 && path.ends_with('/') {
+        Some(path.trim_end_matches('/').to_owned())
+    } else if path == "/api/tools" {
+        Some("/api/tools/".to_owned())
+    } else {
+        None
+    };
+    let Some(mut target) = target else {
+        return ApiError::not_found().into_response();
+    };
+    if let Some(query) = req.uri().query() {
+        target = format!("{target}?{query}");
+    }
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let location = match host {
+        Some(host) => format!("http://{host}{target}"),
+        None => target,
+    };
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(axum::http::header::LOCATION, location)],
+    )
+        .into_response()
 }
 
 async fn method_not_allowed() -> axum::response::Response {

@@ -9,11 +9,11 @@ use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Header carrying the key on REST calls and (deprecated) WebSocket upgrades.
-pub const API_KEY_HEADER: &str = "x-session-api-key";
+pub(crate) const API_KEY_HEADER: &str = "x-session-api-key";
 
 /// The accepted keys. Empty: authentication is off.
 #[derive(Clone, Default)]
-pub struct ApiKeys {
+pub(crate) struct ApiKeys {
     digests: Vec<[u8; 32]>,
 }
 
@@ -27,20 +27,20 @@ impl std::fmt::Debug for ApiKeys {
 
 impl ApiKeys {
     /// Keys from the configuration.
-    pub fn new(keys: &[String]) -> Self {
+    pub(crate) fn new(keys: &[String]) -> Self {
         Self {
             digests: keys.iter().map(|k| digest(k)).collect(),
         }
     }
 
     /// Whether authentication is required.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         !self.digests.is_empty()
     }
 
     /// Whether `presented` is one of the keys. Digests of equal length are compared without
     /// early exit, and every key is compared, so timing reveals neither the key nor its length.
-    pub fn accepts(&self, presented: &str) -> bool {
+    pub(crate) fn accepts(&self, presented: &str) -> bool {
         let presented = digest(presented);
         let mut found = 0u8;
         for key in &self.digests {
@@ -59,7 +59,11 @@ fn digest(key: &str) -> [u8; 32] {
 }
 
 /// Middleware: 401 `{"detail": "Unauthorized"}` unless the request carries an accepted key.
-pub(crate) async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn require_key(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     if state.keys.enabled() {
         let presented = req
             .headers()

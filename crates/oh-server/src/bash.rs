@@ -15,7 +15,9 @@ pub(crate) struct BashService {
 impl BashService {
     pub(crate) fn new(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        Ok(Self { dir: dir.to_owned() })
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
     }
 }
 

@@ -45,7 +45,10 @@ impl std::fmt::Debug for Config {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("session_api_keys", &self.session_api_keys.len())
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "**********"))
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "**********"),
+            )
             .field("conversations_path", &self.conversations_path)
             .field("workspace_path", &self.workspace_path)
             .field("bash_events_dir", &self.bash_events_dir)
@@ -117,14 +120,22 @@ impl Config {
             Some(keys) => keys,
             None => match file.get("session_api_keys") {
                 Some(value) => strings("session_api_keys", value)?,
-                None => env.get("SESSION_API_KEY").into_iter().map(str::to_owned).collect(),
+                None => env
+                    .get("SESSION_API_KEY")
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
             },
         };
         config.session_api_keys = keys.into_iter().filter(|k| !k.is_empty()).collect();
         config.secret_key = env
             .get("OH_SECRET_KEY")
             .map(str::to_owned)
-            .or_else(|| file.get("secret_key").and_then(Value::as_str).map(str::to_owned))
+            .or_else(|| {
+                file.get("secret_key")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .or_else(|| env.get("SESSION_API_KEY").map(str::to_owned))
             .or_else(|| env.get("OH_SESSION_API_KEYS_0").map(str::to_owned))
             .filter(|k| !k.is_empty());
@@ -147,16 +158,19 @@ impl Config {
         }
         config.allow_cors_origin_regex = env.field(&file, "allow_cors_origin_regex");
         if let Some(raw) = env.field(&file, "max_concurrent_runs") {
-            config.max_concurrent_runs = raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| ConfigError::Value {
-                    field: "max_concurrent_runs".into(),
-                    message: format!("expected an integer >= 1, got {raw:?}"),
-                })?;
+            config.max_concurrent_runs =
+                raw.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| ConfigError::Value {
+                        field: "max_concurrent_runs".into(),
+                        message: format!("expected an integer >= 1, got {raw:?}"),
+                    })?;
         }
-        if env.get("OH_CONVERSATION_IDLE_TTL_SECONDS_IS_NONE").is_some_and(truthy) {
+        if env
+            .get("OH_CONVERSATION_IDLE_TTL_SECONDS_IS_NONE")
+            .is_some_and(truthy)
+        {
             config.conversation_idle_ttl_seconds = None;
         } else if let Some(raw) = env.field(&file, "conversation_idle_ttl_seconds") {
             config.conversation_idle_ttl_seconds = Some(

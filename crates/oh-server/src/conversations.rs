@@ -1,24 +1,634 @@
-//! Conversations: the catalogue and `/api/conversations/*`.
+//! `/api/conversations/*` (spec §3.2–3.14).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use oh_protocol::agent::{AgentBase, SecretSource};
+use oh_protocol::api::{
+    AgentResponseResult, ConversationPage, ConversationSortOrder, SetConfirmationPolicyRequest,
+    SetSecurityAnalyzerRequest, StartConversationRequest, Success, UpdateConversationRequest,
+    UpdateSecretsRequest,
+};
+use oh_protocol::event::Event;
+use oh_protocol::tool::Action;
+use oh_protocol::{ConversationInfo, ExecutionStatus, Workspace};
+use serde_json::Value;
 
 use crate::app::AppState;
-use crate::config::Config;
-
-/// Every conversation of this server, live or only on disk.
-#[derive(Debug)]
-pub(crate) struct Conversations {}
-
-impl Conversations {
-    pub(crate) fn open(_config: &Config) -> std::io::Result<Self> {
-        Ok(Self {})
-    }
-
-    pub(crate) fn attach(&self, _state: &AppState) {}
-
-    pub(crate) async fn shutdown(&self) {}
-}
+use crate::error::{ApiError, ApiResult, json_response, ok};
+use crate::extract::{ConversationId, Json, Query, parse_uuid};
+use crate::service::{Live, NewConversation, ServiceError, new_meta, utc_now};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/conversations", post(create).get(batch_get))
+        .route("/api/conversations/search", get(search))
+        .route("/api/conversations/count", get(count))
+        .route(
+            "/api/conversations/{conversation_id}",
+            get(get_one).delete(delete).patch(update),
+        )
+        .route("/api/conversations/{conversation_id}/run", post(run))
+        .route("/api/conversations/{conversation_id}/pause", post(pause))
+        .route(
+            "/api/conversations/{conversation_id}/interrupt",
+            post(interrupt),
+        )
+        .route(
+            "/api/conversations/{conversation_id}/secrets",
+            post(secrets),
+        )
+        .route(
+            "/api/conversations/{conversation_id}/confirmation_policy",
+            post(confirmation_policy),
+        )
+        .route(
+            "/api/conversations/{conversation_id}/security_analyzer",
+            post(security_analyzer),
+        )
+        .route(
+            "/api/conversations/{conversation_id}/condense",
+            post(condense),
+        )
+        .route(
+            "/api/conversations/{conversation_id}/agent_final_response",
+            get(final_response),
+        )
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::AlreadyRunning => ApiError::conflict(err.to_string()),
+            ServiceError::Capacity => ApiError::new(StatusCode::TOO_MANY_REQUESTS, err.to_string()),
+            ServiceError::Invalid(msg) => ApiError::bad_request(msg),
+            ServiceError::Agent(err) => agent_error(err),
+            ServiceError::Io(msg) => ApiError::internal(msg),
+        }
+    }
+}
+
+/// Maps an agent-core error to a response: client-caused ones are 4xx.
+pub(crate) fn agent_error(err: oh_agent::conversation::Error) -> ApiError {
+    use oh_agent::conversation::Error as E;
+    match err {
+        E::AlreadyRunning { .. } => {
+            ApiError::conflict("Conversation already running. Wait for completion or pause first.")
+        }
+        E::NotAUserMessage { .. } => ApiError::validation(
+            &["body", "role"],
+            "value_error",
+            "Only messages with role 'user' can be sent to a conversation",
+            Value::Null,
+        ),
+        E::Unsupported(msg) => ApiError::bad_request(msg),
+        E::Tool(err) => ApiError::bad_request(err.to_string()),
+        E::Llm(err) => ApiError::bad_request(format!("LLM configuration: {err}")),
+        E::Resume(msg) => ApiError::bad_request(msg),
+        other => ApiError::internal(other),
+    }
+}
+
+/// The live conversation or 404 with `detail`.
+pub(crate) fn live_or(state: &AppState, id: uuid::Uuid, detail: &str) -> ApiResult<Arc<Live>> {
+    state
+        .conversations
+        .get(id)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, detail))
+}
+
+fn live_or_bad_request(state: &AppState, id: uuid::Uuid) -> ApiResult<Arc<Live>> {
+    state
+        .conversations
+        .get(id)?
+        .ok_or_else(|| ApiError::reason(StatusCode::BAD_REQUEST))
+}
+
+fn tag_error(tags: &BTreeMap<String, String>) -> Option<ApiError> {
+    for (key, value) in tags {
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Some(ApiError::validation(
+                &["body", "tags"],
+                "value_error",
+                format!("Value error, Tag key {key:?} must match ^[a-z0-9]+$"),
+                Value::String(key.clone()),
+            ));
+        }
+        if value.chars().count() > 256 {
+            return Some(ApiError::validation(
+                &["body", "tags"],
+                "value_error",
+                format!("Value error, Tag value for {key:?} is longer than 256 characters"),
+                Value::String(key.clone()),
+            ));
+        }
+    }
+    None
+}
+
+async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiResult<Response> {
+    if body.is_null() {
+        return Err(ApiError::validation(
+            &["body"],
+            "missing",
+            "Field required",
+            Value::Null,
+        ));
+    }
+    if !body.is_object() {
+        return Err(ApiError::validation(
+            &["body"],
+            "model_attributes_type",
+            "Input should be a valid dictionary or object to extract fields from",
+            body,
+        ));
+    }
+    let request: StartConversationRequest =
+        crate::extract::parse_json(body.to_string().as_bytes())?;
+    if let Some(id) = request.conversation_id
+        && let Some(info) = state.conversations.info(id)?
+    {
+        return Ok(json_response(StatusCode::OK, &info));
+    }
+    let agent = match request.agent {
+        Some(AgentBase::Agent(agent)) => *agent,
+        Some(other) => {
+            let kind = match &other {
+                AgentBase::Unknown(unknown) => unknown.tag("kind").unwrap_or("?").to_owned(),
+                _ => "?".to_owned(),
+            };
+            return Err(ApiError::validation(
+                &["body", "agent"],
+                "value_error",
+                format!(
+                    "Value error, agent kind {kind:?} is not supported by this server (only Agent)"
+                ),
+                Value::Null,
+            ));
+        }
+        None if request.agent_settings.is_some() || request.agent_profile_id.is_some() => {
+            return Err(ApiError::not_implemented(
+                "Creating a conversation from agent_settings or agent_profile_id",
+            ));
+        }
+        None => {
+            return Err(ApiError::validation(
+                &["body"],
+                "value_error",
+                "Value error, One of `agent`, `agent_settings`, or `agent_profile_id` must be provided",
+                Value::Null,
+            ));
+        }
+    };
+    let unknown_tools: Vec<&str> = agent
+        .tools
+        .iter()
+        .map(|t| t.name.as_str())
+        .chain(agent.include_default_tools.iter().map(String::as_str))
+        .filter(|name| !oh_agent::tools::is_known(name))
+        .collect();
+    if !unknown_tools.is_empty() {
+        return Err(ApiError::validation(
+            &["body", "agent", "tools"],
+            "value_error",
+            format!(
+                "Value error, tools not available on this server: {} (available: terminal, \
+                 file_editor, task_tracker, finish, think)",
+                unknown_tools.join(", ")
+            ),
+            Value::Null,
+        ));
+    }
+    if let Some(err) = tag_error(&request.tags) {
+        return Err(err);
+    }
+    let Workspace::Local(local) = &request.workspace else {
+        return Err(ApiError::validation(
+            &["body", "workspace"],
+            "value_error",
+            "Value error, only LocalWorkspace is supported",
+            Value::Null,
+        ));
+    };
+    if local.working_dir.trim().is_empty() {
+        return Err(ApiError::validation(
+            &["body", "workspace", "working_dir"],
+            "value_error",
+            "Value error, working_dir must not be empty",
+            Value::Null,
+        ));
+    }
+    if let Some(parent) = request.parent_conversation_id
+        && !state.conversations.exists(parent)
+    {
+        return Err(ApiError::unprocessable(format!(
+            "Parent conversation {parent} not found"
+        )));
+    }
+    let secrets = plain_secrets(request.secrets)?;
+    let working_dir = PathBuf::from(&local.working_dir);
+    prepare_workspace(&working_dir).await?;
+
+    let id = request.conversation_id.unwrap_or_else(uuid::Uuid::new_v4);
+    let mut meta = new_meta(id);
+    meta.workspace = Some(request.workspace.clone());
+    meta.max_iterations = Some(request.max_iterations);
+    meta.stuck_detection = Some(request.stuck_detection);
+    meta.client_tools = request.client_tools;
+    meta.tool_module_qualnames = request.tool_module_qualnames;
+    meta.hook_config = request.hook_config;
+    meta.parent_conversation_id = request.parent_conversation_id;
+    let live = state.conversations.create(NewConversation {
+        id,
+        agent,
+        working_dir,
+        max_iterations: request.max_iterations.max(1),
+        stuck_detection: request.stuck_detection,
+        secrets,
+        tags: request.tags,
+        meta,
+    })?;
+    state.activity.touch();
+    if request.confirmation_policy != oh_protocol::ConfirmationPolicy::default() {
+        live.conv
+            .set_confirmation_policy(request.confirmation_policy)
+            .map_err(agent_error)?;
+    }
+    if request.security_analyzer.is_some() {
+        live.conv
+            .set_security_analyzer(request.security_analyzer)
+            .map_err(agent_error)?;
+    }
+    if let Some(message) = request.initial_message {
+        let message = oh_protocol::Message::new(message.role, message.content);
+        live.conv.send_message(message).await.map_err(agent_error)?;
+        live.run_or_rerun()?;
+    }
+    Ok(json_response(StatusCode::CREATED, &live.info()))
+}
+
+/// Secret values in clear; lookup secrets are not supported yet.
+fn plain_secrets(secrets: BTreeMap<String, SecretSource>) -> ApiResult<BTreeMap<String, String>> {
+    let mut plain = BTreeMap::new();
+    for (name, source) in secrets {
+        if !oh_agent::secrets::is_env_name(&name) {
+            return Err(ApiError::validation(
+                &["body", "secrets", &name],
+                "value_error",
+                format!("Value error, {name:?} is not a valid secret name"),
+                Value::Null,
+            ));
+        }
+        match source {
+            SecretSource::Static(s) => {
+                if let Some(value) = s.value.filter(|v| !v.is_placeholder()) {
+                    plain.insert(name, value.expose().to_owned());
+                }
+            }
+            SecretSource::Lookup(_) => {
+                return Err(ApiError::not_implemented(&format!(
+                    "LookupSecret (secret {name:?})"
+                )));
+            }
+            _ => {
+                return Err(ApiError::validation(
+                    &["body", "secrets", &name],
+                    "value_error",
+                    "Value error, unknown secret source kind",
+                    Value::Null,
+                ));
+            }
+        }
+    }
+    Ok(plain)
+}
+
+/// `mkdir -p` the working directory and `git init` it unless it is inside a repository.
+async fn prepare_workspace(dir: &PathBuf) -> ApiResult<()> {
+    tokio::fs::create_dir_all(dir).await.map_err(|err| {
+        ApiError::bad_request(format!(
+            "Cannot create the working directory {}: {err}",
+            dir.display()
+        ))
+    })?;
+    let inside = tokio::process::Command::new("git")
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+    if matches!(inside, Ok(status) if !status.success()) {
+        let init = tokio::process::Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await;
+        if !matches!(init, Ok(status) if status.success()) {
+            tracing::warn!(dir = %dir.display(), "git init failed in the working directory");
+        }
+    }
+    Ok(())
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
+    match state.conversations.info(id)? {
+        Some(info) => Ok(ok(&info)),
+        None => Err(ApiError::not_found()),
+    }
+}
+
+async fn batch_get(State(state): State<AppState>, query: Query) -> ApiResult<Response> {
+    let raw = query.all("ids");
+    if raw.is_empty() {
+        return Err(ApiError::validation(
+            &["query", "ids"],
+            "missing",
+            "Field required",
+            Value::Null,
+        ));
+    }
+    if raw.len() >= 100 {
+        return Err(ApiError::validation(
+            &["query", "ids"],
+            "too_long",
+            "At most 99 ids per request",
+            Value::Null,
+        ));
+    }
+    let mut items: Vec<Option<ConversationInfo>> = Vec::with_capacity(raw.len());
+    for value in raw {
+        let id = parse_uuid(value).ok_or_else(|| {
+            ApiError::validation(
+                &["query", "ids"],
+                "uuid_parsing",
+                "Input should be a valid UUID",
+                Value::String(value.to_owned()),
+            )
+        })?;
+        items.push(state.conversations.info(id)?);
+    }
+    Ok(ok(&items))
+}
+
+fn status_filter(query: &Query) -> ApiResult<Option<ExecutionStatus>> {
+    query.parse("status", "enum", |raw| {
+        serde_json::from_value(Value::String(raw.to_owned())).map_err(|_| {
+            "Input should be 'idle', 'running', 'paused', 'waiting_for_confirmation', \
+             'finished', 'error', 'stuck' or 'deleting'"
+                .to_owned()
+        })
+    })
+}
+
+fn all_infos(
+    state: &AppState,
+    status: Option<ExecutionStatus>,
+) -> ApiResult<Vec<ConversationInfo>> {
+    let mut infos = Vec::new();
+    for id in state.conversations.ids() {
+        if let Some(info) = state.conversations.info(id)?
+            && status.is_none_or(|s| info.execution_status == s)
+        {
+            infos.push(info);
+        }
+    }
+    Ok(infos)
+}
+
+async fn search(State(state): State<AppState>, query: Query) -> ApiResult<Response> {
+    let limit = query.limit()?;
+    let status = status_filter(&query)?;
+    let order = query
+        .parse("sort_order", "enum", |raw| {
+            serde_json::from_value::<ConversationSortOrder>(Value::String(raw.to_owned())).map_err(
+                |_| {
+                    "Input should be 'CREATED_AT', 'UPDATED_AT', 'CREATED_AT_DESC' or \
+                     'UPDATED_AT_DESC'"
+                        .to_owned()
+                },
+            )
+        })?
+        .unwrap_or_default();
+    query.bool("include_skills")?;
+    let mut infos = all_infos(&state, status)?;
+    infos.sort_by(|a, b| match order {
+        ConversationSortOrder::CreatedAt => a.created_at.cmp(&b.created_at),
+        ConversationSortOrder::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+        ConversationSortOrder::UpdatedAtDesc => b.updated_at.cmp(&a.updated_at),
+        _ => b.created_at.cmp(&a.created_at),
+    });
+    let start = query
+        .get("page_id")
+        .and_then(|page| {
+            infos
+                .iter()
+                .position(|info| info.id.simple().to_string() == page)
+        })
+        .unwrap_or(0);
+    let rest: Vec<ConversationInfo> = infos.into_iter().skip(start).collect();
+    let next_page_id = rest.get(limit).map(|info| info.id.simple().to_string());
+    let items = rest.into_iter().take(limit).collect();
+    Ok(ok(&ConversationPage {
+        items,
+        next_page_id,
+    }))
+}
+
+async fn count(State(state): State<AppState>, query: Query) -> ApiResult<Response> {
+    let status = status_filter(&query)?;
+    let n = match status {
+        None => state.conversations.ids().len(),
+        Some(_) => all_infos(&state, status)?.len(),
+    };
+    Ok(ok(&n))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
+    if state.conversations.delete(id).await? {
+        Ok(ok(&Success::TRUE))
+    } else {
+        Err(ApiError::reason(StatusCode::BAD_REQUEST))
+    }
+}
+
+async fn update(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+    Json(body): Json<UpdateConversationRequest>,
+) -> ApiResult<Response> {
+    if let Some(title) = &body.title {
+        let len = title.chars().count();
+        if title.trim().is_empty() || len > 200 {
+            return Err(ApiError::validation(
+                &["body", "title"],
+                "value_error",
+                "Value error, title must be 1 to 200 characters and not blank",
+                Value::String(title.clone()),
+            ));
+        }
+    }
+    if let Some(tags) = &body.tags
+        && let Some(err) = tag_error(tags)
+    {
+        return Err(err);
+    }
+    let Some(live) = state.conversations.get(id)? else {
+        return Ok(ok(&Success { success: false }));
+    };
+    if let Some(tags) = body.tags {
+        live.conv.set_tags(tags).map_err(agent_error)?;
+    }
+    {
+        let mut meta = live
+            .meta
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(title) = body.title {
+            meta.title = Some(title);
+        }
+        meta.updated_at = utc_now();
+    }
+    live.save_meta();
+    Ok(ok(&Success::TRUE))
+}
+
+async fn run(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
+    let live = live_or(&state, id, "Not Found")?;
+    live.start_run()?;
+    state.activity.touch();
+    Ok(ok(&Success::TRUE))
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
+    let live = live_or_bad_request(&state, id)?;
+    live.conv.pause().map_err(agent_error)?;
+    if !live.is_running() {
+        live.conv.flush().await;
+        live.publish_full_state();
+    }
+    Ok(ok(&Success::TRUE))
+}
+
+async fn interrupt(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
+    let live = live_or_bad_request(&state, id)?;
+    live.conv.interrupt().map_err(agent_error)?;
+    live.wait_run(Duration::from_secs(5)).await;
+    if !live.is_running() {
+        live.conv.flush().await;
+        live.publish_full_state();
+    }
+    Ok(ok(&Success::TRUE))
+}
+
+async fn secrets(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+    Json(body): Json<UpdateSecretsRequest>,
+) -> ApiResult<Response> {
+    let secrets = plain_secrets(body.secrets)?;
+    let live = live_or(&state, id, "Not Found")?;
+    live.update_secrets(secrets)?;
+    Ok(ok(&Success::TRUE))
+}
+
+async fn confirmation_policy(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+    Json(body): Json<SetConfirmationPolicyRequest>,
+) -> ApiResult<Response> {
+    let live = live_or(&state, id, "Not Found")?;
+    live.conv
+        .set_confirmation_policy(body.policy)
+        .map_err(agent_error)?;
+    Ok(ok(&Success::TRUE))
+}
+
+async fn security_analyzer(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    if body.get("security_analyzer").is_none() {
+        return Err(ApiError::validation(
+            &["body", "security_analyzer"],
+            "missing",
+            "Field required",
+            body,
+        ));
+    }
+    let body: SetSecurityAnalyzerRequest = crate::extract::parse_json(body.to_string().as_bytes())?;
+    let live = live_or(&state, id, "Not Found")?;
+    live.conv
+        .set_security_analyzer(body.security_analyzer)
+        .map_err(agent_error)?;
+    Ok(ok(&Success::TRUE))
+}
+
+async fn condense(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
+    let live = live_or(&state, id, "Conversation not found")?;
+    live.conv.condense().await.map_err(agent_error)?;
+    Ok(ok(&Success::TRUE))
+}
+
+async fn final_response(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
+    let live = live_or(&state, id, "Not Found")?;
+    let response = live.conv.with_events(|events| {
+        events
+            .iter()
+            .rev()
+            .find_map(|event| match event {
+                Event::Action(action) => match &action.action {
+                    Some(Action::Finish(finish)) => Some(finish.message.clone()),
+                    _ => None,
+                },
+                Event::Message(message) if message.base.source == oh_protocol::Source::Agent => {
+                    Some(
+                        message
+                            .llm_message
+                            .content
+                            .iter()
+                            .filter_map(|c| c.as_text())
+                            .collect::<String>(),
+                    )
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    });
+    Ok(ok(&AgentResponseResult { response }))
 }

@@ -9,7 +9,7 @@ use crate::app::AppState;
 
 /// Which origins may call the server.
 #[derive(Debug, Clone)]
-pub struct CorsPolicy {
+pub(crate) struct CorsPolicy {
     origins: Vec<String>,
     pattern: Option<regex::Regex>,
     docker_host: Option<String>,
@@ -18,7 +18,7 @@ pub struct CorsPolicy {
 impl CorsPolicy {
     /// The policy for the configured origins and pattern (an invalid pattern is ignored with
     /// a warning).
-    pub fn new(origins: &[String], pattern: Option<&str>) -> Self {
+    pub(crate) fn new(origins: &[String], pattern: Option<&str>) -> Self {
         let pattern = pattern.and_then(|p| match regex::Regex::new(&format!("^(?:{p})$")) {
             Ok(re) => Some(re),
             Err(err) => {
@@ -29,7 +29,9 @@ impl CorsPolicy {
         Self {
             origins: origins.to_vec(),
             pattern,
-            docker_host: std::env::var("DOCKER_HOST_ADDR").ok().filter(|h| !h.is_empty()),
+            docker_host: std::env::var("DOCKER_HOST_ADDR")
+                .ok()
+                .filter(|h| !h.is_empty()),
         }
     }
 
@@ -89,7 +91,10 @@ pub(crate) async fn cors(State(state): State<AppState>, req: Request, next: Next
         if let Some(requested) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
             headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
         }
-        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
         return response;
     }
     let mut response = next.run(req).await;
@@ -105,7 +110,10 @@ mod tests {
 
     #[test]
     fn local_origins_and_configured_ones() {
-        let policy = CorsPolicy::new(&["https://app.example.com".into()], Some(r"https://.*\.test"));
+        let policy = CorsPolicy::new(
+            &["https://app.example.com".into()],
+            Some(r"https://.*\.test"),
+        );
         assert!(policy.allows("/api/conversations", "http://localhost:3000"));
         assert!(policy.allows("/health", "https://127.0.0.1"));
         assert!(policy.allows("/health", "https://app.example.com"));

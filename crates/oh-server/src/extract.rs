@@ -11,12 +11,12 @@ use serde_json::Value;
 use crate::error::ApiError;
 
 /// Largest JSON body accepted (a conversation create with a big agent is tens of KiB).
-pub const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 
 /// A JSON body parsed into `T`. An empty body is parsed as `null` (so an all-optional body
 /// may be omitted when `T` accepts `null`); bad JSON and type errors are 422.
 #[derive(Debug)]
-pub struct Json<T>(pub T);
+pub(crate) struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
@@ -28,7 +28,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 }
 
 /// Reads a whole body of at most `limit` bytes (413 beyond).
-pub async fn body_bytes<S: Send + Sync>(
+pub(crate) async fn body_bytes<S: Send + Sync>(
     req: Request,
     state: &S,
     limit: usize,
@@ -47,7 +47,7 @@ pub async fn body_bytes<S: Send + Sync>(
 }
 
 /// Parses a JSON body into `T` with 422 errors located in `body`.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let trimmed = bytes.trim_ascii();
     let value: Value = if trimmed.is_empty() {
         Value::Null
@@ -68,9 +68,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         });
     }
     let shown = redact(&value);
-    serde_json::from_value(value).map_err(|err| {
-        ApiError::validation(&["body"], "value_error", err.to_string(), shown)
-    })
+    serde_json::from_value(value)
+        .map_err(|err| ApiError::validation(&["body"], "value_error", err.to_string(), shown))
 }
 
 /// The input echoed in a 422 with secret-looking values replaced, as the reference does.
@@ -98,7 +97,7 @@ fn redact(value: &Value) -> Value {
 
 /// The query string as name/value pairs, in order (names may repeat).
 #[derive(Debug, Default, Clone)]
-pub struct Query(pub Vec<(String, String)>);
+pub(crate) struct Query(pub Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Query {
     type Rejection = ApiError;
@@ -115,7 +114,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
 
 impl Query {
     /// The last value of `name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -124,7 +123,7 @@ impl Query {
     }
 
     /// Every value of `name`, in order.
-    pub fn all(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
         self.0
             .iter()
             .filter(|(k, _)| k == name)
@@ -133,14 +132,14 @@ impl Query {
     }
 
     /// A required string parameter (422 `missing` when absent).
-    pub fn required(&self, name: &str) -> Result<&str, ApiError> {
+    pub(crate) fn required(&self, name: &str) -> Result<&str, ApiError> {
         self.get(name).ok_or_else(|| {
             ApiError::validation(&["query", name], "missing", "Field required", Value::Null)
         })
     }
 
     /// An optional parameter parsed with `parse`, whose error message becomes a 422.
-    pub fn parse<T>(
+    pub(crate) fn parse<T>(
         &self,
         name: &str,
         kind: &str,
@@ -155,7 +154,7 @@ impl Query {
     }
 
     /// An optional boolean (`true`/`false`/`1`/`0`/`yes`/`no`/`on`/`off`, as pydantic).
-    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+    pub(crate) fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
         self.parse(name, "bool_parsing", |raw| {
             match raw.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" | "t" | "y" => Ok(true),
@@ -166,7 +165,7 @@ impl Query {
     }
 
     /// The page size: default 100, 1..=100 else 422 (as 1.57.0).
-    pub fn limit(&self) -> Result<usize, ApiError> {
+    pub(crate) fn limit(&self) -> Result<usize, ApiError> {
         let limit = self
             .parse("limit", "int_parsing", |raw| {
                 raw.parse::<i64>().map_err(|_| {
@@ -195,7 +194,7 @@ impl Query {
 }
 
 /// Parses a UUID as the reference does: dashed, 32 hex or `urn:uuid:`, any case.
-pub fn parse_uuid(raw: &str) -> Option<uuid::Uuid> {
+pub(crate) fn parse_uuid(raw: &str) -> Option<uuid::Uuid> {
     let raw = raw.trim();
     let raw = raw
         .strip_prefix("urn:uuid:")
@@ -209,7 +208,7 @@ pub fn parse_uuid(raw: &str) -> Option<uuid::Uuid> {
 
 /// The `{conversation_id}` path parameter as a UUID (422 `uuid_parsing` otherwise).
 #[derive(Debug, Clone, Copy)]
-pub struct ConversationId(pub uuid::Uuid);
+pub(crate) struct ConversationId(pub uuid::Uuid);
 
 impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
     type Rejection = ApiError;
@@ -228,7 +227,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
 }
 
 /// A named path parameter, percent-decoded.
-pub async fn path_param<S: Send + Sync>(
+pub(crate) async fn path_param<S: Send + Sync>(
     parts: &mut Parts,
     state: &S,
     name: &str,

@@ -24,8 +24,10 @@ mod extract;
 mod files;
 mod git;
 mod server_details;
+mod service;
 mod sockets;
 
 pub use app::{Server, ServerError};
 pub use config::{Config, ConfigError};
+pub use extended::NOT_IMPLEMENTED as EXTENDED_ROUTES_501;
 pub use server_details::PROTOCOL_VERSION;

@@ -50,7 +50,10 @@ fn main() -> ExitCode {
     if config.session_api_keys.is_empty() && config.host.is_unspecified() {
         tracing::warn!("listening on a wildcard address without session API keys");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!("cannot start the runtime: {err}");

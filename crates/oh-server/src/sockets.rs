@@ -1,9 +1,354 @@
-//! The WebSocket event stream: `/sockets/events/{conversation_id}`.
+//! The WebSocket event stream: `/sockets/events/{conversation_id}` (spec §4).
+//!
+//! Each socket is one task: it authenticates, sends the `full_state` snapshot, optionally
+//! replays the log, then forwards frames from the conversation's broadcast channel and
+//! handles what the client sends. The agent never waits for a socket: a subscriber that falls
+//! more than the channel's capacity behind catches up from the persisted log and gets a fresh
+//! snapshot instead of the frames it missed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use oh_protocol::api::SendMessageRequest;
+use oh_protocol::event::{Event, EventBase, ServerErrorEvent, Source};
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::AppState;
+use crate::auth::API_KEY_HEADER;
+use crate::extract::{Query, parse_uuid, path_param};
+use crate::service::{Frame, Live, MAX_SUBSCRIBERS, event_now, serialize};
+
+/// Largest frame sent: the Python client's default incoming limit.
+pub(crate) const MAX_FRAME: usize = 1024 * 1024;
+
+/// How long an unauthenticated socket may wait before its auth frame.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/sockets/events/{conversation_id}", get(events_socket))
+}
+
+/// What to replay after the snapshot.
+#[derive(Debug, Clone)]
+enum Replay {
+    None,
+    All,
+    Since(String),
+}
+
+async fn events_socket(State(state): State<AppState>, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let Ok(raw) = path_param(&mut parts, &state, "conversation_id").await else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let Some(id) = parse_uuid(&raw) else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let query = Query::from_request_parts(&mut parts, &state)
+        .await
+        .unwrap_or_default();
+    let presented = query.get("session_api_key").map(str::to_owned).or_else(|| {
+        parts
+            .headers
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let authenticated = if state.keys.enabled() {
+        match presented {
+            Some(key) if state.keys.accepts(&key) => true,
+            Some(_) => return StatusCode::FORBIDDEN.into_response(),
+            None => false,
+        }
+    } else {
+        true
+    };
+    let replay = match query.get("resend_mode") {
+        Some("all") => Replay::All,
+        Some("since") => match query
+            .get("after_timestamp")
+            .and_then(oh_protocol::time::parse_micros)
+        {
+            Some((micros, _)) => Replay::Since(oh_protocol::time::naive_timestamp(micros, 0)),
+            None => Replay::None,
+        },
+        _ if query
+            .get("resend_all")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1")) =>
+        {
+            Replay::All
+        }
+        _ => Replay::None,
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return crate::error::ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Expected a WebSocket upgrade: {rejection}"),
+            )
+            .into_response();
+        }
+    };
+    upgrade
+        .max_message_size(16 * 1024 * 1024)
+        .on_upgrade(move |socket| serve(state, socket, id, authenticated, replay))
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
+
+/// Whether `text` is a valid auth frame: `{"type": "auth", "session_api_key": <key>}`.
+fn auth_frame_ok(state: &AppState, text: &str) -> bool {
+    let Ok(Value::Object(frame)) = serde_json::from_str::<Value>(text) else {
+        return false;
+    };
+    frame.get("type").and_then(Value::as_str) == Some("auth")
+        && frame
+            .get("session_api_key")
+            .and_then(Value::as_str)
+            .is_some_and(|key| !key.is_empty() && state.keys.accepts(key))
+}
+
+/// Whether `text` is an auth frame that arrives after authentication (ignored).
+fn is_auth_frame(text: &str) -> bool {
+    matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(frame))
+        if frame.get("type").and_then(Value::as_str) == Some("auth")
+            && frame.keys().all(|k| k == "type" || k == "session_api_key"))
+}
+
+async fn first_text(socket: &mut WebSocket) -> Option<String> {
+    loop {
+        match socket.recv().await? {
+            Ok(WsMessage::Text(text)) => return Some(text.as_str().to_owned()),
+            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Decrements the subscriber count when the socket ends.
+struct Subscription(Arc<Live>);
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn serve(
+    state: AppState,
+    mut socket: WebSocket,
+    id: uuid::Uuid,
+    authenticated: bool,
+    replay: Replay,
+) {
+    if !authenticated {
+        let ok = matches!(
+            tokio::time::timeout(AUTH_TIMEOUT, first_text(&mut socket)).await,
+            Ok(Some(text)) if auth_frame_ok(&state, &text)
+        );
+        if !ok {
+            close(socket, 4001, "Authentication failed").await;
+            return;
+        }
+    }
+    let live = match state.conversations.get(id) {
+        Ok(Some(live)) => live,
+        Ok(None) => {
+            close(socket, 4004, "Conversation not found").await;
+            return;
+        }
+        Err(err) => {
+            tracing::warn!(%id, %err, "cannot load conversation for a socket");
+            close(socket, 1011, "Conversation could not be loaded").await;
+            return;
+        }
+    };
+    if live.subscribers.fetch_add(1, Ordering::SeqCst) >= MAX_SUBSCRIBERS {
+        live.subscribers.fetch_sub(1, Ordering::SeqCst);
+        close(socket, 1013, "Too many connections for this conversation").await;
+        return;
+    }
+    let _subscription = Subscription(Arc::clone(&live));
+    let mut frames = live.subscribe();
+    let mut shutdown = state.shutdown.subscribe();
+    let mut last_persisted: Option<Arc<str>> = None;
+
+    if send_frame(&mut socket, &live.full_state()).await.is_err() {
+        return;
+    }
+    let replayed = match &replay {
+        Replay::None => Vec::new(),
+        Replay::All => persisted_after(&live, None, None),
+        Replay::Since(since) => persisted_after(&live, None, Some(since)),
+    };
+    for frame in replayed {
+        if send_frame(&mut socket, &frame).await.is_err() {
+            return;
+        }
+    }
+
+    loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Ok(frame) => {
+                    if send_frame(&mut socket, &frame).await.is_err() {
+                        return;
+                    }
+                    if frame.persisted_id.is_some() {
+                        last_persisted = frame.persisted_id;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(%id, missed, "subscriber fell behind; catching up from the log");
+                    let mut catch_up = persisted_after(&live, last_persisted.as_deref(), None);
+                    catch_up.push(live.full_state());
+                    for frame in catch_up {
+                        if send_frame(&mut socket, &frame).await.is_err() {
+                            return;
+                        }
+                        if frame.persisted_id.is_some() {
+                            last_persisted = frame.persisted_id;
+                        }
+                    }
+                }
+                Err(RecvError::Closed) => {
+                    close(socket, 1000, "Conversation closed").await;
+                    return;
+                }
+            },
+            inbound = socket.recv() => match inbound {
+                Some(Ok(WsMessage::Text(text))) => {
+                    if let Some(error) = handle_inbound(&live, text.as_str()).await
+                        && send_frame(&mut socket, &error).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Some(Ok(WsMessage::Binary(_))) => {
+                    let error = server_error("ValidationError", "Binary frames are not supported");
+                    if send_frame(&mut socket, &error).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                Some(Ok(WsMessage::Close(_)) | Err(_)) | None => return,
+            },
+            _ = shutdown.changed() => {
+                close(socket, 1001, "Server shutting down").await;
+                return;
+            }
+        }
+    }
+}
+
+/// Persisted events after `after` (an event id; `None` = from the start), optionally only
+/// those with `timestamp >= since`.
+fn persisted_after(live: &Live, after: Option<&str>, since: Option<&str>) -> Vec<Frame> {
+    live.conv.with_events(|events| {
+        let start = after
+            .and_then(|id| events.iter().position(|e| e.id() == Some(id)))
+            .map_or(0, |i| i + 1);
+        events[start..]
+            .iter()
+            .filter(|e| {
+                since.is_none_or(|since| e.base().is_some_and(|b| b.timestamp.as_str() >= since))
+            })
+            .map(|e| Frame {
+                persisted_id: e.id().map(Into::into),
+                json: serialize(e),
+            })
+            .collect()
+    })
+}
+
+fn server_error(code: &str, detail: &str) -> Frame {
+    let event = Event::ServerError(ServerErrorEvent {
+        base: EventBase::new(Source::Environment, event_now()),
+        code: code.to_owned(),
+        detail: detail.to_owned(),
+    });
+    Frame {
+        persisted_id: None,
+        json: serialize(&event),
+    }
+}
+
+/// Handles a client frame: a message to the conversation (then a run), or an ignored late
+/// auth frame. Returns an error frame for this socket when the frame is invalid.
+async fn handle_inbound(live: &Arc<Live>, text: &str) -> Option<Frame> {
+    if is_auth_frame(text) {
+        return None;
+    }
+    let request: SendMessageRequest = match serde_json::from_str(text) {
+        Ok(request) => request,
+        Err(err) => return Some(server_error("ValidationError", &err.to_string())),
+    };
+    if request.role != oh_protocol::Role::User {
+        return Some(server_error(
+            "AssertionError",
+            "Only messages with role 'user' can be sent to a conversation",
+        ));
+    }
+    let message = oh_protocol::Message::new(request.role, request.content);
+    if let Err(err) = live.conv.send_message(message).await {
+        return Some(server_error("ConversationError", &err.to_string()));
+    }
+    live.mark_updated();
+    match live.run_or_rerun() {
+        Ok(()) => None,
+        Err(err) => Some(server_error("RunError", &err.to_string())),
+    }
+}
+
+/// Sends a frame, keeping it under [`MAX_FRAME`]: an oversize snapshot loses its per-call
+/// usage lists; another oversize event is left for REST (logged).
+async fn send_frame(socket: &mut WebSocket, frame: &Frame) -> Result<(), axum::Error> {
+    if frame.json.len() <= MAX_FRAME {
+        return socket.send(WsMessage::Text(frame.json.clone())).await;
+    }
+    if frame.persisted_id.is_none()
+        && let Some(smaller) = shrink_snapshot(frame.json.as_str())
+        && smaller.len() <= MAX_FRAME
+    {
+        return socket.send(WsMessage::Text(smaller.into())).await;
+    }
+    tracing::warn!(
+        bytes = frame.json.len(),
+        "event larger than 1 MiB not sent on the socket; clients read it over REST"
+    );
+    Ok(())
+}
+
+/// A `full_state` frame with the stats' per-call lists dropped.
+fn shrink_snapshot(json: &str) -> Option<String> {
+    let mut event: Value = serde_json::from_str(json).ok()?;
+    let metrics = event
+        .get_mut("value")?
+        .get_mut("stats")?
+        .get_mut("usage_to_metrics")?
+        .as_object_mut()?;
+    for entry in metrics.values_mut() {
+        if let Some(entry) = entry.as_object_mut() {
+            for list in ["costs", "response_latencies", "token_usages"] {
+                entry.insert(list.to_owned(), Value::Array(Vec::new()));
+            }
+        }
+    }
+    serde_json::to_string(&event).ok()
 }

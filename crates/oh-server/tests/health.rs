@@ -28,5 +28,24 @@ async fn unknown_route_and_wrong_method_are_json() {
     assert_eq!(missing.json(), serde_json::json!({"detail": "Not Found"}));
     let wrong = server.post("/health", serde_json::json!({})).await;
     assert_eq!(wrong.status, 405);
-    assert_eq!(wrong.json(), serde_json::json!({"detail": "Method Not Allowed"}));
+    assert_eq!(
+        wrong.json(),
+        serde_json::json!({"detail": "Method Not Allowed"})
+    );
+}
+
+#[tokio::test]
+async fn trailing_slashes_redirect_like_fastapi() {
+    let server = TestServer::start().await;
+    let reply = server.get("/api/conversations/?limit=5").await;
+    assert_eq!(reply.status, 307);
+    assert_eq!(
+        reply.headers["location"],
+        format!("http://{}/api/conversations?limit=5", server.addr)
+    );
+    let tools = server.get("/api/tools").await;
+    assert_eq!(tools.status, 307);
+    let listed = server.get("/api/tools/").await;
+    assert_eq!(listed.status, 200);
+    assert!(listed.json().as_array().is_some_and(|t| !t.is_empty()));
 }

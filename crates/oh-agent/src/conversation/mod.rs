@@ -440,6 +440,12 @@ impl LocalConversation {
         self.inner.lock().events.clone()
     }
 
+    /// Runs `read` on the event log without copying it (the conversation is locked meanwhile,
+    /// so keep `read` short).
+    pub fn with_events<R>(&self, read: impl FnOnce(&[Event]) -> R) -> R {
+        read(&self.inner.lock().events)
+    }
+
     /// Number of events in the log.
     pub fn event_count(&self) -> usize {
         self.inner.lock().events.len()

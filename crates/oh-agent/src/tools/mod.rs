@@ -113,6 +113,12 @@ fn default_tool_for(spec_name: &str) -> Option<DefaultTool> {
     })
 }
 
+/// Whether `spec_name` names a tool this crate can build (a registry name such as
+/// `terminal`, or a tool class name such as `FinishTool`).
+pub fn is_known(spec_name: &str) -> bool {
+    default_tool_for(spec_name).is_some()
+}
+
 /// Builds the agent's tools: its tool specs in order, filtered by `filter_tools_regex`, then
 /// the built-ins of `include_default_tools` (exempt from the filter). Unknown tools and
 /// duplicate names are errors.

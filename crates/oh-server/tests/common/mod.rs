@@ -129,10 +129,7 @@ pub struct Reply {
 impl Reply {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|err| {
-            panic!(
-                "not JSON ({err}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
+            panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body))
         })
     }
 
@@ -154,7 +151,11 @@ pub async fn send(
     for (name, value) in headers {
         builder = builder.header(*name, value);
     }
-    if has_body && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+    if has_body
+        && !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
         builder = builder.header("content-type", "application/json");
     }
     let request = builder
@@ -173,5 +174,89 @@ pub async fn send(
         status,
         headers,
         body,
+    }
+}
+
+/// The agent JSON the Python SDK sends: the default tools on the scripted LLM at `base_url`.
+pub fn agent_json(base_url: &str) -> Value {
+    serde_json::json!({
+        "kind": "Agent",
+        "llm": {
+            "model": "openai/scripted-model",
+            "base_url": base_url,
+            "api_key": "sk-test",
+            "usage_id": "agent",
+            "num_retries": 0,
+            "retry_min_wait": 0,
+            "retry_max_wait": 0,
+            "timeout": 30
+        },
+        "tools": [{"name": "terminal"}, {"name": "file_editor"}, {"name": "task_tracker"}]
+    })
+}
+
+/// A create request for `agent` working in `working_dir`.
+pub fn create_body(agent: Value, working_dir: &std::path::Path) -> Value {
+    serde_json::json!({
+        "agent": agent,
+        "workspace": {"kind": "LocalWorkspace", "working_dir": working_dir},
+    })
+}
+
+/// An event socket client.
+pub struct Socket {
+    pub stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Socket {
+    /// Connects to `/sockets/events/{id}` and authenticates with the first frame if `key`.
+    pub async fn connect(server: &TestServer, id: &str) -> Self {
+        use futures::SinkExt;
+        let url = format!("ws://{}/sockets/events/{id}", server.addr);
+        let (mut stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        if let Some(key) = &server.key {
+            let auth = serde_json::json!({"type": "auth", "session_api_key": key}).to_string();
+            stream
+                .send(tokio_tungstenite::tungstenite::Message::Text(auth.into()))
+                .await
+                .expect("send auth");
+        }
+        Self { stream }
+    }
+
+    /// The next text frame as JSON, or `None` when the socket closes (or after 20 s).
+    pub async fn next(&mut self) -> Option<Value> {
+        use futures::StreamExt;
+        loop {
+            let frame =
+                tokio::time::timeout(std::time::Duration::from_secs(20), self.stream.next())
+                    .await
+                    .ok()??;
+            match frame.ok()? {
+                tokio_tungstenite::tungstenite::Message::Text(text) => {
+                    return Some(serde_json::from_str(&text).expect("JSON frame"));
+                }
+                tokio_tungstenite::tungstenite::Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Frames until a `full_state` whose status is not `running` (inclusive).
+    pub async fn until_run_ends(&mut self) -> Vec<Value> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.next().await {
+            let done =
+                frame["key"] == "full_state" && frame["value"]["execution_status"] != "running";
+            frames.push(frame);
+            if done {
+                return frames;
+            }
+        }
+        panic!("socket closed before the run ended; got {frames:?}");
     }
 }

@@ -1,0 +1,712 @@
+//! The conversation catalogue: every conversation on disk, the live ones in memory.
+//!
+//! At start the server only lists the ids under `conversations_path` (no file is read), so
+//! thousands of stored conversations cost nothing until used. A conversation is *hydrated*
+//! (its [`LocalConversation`] built from disk) on first access by a route that needs it; info
+//! for listings is read from its files without hydrating. Live conversations publish each
+//! event, pre-serialized once, on a broadcast channel that WebSocket subscribers read, so a
+//! slow subscriber never holds up the agent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use oh_agent::conversation::{ConversationConfig, LocalConversation, Store};
+use oh_protocol::agent::{AgentBase, SecretSource, SecretString, StaticSecret};
+use oh_protocol::event::{ConversationStateUpdateEvent, Event, EventBase, Source};
+use oh_protocol::{ConversationInfo, ConversationState, ExecutionStatus, Workspace};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::app::Activity;
+use crate::config::Config;
+use crate::crypto::Cipher;
+
+/// Server metadata of a conversation, next to the reference's files (`meta.json`).
+const META: &str = "meta.json";
+
+/// Frames kept for subscribers that fall behind; beyond this a subscriber catches up from
+/// the event log instead.
+const HUB_CAPACITY: usize = 2048;
+
+/// WebSocket subscribers allowed per conversation (the reference's limit).
+pub(crate) const MAX_SUBSCRIBERS: usize = 50;
+
+/// One frame for subscribers: an event serialized once.
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    /// Id of a persisted event (`None` for `full_state` snapshots).
+    pub(crate) persisted_id: Option<Arc<str>>,
+    /// The JSON text, shared by every subscriber without copying.
+    pub(crate) json: Utf8Bytes,
+}
+
+/// `meta.json`: what the server knows about a conversation beyond its state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    /// 32 hex, as the reference writes it.
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) title: Option<String>,
+    #[serde(default)]
+    pub(crate) metrics: Option<serde_json::Value>,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+    #[serde(default)]
+    pub(crate) workspace: Option<Workspace>,
+    #[serde(default)]
+    pub(crate) max_iterations: Option<u64>,
+    #[serde(default)]
+    pub(crate) stuck_detection: Option<bool>,
+    #[serde(default)]
+    pub(crate) client_tools: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) tool_module_qualnames: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) hook_config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) parent_conversation_id: Option<uuid::Uuid>,
+    #[serde(default)]
+    pub(crate) forked_from_conversation_id: Option<uuid::Uuid>,
+    #[serde(default)]
+    pub(crate) forked_from_event_id: Option<String>,
+    /// The agent with its secrets as Fernet tokens (or masked without a secret key).
+    #[serde(default)]
+    pub(crate) agent: Option<AgentBase>,
+    /// Conversation secrets, values as Fernet tokens (or masked without a secret key).
+    #[serde(default)]
+    pub(crate) secrets: BTreeMap<String, SecretSource>,
+}
+
+/// Current UTC time, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub(crate) fn utc_now() -> String {
+    oh_protocol::time::utc_timestamp(unix_micros())
+}
+
+/// Current time as an event timestamp (naive UTC, as the agent core writes them).
+pub(crate) fn event_now() -> String {
+    oh_protocol::time::naive_timestamp(unix_micros(), 0)
+}
+
+fn unix_micros() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Why a conversation operation failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServiceError {
+    #[error("Conversation already running. Wait for completion or pause first.")]
+    AlreadyRunning,
+    #[error("Too many conversations are running; retry later")]
+    Capacity,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Agent(#[from] oh_agent::conversation::Error),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A conversation in memory.
+pub(crate) struct Live {
+    pub(crate) conv: LocalConversation,
+    pub(crate) meta: Mutex<Meta>,
+    dir: PathBuf,
+    hub: broadcast::Sender<Frame>,
+    run_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    rerun: AtomicBool,
+    pub(crate) subscribers: AtomicUsize,
+    last_used: Mutex<Instant>,
+    cipher: Option<Cipher>,
+    runs: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("id", &self.conv.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Live {
+    pub(crate) fn id(&self) -> uuid::Uuid {
+        self.conv.id()
+    }
+
+    /// Receives every frame published from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Frame> {
+        self.hub.subscribe()
+    }
+
+    fn touch(&self) {
+        *lock(&self.last_used) = Instant::now();
+    }
+
+    /// Whether a run task is alive (including its wrap-up).
+    pub(crate) fn is_running(&self) -> bool {
+        lock(&self.run_task)
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+    }
+
+    /// The `full_state` snapshot event (not persisted).
+    pub(crate) fn full_state(&self) -> Frame {
+        let event = Event::ConversationStateUpdate(ConversationStateUpdateEvent {
+            base: EventBase::new(Source::Environment, event_now()),
+            key: "full_state".into(),
+            value: oh_protocol::wire::to_compact_value(&self.conv.state())
+                .unwrap_or(serde_json::Value::Null),
+        });
+        Frame {
+            persisted_id: None,
+            json: serialize(&event),
+        }
+    }
+
+    /// Sends a `full_state` snapshot to every subscriber.
+    pub(crate) fn publish_full_state(&self) {
+        let _ = self.hub.send(self.full_state());
+    }
+
+    /// Starts the agent loop in the background. Fails when a run is in progress (or wrapping
+    /// up) or when the server's run capacity is used up.
+    pub(crate) fn start_run(self: &Arc<Self>) -> Result<(), ServiceError> {
+        let mut task = lock(&self.run_task);
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return Err(ServiceError::AlreadyRunning);
+        }
+        let permit = Arc::clone(&self.runs)
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::Capacity)?;
+        let live = Arc::clone(self);
+        *task = Some(tokio::spawn(async move {
+            let _permit = permit;
+            live.run_loop().await;
+        }));
+        Ok(())
+    }
+
+    /// Starts a run, or asks the current one to run again when it ends (a message sent with
+    /// `run: true` while a run is wrapping up).
+    pub(crate) fn run_or_rerun(self: &Arc<Self>) -> Result<(), ServiceError> {
+        match self.start_run() {
+            Err(ServiceError::AlreadyRunning) => {
+                self.rerun.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn run_loop(self: Arc<Self>) {
+        loop {
+            self.touch();
+            match self.conv.run().await {
+                Ok(status) => tracing::debug!(id = %self.id(), ?status, "run ended"),
+                Err(err) => tracing::info!(id = %self.id(), %err, "run ended with an error"),
+            }
+            self.mark_updated();
+            self.save_meta();
+            self.publish_full_state();
+            self.touch();
+            let again = self.rerun.swap(false, Ordering::SeqCst);
+            if !(again && self.conv.status() == ExecutionStatus::Idle) {
+                break;
+            }
+        }
+    }
+
+    /// Waits up to `limit` for the run task to end.
+    pub(crate) async fn wait_run(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.is_running() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub(crate) fn mark_updated(&self) {
+        lock(&self.meta).updated_at = utc_now();
+    }
+
+    /// Writes `meta.json` (agent and secrets encrypted, or masked without a secret key).
+    pub(crate) fn save_meta(&self) {
+        let meta = lock(&self.meta).clone();
+        if let Err(err) = write_meta(&self.dir, &meta) {
+            tracing::warn!(id = %self.id(), %err, "could not write meta.json");
+        }
+    }
+
+    /// Adds secrets: live in the conversation, encrypted in `meta.json`.
+    pub(crate) fn update_secrets(
+        &self,
+        secrets: BTreeMap<String, String>,
+    ) -> Result<(), ServiceError> {
+        {
+            let mut meta = lock(&self.meta);
+            for (name, value) in &secrets {
+                meta.secrets.insert(
+                    name.clone(),
+                    SecretSource::Static(StaticSecret::new(seal(self.cipher.as_ref(), value))),
+                );
+            }
+        }
+        self.conv.update_secrets(secrets)?;
+        self.save_meta();
+        Ok(())
+    }
+
+    /// The REST view of this conversation.
+    pub(crate) fn info(&self) -> ConversationInfo {
+        let meta = lock(&self.meta).clone();
+        build_info(self.conv.state(), &meta)
+    }
+}
+
+pub(crate) fn serialize(event: &Event) -> Utf8Bytes {
+    Utf8Bytes::from(oh_protocol::wire::to_compact_string(event).unwrap_or_default())
+}
+
+/// A secret as stored: a token with a cipher, else the mask.
+fn seal(cipher: Option<&Cipher>, value: &str) -> SecretString {
+    SecretString::new(match cipher {
+        Some(cipher) => cipher.encrypt(value),
+        None => SecretString::MASK.to_owned(),
+    })
+}
+
+fn unseal(cipher: Option<&Cipher>, stored: &SecretString) -> Option<String> {
+    if stored.is_placeholder() {
+        return None;
+    }
+    cipher?.decrypt(stored.expose())
+}
+
+fn write_meta(dir: &Path, meta: &Meta) -> Result<(), String> {
+    let bytes = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
+    oh_agent::conversation::store::write_atomic(&dir.join(META), &bytes).map_err(|e| e.to_string())
+}
+
+fn read_meta(dir: &Path) -> Option<Meta> {
+    let bytes = std::fs::read(dir.join(META)).ok()?;
+    serde_json::from_slice(&bytes)
+        .map_err(|err| tracing::warn!(dir = %dir.display(), %err, "unreadable meta.json"))
+        .ok()
+}
+
+/// ConversationInfo from the state and metadata; the agent's secrets are null.
+fn build_info(state: ConversationState, meta: &Meta) -> ConversationInfo {
+    let mut agent = state.agent;
+    if let AgentBase::Agent(agent) = &mut agent {
+        agent.llm.api_key = None;
+    }
+    let mut secret_registry = state.secret_registry;
+    for source in secret_registry.secret_sources.values_mut() {
+        match source {
+            SecretSource::Static(s) => s.value = None,
+            SecretSource::Lookup(l) => l.headers.clear(),
+            _ => {}
+        }
+    }
+    ConversationInfo {
+        id: state.id,
+        workspace: state.workspace,
+        persistence_dir: state.persistence_dir,
+        max_iterations: state.max_iterations,
+        stuck_detection: state.stuck_detection,
+        execution_status: state.execution_status,
+        confirmation_policy: state.confirmation_policy,
+        security_analyzer: state.security_analyzer,
+        activated_knowledge_skills: state.activated_knowledge_skills,
+        invoked_skills: state.invoked_skills,
+        blocked_actions: state.blocked_actions,
+        blocked_messages: state.blocked_messages,
+        last_user_message_id: state.last_user_message_id,
+        leaf_event_id: state.leaf_event_id,
+        stats: state.stats,
+        secret_registry,
+        agent_state: state.agent_state,
+        hook_config: meta.hook_config.clone().or(state.hook_config),
+        title: meta.title.clone(),
+        metrics: None,
+        created_at: meta.created_at.clone(),
+        updated_at: meta.updated_at.clone(),
+        forked_from_conversation_id: meta.forked_from_conversation_id,
+        forked_from_event_id: meta.forked_from_event_id.clone(),
+        parent_conversation_id: meta.parent_conversation_id,
+        sub_conversation_ids: Vec::new(),
+        tags: state.tags,
+        current_model_id: None,
+        available_models: Vec::new(),
+        supports_runtime_model_switch: false,
+        launched_agent_profile: None,
+        agent,
+        client_tools: meta.client_tools.clone(),
+        tool_module_qualnames: meta.tool_module_qualnames.clone(),
+        runtime_info: None,
+    }
+}
+
+/// What a new conversation is made of (the validated create request).
+pub(crate) struct NewConversation {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) agent: oh_protocol::Agent,
+    pub(crate) working_dir: PathBuf,
+    pub(crate) max_iterations: u64,
+    pub(crate) stuck_detection: bool,
+    pub(crate) secrets: BTreeMap<String, String>,
+    pub(crate) tags: BTreeMap<String, String>,
+    pub(crate) meta: Meta,
+}
+
+enum Slot {
+    /// On disk only.
+    Stored,
+    Live(Arc<Live>),
+}
+
+/// Every conversation of this server.
+pub(crate) struct Conversations {
+    root: PathBuf,
+    cipher: Option<Cipher>,
+    slots: Mutex<HashMap<uuid::Uuid, Slot>>,
+    activity: Arc<Activity>,
+    runs: Arc<tokio::sync::Semaphore>,
+    idle_ttl: Option<Duration>,
+}
+
+impl std::fmt::Debug for Conversations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conversations")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conversations {
+    /// Lists the stored conversations (directory names only).
+    pub(crate) fn open(config: &Config, activity: Arc<Activity>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&config.conversations_path)?;
+        let mut slots = HashMap::new();
+        for entry in std::fs::read_dir(&config.conversations_path)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(crate::extract::parse_uuid) else {
+                continue;
+            };
+            if entry
+                .path()
+                .join(oh_agent::conversation::store::BASE_STATE)
+                .is_file()
+            {
+                slots.insert(id, Slot::Stored);
+            }
+        }
+        tracing::info!(count = slots.len(), "stored conversations found");
+        Ok(Self {
+            root: config.conversations_path.clone(),
+            cipher: config.secret_key.as_deref().map(Cipher::new),
+            slots: Mutex::new(slots),
+            activity,
+            runs: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_runs)),
+            idle_ttl: config
+                .conversation_idle_ttl_seconds
+                .map(Duration::from_secs_f64),
+        })
+    }
+
+    fn dir(&self, id: uuid::Uuid) -> PathBuf {
+        self.root.join(id.simple().to_string())
+    }
+
+    /// Whether the conversation exists (live or stored).
+    pub(crate) fn exists(&self, id: uuid::Uuid) -> bool {
+        lock(&self.slots).contains_key(&id)
+    }
+
+    /// Ids of every conversation.
+    pub(crate) fn ids(&self) -> Vec<uuid::Uuid> {
+        lock(&self.slots).keys().copied().collect()
+    }
+
+    /// The live conversation, hydrating it from disk if needed. `None` if unknown.
+    pub(crate) fn get(&self, id: uuid::Uuid) -> Result<Option<Arc<Live>>, ServiceError> {
+        let mut slots = lock(&self.slots);
+        match slots.get(&id) {
+            None => Ok(None),
+            Some(Slot::Live(live)) => {
+                live.touch();
+                Ok(Some(Arc::clone(live)))
+            }
+            Some(Slot::Stored) => {
+                let live = self.hydrate(id)?;
+                slots.insert(id, Slot::Live(Arc::clone(&live)));
+                Ok(Some(live))
+            }
+        }
+    }
+
+    /// The REST view, read from disk for conversations that are not live (hydrating only
+    /// those stored as `running`, which need crash recovery).
+    pub(crate) fn info(&self, id: uuid::Uuid) -> Result<Option<ConversationInfo>, ServiceError> {
+        let live = match lock(&self.slots).get(&id) {
+            None => return Ok(None),
+            Some(Slot::Live(live)) => Some(Arc::clone(live)),
+            Some(Slot::Stored) => None,
+        };
+        if let Some(live) = live {
+            return Ok(Some(live.info()));
+        }
+        let dir = self.dir(id);
+        let state = Store::open(&dir).and_then(|store| store.load_state());
+        match state {
+            Ok(state) if state.execution_status != ExecutionStatus::Running => {
+                let meta = read_meta(&dir).unwrap_or_else(|| default_meta(id));
+                Ok(Some(build_info(state, &meta)))
+            }
+            _ => Ok(self.get(id)?.map(|live| live.info())),
+        }
+    }
+
+    /// Creates and registers a conversation.
+    pub(crate) fn create(&self, new: NewConversation) -> Result<Arc<Live>, ServiceError> {
+        let mut slots = lock(&self.slots);
+        if slots.contains_key(&new.id) {
+            return Err(ServiceError::Invalid(format!(
+                "Conversation with id {} already exists",
+                new.id
+            )));
+        }
+        let dir = self.dir(new.id);
+        let mut meta = new.meta;
+        meta.agent = Some(AgentBase::Agent(Box::new(self.sealed_agent(&new.agent))));
+        for (name, value) in &new.secrets {
+            meta.secrets.insert(
+                name.clone(),
+                SecretSource::Static(StaticSecret::new(seal(self.cipher.as_ref(), value))),
+            );
+        }
+        let mut config = ConversationConfig::new(new.agent, new.working_dir)
+            .persistence_dir(&self.root)
+            .id(new.id)
+            .max_iterations(new.max_iterations)
+            .emit_state_updates(true);
+        config.stuck_detection = new.stuck_detection;
+        config.secrets = new.secrets;
+        config.tags = new.tags;
+        let live = self.make_live(config, meta, dir)?;
+        live.save_meta();
+        slots.insert(new.id, Slot::Live(Arc::clone(&live)));
+        Ok(live)
+    }
+
+    fn sealed_agent(&self, agent: &oh_protocol::Agent) -> oh_protocol::Agent {
+        let mut agent = agent.clone();
+        if let Some(key) = &agent.llm.api_key {
+            agent.llm.api_key = Some(seal(self.cipher.as_ref(), key.expose()));
+        }
+        agent
+    }
+
+    fn hydrate(&self, id: uuid::Uuid) -> Result<Arc<Live>, ServiceError> {
+        let dir = self.dir(id);
+        let state = Store::open(&dir)
+            .and_then(|store| store.load_state())
+            .map_err(|err| ServiceError::Io(err.to_string()))?;
+        let meta = read_meta(&dir).unwrap_or_else(|| default_meta(id));
+        let stored = meta.agent.clone().unwrap_or_else(|| state.agent.clone());
+        let AgentBase::Agent(agent) = stored else {
+            return Err(ServiceError::Invalid(
+                "the stored agent is not a standard Agent".into(),
+            ));
+        };
+        let mut agent = *agent;
+        agent.llm.api_key = agent
+            .llm
+            .api_key
+            .as_ref()
+            .and_then(|key| unseal(self.cipher.as_ref(), key))
+            .map(SecretString::new);
+        let working_dir = match &state.workspace {
+            Workspace::Local(local) => PathBuf::from(&local.working_dir),
+            _ => {
+                return Err(ServiceError::Invalid("unsupported workspace kind".into()));
+            }
+        };
+        let mut config = ConversationConfig::new(agent, working_dir)
+            .persistence_dir(&self.root)
+            .id(id)
+            .max_iterations(state.max_iterations)
+            .emit_state_updates(true);
+        config.stuck_detection = state.stuck_detection;
+        for (name, source) in &meta.secrets {
+            if let SecretSource::Static(StaticSecret { value: Some(v), .. }) = source
+                && let Some(plain) = unseal(self.cipher.as_ref(), v)
+            {
+                config.secrets.insert(name.clone(), plain);
+            }
+        }
+        config.tags = state.tags.clone();
+        tracing::debug!(%id, "hydrating conversation");
+        self.make_live(config, meta, dir)
+    }
+
+    fn make_live(
+        &self,
+        config: ConversationConfig,
+        meta: Meta,
+        dir: PathBuf,
+    ) -> Result<Arc<Live>, ServiceError> {
+        let (hub, _) = broadcast::channel(HUB_CAPACITY);
+        let sender = hub.clone();
+        let activity = Arc::clone(&self.activity);
+        let config = config.callback(move |event: &Event| {
+            activity.touch();
+            let _ = sender.send(Frame {
+                persisted_id: event.id().map(Into::into),
+                json: serialize(event),
+            });
+        });
+        let conv = LocalConversation::new(config)?;
+        Ok(Arc::new(Live {
+            conv,
+            meta: Mutex::new(meta),
+            dir,
+            hub,
+            run_task: Mutex::new(None),
+            rerun: AtomicBool::new(false),
+            subscribers: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+            cipher: self.cipher.clone(),
+            runs: Arc::clone(&self.runs),
+        }))
+    }
+
+    /// Deletes a conversation: stops it, forgets it and removes its directory (not its
+    /// workspace). `false` if unknown.
+    pub(crate) async fn delete(&self, id: uuid::Uuid) -> Result<bool, ServiceError> {
+        let Some(live) = self.get(id)? else {
+            return Ok(false);
+        };
+        if live.is_running() {
+            let _ = live.conv.pause();
+            live.wait_run(Duration::from_secs(10)).await;
+        }
+        live.conv.close().await;
+        lock(&self.slots).remove(&id);
+        let dir = self.dir(id);
+        tokio::fs::remove_dir_all(&dir)
+            .await
+            .or_else(|err| {
+                if err.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            })
+            .map_err(|err| ServiceError::Io(format!("removing {}: {err}", dir.display())))?;
+        Ok(true)
+    }
+
+    /// Drops live conversations idle for longer than the TTL (not running, no subscriber).
+    /// Their state is on disk; the next access hydrates them again.
+    pub(crate) async fn evict_idle(&self) {
+        let Some(ttl) = self.idle_ttl else { return };
+        let idle: Vec<Arc<Live>> = {
+            let slots = lock(&self.slots);
+            slots
+                .values()
+                .filter_map(|slot| match slot {
+                    Slot::Live(live)
+                        if !live.is_running()
+                            && live.subscribers.load(Ordering::SeqCst) == 0
+                            && lock(&live.last_used).elapsed() >= ttl =>
+                    {
+                        Some(Arc::clone(live))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        for live in idle {
+            live.save_meta();
+            live.conv.close().await;
+            let mut slots = lock(&self.slots);
+            if let Some(Slot::Live(current)) = slots.get(&live.id())
+                && Arc::ptr_eq(current, &live)
+                && !live.is_running()
+            {
+                slots.insert(live.id(), Slot::Stored);
+                tracing::debug!(id = %live.id(), "evicted idle conversation");
+            }
+        }
+    }
+
+    /// Idle eviction period.
+    pub(crate) fn idle_ttl(&self) -> Option<Duration> {
+        self.idle_ttl
+    }
+
+    /// Graceful shutdown: pauses running conversations, waits for their runs to stop, saves
+    /// metadata and closes the tools.
+    pub(crate) async fn shutdown(&self) {
+        let live: Vec<Arc<Live>> = lock(&self.slots)
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Live(live) => Some(Arc::clone(live)),
+                Slot::Stored => None,
+            })
+            .collect();
+        for conv in &live {
+            if conv.is_running() {
+                let _ = conv.conv.pause();
+            }
+        }
+        for conv in &live {
+            conv.wait_run(Duration::from_secs(10)).await;
+            if conv.is_running() {
+                let _ = conv.conv.interrupt();
+                conv.wait_run(Duration::from_secs(2)).await;
+            }
+            conv.save_meta();
+            conv.conv.close().await;
+        }
+    }
+}
+
+fn default_meta(id: uuid::Uuid) -> Meta {
+    let now = utc_now();
+    Meta {
+        id: id.simple().to_string(),
+        title: None,
+        metrics: None,
+        created_at: now.clone(),
+        updated_at: now,
+        workspace: None,
+        max_iterations: None,
+        stuck_detection: None,
+        client_tools: Vec::new(),
+        tool_module_qualnames: BTreeMap::new(),
+        hook_config: None,
+        parent_conversation_id: None,
+        forked_from_conversation_id: None,
+        forked_from_event_id: None,
+        agent: None,
+        secrets: BTreeMap::new(),
+    }
+}
+
+/// A fresh `meta.json` for a new conversation.
+pub(crate) fn new_meta(id: uuid::Uuid) -> Meta {
+    default_meta(id)
+}
