@@ -153,9 +153,11 @@ class Runner:
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            reason = f"group raised {first_line(describe_exception(exc))}"
+            # Said once here rather than after every check it leaves unreached.
+            print(f"ERROR {name}: {first_line(describe_exception(exc), 1000)}", flush=True)
             if self.verbose:
                 traceback.print_exc()
+            reason = f"group {name} raised (see ERROR above)"
         finally:
             watchdog.cancel()
             for cleanup in reversed(group.cleanups):

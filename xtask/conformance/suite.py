@@ -257,7 +257,7 @@ def user_texts(request: dict) -> str:
         "large_output_2mb",
         "large_output_in_order",
         "start_and_stop_command",
-        "stop_unknown_command_is_noop",
+        "stop_finished_or_unknown_is_noop",
     ],
 )
 def workspace_commands(g: Group) -> None:
@@ -297,8 +297,10 @@ def workspace_commands(g: Group) -> None:
 
     with g.check("timeout_reported"):
         started = time.monotonic()
-        r = ws.execute_command("sleep 5", timeout=1)
+        r = ws.execute_command(f"touch '{wd}/timeout-started'; sleep 5", timeout=1)
         took = time.monotonic() - started
+        ensure("Remote execution error" not in r.stderr, f"stderr {short(r.stderr)}")
+        ensure((wd / "timeout-started").exists(), "the command never started")
         ensure(r.exit_code == -1, f"exit_code {r.exit_code}")
         ensure(took < 4.5, f"execute_command took {took:.1f} s with timeout 1")
         # The client says timeout_occurred when its own deadline passed; when
@@ -307,7 +309,8 @@ def workspace_commands(g: Group) -> None:
 
     with g.check("timeout_kills_command"):
         marker = wd / "timeout-marker"
-        ws.execute_command(f"sleep 2; touch '{marker}'", timeout=1)
+        ws.execute_command(f"touch '{wd}/kill-started'; sleep 2; touch '{marker}'", timeout=1)
+        ensure((wd / "kill-started").exists(), "the command never started")
         time.sleep(3)
         ensure(not marker.exists(), "the command kept running after its timeout")
 
@@ -343,7 +346,15 @@ def workspace_commands(g: Group) -> None:
         )
         ensure(out["command_id"] == command_id or uuid.UUID(out["command_id"]) == uuid.UUID(command_id), short(out))
 
-    with g.check("stop_unknown_command_is_noop"):
+    with g.check("stop_finished_or_unknown_is_noop"):
+        command_id = ws.start_command("true")
+        wait_for(
+            lambda: (o := ws.get_command_output(command_id)) and o.get("exit_code") is not None,
+            10,
+            0.2,
+            "the command to finish",
+        )
+        ws.stop_command(command_id)
         ws.stop_command(uuid.uuid4().hex)
 
 
@@ -438,6 +449,9 @@ def files(g: Group) -> None:
         ensure(r.success and (local / "named.back").read_bytes() == b"named", f"round trip failed: {r.error}")
 
     with g.check("download_missing_fails"):
+        # The control: downloads work (a missing route would fail alike).
+        (wd / "present.txt").write_text("present")
+        ensure(ws.file_download(wd / "present.txt", local / "present.back").success, "downloading a present file failed")
         r = ws.file_download(wd / "no-such-file.txt", local / "missing.back")
         ensure(not r.success, "download of a missing file succeeded")
         ensure(r.error and "404" in r.error, f"error {r.error!r}")
@@ -815,8 +829,13 @@ def secrets(g: Group) -> None:
         "sigkill_restart_ready",
         "sigkill_reattach_events",
         "sigkill_continue_to_finish",
+        "midrun_action_started",
+        "midrun_restart_ready",
+        "midrun_status_error",
+        "midrun_restart_notice",
+        "midrun_continue_to_finish",
     ],
-    budget=420.0,
+    budget=480.0,
 )
 def restart(g: Group) -> None:
     llm = start_llm(g)
@@ -824,8 +843,57 @@ def restart(g: Group) -> None:
         try:
             restart_variant(g, llm, sig, name)
         except Abort as exc:
-            # The other variant still runs.
+            # The other variants still run.
             g.abandon(name, str(exc))
+    try:
+        restart_mid_run(g, llm)
+    except Abort as exc:
+        g.abandon("midrun", str(exc))
+
+
+def restart_mid_run(g: Group, llm: ScriptedLLM) -> None:
+    """SIGKILL while a tool runs: after the restart the conversation is in
+    error with a restart notice for the interrupted action, and a new message
+    runs it on."""
+    server = start_server(g, "restart-midrun")
+    s = Session(g, server, llm, delete_on_close=False)
+    llm.script(terminal("sleep 60"))
+    with g.check("midrun_action_started", fatal=True):
+        s.conversation.send_message("Run something long.")
+        s.conversation.run(blocking=False)
+        stored = wait_for(
+            lambda: [e for e in rest_events(server, s.conversation.id) if e["kind"] == "ActionEvent"],
+            30,
+            0.3,
+            "the ActionEvent",
+        )
+        action = stored[0]
+    time.sleep(0.5)  # into the tool's execution
+    server.stop(signal.SIGKILL)
+    cid = s.conversation.id
+    s.close()
+
+    with g.check("midrun_restart_ready", fatal=True):
+        server.start()
+
+    with g.check("midrun_status_error"):
+        ensure(rest_info(server, cid).get("execution_status") == "error", f"REST status {rest_info(server, cid).get('execution_status')}")
+
+    with g.check("midrun_restart_notice"):
+        kinds = [e["kind"] for e in rest_events(server, cid)]
+        notices = [e for e in rest_events(server, cid) if e["kind"] == "AgentErrorEvent"]
+        ensure(notices, f"no AgentErrorEvent after the restart; events {kinds}")
+        ensure(notices[-1].get("tool_call_id") == action.get("tool_call_id"), "the notice names another tool call")
+        ensure(not any(e["kind"] == "ObservationEvent" for e in rest_events(server, cid)), "the interrupted tool has an observation")
+
+    llm.script(say("Recovered after the crash."))
+    with g.check("midrun_continue_to_finish"):
+        again = Session(g, server, llm, conversation_id=cid, delete_on_close=False)
+        ensure(again.status == Status.ERROR, f"client status {again.status}")
+        before = llm.request_count()
+        again.say_and_run("Carry on.")
+        ensure(again.status == Status.FINISHED, f"status {again.status}")
+        ensure(llm.request_count() == before + 1, f"{llm.request_count() - before} LLM requests")
 
 
 def restart_variant(g: Group, llm: ScriptedLLM, sig: int, name: str) -> None:
