@@ -37,6 +37,9 @@ pub struct Config {
     pub max_concurrent_runs: usize,
     /// Idle live conversations are dropped from memory after this many seconds.
     pub conversation_idle_ttl_seconds: Option<f64>,
+    /// Frames buffered per conversation for WebSocket subscribers; one that falls further
+    /// behind catches up from the event log.
+    pub subscriber_buffer: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -72,6 +75,7 @@ impl Default for Config {
             allow_cors_origin_regex: None,
             max_concurrent_runs: 10,
             conversation_idle_ttl_seconds: Some(1200.0),
+            subscriber_buffer: 2048,
         }
     }
 }

@@ -28,10 +28,6 @@ use crate::crypto::Cipher;
 /// Server metadata of a conversation, next to the reference's files (`meta.json`).
 const META: &str = "meta.json";
 
-/// Frames kept for subscribers that fall behind; beyond this a subscriber catches up from
-/// the event log instead.
-const HUB_CAPACITY: usize = 2048;
-
 /// WebSocket subscribers allowed per conversation (the reference's limit).
 pub(crate) const MAX_SUBSCRIBERS: usize = 50;
 
@@ -383,6 +379,8 @@ pub(crate) struct Conversations {
     activity: Arc<Activity>,
     runs: Arc<tokio::sync::Semaphore>,
     idle_ttl: Option<Duration>,
+    /// Frames kept for subscribers that fall behind.
+    buffer: usize,
 }
 
 impl std::fmt::Debug for Conversations {
@@ -422,6 +420,7 @@ impl Conversations {
             idle_ttl: config
                 .conversation_idle_ttl_seconds
                 .map(Duration::from_secs_f64),
+            buffer: config.subscriber_buffer.max(1),
         })
     }
 
@@ -567,7 +566,7 @@ impl Conversations {
         meta: Meta,
         dir: PathBuf,
     ) -> Result<Arc<Live>, ServiceError> {
-        let (hub, _) = broadcast::channel(HUB_CAPACITY);
+        let (hub, _) = broadcast::channel(self.buffer);
         let sender = hub.clone();
         let activity = Arc::clone(&self.activity);
         let config = config.callback(move |event: &Event| {

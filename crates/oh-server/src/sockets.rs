@@ -6,6 +6,7 @@
 //! more than the channel's capacity behind catches up from the persisted log and gets a fresh
 //! snapshot instead of the frames it missed.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -203,10 +204,19 @@ async fn serve(
         }
     }
 
+    // Ids sent by the last catch-up: the channel still holds some of them, which are skipped
+    // until the first frame the catch-up did not cover (frames stay in log order).
+    let mut caught_up: HashSet<Arc<str>> = HashSet::new();
     loop {
         tokio::select! {
             frame = frames.recv() => match frame {
                 Ok(frame) => {
+                    if let Some(id) = &frame.persisted_id {
+                        if caught_up.contains(id) {
+                            continue;
+                        }
+                        caught_up.clear();
+                    }
                     if send_frame(&mut socket, &frame).await.is_err() {
                         return;
                     }
@@ -216,15 +226,20 @@ async fn serve(
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(%id, missed, "subscriber fell behind; catching up from the log");
-                    let mut catch_up = persisted_after(&live, last_persisted.as_deref(), None);
-                    catch_up.push(live.full_state());
+                    // Ids of earlier catch-ups stay in the set: the channel may still hold
+                    // their frames when the socket falls behind again during a catch-up.
+                    let catch_up = persisted_after(&live, last_persisted.as_deref(), None);
                     for frame in catch_up {
                         if send_frame(&mut socket, &frame).await.is_err() {
                             return;
                         }
-                        if frame.persisted_id.is_some() {
-                            last_persisted = frame.persisted_id;
+                        if let Some(id) = frame.persisted_id {
+                            caught_up.insert(Arc::clone(&id));
+                            last_persisted = Some(id);
                         }
+                    }
+                    if send_frame(&mut socket, &live.full_state()).await.is_err() {
+                        return;
                     }
                 }
                 Err(RecvError::Closed) => {
