@@ -38,16 +38,16 @@ enum Target {
     Python,
 }
 
-/// The parsed arguments: the target and the check filters for the suite.
+/// The parsed arguments: the target, and the suite's arguments (group filters, `-v`).
 #[derive(Debug)]
 struct Args {
     target: Target,
-    checks: Vec<OsString>,
+    suite_args: Vec<OsString>,
 }
 
 fn parse_args(args: &[OsString]) -> Result<Args> {
     let mut target = Target::Rust;
-    let mut checks = Vec::new();
+    let mut suite_args = Vec::new();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let value = match arg.to_str() {
@@ -58,6 +58,10 @@ fn parse_args(args: &[OsString]) -> Result<Args> {
                     .to_owned(),
             ),
             Some(s) if s.starts_with("--server=") => Some(s["--server=".len()..].to_owned()),
+            Some("-v" | "--verbose") => {
+                suite_args.push("-v".into());
+                continue;
+            }
             Some(s) if s.starts_with('-') => bail!("unknown option `{s}`\n\n{USAGE}"),
             _ => None,
         };
@@ -65,13 +69,13 @@ fn parse_args(args: &[OsString]) -> Result<Args> {
             Some("rust") => target = Target::Rust,
             Some("python") => target = Target::Python,
             Some(other) => bail!("unknown server `{other}`: expected rust or python"),
-            None => checks.push(arg.clone()),
+            None => suite_args.push(arg.clone()),
         }
     }
-    Ok(Args { target, checks })
+    Ok(Args { target, suite_args })
 }
 
-/// `cargo xtask conformance [--server rust|python] [CHECK...]`; exits with the
+/// `cargo xtask conformance [--server rust|python] [-v] [GROUP...]`; exits with the
 /// suite's status.
 pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
     let args = parse_args(args)?;
@@ -96,7 +100,7 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
         Target::Python => "python",
     };
     let mut cmd = pyenv_command(["python", "-u", "suite.py"]);
-    cmd.args(&args.checks)
+    cmd.args(&args.suite_args)
         .current_dir(dir.path())
         .env("OH_CONFORMANCE_SERVER", &server_cmd)
         .env("OH_CONFORMANCE_LABEL", label);
@@ -194,7 +198,7 @@ mod tests {
     fn defaults_to_our_server() {
         let args = parse_args(&[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(args.target, Target::Rust);
-        assert!(args.checks.is_empty());
+        assert!(args.suite_args.is_empty());
     }
 
     #[test]
@@ -202,16 +206,17 @@ mod tests {
         let args =
             parse_args(&os(&["--server", "python", "workspace"])).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(args.target, Target::Python);
-        assert_eq!(args.checks, os(&["workspace"]));
-        let args = parse_args(&os(&["files", "--server=rust"])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.suite_args, os(&["workspace"]));
+        let args = parse_args(&os(&["files", "--server=rust", "--verbose"]))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(args.target, Target::Rust);
-        assert_eq!(args.checks, os(&["files"]));
+        assert_eq!(args.suite_args, os(&["files", "-v"]));
     }
 
     #[test]
     fn rejects_unknown_servers_and_options() {
         assert!(parse_args(&os(&["--server", "go"])).is_err());
         assert!(parse_args(&os(&["--server"])).is_err());
-        assert!(parse_args(&os(&["--verbose"])).is_err());
+        assert!(parse_args(&os(&["--quiet"])).is_err());
     }
 }

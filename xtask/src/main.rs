@@ -23,13 +23,15 @@ Tasks:
   llm-fixtures    Capture the LLM requests the reference Python agent sends
                   (OpenAI Chat Completions and Anthropic Messages) into the
                   golden fixtures of oh-agent (needs root, like `fixtures`).
-  conformance [--server rust|python] [CHECK...]
+  conformance [--server rust|python] [-v] [GROUP...]
                   Drive an agent server with the real Python SDK client
                   classes (xtask/conformance/suite.py, needs root like
                   `fixtures`). `rust` (the default) builds and tests our
                   `openhands-agent-server`; `python` tests the reference
-                  server, to validate the suite itself. CHECK names (or
-                  name prefixes) restrict the run to those checks.
+                  server, to validate the suite itself. GROUP names (or
+                  prefixes) pick check groups: workspace, files, git,
+                  conversation, pause, confirmation, secrets, restart,
+                  errors. -v shows tracebacks.
   pyenv ARGS...   Run xtask/pyenv.sh, the reference Python environment:
                     pyenv setup              build or update it
                     pyenv python ARGS...     run its python, cwd mapped to /src
