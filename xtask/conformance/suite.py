@@ -100,8 +100,17 @@ def start_server(g: Group, name: str | None = None) -> ServerProcess:
     state = Path(tempfile.mkdtemp(prefix=f"{name or g.name}-", dir=STATE_ROOT))
     server = ServerProcess(SERVER_COMMAND, state, API_KEY, SECRET_KEY)
     g.defer(lambda: server.stop(signal.SIGKILL, timeout=10))
+    g.defer(lambda: show_log(g, server))
     server.start()
     return server
+
+
+def show_log(g: Group, server: ServerProcess) -> None:
+    """With -v, the end of the server's log when its group had failures."""
+    if g.runner.verbose and any(not r.ok for r in g.results.values()):
+        print(f"     --- {server.log_path.name} of {server.state_dir.name}, last lines:", flush=True)
+        for line in server.log_tail(30).split(" | "):
+            print(f"     | {line}", flush=True)
 
 
 def start_llm(g: Group) -> ScriptedLLM:
