@@ -1,26 +1,1159 @@
 //! Bash commands outside any conversation (spec §7): `/api/bash/*`.
+//!
+//! Each command runs with `/bin/sh -c` in its own process group, in the background. Its events
+//! (one `BashCommand`, then `BashOutput`s whose `order` counts up from 0, the last one carrying
+//! the exit code) are written as pretty JSON files under `bash_events_dir`, named as the
+//! reference names them (`<YYYYmmddHHMMSSffffff>_BashCommand_<id>`,
+//! `<…>_BashOutput_<command id>_<id>`), and indexed in memory so that searching — which
+//! `RemoteWorkspace` does every 0.1 s while a command runs — never scans the directory. Page
+//! ids are those file names, as in the reference.
+//!
+//! Timestamps are strictly increasing across all events of the service, so the storage order
+//! (file names) is the emission order even for output floods within one microsecond.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use oh_protocol::bash::{BashCommand, BashEvent, BashOutput, ExecuteBashRequest, HexUuid};
+use oh_protocol::time::utc_timestamp;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::process::{Child, Command};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
 
 use crate::app::AppState;
+use crate::error::{ApiError, ApiResult, ok};
+use crate::extract::{Json, Query, parse_uuid, path_param};
+
+/// Largest output chunk, in characters (Unicode scalar values, as Python counts them).
+const MAX_CONTENT_CHARS: usize = 1024 * 1024;
+
+/// Bytes read from a pipe at once.
+const READ_SIZE: usize = 64 * 1024;
+
+/// Grace period between SIGTERM and SIGKILL, and again after SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// Events whose output is at most this many bytes are kept in memory; larger ones are read
+/// back from their file when needed.
+const CACHE_LIMIT: usize = 64 * 1024;
 
 /// Runs commands and stores their events under `bash_events_dir`.
 #[derive(Debug)]
 pub(crate) struct BashService {
-    dir: PathBuf,
+    inner: Arc<Inner>,
 }
 
-impl BashService {
-    pub(crate) fn new(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        Ok(Self {
-            dir: dir.to_owned(),
-        })
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    index: Mutex<Index>,
+    /// Commands whose process may still run, by command id.
+    running: Mutex<HashMap<uuid::Uuid, Running>>,
+    /// Microseconds of the last timestamp handed out (timestamps strictly increase).
+    clock: AtomicI64,
+    /// Every stored event, for live subscribers (the bash socket).
+    events: broadcast::Sender<Arc<BashEvent>>,
+}
+
+/// A command that was spawned and has not finished yet.
+#[derive(Debug, Clone)]
+struct Running {
+    /// Process group id (the shell's pid).
+    pgid: u32,
+    /// Becomes `true` once the shell has exited.
+    exited: watch::Receiver<bool>,
+}
+
+/// Stored events by file name (the storage order), with secondary indexes.
+#[derive(Debug, Default)]
+struct Index {
+    entries: BTreeMap<String, Entry>,
+    /// Event id (32 hex) → file name.
+    by_id: HashMap<String, String>,
+    /// Command id → file names of its outputs.
+    by_command: HashMap<uuid::Uuid, BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    kind: Kind,
+    command_id: Option<uuid::Uuid>,
+    order: Option<u64>,
+    event_id: String,
+    /// The event itself when small enough.
+    cached: Option<Arc<BashEvent>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Command,
+    Output,
+}
+
+impl Kind {
+    fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "BashCommand" => Some(Self::Command),
+            "BashOutput" => Some(Self::Output),
+            _ => None,
+        }
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `YYYYmmddHHMMSSffffff` of a UTC instant: the prefix of storage names.
+fn name_stamp(micros: i64) -> String {
+    utc_timestamp(micros)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect()
+}
+
+/// The storage name of an event (reference layout).
+fn file_name(event: &BashEvent, micros: i64) -> Option<String> {
+    match event {
+        BashEvent::Command(command) => {
+            Some(format!("{}_BashCommand_{}", name_stamp(micros), command.id))
+        }
+        BashEvent::Output(output) => Some(format!(
+            "{}_BashOutput_{}_{}",
+            name_stamp(micros),
+            output.command_id,
+            output.id
+        )),
+        _ => None,
+    }
+}
+
+/// The index entry of an event.
+fn entry_of(event: &Arc<BashEvent>) -> Option<Entry> {
+    let (kind, command_id, order, event_id, size) = match &**event {
+        BashEvent::Command(command) => (
+            Kind::Command,
+            None,
+            None,
+            command.id.to_string(),
+            command.command.len(),
+        ),
+        BashEvent::Output(output) => (
+            Kind::Output,
+            Some(output.command_id.0),
+            Some(output.order),
+            output.id.to_string(),
+            output.stdout.as_ref().map_or(0, String::len)
+                + output.stderr.as_ref().map_or(0, String::len),
+        ),
+        _ => return None,
+    };
+    Some(Entry {
+        kind,
+        command_id,
+        order,
+        event_id,
+        cached: (size <= CACHE_LIMIT).then(|| Arc::clone(event)),
+    })
+}
+
+impl Index {
+    fn insert(&mut self, name: String, entry: Entry) {
+        self.by_id.insert(entry.event_id.clone(), name.clone());
+        if let Some(command_id) = entry.command_id {
+            self.by_command
+                .entry(command_id)
+                .or_default()
+                .insert(name.clone());
+        }
+        self.entries.insert(name, entry);
+    }
+}
+
+/// Filters of a search (already validated).
+#[derive(Debug, Default)]
+struct Search {
+    kind: Option<Kind>,
+    command_id: Option<uuid::Uuid>,
+    /// Storage-name bounds (`YYYYmmddHHMMSSffffff`).
+    gte: Option<String>,
+    lt: Option<String>,
+    order_gt: Option<i64>,
+    descending: bool,
+    page_id: Option<String>,
+    limit: usize,
+}
+
+/// A page of events, serialized with nulls.
+#[derive(Debug, Serialize)]
+struct Page {
+    items: Vec<BashEventJson>,
+    next_page_id: Option<String>,
+}
+
+/// Serializes an `Arc<BashEvent>` (serde's `rc` feature is off).
+#[derive(Debug)]
+struct BashEventJson(Arc<BashEvent>);
+
+impl Serialize for BashEventJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl BashService {
+    /// Opens (creating it if needed) the event directory and indexes the events stored there.
+    pub(crate) fn new(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut index = Index::default();
+        let mut last = 0;
+        for item in std::fs::read_dir(dir)? {
+            let item = item?;
+            let Some(name) = item.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some(stamp) = parse_stored_name(&name) else {
+                continue;
+            };
+            let event = match std::fs::read(item.path())
+                .map_err(|err| err.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<BashEvent>(&bytes).map_err(|err| err.to_string())
+                }) {
+                Ok(event) => Arc::new(event),
+                Err(err) => {
+                    tracing::warn!(file = %name, error = %err, "skipping an unreadable bash event");
+                    continue;
+                }
+            };
+            if let Some(entry) = entry_of(&event) {
+                last = last.max(stamp);
+                index.insert(name, entry);
+            }
+        }
+        let (events, _) = broadcast::channel(1024);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                index: Mutex::new(index),
+                running: Mutex::new(HashMap::new()),
+                clock: AtomicI64::new(last),
+                events,
+            }),
+        })
+    }
+
+    /// Live events (for the bash socket).
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<BashEvent>> {
+        self.inner.events.subscribe()
+    }
+
+    /// Every stored event in storage order (for the bash socket's `resend_mode=all`).
+    pub(crate) fn stored_events(&self) -> Vec<Arc<BashEvent>> {
+        let entries: Vec<(String, Entry)> = lock(&self.inner.index)
+            .entries
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.clone()))
+            .collect();
+        entries
+            .iter()
+            .filter_map(|(name, entry)| self.inner.load(name, entry))
+            .collect()
+    }
+
+    /// Starts `request` in the background; the handle finishes once its last output is
+    /// stored. Runs to completion even if the caller goes away halfway.
+    pub(crate) async fn start(
+        &self,
+        request: ExecuteBashRequest,
+    ) -> ApiResult<(BashCommand, JoinHandle<()>)> {
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(Inner::start(inner, request))
+            .await
+            .map_err(ApiError::internal)?
+    }
+}
+
+impl Inner {
+    async fn start(
+        inner: Arc<Self>,
+        request: ExecuteBashRequest,
+    ) -> ApiResult<(BashCommand, JoinHandle<()>)> {
+        let cwd = request.cwd.filter(|cwd| !cwd.is_empty());
+        let micros = inner.tick();
+        let command = BashCommand {
+            command: request.command,
+            cwd,
+            timeout: request.timeout,
+            id: HexUuid::new_v4(),
+            timestamp: utc_timestamp(micros),
+        };
+        // Spawned (and registered) before the command is visible, so a stop that follows its
+        // appearance always finds the process.
+        let spawned = spawn(&command);
+        let mut running = None;
+        if let Ok(child) = &spawned {
+            let pgid = child.id().unwrap_or(0);
+            let (exited_tx, exited) = watch::channel(false);
+            lock(&inner.running).insert(command.id.0, Running { pgid, exited });
+            running = Some(exited_tx);
+        }
+        let event = Arc::new(BashEvent::Command(command.clone()));
+        let stored = Arc::clone(&inner);
+        let result = tokio::task::spawn_blocking(move || stored.store(event, micros))
+            .await
+            .map_err(ApiError::internal)
+            .and_then(|res| {
+                res.map_err(|err| ApiError::internal(format!("storing the bash command: {err}")))
+            });
+        if let Err(err) = result {
+            // Dropping the child kills the shell.
+            lock(&inner.running).remove(&command.id.0);
+            return Err(err);
+        }
+
+        let task = match (spawned, running) {
+            (Ok(child), Some(exited_tx)) => {
+                let command = command.clone();
+                tokio::spawn(async move {
+                    let final_output = supervise(&inner, &command, child, exited_tx).await;
+                    inner.finish(command.id, final_output).await;
+                })
+            }
+            (spawned, _) => {
+                let reason = match spawned {
+                    Err(err) => os_error(&err, command.cwd.as_deref()),
+                    Ok(_) => "the process could not be tracked".to_owned(),
+                };
+                let command_id = command.id;
+                tokio::spawn(async move {
+                    let output = Output {
+                        order: 0,
+                        exit_code: Some(-1),
+                        stdout: None,
+                        stderr: Some(format!("Error executing command: {reason}")),
+                    };
+                    inner.finish(command_id, output).await;
+                })
+            }
+        };
+        Ok((command, task))
+    }
+}
+
+/// Parses `YYYYmmddHHMMSSffffff_BashCommand_<hex>` / `…_BashOutput_<hex>_<hex>` and returns
+/// the time in microseconds (only to restart the clock after it).
+fn parse_stored_name(name: &str) -> Option<i64> {
+    let mut parts = name.split('_');
+    let stamp = parts.next()?;
+    let kind = Kind::parse(parts.next()?)?;
+    let rest: Vec<&str> = parts.collect();
+    let expected = if kind == Kind::Command { 1 } else { 2 };
+    if stamp.len() != 20 || !stamp.bytes().all(|b| b.is_ascii_digit()) || rest.len() != expected {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| stamp.get(range)?.parse::<i64>().ok();
+    civil_micros(
+        digits(0..4)?,
+        digits(4..6)?,
+        digits(6..8)?,
+        digits(8..10)? * 3600 + digits(10..12)? * 60 + digits(12..14)?,
+        digits(14..20)?,
+    )
+}
+
+/// Output to record.
+#[derive(Debug)]
+struct Output {
+    order: u64,
+    exit_code: Option<i64>,
+    stdout: Option<String>,
+    stderr: Option<String>,
+}
+
+impl Inner {
+    /// A fresh timestamp, strictly after every earlier one.
+    fn tick(&self) -> i64 {
+        let now = now_micros();
+        let mut last = self.clock.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self
+                .clock
+                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// Writes an event's file, indexes it and publishes it.
+    fn store(&self, event: Arc<BashEvent>, micros: i64) -> io::Result<()> {
+        let (Some(name), Some(entry)) = (file_name(&event, micros), entry_of(&event)) else {
+            return Ok(());
+        };
+        let text = serde_json::to_string_pretty(&*event).map_err(io::Error::other)?;
+        std::fs::create_dir_all(&self.dir)?;
+        std::fs::write(self.dir.join(&name), text)?;
+        lock(&self.index).insert(name, entry);
+        let _ = self.events.send(event);
+        Ok(())
+    }
+
+    /// Records one output of `command_id`.
+    async fn record(self: &Arc<Self>, command_id: HexUuid, output: Output) {
+        let inner = Arc::clone(self);
+        let stored = tokio::task::spawn_blocking(move || {
+            let micros = inner.tick();
+            let event = Arc::new(BashEvent::Output(BashOutput {
+                id: HexUuid::new_v4(),
+                timestamp: utc_timestamp(micros),
+                command_id,
+                order: output.order,
+                exit_code: output.exit_code,
+                stdout: output.stdout,
+                stderr: output.stderr,
+            }));
+            inner.store(event, micros)
+        })
+        .await;
+        match stored {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!(%command_id, error = %err, "could not store a bash output");
+            }
+            Err(err) => tracing::error!(%command_id, error = %err, "storing a bash output"),
+        }
+    }
+
+    /// Records the final output and forgets the process.
+    async fn finish(self: &Arc<Self>, command_id: HexUuid, output: Output) {
+        self.record(command_id, output).await;
+        lock(&self.running).remove(&command_id.0);
+    }
+
+    /// The event stored under `name`, from memory or from its file.
+    fn load(&self, name: &str, entry: &Entry) -> Option<Arc<BashEvent>> {
+        if let Some(event) = &entry.cached {
+            return Some(Arc::clone(event));
+        }
+        let bytes = std::fs::read(self.dir.join(name)).ok()?;
+        match serde_json::from_slice::<BashEvent>(&bytes) {
+            Ok(event) => Some(Arc::new(event)),
+            Err(err) => {
+                tracing::error!(file = %name, error = %err, "unreadable bash event");
+                None
+            }
+        }
+    }
+
+    /// The reference's search: filter names, sort, start at `page_id`, skip outputs with
+    /// `order <= order_gt`, take `limit`; the next page starts at the next matching event.
+    fn search(&self, search: &Search) -> Page {
+        let selected: Vec<(String, Entry)> = {
+            let index = lock(&self.index);
+            let keep = |name: &String, entry: &Entry| {
+                search.kind.is_none_or(|kind| entry.kind == kind)
+                    && search.gte.as_ref().is_none_or(|gte| name >= gte)
+                    && search.lt.as_ref().is_none_or(|lt| name < lt)
+            };
+            let mut names: Vec<(String, Entry)> = match search.command_id {
+                Some(command_id) => index
+                    .by_command
+                    .get(&command_id)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|name| index.entries.get(name).map(|entry| (name, entry)))
+                    .filter(|(name, entry)| keep(name, entry))
+                    .map(|(name, entry)| (name.clone(), entry.clone()))
+                    .collect(),
+                None => index
+                    .entries
+                    .iter()
+                    .filter(|(name, entry)| keep(name, entry))
+                    .map(|(name, entry)| (name.clone(), entry.clone()))
+                    .collect(),
+            };
+            if search.descending {
+                names.reverse();
+            }
+            names
+        };
+        let start = search
+            .page_id
+            .as_ref()
+            .and_then(|page_id| selected.iter().position(|(name, _)| name == page_id))
+            .unwrap_or(0);
+        let mut items = Vec::new();
+        let mut next_page_id = None;
+        for (name, entry) in selected.iter().skip(start) {
+            if let (Some(gt), Some(order)) = (search.order_gt, entry.order)
+                && i128::from(order) <= i128::from(gt)
+            {
+                continue;
+            }
+            let Some(event) = self.load(name, entry) else {
+                continue;
+            };
+            if items.len() >= search.limit {
+                next_page_id = Some(name.clone());
+                break;
+            }
+            items.push(BashEventJson(event));
+        }
+        Page {
+            items,
+            next_page_id,
+        }
+    }
+
+    fn get(&self, event_id: &str) -> Option<Arc<BashEvent>> {
+        let (name, entry) = {
+            let index = lock(&self.index);
+            let name = index.by_id.get(event_id)?.clone();
+            let entry = index.entries.get(&name)?.clone();
+            (name, entry)
+        };
+        self.load(&name, &entry)
+    }
+
+    /// Deletes every file of the directory (as the reference does) and empties the index.
+    fn clear(&self) -> usize {
+        *lock(&self.index) = Index::default();
+        let Ok(items) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut count = 0;
+        for item in items.flatten() {
+            count += 1;
+            if let Err(err) = std::fs::remove_file(item.path()) {
+                tracing::error!(file = ?item.path(), error = %err, "could not delete a bash event");
+            }
+        }
+        count
+    }
+
+    /// The outputs of a finished command joined into one (1.57.0's `execute_bash_command`).
+    fn collect(&self, command_id: HexUuid) -> BashOutput {
+        let mut outputs: Vec<BashOutput> = Vec::new();
+        let names: Vec<(String, Entry)> = {
+            let index = lock(&self.index);
+            index
+                .by_command
+                .get(&command_id.0)
+                .into_iter()
+                .flatten()
+                .filter_map(|name| Some((name.clone(), index.entries.get(name)?.clone())))
+                .collect()
+        };
+        for (name, entry) in names {
+            if let Some(event) = self.load(&name, &entry)
+                && let BashEvent::Output(output) = &*event
+            {
+                outputs.push(output.clone());
+            }
+        }
+        outputs.sort_by_key(|output| output.order);
+        let stdout: String = outputs.iter().filter_map(|o| o.stdout.as_deref()).collect();
+        let stderr: String = outputs.iter().filter_map(|o| o.stderr.as_deref()).collect();
+        match outputs.pop() {
+            Some(last) => BashOutput {
+                exit_code: Some(last.exit_code.unwrap_or(-1)),
+                stdout: (!stdout.is_empty()).then_some(stdout),
+                stderr: (!stderr.is_empty()).then_some(stderr),
+                ..last
+            },
+            None => BashOutput {
+                id: HexUuid::new_v4(),
+                timestamp: utc_timestamp(self.tick()),
+                command_id,
+                order: 0,
+                exit_code: Some(-1),
+                stdout: None,
+                stderr: None,
+            },
+        }
+    }
+}
+
+/// Python's rendering of an `OSError` about `filename`: `[Errno 2] No such file or directory:
+/// '/nope'`.
+fn os_error(err: &io::Error, cwd: Option<&str>) -> String {
+    let Some(code) = err.raw_os_error() else {
+        return err.to_string();
+    };
+    let full = err.to_string();
+    let suffix = format!(" (os error {code})");
+    let description = full.strip_suffix(&suffix).unwrap_or(&full);
+    // With a working directory, changing into it is what fails (`/bin/sh` itself is there).
+    let culprit = cwd.unwrap_or("/bin/sh");
+    format!("[Errno {code}] {description}: '{culprit}'")
+}
+
+fn spawn(command: &BashCommand) -> io::Result<Child> {
+    let mut shell = Command::new("/bin/sh");
+    shell
+        .arg("-c")
+        .arg(&command.command)
+        .env_clear()
+        .envs(oh_agent::workspace::sanitized_env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &command.cwd {
+        shell.current_dir(cwd);
+    }
+    shell.spawn()
+}
+
+/// Python's `returncode`: the exit code, or minus the signal that ended the process.
+fn exit_code(status: ExitStatus) -> i64 {
+    status
+        .code()
+        .map(i64::from)
+        .or_else(|| status.signal().map(|signal| -i64::from(signal)))
+        .unwrap_or(-1)
+}
+
+/// Sends `signal` (`TERM`, `KILL`) to process group `pgid`, through `/bin/sh`'s `kill` (this
+/// crate has no unsafe code).
+async fn signal_group(pgid: u32, signal: &str) {
+    if pgid == 0 {
+        return;
+    }
+    let sent = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("kill -s \"$1\" -- \"-$2\" 2>/dev/null")
+        .arg("sh")
+        .arg(signal)
+        .arg(pgid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    if let Err(err) = sent {
+        tracing::warn!(error = %err, pgid, "could not signal the process group");
+    }
+}
+
+/// SIGTERM to the group, then SIGKILL if the shell is still there after a second.
+async fn terminate(pgid: u32, mut exited: watch::Receiver<bool>) {
+    signal_group(pgid, "TERM").await;
+    let wait = |mut exited: watch::Receiver<bool>| async move {
+        tokio::time::timeout(KILL_GRACE, exited.wait_for(|done| *done))
+            .await
+            .is_ok_and(|res| res.is_ok())
+    };
+    if !wait(exited.clone()).await {
+        signal_group(pgid, "KILL").await;
+        if !wait(exited.clone()).await {
+            tracing::error!(pgid, "could not stop a bash command");
+        }
+    }
+    let _ = exited.borrow_and_update();
+}
+
+/// Output of one pipe, decoded incrementally as UTF-8 (invalid bytes become U+FFFD).
+#[derive(Debug, Default)]
+struct Decoded {
+    text: String,
+    chars: usize,
+    /// An incomplete UTF-8 sequence at the end of the last read.
+    pending: Vec<u8>,
+}
+
+impl Decoded {
+    fn push_str(&mut self, text: &str) {
+        self.chars += text.chars().count();
+        self.text.push_str(text);
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let mut data = std::mem::take(&mut self.pending);
+        data.extend_from_slice(bytes);
+        let mut rest = &data[..];
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(text) => {
+                    self.push_str(text);
+                    break;
+                }
+                Err(err) => {
+                    let (valid, after) = rest.split_at(err.valid_up_to());
+                    self.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    match err.error_len() {
+                        Some(len) => {
+                            self.push_str("\u{FFFD}");
+                            rest = after.get(len..).unwrap_or_default();
+                        }
+                        None => {
+                            self.pending = after.to_vec();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes an incomplete trailing sequence (end of stream).
+    fn finish(&mut self) {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.push_str(&String::from_utf8_lossy(&pending));
+        }
+    }
+
+    /// Takes the first `MAX_CONTENT_CHARS` characters while more than that are buffered.
+    fn take_chunk(&mut self) -> Option<String> {
+        if self.chars <= MAX_CONTENT_CHARS {
+            return None;
+        }
+        let split = self
+            .text
+            .char_indices()
+            .nth(MAX_CONTENT_CHARS)
+            .map_or(self.text.len(), |(at, _)| at);
+        let rest = self.text.split_off(split);
+        self.chars -= MAX_CONTENT_CHARS;
+        Some(std::mem::replace(&mut self.text, rest))
+    }
+
+    fn take_rest(&mut self) -> Option<String> {
+        self.finish();
+        self.chars = 0;
+        let text = std::mem::take(&mut self.text);
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+async fn read_some<R: AsyncRead + Unpin>(
+    pipe: &mut Option<R>,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    match pipe {
+        Some(pipe) => pipe.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs a spawned command to its end (EOF on both pipes and exit) or its timeout, storing
+/// intermediate chunks; returns the final output.
+async fn supervise(
+    inner: &Arc<Inner>,
+    command: &BashCommand,
+    mut child: Child,
+    exited_tx: watch::Sender<bool>,
+) -> Output {
+    let pgid = child.id().unwrap_or(0);
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut out = Decoded::default();
+    let mut err = Decoded::default();
+    let mut out_buf = vec![0u8; READ_SIZE];
+    let mut err_buf = vec![0u8; READ_SIZE];
+    let mut order = 0u64;
+    let mut status: Option<io::Result<ExitStatus>> = None;
+    let deadline = tokio::time::Instant::now().checked_add(Duration::from_secs(command.timeout));
+    let sleep = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep);
+    let mut timed_out = false;
+    while stdout.is_some() || stderr.is_some() || status.is_none() {
+        tokio::select! {
+            read = read_some(&mut stdout, &mut out_buf) => match read {
+                Ok(n) if n > 0 => {
+                    out.push(out_buf.get(..n).unwrap_or_default());
+                    while let Some(chunk) = out.take_chunk() {
+                        inner.record(command.id, Output { order, exit_code: None, stdout: Some(chunk), stderr: None }).await;
+                        order += 1;
+                    }
+                }
+                _ => stdout = None,
+            },
+            read = read_some(&mut stderr, &mut err_buf) => match read {
+                Ok(n) if n > 0 => {
+                    err.push(err_buf.get(..n).unwrap_or_default());
+                    while let Some(chunk) = err.take_chunk() {
+                        inner.record(command.id, Output { order, exit_code: None, stdout: None, stderr: Some(chunk) }).await;
+                        order += 1;
+                    }
+                }
+                _ => stderr = None,
+            },
+            done = child.wait(), if status.is_none() => {
+                status = Some(done);
+                exited_tx.send_replace(true);
+            }
+            () = &mut sleep => {
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    let exit = if timed_out {
+        tracing::warn!(command_id = %command.id, timeout = command.timeout, "bash command timed out");
+        if status.is_none() {
+            let exited = exited_tx.subscribe();
+            let waiter = async {
+                let _ = child.wait().await;
+                exited_tx.send_replace(true);
+            };
+            let both = async { tokio::join!(waiter, terminate(pgid, exited)) };
+            if tokio::time::timeout(KILL_GRACE * 3, both).await.is_err() {
+                tracing::error!(command_id = %command.id, "a timed-out command did not die");
+            }
+        } else {
+            // The shell is gone but something in its group holds the pipes open.
+            signal_group(pgid, "KILL").await;
+        }
+        -1
+    } else {
+        match status {
+            Some(Ok(status)) => exit_code(status),
+            _ => -1,
+        }
+    };
+    exited_tx.send_replace(true);
+    Output {
+        order,
+        exit_code: Some(exit),
+        stdout: out.take_rest(),
+        stderr: err.take_rest(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/bash/start_bash_command", post(start_bash_command))
+        .route("/api/bash/execute_bash_command", post(execute_bash_command))
+        .route("/api/bash/bash_events/search", get(search_bash_events))
+        .route("/api/bash/bash_events/", get(batch_get_bash_events))
+        .route("/api/bash/bash_events/{event_id}", get(get_bash_event))
+        .route("/api/bash/bash_events", delete(clear_bash_events))
+        .route(
+            "/api/bash/bash_commands/{command_id}/stop",
+            post(stop_bash_command),
+        )
+}
+
+async fn start_bash_command(
+    State(state): State<AppState>,
+    Json(request): Json<ExecuteBashRequest>,
+) -> ApiResult<Response> {
+    state.activity.touch();
+    let (command, _) = state.bash.start(request).await?;
+    Ok(ok(&BashEvent::Command(command)))
+}
+
+async fn execute_bash_command(
+    State(state): State<AppState>,
+    Json(request): Json<ExecuteBashRequest>,
+) -> ApiResult<Response> {
+    state.activity.touch();
+    let (command, task) = state.bash.start(request).await?;
+    task.await.map_err(ApiError::internal)?;
+    let inner = Arc::clone(&state.bash.inner);
+    let output = tokio::task::spawn_blocking(move || inner.collect(command.id))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(ok(&BashEvent::Output(output)))
+}
+
+async fn search_bash_events(State(state): State<AppState>, query: Query) -> ApiResult<Response> {
+    let kind = query.parse("kind__eq", "literal_error", |raw| {
+        Kind::parse(raw).ok_or_else(|| "Input should be 'BashCommand' or 'BashOutput'".to_owned())
+    })?;
+    let command_id = query.parse("command_id__eq", "uuid_parsing", |raw| {
+        parse_uuid(raw).ok_or_else(|| "Input should be a valid UUID".to_owned())
+    })?;
+    let gte = query.parse(
+        "timestamp__gte",
+        "datetime_from_date_parsing",
+        parse_datetime,
+    )?;
+    let lt = query.parse(
+        "timestamp__lt",
+        "datetime_from_date_parsing",
+        parse_datetime,
+    )?;
+    let order_gt = query.parse("order__gt", "int_parsing", |raw| {
+        raw.trim().parse::<i64>().map_err(|_| {
+            "Input should be a valid integer, unable to parse string as an integer".to_owned()
+        })
+    })?;
+    let descending = query
+        .parse("sort_order", "enum", |raw| match raw {
+            "TIMESTAMP" => Ok(false),
+            "TIMESTAMP_DESC" => Ok(true),
+            _ => Err("Input should be 'TIMESTAMP' or 'TIMESTAMP_DESC'".to_owned()),
+        })?
+        .unwrap_or(false);
+    let search = Search {
+        kind,
+        command_id,
+        gte: gte.map(name_stamp),
+        lt: lt.map(name_stamp),
+        order_gt,
+        descending,
+        page_id: query
+            .get("page_id")
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned),
+        limit: query.limit()?,
+    };
+    let inner = Arc::clone(&state.bash.inner);
+    let page = tokio::task::spawn_blocking(move || inner.search(&search))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(ok(&page))
+}
+
+async fn get_bash_event(State(state): State<AppState>, mut parts: Parts) -> ApiResult<Response> {
+    let event_id = path_param(&mut parts, &state, "event_id").await?;
+    let inner = Arc::clone(&state.bash.inner);
+    let event = tokio::task::spawn_blocking(move || inner.get(&event_id))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(ok(&*event))
+}
+
+async fn batch_get_bash_events(
+    State(state): State<AppState>,
+    Json(ids): Json<Vec<String>>,
+) -> ApiResult<Response> {
+    let inner = Arc::clone(&state.bash.inner);
+    let events = tokio::task::spawn_blocking(move || {
+        ids.iter()
+            .map(|id| inner.get(id).map(BashEventJson))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(ok(&events))
+}
+
+async fn clear_bash_events(State(state): State<AppState>) -> ApiResult<Response> {
+    let inner = Arc::clone(&state.bash.inner);
+    let count = tokio::task::spawn_blocking(move || inner.clear())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(ok(&json!({ "cleared_count": count })))
+}
+
+async fn stop_bash_command(State(state): State<AppState>, mut parts: Parts) -> ApiResult<Response> {
+    let raw = path_param(&mut parts, &state, "command_id").await?;
+    let command_id = parse_uuid(&raw).ok_or_else(|| {
+        ApiError::validation(
+            &["path", "command_id"],
+            "uuid_parsing",
+            "Input should be a valid UUID",
+            Value::String(raw.clone()),
+        )
+    })?;
+    state.activity.touch();
+    let running = lock(&state.bash.inner.running).get(&command_id).cloned();
+    if let Some(running) = running {
+        terminate(running.pgid, running.exited).await;
+        return Ok(ok(&json!({ "success": true })));
+    }
+    // Stopping a finished command succeeds; an unknown id is 404.
+    let inner = Arc::clone(&state.bash.inner);
+    let hex = HexUuid(command_id).to_string();
+    let known = tokio::task::spawn_blocking(move || inner.get(&hex).is_some())
+        .await
+        .map_err(ApiError::internal)?;
+    if known {
+        Ok(ok(&json!({ "success": true })))
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Datetimes in queries
+
+/// Microseconds since the epoch of a civil UTC date and second of day.
+fn civil_micros(year: i64, month: i64, day: i64, seconds: i64, micros: i64) -> Option<i64> {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !(0..86_400).contains(&seconds) {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + seconds)
+        .checked_mul(1_000_000)?
+        .checked_add(micros)
+}
+
+/// Parses a query datetime as pydantic does (ISO 8601 with `T` or a space, optional seconds,
+/// fraction and offset; a bare date; or Unix seconds), into UTC microseconds. A naive time
+/// is taken as UTC.
+fn parse_datetime(raw: &str) -> Result<i64, String> {
+    const MSG: &str = "Input should be a valid datetime or date, invalid character in year";
+    let raw = raw.trim();
+    if let Ok(number) = raw.parse::<f64>() {
+        if !number.is_finite() {
+            return Err(MSG.into());
+        }
+        // pydantic reads large numbers as milliseconds.
+        let seconds = if number.abs() > 20_000_000_000.0 {
+            number / 1000.0
+        } else {
+            number
+        };
+        return Ok((seconds * 1_000_000.0).round() as i64);
+    }
+    let bytes = raw.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Result<i64, String> {
+        let part = raw.get(range).ok_or(MSG)?;
+        if part.bytes().all(|b| b.is_ascii_digit()) && !part.is_empty() {
+            part.parse::<i64>().map_err(|_| MSG.to_owned())
+        } else {
+            Err(MSG.to_owned())
+        }
+    };
+    if bytes.len() < 10 || bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') {
+        return Err(MSG.into());
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if bytes.len() == 10 {
+        return civil_micros(year, month, day, 0, 0).ok_or_else(|| MSG.to_owned());
+    }
+    if !matches!(bytes.get(10), Some(b'T' | b't' | b' ')) || bytes.get(13) != Some(&b':') {
+        return Err(MSG.into());
+    }
+    let hour = num(11..13)?;
+    let minute = num(14..16)?;
+    let mut at = 16;
+    let mut second = 0;
+    let mut micros = 0;
+    if bytes.get(at) == Some(&b':') {
+        second = num(at + 1..at + 3)?;
+        at += 3;
+        if matches!(bytes.get(at), Some(b'.' | b',')) {
+            let digits: String = raw
+                .get(at + 1..)
+                .unwrap_or_default()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if digits.is_empty() || digits.len() > 9 {
+                return Err(MSG.into());
+            }
+            at += 1 + digits.len();
+            let padded = format!("{digits:0<6}");
+            micros = padded
+                .get(..6)
+                .unwrap_or("0")
+                .parse::<i64>()
+                .map_err(|_| MSG)?;
+        }
+    }
+    let offset = match raw.get(at..).unwrap_or_default() {
+        "" | "Z" | "z" => 0,
+        tz => {
+            let sign = match tz.as_bytes().first() {
+                Some(b'+') => 1,
+                Some(b'-') => -1,
+                _ => return Err(MSG.into()),
+            };
+            let body = tz.get(1..).unwrap_or_default().replace(':', "");
+            if body.len() != 4 || !body.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(MSG.into());
+            }
+            let hours: i64 = body.get(..2).unwrap_or("0").parse().map_err(|_| MSG)?;
+            let mins: i64 = body.get(2..).unwrap_or("0").parse().map_err(|_| MSG)?;
+            sign * (hours * 3600 + mins * 60)
+        }
+    };
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(MSG.into());
+    }
+    let local = civil_micros(year, month, day, hour * 3600 + minute * 60 + second, micros)
+        .ok_or_else(|| MSG.to_owned())?;
+    Ok(local - offset * 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_parse_to_utc() {
+        let base = 1_777_889_702_118_204; // 2026-05-04T10:15:02.118204Z
+        assert_eq!(parse_datetime("2026-05-04T10:15:02.118204Z"), Ok(base));
+        assert_eq!(parse_datetime("2026-05-04T10:15:02.118204"), Ok(base));
+        assert_eq!(parse_datetime("2026-05-04 12:15:02.118204+02:00"), Ok(base));
+        assert_eq!(
+            parse_datetime("2026-05-04"),
+            Ok(base - (10 * 3600 + 15 * 60 + 2) * 1_000_000 - 118_204)
+        );
+        assert_eq!(parse_datetime("2026-05-04T10:15Z"), Ok(base - 2_118_204));
+        assert!(parse_datetime("yesterday").is_err());
+        assert!(parse_datetime("2026-13-04").is_err());
+        assert_eq!(name_stamp(base), "20260504101502118204");
+        assert_eq!(
+            parse_stored_name("20260504101502118204_BashCommand_ab"),
+            Some(base)
+        );
+        assert_eq!(
+            parse_stored_name("20260504101502118204_BashOutput_ab"),
+            None
+        );
+    }
+
+    #[test]
+    fn decoding_keeps_split_characters_and_chunks_by_characters() {
+        let mut decoded = Decoded::default();
+        let bytes = "héllo".as_bytes();
+        decoded.push(&bytes[..2]);
+        decoded.push(&bytes[2..]);
+        decoded.push(b"\xff!");
+        assert_eq!(decoded.take_rest().as_deref(), Some("héllo\u{FFFD}!"));
+        let mut big = Decoded::default();
+        big.push("é".repeat(MAX_CONTENT_CHARS + 3).as_bytes());
+        let chunk = big.take_chunk().unwrap_or_default();
+        assert_eq!(chunk.chars().count(), MAX_CONTENT_CHARS);
+        assert!(big.take_chunk().is_none());
+        assert_eq!(big.take_rest().as_deref(), Some("ééé"));
+    }
 }

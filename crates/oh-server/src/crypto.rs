@@ -118,5 +118,5 @@ mod tests {
         assert_eq!(token, PYTHON_TOKEN);
     }
 
-    const PYTHON_TOKEN: &str = "";
+    const PYTHON_TOKEN: &str = "gAAAAABlU_EABwcHBwcHBwcHBwcHBwcHBxfATK0Qk2yJQUZTRZigaNuGT9X9q7iw5XwrY_H6fuTZHORGoyMWqhAZ3p_PcJ_pPg==";
 }

@@ -34,7 +34,51 @@ pub(crate) const MAX_FRAME: usize = 1024 * 1024;
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/sockets/events/{conversation_id}", get(events_socket))
+    Router::new()
+        .route("/sockets/events/{conversation_id}", get(events_socket))
+        .route("/sockets/bash-events", get(bash_socket))
+}
+
+/// The key from the deprecated query parameter or upgrade header: `Ok(true)` when it is
+/// valid (or auth is off), `Ok(false)` when none was given (the first frame must carry it),
+/// `Err(403)` when a wrong one was given (the handshake is refused).
+fn handshake_auth(
+    state: &AppState,
+    query: &Query,
+    headers: &axum::http::HeaderMap,
+) -> Result<bool, StatusCode> {
+    if !state.keys.enabled() {
+        return Ok(true);
+    }
+    let presented = query
+        .get("session_api_key")
+        .or_else(|| headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok()));
+    match presented {
+        Some(key) if state.keys.accepts(key) => Ok(true),
+        Some(_) => Err(StatusCode::FORBIDDEN),
+        None => Ok(false),
+    }
+}
+
+/// Waits for the auth frame when the handshake carried no key; closes with 4001 on failure.
+async fn first_frame_auth(state: &AppState, mut socket: WebSocket) -> Option<WebSocket> {
+    let ok = matches!(
+        tokio::time::timeout(AUTH_TIMEOUT, first_text(&mut socket)).await,
+        Ok(Some(text)) if auth_frame_ok(state, &text)
+    );
+    if ok {
+        Some(socket)
+    } else {
+        close(socket, 4001, "Authentication failed").await;
+        None
+    }
+}
+
+fn resend_all(query: &Query) -> bool {
+    query.get("resend_mode") == Some("all")
+        || query
+            .get("resend_all")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"))
 }
 
 /// What to replay after the snapshot.
@@ -81,12 +125,7 @@ async fn events_socket(State(state): State<AppState>, req: Request) -> Response 
             Some((micros, _)) => Replay::Since(oh_protocol::time::naive_timestamp(micros, 0)),
             None => Replay::None,
         },
-        _ if query
-            .get("resend_all")
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1")) =>
-        {
-            Replay::All
-        }
+        _ if resend_all(&query) => Replay::All,
         _ => Replay::None,
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
@@ -366,4 +405,112 @@ fn shrink_snapshot(json: &str) -> Option<String> {
         }
     }
     serde_json::to_string(&event).ok()
+}
+
+async fn bash_socket(State(state): State<AppState>, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let query = Query::from_request_parts(&mut parts, &state)
+        .await
+        .unwrap_or_default();
+    let authenticated = match handshake_auth(&state, &query, &parts.headers) {
+        Ok(authenticated) => authenticated,
+        Err(status) => return status.into_response(),
+    };
+    let replay = resend_all(&query);
+    match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => {
+            upgrade.on_upgrade(move |socket| serve_bash(state, socket, authenticated, replay))
+        }
+        Err(rejection) => crate::error::ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Expected a WebSocket upgrade: {rejection}"),
+        )
+        .into_response(),
+    }
+}
+
+fn bash_json(event: &oh_protocol::BashEvent) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(event).unwrap_or_default())
+}
+
+fn bash_error(code: &str, detail: String) -> Utf8Bytes {
+    let error = oh_protocol::BashEvent::Error(oh_protocol::BashError {
+        id: oh_protocol::HexUuid::new_v4(),
+        timestamp: crate::service::utc_now(),
+        code: code.to_owned(),
+        detail,
+    });
+    bash_json(&error)
+}
+
+/// `/sockets/bash-events`: every bash event (stored ones first with `resend_mode=all`);
+/// a frame `{"command", "cwd"?, "timeout"?}` starts a command.
+async fn serve_bash(state: AppState, mut socket: WebSocket, authenticated: bool, replay: bool) {
+    if !authenticated {
+        let Some(authed) = first_frame_auth(&state, socket).await else {
+            return;
+        };
+        socket = authed;
+    }
+    let mut events = state.bash.subscribe();
+    let mut shutdown = state.shutdown.subscribe();
+    if replay {
+        for event in state.bash.stored_events() {
+            if socket
+                .send(WsMessage::Text(bash_json(&event)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => {
+                    if socket.send(WsMessage::Text(bash_json(&event))).await.is_err() {
+                        return;
+                    }
+                }
+                // Bash events stay readable over REST; a socket that fell behind moves on.
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            inbound = socket.recv() => match inbound {
+                Some(Ok(WsMessage::Text(text))) => {
+                    if is_auth_frame(text.as_str()) {
+                        continue;
+                    }
+                    let error = match serde_json::from_str::<oh_protocol::ExecuteBashRequest>(text.as_str()) {
+                        Ok(request) => match state.bash.start(request).await {
+                            Ok(_) => {
+                                state.activity.touch();
+                                None
+                            }
+                            Err(err) => Some(bash_error("ExecutionError", err.to_string())),
+                        },
+                        Err(err) => Some(bash_error("ValidationError", err.to_string())),
+                    };
+                    if let Some(error) = error
+                        && socket.send(WsMessage::Text(error)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Some(Ok(WsMessage::Binary(_))) => {
+                    let error = bash_error("ValidationError", "Binary frames are not supported".into());
+                    if socket.send(WsMessage::Text(error)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                Some(Ok(WsMessage::Close(_)) | Err(_)) | None => return,
+            },
+            _ = shutdown.changed() => {
+                close(socket, 1001, "Server shutting down").await;
+                return;
+            }
+        }
+    }
 }

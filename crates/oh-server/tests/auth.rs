@@ -1,6 +1,8 @@
 //! Authentication on every route: a table over the whole route list (the CORE routes this
 //! server implements and the EXTENDED ones that answer 501), plus the event socket's rules.
 
+#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
+
 mod common;
 
 use common::{TestServer, send};

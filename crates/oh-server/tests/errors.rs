@@ -1,5 +1,7 @@
 //! Client mistakes get a 4xx with a JSON body, never a 500 or a plain-text rejection.
 
+#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
+
 mod common;
 
 use bytes::Bytes;

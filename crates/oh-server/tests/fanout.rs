@@ -1,13 +1,14 @@
 //! Fan-out: a subscriber that never reads does not hold up the conversation, and one that
 //! reads slowly still gets every persisted event once, in order.
 
+#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
+
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{Socket, TestServer, agent_json, create_body};
-use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_and_slow_subscribers_do_not_stall_or_lose_events() {
@@ -16,7 +17,10 @@ async fn stalled_and_slow_subscribers_do_not_stall_or_lose_events() {
     let created = server
         .post(
             "/api/conversations",
-            create_body(agent_json("http://127.0.0.1:9/v1"), &server.root().join("w")),
+            create_body(
+                agent_json("http://127.0.0.1:9/v1"),
+                &server.root().join("w"),
+            ),
         )
         .await;
     let id = created.json()["id"].as_str().expect("id").to_owned();
@@ -32,7 +36,9 @@ async fn stalled_and_slow_subscribers_do_not_stall_or_lose_events() {
         let mut ids = Vec::new();
         let mut snapshots = 0;
         while ids.len() < expected {
-            let Some(frame) = slow.next().await else { break };
+            let Some(frame) = slow.next().await else {
+                break;
+            };
             if frame["key"] == "full_state" {
                 snapshots += 1;
                 continue;
@@ -90,7 +96,11 @@ async fn stalled_and_slow_subscribers_do_not_stall_or_lose_events() {
         }
         stored
     };
-    assert_eq!(stored.len(), expected, "system prompt + message and update per send");
+    assert_eq!(
+        stored.len(),
+        expected,
+        "system prompt + message and update per send"
+    );
     same_sequence(&ids, &stored, "slow subscriber");
     assert!(snapshots >= 1);
     // The stalled one fell far behind (tens of MiB): it now reads everything, caught up from

@@ -1,5 +1,7 @@
 //! Health probes and server info, without authentication.
 
+#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
+
 mod common;
 
 use common::TestServer;

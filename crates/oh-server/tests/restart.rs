@@ -1,5 +1,7 @@
 //! Restart and crash recovery of the real binary: kill -9 during a run, SIGTERM during a run.
 
+#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
+
 mod common;
 
 use std::process::{Child, Command, Stdio};

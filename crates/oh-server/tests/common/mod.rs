@@ -1,6 +1,7 @@
 //! Shared helpers of the server's integration tests: a server on a free port in a temporary
 //! directory, and a small HTTP client.
 #![allow(dead_code, unreachable_pub)]
+#![allow(clippy::expect_used, reason = "test helpers")]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
