@@ -11,6 +11,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod conformance;
 #[cfg(test)]
 mod tidy;
 
@@ -23,6 +24,15 @@ Tasks:
   llm-fixtures    Capture the LLM requests the reference Python agent sends
                   (OpenAI Chat Completions and Anthropic Messages) into the
                   golden fixtures of oh-agent (needs root, like `fixtures`).
+  conformance [--server rust|python] [-v] [GROUP...]
+                  Drive an agent server with the real Python SDK client
+                  classes (xtask/conformance/suite.py, needs root like
+                  `fixtures`). `rust` (the default) builds and tests our
+                  `openhands-agent-server`; `python` tests the reference
+                  server, to validate the suite itself. GROUP names (or
+                  prefixes) pick check groups: workspace, files, git,
+                  conversation, pause, confirmation, secrets, restart,
+                  errors. -v shows tracebacks.
   pyenv ARGS...   Run xtask/pyenv.sh, the reference Python environment:
                     pyenv setup              build or update it
                     pyenv python ARGS...     run its python, cwd mapped to /src
@@ -77,6 +87,7 @@ fn main() -> Result<ExitCode> {
             llm_fixtures()?;
             Ok(ExitCode::SUCCESS)
         }
+        Some("conformance") => conformance::conformance(&rest),
         Some("pyenv") => pyenv(&rest),
         Some("bench") => bench::main(&rest),
         _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),

@@ -1,0 +1,1069 @@
+"""Conformance suite: drive an agent server with the real OpenHands Python SDK
+client classes (RemoteWorkspace, RemoteConversation) and check what they see.
+
+Run by `cargo xtask conformance [--server rust|python] [GROUP...]` inside the
+reference Python environment (xtask/pyenv.sh). The server under test is the
+command line in OH_CONFORMANCE_SERVER, with `{port}` standing for the port; the
+suite starts it (once per check group, with a fresh state directory) and stops
+it. An LLM is scripted per group (harness.ScriptedLLM): no provider is needed.
+
+Usage: python suite.py [-v] [GROUP...]      GROUP: a group name or prefix
+
+Output: one PASS/FAIL line per check, then `N checks, M failed`; the exit
+status is 1 if any check failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+# The client's own logging would interleave with the report; errors the
+# checks provoke on purpose (401s, 404s) are logged by the SDK at ERROR.
+os.environ.setdefault("LOG_LEVEL", "CRITICAL")
+os.environ.setdefault("OPENHANDS_SUPPRESS_BANNER", "1")
+# Fail fast if the event socket never becomes ready (the default is 30 s).
+os.environ.setdefault("OPENHANDS_REMOTE_WS_READY_TIMEOUT", "20")
+
+import httpx  # noqa: E402
+
+from harness import (  # noqa: E402
+    COMPLETION_TOKENS,
+    PROMPT_TOKENS,
+    SIDE_REPLY,
+    Abort,
+    Group,
+    Runner,
+    ScriptedLLM,
+    ServerProcess,
+    ensure,
+    finish,
+    say,
+    short,
+    terminal,
+    wait_for,
+)
+
+from openhands.sdk import LLM, Agent, Conversation  # noqa: E402
+from openhands.sdk.conversation.exceptions import ConversationRunError  # noqa: E402,F401
+from openhands.sdk.conversation.impl.remote_conversation import (  # noqa: E402
+    RemoteConversation,
+    WebSocketCallbackClient,
+)
+from openhands.sdk.conversation.state import ConversationExecutionStatus as Status  # noqa: E402
+from openhands.sdk.event import (  # noqa: E402
+    ActionEvent,
+    ConversationStateUpdateEvent,
+    MessageEvent,
+    ObservationEvent,
+    UserRejectObservation,
+)
+from openhands.sdk.git.models import GitChangeStatus  # noqa: E402
+from openhands.sdk.security.confirmation_policy import AlwaysConfirm, NeverConfirm  # noqa: E402
+from openhands.sdk.workspace import RemoteWorkspace  # noqa: E402
+from openhands.tools.preset.default import get_default_tools  # noqa: E402
+
+SERVER_COMMAND = os.environ.get("OH_CONFORMANCE_SERVER", "")
+LABEL = os.environ.get("OH_CONFORMANCE_LABEL", "server")
+API_KEY = "conformance-session-key"
+SECRET_KEY = "conformance-secret-key"
+RUN_TIMEOUT = 90.0  # one conversation.run()
+INPUT_COST = 0.000003  # per token, so that the server has a cost to add up
+OUTPUT_COST = 0.000015
+
+STATE_ROOT = Path(tempfile.mkdtemp(prefix="state-", dir=os.getcwd()))
+GROUPS: list[tuple[str, list[str], float, object]] = []
+
+
+def group(name: str, checks: list[str], budget: float = 240.0):
+    """Register a check group: its name, its checks (in order) and a time budget."""
+
+    def register(fn):
+        GROUPS.append((name, checks, budget, fn))
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def start_server(g: Group, name: str | None = None) -> ServerProcess:
+    """A server with its own fresh state directory, stopped when the group ends."""
+    state = Path(tempfile.mkdtemp(prefix=f"{name or g.name}-", dir=STATE_ROOT))
+    server = ServerProcess(SERVER_COMMAND, state, API_KEY, SECRET_KEY)
+    g.defer(lambda: server.stop(signal.SIGKILL, timeout=10))
+    g.defer(lambda: show_log(g, server))
+    server.start()
+    return server
+
+
+def show_log(g: Group, server: ServerProcess) -> None:
+    """With -v, the end of the server's log when its group had failures."""
+    if g.runner.verbose and any(not r.ok for r in g.results.values()):
+        print(f"     --- {server.log_path.name} of {server.state_dir.name}, last lines:", flush=True)
+        for line in server.log_tail(30).split(" | "):
+            print(f"     | {line}", flush=True)
+
+
+def start_llm(g: Group) -> ScriptedLLM:
+    llm = ScriptedLLM().start()
+    g.defer(llm.stop)
+    return llm
+
+
+def workspace(server: ServerProcess, api_key: str | None = API_KEY) -> RemoteWorkspace:
+    return RemoteWorkspace(host=server.url, api_key=api_key, working_dir=str(server.workspace_dir))
+
+
+def rest(server: ServerProcess, api_key: str | None = API_KEY) -> httpx.Client:
+    """A plain HTTP client, for looking at what the SDK client does not show."""
+    headers = {"X-Session-API-Key": api_key} if api_key else {}
+    return httpx.Client(base_url=server.url, headers=headers, timeout=30)
+
+
+def make_agent(llm: ScriptedLLM) -> Agent:
+    return Agent(
+        llm=LLM(
+            model="openai/scripted",
+            base_url=llm.base_url,
+            api_key="test-key",
+            usage_id="agent",
+            num_retries=0,
+            input_cost_per_token=INPUT_COST,
+            output_cost_per_token=OUTPUT_COST,
+        ),
+        tools=get_default_tools(enable_browser=False),
+    )
+
+
+class Session:
+    """A RemoteConversation plus the events its callback received."""
+
+    def __init__(self, g: Group, server: ServerProcess, llm: ScriptedLLM, conversation_id=None, **kwargs):
+        self.events: list = []
+        self.lock = threading.Lock()
+        self.workspace = workspace(server)
+        self.conversation = Conversation(
+            agent=make_agent(llm),
+            workspace=self.workspace,
+            conversation_id=conversation_id,
+            callbacks=[self.on_event],
+            visualizer=None,
+            **kwargs,
+        )
+        ensure(isinstance(self.conversation, RemoteConversation), f"got {type(self.conversation).__name__}")
+        g.defer(self.close)
+
+    def on_event(self, event) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def received(self, kind: type) -> list:
+        with self.lock:
+            return [e for e in self.events if isinstance(e, kind)]
+
+    def run(self) -> None:
+        self.conversation.run(timeout=RUN_TIMEOUT)
+
+    def say_and_run(self, text: str) -> None:
+        self.conversation.send_message(text)
+        self.run()
+
+    @property
+    def status(self) -> Status:
+        return self.conversation.state.execution_status
+
+    def history(self) -> list:
+        """The conversation's events in the client's list, minus state updates
+        (the server stores some of those and streams others)."""
+        return [e for e in self.conversation.state.events if not isinstance(e, ConversationStateUpdateEvent)]
+
+    def close(self) -> None:
+        self.conversation.close()
+
+
+def rest_events(server: ServerProcess, conversation_id) -> list[dict]:
+    """Every event of a conversation through `events/search`, following pages."""
+    items: list[dict] = []
+    page_id = None
+    with rest(server) as client:
+        while True:
+            params: dict = {"limit": 100}
+            if page_id:
+                params["page_id"] = page_id
+            resp = client.get(f"/api/conversations/{conversation_id}/events/search", params=params)
+            resp.raise_for_status()
+            data = resp.json()
+            items.extend(data["items"])
+            page_id = data.get("next_page_id")
+            if not page_id:
+                return items
+
+
+def rest_info(server: ServerProcess, conversation_id) -> dict:
+    with rest(server) as client:
+        resp = client.get(f"/api/conversations/{conversation_id}")
+        resp.raise_for_status()
+        return resp.json()
+
+
+def observation_text(event) -> str:
+    """The text an observation event shows the LLM."""
+    return "".join(getattr(c, "text", "") for c in event.observation.to_llm_content)
+
+
+def tool_messages(request: dict) -> str:
+    """The text of all tool-result messages of one chat-completions request."""
+    parts = []
+    for message in request.get("messages", []):
+        if message.get("role") != "tool":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(block.get("text", "") for block in content if isinstance(block, dict))
+    return "\n".join(parts)
+
+
+def user_texts(request: dict) -> str:
+    parts = []
+    for message in request.get("messages", []):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(block.get("text", "") for block in content if isinstance(block, dict))
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- 1. workspace commands
+
+
+@group(
+    "workspace",
+    [
+        "alive",
+        "server_info",
+        "exit_code_0",
+        "exit_code_3",
+        "stdout_and_stderr_apart",
+        "cwd_honoured",
+        "session_key_not_leaked",
+        "timeout_reported",
+        "timeout_kills_command",
+        "unicode_output",
+        "large_output_2mb",
+        "large_output_in_order",
+        "start_and_stop_command",
+        "stop_finished_or_unknown_is_noop",
+    ],
+)
+def workspace_commands(g: Group) -> None:
+    server = start_server(g)
+    ws = workspace(server)
+    wd = server.workspace_dir
+
+    g.expect("alive", ws.alive, "RemoteWorkspace.alive is False")
+    with g.check("server_info"):
+        info = ws.get_server_info()
+        ensure(isinstance(info, dict) and "version" in info, f"no version in {short(info)}")
+
+    with g.check("exit_code_0"):
+        r = ws.execute_command("echo hello")
+        ensure(r.exit_code == 0, f"exit_code {r.exit_code}, stderr {short(r.stderr)}")
+        ensure(r.stdout == "hello\n", f"stdout {r.stdout!r}")
+        ensure(not r.timeout_occurred, "timeout_occurred")
+
+    with g.check("exit_code_3"):
+        r = ws.execute_command("exit 3")
+        ensure(r.exit_code == 3, f"exit_code {r.exit_code}, stderr {short(r.stderr)}")
+
+    with g.check("stdout_and_stderr_apart"):
+        r = ws.execute_command("echo to-out; echo to-err >&2")
+        ensure(r.stdout == "to-out\n", f"stdout {r.stdout!r}")
+        ensure(r.stderr == "to-err\n", f"stderr {r.stderr!r}")
+
+    with g.check("cwd_honoured"):
+        sub = wd / "sub dir"
+        sub.mkdir(parents=True, exist_ok=True)
+        r = ws.execute_command("pwd", cwd=str(sub))
+        ensure(r.exit_code == 0 and r.stdout.strip() == str(sub), f"pwd printed {r.stdout!r} ({r.exit_code})")
+
+    with g.check("session_key_not_leaked"):
+        r = ws.execute_command('echo "[${SESSION_API_KEY-unset}]"')
+        ensure(r.stdout == "[unset]\n", f"the command saw SESSION_API_KEY: {r.stdout!r}")
+
+    with g.check("timeout_reported"):
+        started = time.monotonic()
+        r = ws.execute_command(f"touch '{wd}/timeout-started'; sleep 5", timeout=1)
+        took = time.monotonic() - started
+        ensure("Remote execution error" not in r.stderr, f"stderr {short(r.stderr)}")
+        ensure((wd / "timeout-started").exists(), "the command never started")
+        ensure(r.exit_code == -1, f"exit_code {r.exit_code}")
+        ensure(took < 4.5, f"execute_command took {took:.1f} s with timeout 1")
+        # The client says timeout_occurred when its own deadline passed; when
+        # the server's kill came first it reports exit -1 without the text.
+        ensure(r.timeout_occurred == ("timed out" in r.stderr), f"timeout_occurred {r.timeout_occurred}, stderr {r.stderr!r}")
+
+    with g.check("timeout_kills_command"):
+        marker = wd / "timeout-marker"
+        ws.execute_command(f"touch '{wd}/kill-started'; sleep 2; touch '{marker}'", timeout=1)
+        ensure((wd / "kill-started").exists(), "the command never started")
+        time.sleep(3)
+        ensure(not marker.exists(), "the command kept running after its timeout")
+
+    with g.check("unicode_output"):
+        text = "héllo wörld ✓ 日本語 🎉"
+        r = ws.execute_command(f"printf '%s\\n' '{text}'")
+        ensure(r.stdout == text + "\n", f"stdout {r.stdout!r}")
+
+    with g.check("large_output_2mb"):
+        r = ws.execute_command("head -c 2000000 /dev/zero | tr '\\0' a", timeout=60)
+        ensure(r.exit_code == 0, f"exit_code {r.exit_code}, stderr {short(r.stderr)}")
+        ensure(len(r.stdout) == 2_000_000, f"got {len(r.stdout)} characters")
+        ensure(r.stdout.count("a") == 2_000_000, "unexpected characters")
+
+    with g.check("large_output_in_order"):
+        r = ws.execute_command("seq 1 300000", timeout=60)
+        expected = "".join(f"{i}\n" for i in range(1, 300001))
+        ensure(r.exit_code == 0, f"exit_code {r.exit_code}, stderr {short(r.stderr)}")
+        ensure(len(r.stdout) == len(expected), f"got {len(r.stdout)} characters, expected {len(expected)}")
+        ensure(r.stdout == expected, "output reordered or duplicated")
+
+    with g.check("start_and_stop_command"):
+        command_id = ws.start_command("sleep 30", timeout=60)
+        time.sleep(0.5)
+        out = ws.get_command_output(command_id)
+        ensure(out is None or out.get("exit_code") is None, f"finished early: {short(out)}")
+        ws.stop_command(command_id)
+        out = wait_for(
+            lambda: (o := ws.get_command_output(command_id)) and o.get("exit_code") is not None and o,
+            10,
+            0.2,
+            "an exit code after stop_command",
+        )
+        ensure(out["command_id"] == command_id or uuid.UUID(out["command_id"]) == uuid.UUID(command_id), short(out))
+
+    with g.check("stop_finished_or_unknown_is_noop"):
+        command_id = ws.start_command("true")
+        wait_for(
+            lambda: (o := ws.get_command_output(command_id)) and o.get("exit_code") is not None,
+            10,
+            0.2,
+            "the command to finish",
+        )
+        ws.stop_command(command_id)
+        ws.stop_command(uuid.uuid4().hex)
+
+
+# --------------------------------------------------------------------------- 2. files
+
+
+@group(
+    "files",
+    [
+        "upload_text",
+        "download_text",
+        "upload_reports_size",
+        "binary_round_trip",
+        "upload_raw_bytes",
+        "large_round_trip_20mib",
+        "upload_creates_parents",
+        "upload_overwrites",
+        "unicode_file_name",
+        "download_missing_fails",
+        "download_directory_fails",
+        "upload_relative_path_fails",
+    ],
+)
+def files(g: Group) -> None:
+    server = start_server(g)
+    ws = workspace(server)
+    wd = server.workspace_dir
+    local = Path(tempfile.mkdtemp(prefix="local-", dir=STATE_ROOT))
+    text = "first line\nzweite Zeile ✓\n"
+
+    with g.check("upload_text"):
+        src = local / "text.txt"
+        src.write_text(text)
+        r = ws.file_upload(src, wd / "up" / "text.txt")
+        ensure(r.success, f"upload failed: {r.error}")
+        c = ws.execute_command(f"cat '{wd}/up/text.txt'")
+        ensure(c.stdout == text, f"server-side content {c.stdout!r}")
+
+    with g.check("download_text"):
+        r = ws.file_download(wd / "up" / "text.txt", local / "text.back")
+        ensure(r.success, f"download failed: {r.error}")
+        ensure((local / "text.back").read_text() == text, "content differs")
+        ensure(r.file_size == len(text.encode()), f"file_size {r.file_size}")
+
+    with g.check("upload_reports_size"):
+        src = local / "sized.txt"
+        src.write_bytes(b"x" * 1234)
+        r = ws.file_upload(src, wd / "sized.txt")
+        ensure(r.success and r.file_size == 1234, f"success {r.success}, file_size {r.file_size}")
+
+    with g.check("binary_round_trip"):
+        data = bytes(range(256)) * 8
+        src = local / "all-bytes.bin"
+        src.write_bytes(data)
+        ensure(ws.file_upload(src, wd / "all-bytes.bin").success, "upload failed")
+        c = ws.execute_command(f"sha256sum '{wd}/all-bytes.bin'")
+        ensure(c.stdout.split()[0] == hashlib.sha256(data).hexdigest(), f"server-side sha256 {c.stdout!r}")
+        r = ws.file_download(wd / "all-bytes.bin", local / "all-bytes.back")
+        ensure(r.success and (local / "all-bytes.back").read_bytes() == data, f"round trip differs ({r.error})")
+
+    with g.check("upload_raw_bytes"):
+        r = ws.file_upload(b"\x00raw\xffbytes", wd / "raw.bin")
+        ensure(r.success, f"upload failed: {r.error}")
+        ensure((wd / "raw.bin").read_bytes() == b"\x00raw\xffbytes", "content differs")
+
+    with g.check("large_round_trip_20mib"):
+        data = os.urandom(20 * 1024 * 1024)
+        src = local / "large.bin"
+        src.write_bytes(data)
+        r = ws.file_upload(src, wd / "large.bin")
+        ensure(r.success, f"upload failed: {r.error}")
+        ensure(hashlib.sha256((wd / "large.bin").read_bytes()).digest() == hashlib.sha256(data).digest(), "stored content differs")
+        r = ws.file_download(wd / "large.bin", local / "large.back")
+        ensure(r.success, f"download failed: {r.error}")
+        ensure(r.file_size == len(data), f"file_size {r.file_size}")
+        ensure((local / "large.back").read_bytes() == data, "downloaded content differs")
+
+    with g.check("upload_creates_parents"):
+        r = ws.file_upload(b"deep", wd / "a" / "b" / "c" / "deep.txt")
+        ensure(r.success, f"upload failed: {r.error}")
+        ensure((wd / "a" / "b" / "c" / "deep.txt").read_bytes() == b"deep", "file missing")
+
+    with g.check("upload_overwrites"):
+        ensure(ws.file_upload(b"old content, longer", wd / "over.txt").success, "first upload failed")
+        ensure(ws.file_upload(b"new", wd / "over.txt").success, "second upload failed")
+        ensure((wd / "over.txt").read_bytes() == b"new", f"content {(wd / 'over.txt').read_bytes()!r}")
+
+    with g.check("unicode_file_name"):
+        name = "ünïcødé 文件.txt"
+        ensure(ws.file_upload(b"named", wd / name).success, "upload failed")
+        r = ws.file_download(wd / name, local / "named.back")
+        ensure(r.success and (local / "named.back").read_bytes() == b"named", f"round trip failed: {r.error}")
+
+    with g.check("download_missing_fails"):
+        # The control: downloads work (a missing route would fail alike).
+        (wd / "present.txt").write_text("present")
+        ensure(ws.file_download(wd / "present.txt", local / "present.back").success, "downloading a present file failed")
+        r = ws.file_download(wd / "no-such-file.txt", local / "missing.back")
+        ensure(not r.success, "download of a missing file succeeded")
+        ensure(r.error and "404" in r.error, f"error {r.error!r}")
+        ensure(not (local / "missing.back").exists(), "a local file was created")
+
+    with g.check("download_directory_fails"):
+        r = ws.file_download(wd, local / "dir.back")
+        ensure(not r.success, "download of a directory succeeded")
+        ensure(r.error and "400" in r.error, f"error {r.error!r}")
+
+    with g.check("upload_relative_path_fails"):
+        r = ws.file_upload(b"x", "relative/path.txt")
+        ensure(not r.success, "upload to a relative path succeeded")
+        ensure(r.error and "400" in r.error, f"error {r.error!r}")
+
+
+# --------------------------------------------------------------------------- 3. git
+
+
+@group(
+    "git",
+    [
+        "setup_repo",
+        "changes_statuses",
+        "changes_relative_path",
+        "diff_modified_file",
+        "diff_new_file",
+        "diff_unchanged_file",
+        "diff_deleted_file_is_400",
+        "changes_not_a_repo",
+    ],
+)
+def git(g: Group) -> None:
+    server = start_server(g)
+    ws = workspace(server)
+    repo = server.workspace_dir / "repo"
+
+    with g.check("setup_repo", fatal=True):
+        script = " && ".join(
+            [
+                f"mkdir -p '{repo}'",
+                f"cd '{repo}'",
+                "git init -q",
+                "git config user.email conformance@example.com",
+                "git config user.name Conformance",
+                "printf 'one\\n' > a.txt",
+                "printf 'keep\\n' > b.txt",
+                "printf 'same\\n' > d.txt",
+                "git add .",
+                "git commit -qm init",
+                "printf 'one\\ntwo\\n' > a.txt",
+                "rm b.txt",
+                "printf 'new\\n' > c.txt",
+            ]
+        )
+        r = ws.execute_command(script)
+        ensure(r.exit_code == 0, f"exit_code {r.exit_code}: {short(r.stderr)}")
+
+    expected = {"a.txt": GitChangeStatus.UPDATED, "b.txt": GitChangeStatus.DELETED, "c.txt": GitChangeStatus.ADDED}
+
+    def as_map(changes) -> dict:
+        return {Path(c.path).name if Path(c.path).is_absolute() else str(c.path): c.status for c in changes}
+
+    with g.check("changes_statuses"):
+        got = as_map(ws.git_changes(str(repo)))
+        ensure(got == expected, f"got {got}")
+
+    with g.check("changes_relative_path"):
+        got = as_map(ws.git_changes("repo"))
+        ensure(got == expected, f"got {got}")
+
+    # The reference joins the lines of each side: no trailing newline.
+    with g.check("diff_modified_file"):
+        d = ws.git_diff(str(repo / "a.txt"))
+        ensure(d.original == "one" and d.modified == "one\ntwo", f"got {d!r}")
+
+    with g.check("diff_new_file"):
+        d = ws.git_diff("repo/c.txt")
+        ensure(d.original == "" and d.modified == "new", f"got {d!r}")
+
+    with g.check("diff_unchanged_file"):
+        d = ws.git_diff("repo/d.txt")
+        ensure(d.original == "same" and d.modified == "same", f"got {d!r}")
+
+    with g.check("diff_deleted_file_is_400"):
+        try:
+            d = ws.git_diff(str(repo / "b.txt"))
+        except httpx.HTTPStatusError as exc:
+            ensure(exc.response.status_code == 400, f"status {exc.response.status_code}")
+        else:
+            raise AssertionError(f"no error, got {d!r}")
+
+    with g.check("changes_not_a_repo"):
+        plain = server.workspace_dir / "plain"
+        plain.mkdir(exist_ok=True)
+        got = ws.git_changes(str(plain))
+        ensure(got == [], f"got {got}")
+
+
+# --------------------------------------------------------------------------- 4. conversations
+
+
+@group(
+    "conversation",
+    [
+        "create",
+        "first_run_finishes",
+        "callback_events",
+        "terminal_ran",
+        "user_message_reached_llm",
+        "auto_title",
+        "second_turn",
+        "agent_text_message",
+        "status_finished",
+        "rest_status_finished",
+        "events_match_rest",
+        "events_ordered",
+        "stats_tokens",
+        "stats_cost",
+        "set_title",
+        "attach_by_id",
+        "close_deletes",
+    ],
+)
+def conversation(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    with g.check("create", fatal=True):
+        s = Session(g, server, llm)
+        ensure(s.status == Status.IDLE, f"new conversation status {s.status}")
+
+    llm.script(terminal("echo conformance-$((6*7))"), finish("first task done"))
+    with g.check("first_run_finishes", fatal=True):
+        s.say_and_run("Please compute six times seven in the shell.")
+        ensure(s.status == Status.FINISHED, f"status {s.status}")
+
+    with g.check("callback_events"):
+        actions = s.received(ActionEvent)
+        observations = s.received(ObservationEvent)
+        messages = s.received(MessageEvent)
+        ensure([a.tool_name for a in actions] == ["terminal", "finish"], f"actions {[a.tool_name for a in actions]}")
+        ensure([o.tool_name for o in observations] == ["terminal", "finish"], f"observations {[o.tool_name for o in observations]}")
+        ensure(any(m.source == "user" for m in messages), "no user MessageEvent")
+        ensure(observations[0].action_id == actions[0].id, "observation does not answer the action")
+
+    with g.check("terminal_ran"):
+        observation = s.received(ObservationEvent)[0]
+        ensure("conformance-42" in observation_text(observation), f"observation {short(observation_text(observation))}")
+        ensure(len(llm.requests) >= 2, f"{len(llm.requests)} LLM requests")
+        ensure("conformance-42" in tool_messages(llm.requests[1]), "the second LLM request lacks the command output")
+
+    with g.check("user_message_reached_llm"):
+        ensure("six times seven" in user_texts(llm.requests[0]), "the first LLM request lacks the user message")
+
+    with g.check("auto_title"):
+        # The reference asks the agent's LLM for a title after the first message.
+        wait_for(lambda: rest_info(server, s.conversation.id).get("title") == SIDE_REPLY, 15, 0.5, "the generated title")
+        ensure(llm.side_requests and "six times seven" in user_texts(llm.side_requests[0]), "title request lacks the message")
+
+    llm.script(say("Second answer from the agent."))
+    with g.check("second_turn", fatal=True):
+        before = llm.request_count()
+        s.say_and_run("And now just say something.")
+        ensure(llm.request_count() == before + 1, f"{llm.request_count() - before} LLM requests in turn 2")
+        ensure("conformance-42" in tool_messages(llm.requests[-1]), "turn 2 lost the history of turn 1")
+
+    with g.check("agent_text_message"):
+        texts = ["".join(getattr(c, "text", "") for c in m.llm_message.content) for m in s.received(MessageEvent) if m.source == "agent"]
+        ensure("Second answer from the agent." in texts, f"agent messages {texts}")
+
+    g.expect("status_finished", s.status == Status.FINISHED, f"status {s.status}")
+    with g.check("rest_status_finished"):
+        info = rest_info(server, s.conversation.id)
+        ensure(info.get("execution_status") == "finished", f"REST execution_status {info.get('execution_status')}")
+
+    with g.check("events_match_rest"):
+        stored = rest_events(server, s.conversation.id)
+        client_ids = [e.id for e in s.history()]
+        rest_ids = [e["id"] for e in stored if e["kind"] != "ConversationStateUpdateEvent"]
+        ensure(client_ids == rest_ids, f"client {len(client_ids)} events, REST {len(rest_ids)} (state updates left out)")
+        cached = {e.id for e in s.conversation.state.events}
+        ensure(all(e["id"] in cached for e in stored), "some stored events are not in the client's list")
+        seen = {e.id for e in s.events}
+        ensure(all(e["id"] in seen for e in stored), "some stored events never reached the callback")
+
+    with g.check("events_ordered"):
+        stored = [e for e in rest_events(server, s.conversation.id) if e["kind"] != "ConversationStateUpdateEvent"]
+        ensure(stored and stored[0]["kind"] == "SystemPromptEvent", f"first event {stored[0]['kind'] if stored else None}")
+        stamps = [e["timestamp"] for e in stored]
+        ensure(stamps == sorted(stamps), "events/search is not in timestamp order")
+
+    with g.check("stats_tokens"):
+        metrics = s.conversation.conversation_stats.get_combined_metrics()
+        usage = metrics.accumulated_token_usage
+        calls = llm.answered()
+        ensure(usage is not None, "no accumulated_token_usage")
+        ensure(usage.prompt_tokens == PROMPT_TOKENS * calls, f"prompt_tokens {usage.prompt_tokens}, expected {PROMPT_TOKENS * calls}")
+        ensure(usage.completion_tokens == COMPLETION_TOKENS * calls, f"completion_tokens {usage.completion_tokens}")
+        ensure("agent" in s.conversation.conversation_stats.usage_to_metrics, "no stats for usage_id agent")
+
+    with g.check("stats_cost"):
+        metrics = s.conversation.conversation_stats.get_combined_metrics()
+        calls = llm.answered()
+        expected = calls * (PROMPT_TOKENS * INPUT_COST + COMPLETION_TOKENS * OUTPUT_COST)
+        ensure(abs(metrics.accumulated_cost - expected) < 1e-9, f"accumulated_cost {metrics.accumulated_cost}, expected {expected}")
+
+    with g.check("set_title"):
+        s.conversation.set_title("Conformance title")
+        ensure(rest_info(server, s.conversation.id).get("title") == "Conformance title", "title not stored")
+
+    with g.check("attach_by_id"):
+        ids = [e.id for e in s.history()]
+        other = Session(g, server, llm, conversation_id=s.conversation.id)
+        ensure(other.conversation.id == s.conversation.id, "attached to another conversation")
+        ensure([e.id for e in other.history()] == ids, "the attached client sees other events")
+        ensure(other.status == Status.FINISHED, f"status {other.status}")
+
+    with g.check("close_deletes"):
+        # Conversation(...) defaults to delete_on_close=True.
+        other.close()
+        with rest(server) as client:
+            status = client.get(f"/api/conversations/{s.conversation.id}").status_code
+        ensure(status == 404, f"GET after close: {status}")
+
+
+# --------------------------------------------------------------------------- 5. pause
+
+
+@group("pause", ["pause_stops_run", "status_paused", "resume_runs_to_finish"])
+def pause(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    s = Session(g, server, llm)
+    llm.script(terminal("echo before-pause", delay=3.0), finish("resumed and done"))
+    s.conversation.send_message("Run a slow step.")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            s.run()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    with g.check("pause_stops_run"):
+        runner.start()
+        llm.wait_requests(1, 30)
+        s.conversation.pause()
+        # The reference's run() returns at once (pause publishes a full state);
+        # the step in flight still completes on the server.
+        runner.join(RUN_TIMEOUT)
+        ensure(not runner.is_alive(), "run() did not return after pause()")
+        ensure(not errors, f"run() raised {errors[0] if errors else ''}")
+
+    with g.check("status_paused"):
+        wait_for(lambda: rest_info(server, s.conversation.id).get("execution_status") == "paused", 20, 0.5, "REST status paused")
+        ensure(s.status == Status.PAUSED, f"client status {s.status}")
+        time.sleep(1.0)
+        ensure(llm.request_count() == 1, f"{llm.request_count()} LLM requests: the agent went on after the pause")
+        ensure(any(e["kind"] == "PauseEvent" for e in rest_events(server, s.conversation.id)), "no PauseEvent stored")
+
+    with g.check("resume_runs_to_finish"):
+        s.run()
+        ensure(s.status == Status.FINISHED, f"status {s.status}")
+        ensure(llm.request_count() == 2, f"{llm.request_count()} LLM requests")
+        ensure([a.tool_name for a in s.received(ActionEvent)] == ["terminal", "finish"], "unexpected actions")
+        outputs = [observation_text(o) for o in s.received(ObservationEvent) if o.tool_name == "terminal"]
+        ensure(len(outputs) == 1 and "before-pause" in outputs[0], f"terminal outputs {outputs}")
+
+
+# --------------------------------------------------------------------------- 6. confirmation mode
+
+
+@group(
+    "confirmation",
+    [
+        "set_policy",
+        "run_waits_for_confirmation",
+        "action_not_executed",
+        "reject_gives_user_reject_observation",
+        "accept_by_running_again",
+        "accepted_action_executed",
+    ],
+)
+def confirmation(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    s = Session(g, server, llm)
+    wd = server.workspace_dir
+
+    with g.check("set_policy", fatal=True):
+        s.conversation.set_confirmation_policy(AlwaysConfirm())
+        policy = rest_info(server, s.conversation.id).get("confirmation_policy", {})
+        ensure(policy.get("kind") == "AlwaysConfirm", f"policy {policy}")
+
+    llm.script(terminal(f"echo rejected > '{wd}/rejected.txt'"))
+    with g.check("run_waits_for_confirmation", fatal=True):
+        s.say_and_run("Write a file.")
+        ensure(s.status == Status.WAITING_FOR_CONFIRMATION, f"status {s.status}")
+        ensure(len(s.received(ActionEvent)) == 1, f"{len(s.received(ActionEvent))} actions")
+
+    with g.check("action_not_executed"):
+        ensure(not s.received(ObservationEvent), "an observation arrived before confirmation")
+        ensure(not (wd / "rejected.txt").exists(), "the action ran without confirmation")
+
+    with g.check("reject_gives_user_reject_observation"):
+        action = s.received(ActionEvent)[0]
+        s.conversation.reject_pending_actions("no")
+        rejection = wait_for(lambda: s.received(UserRejectObservation), 20, what="a UserRejectObservation")[0]
+        ensure(rejection.action_id == action.id, "the rejection names another action")
+        ensure(rejection.rejection_reason == "no", f"reason {rejection.rejection_reason!r}")
+        ensure(not (wd / "rejected.txt").exists(), "the rejected action ran")
+        ensure(any(e["kind"] == "UserRejectObservation" for e in rest_events(server, s.conversation.id)), "not stored")
+
+    llm.script(terminal(f"echo accepted > '{wd}/accepted.txt'"), say("Written."))
+    with g.check("accept_by_running_again", fatal=True):
+        s.say_and_run("Try again.")
+        ensure(s.status == Status.WAITING_FOR_CONFIRMATION, f"status after the new action {s.status}")
+        s.run()
+        ensure(s.status == Status.FINISHED, f"status after accepting {s.status}")
+
+    with g.check("accepted_action_executed"):
+        ensure((wd / "accepted.txt").read_text() == "accepted\n", "the accepted action did not run")
+        outputs = [o for o in s.received(ObservationEvent) if o.tool_name == "terminal"]
+        ensure(len(outputs) == 1, f"{len(outputs)} terminal observations")
+
+
+# --------------------------------------------------------------------------- 7. secrets
+
+
+@group("secrets", ["update_secrets", "secret_available_and_masked", "secret_not_sent_to_llm", "secret_not_exposed_by_rest"])
+def secrets(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    s = Session(g, server, llm)
+    value = "s3cr3t-value"
+
+    with g.check("update_secrets", fatal=True):
+        s.conversation.update_secrets({"MY_TOKEN": value})
+
+    llm.script(terminal("echo token=$MY_TOKEN"), say("Token printed."))
+    with g.check("secret_available_and_masked"):
+        s.say_and_run("Print the token.")
+        outputs = [observation_text(o) for o in s.received(ObservationEvent)]
+        ensure(len(outputs) == 1, f"{len(outputs)} observations")
+        ensure(value not in outputs[0], "the observation shows the raw secret")
+        ensure("token=<secret-hidden>" in outputs[0], f"observation {short(outputs[0])}")
+
+    with g.check("secret_not_sent_to_llm"):
+        ensure(llm.requests, "no LLM requests")
+        ensure(all(value not in str(r) for r in llm.requests), "an LLM request contains the raw secret")
+
+    with g.check("secret_not_exposed_by_rest"):
+        with rest(server) as client:
+            info = client.get(f"/api/conversations/{s.conversation.id}").text
+            events = client.get(f"/api/conversations/{s.conversation.id}/events/search").text
+        ensure(value not in info, "GET conversation shows the raw secret")
+        ensure(value not in events, "events/search shows the raw secret")
+
+
+# --------------------------------------------------------------------------- 8. restart and resume
+
+
+@group(
+    "restart",
+    [
+        "sigterm_first_run",
+        "sigterm_exits",
+        "sigterm_restart_ready",
+        "sigterm_reattach_events",
+        "sigterm_reattach_status",
+        "sigterm_continue_to_finish",
+        "sigterm_secret_survives",
+        "sigkill_first_run",
+        "sigkill_restart_ready",
+        "sigkill_reattach_events",
+        "sigkill_continue_to_finish",
+        "midrun_action_started",
+        "midrun_restart_ready",
+        "midrun_status_error",
+        "midrun_restart_notice",
+        "midrun_continue_to_finish",
+    ],
+    budget=480.0,
+)
+def restart(g: Group) -> None:
+    llm = start_llm(g)
+    for sig, name in ((signal.SIGTERM, "sigterm"), (signal.SIGKILL, "sigkill")):
+        try:
+            restart_variant(g, llm, sig, name)
+        except Abort as exc:
+            # The other variants still run.
+            g.abandon(name, str(exc))
+    try:
+        restart_mid_run(g, llm)
+    except Abort as exc:
+        g.abandon("midrun", str(exc))
+
+
+def restart_mid_run(g: Group, llm: ScriptedLLM) -> None:
+    """SIGKILL while a tool runs: after the restart the conversation is in
+    error with a restart notice for the interrupted action, and a new message
+    runs it on."""
+    server = start_server(g, "restart-midrun")
+    s = Session(g, server, llm, delete_on_close=False)
+    llm.script(terminal("sleep 60"))
+    with g.check("midrun_action_started", fatal=True):
+        s.conversation.send_message("Run something long.")
+        s.conversation.run(blocking=False)
+        stored = wait_for(
+            lambda: [e for e in rest_events(server, s.conversation.id) if e["kind"] == "ActionEvent"],
+            30,
+            0.3,
+            "the ActionEvent",
+        )
+        action = stored[0]
+    time.sleep(0.5)  # into the tool's execution
+    server.stop(signal.SIGKILL)
+    cid = s.conversation.id
+    s.close()
+
+    with g.check("midrun_restart_ready", fatal=True):
+        server.start()
+
+    with g.check("midrun_status_error"):
+        ensure(rest_info(server, cid).get("execution_status") == "error", f"REST status {rest_info(server, cid).get('execution_status')}")
+
+    with g.check("midrun_restart_notice"):
+        kinds = [e["kind"] for e in rest_events(server, cid)]
+        notices = [e for e in rest_events(server, cid) if e["kind"] == "AgentErrorEvent"]
+        ensure(notices, f"no AgentErrorEvent after the restart; events {kinds}")
+        ensure(notices[-1].get("tool_call_id") == action.get("tool_call_id"), "the notice names another tool call")
+        ensure(not any(e["kind"] == "ObservationEvent" for e in rest_events(server, cid)), "the interrupted tool has an observation")
+
+    llm.script(say("Recovered after the crash."))
+    with g.check("midrun_continue_to_finish"):
+        again = Session(g, server, llm, conversation_id=cid, delete_on_close=False)
+        ensure(again.status == Status.ERROR, f"client status {again.status}")
+        before = llm.request_count()
+        again.say_and_run("Carry on.")
+        ensure(again.status == Status.FINISHED, f"status {again.status}")
+        ensure(llm.request_count() == before + 1, f"{llm.request_count() - before} LLM requests")
+
+
+def restart_variant(g: Group, llm: ScriptedLLM, sig: int, name: str) -> None:
+    server = start_server(g, f"restart-{name}")
+    # Not deleted on close: the conversation must outlive this client.
+    s = Session(g, server, llm, delete_on_close=False)
+    if sig == signal.SIGTERM:
+        s.conversation.update_secrets({"MY_TOKEN": "persisted-secret"})
+    llm.script(terminal(f"echo before-{name}"), finish("first part done"))
+    with g.check(f"{name}_first_run", fatal=True):
+        s.say_and_run("Do the first part.")
+        ensure(s.status == Status.FINISHED, f"status {s.status}")
+    ids = [e.id for e in s.history()]
+    cid = s.conversation.id
+    s.close()
+
+    took = server.stop(sig, timeout=20)
+    if sig == signal.SIGTERM:
+        g.expect("sigterm_exits", took is not None, "the server did not exit within 20 s of SIGTERM")
+
+    with g.check(f"{name}_restart_ready", fatal=True):
+        server.start()
+
+    with g.check(f"{name}_reattach_events", fatal=True):
+        again = Session(g, server, llm, conversation_id=cid, delete_on_close=False)
+        got = [e.id for e in again.history()]
+        ensure(got[: len(ids)] == ids, f"{len(got)} events after restart, {len(ids)} before")
+        ensure(len(got) == len(ids), f"{len(got) - len(ids)} extra events after restart")
+
+    if sig == signal.SIGTERM:
+        g.expect("sigterm_reattach_status", again.status == Status.FINISHED, f"status {again.status}")
+        llm.script(terminal("echo again=$MY_TOKEN"))
+    llm.script(say(f"Resumed after {name}."))
+    with g.check(f"{name}_continue_to_finish"):
+        before = llm.request_count()
+        again.say_and_run("Continue.")
+        ensure(again.status == Status.FINISHED, f"status {again.status}")
+        ensure(f"before-{name}" in tool_messages(llm.requests[before]), "the LLM did not get the history")
+    if sig == signal.SIGTERM:
+        outputs = [observation_text(o) for o in again.received(ObservationEvent)]
+        secret_ok = any("again=<secret-hidden>" in o for o in outputs)
+        g.expect("sigterm_secret_survives", secret_ok, f"outputs after restart {[short(o) for o in outputs]}")
+
+
+# --------------------------------------------------------------------------- 9. errors
+
+
+@group(
+    "errors",
+    [
+        "command_bad_key",
+        "command_no_key",
+        "upload_bad_key",
+        "download_bad_key",
+        "git_bad_key_raises",
+        "conversation_bad_key_raises",
+        "unreachable_server_raises",
+        "health_needs_no_key",
+        "unknown_id_creates",
+        "socket_bad_key_is_fatal",
+        "socket_unknown_conversation_is_fatal",
+    ],
+)
+def errors(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    bad = workspace(server, api_key="wrong-key")
+    wd = server.workspace_dir
+
+    with g.check("command_bad_key"):
+        r = bad.execute_command("echo should-not-run")
+        ensure(r.exit_code == -1 and "401" in r.stderr, f"exit_code {r.exit_code}, stderr {short(r.stderr)}")
+
+    with g.check("command_no_key"):
+        r = workspace(server, api_key=None).execute_command("echo should-not-run")
+        ensure(r.exit_code == -1 and "401" in r.stderr, f"exit_code {r.exit_code}, stderr {short(r.stderr)}")
+
+    with g.check("upload_bad_key"):
+        r = bad.file_upload(b"x", wd / "bad-key.txt")
+        ensure(not r.success and "401" in (r.error or ""), f"success {r.success}, error {r.error!r}")
+        ensure(not (wd / "bad-key.txt").exists(), "the file was written")
+
+    with g.check("download_bad_key"):
+        (wd / "exists.txt").write_text("x")
+        local = Path(tempfile.mkdtemp(prefix="local-", dir=STATE_ROOT)) / "x"
+        r = bad.file_download(wd / "exists.txt", local)
+        ensure(not r.success and "401" in (r.error or ""), f"success {r.success}, error {r.error!r}")
+
+    with g.check("git_bad_key_raises"):
+        try:
+            bad.git_changes(str(wd))
+        except httpx.HTTPStatusError as exc:
+            ensure(exc.response.status_code == 401, f"status {exc.response.status_code}")
+        else:
+            raise AssertionError("git_changes with a bad key did not raise")
+
+    with g.check("conversation_bad_key_raises"):
+        try:
+            Conversation(agent=make_agent(llm), workspace=bad, visualizer=None)
+        except httpx.HTTPStatusError as exc:
+            ensure(exc.response.status_code == 401, f"status {exc.response.status_code}")
+        else:
+            raise AssertionError("creating a conversation with a bad key did not raise")
+
+    with g.check("unreachable_server_raises"):
+        dead = RemoteWorkspace(host="http://127.0.0.1:9", api_key=API_KEY, working_dir=str(wd))
+        try:
+            Conversation(agent=make_agent(llm), workspace=dead, visualizer=None)
+        except httpx.TransportError:
+            pass
+        else:
+            raise AssertionError("creating a conversation on a closed port did not raise")
+
+    with g.check("health_needs_no_key"):
+        ensure(bad.alive, "alive is False with a bad key")
+        ensure(isinstance(bad.get_server_info(), dict), "server_info needs a key")
+
+    with g.check("unknown_id_creates"):
+        wanted = uuid.uuid4()
+        s = Session(g, server, llm, conversation_id=wanted)
+        ensure(s.conversation.id == wanted, f"created {s.conversation.id}, asked for {wanted}")
+        ensure(rest_info(server, wanted)["id"] in (str(wanted), wanted.hex), "not found by its id")
+
+    def socket_is_fatal(conversation_id: str, api_key: str) -> None:
+        client = WebSocketCallbackClient(host=server.url, conversation_id=conversation_id, callback=lambda e: None, api_key=api_key)
+        client.start()
+        try:
+            ready = client.wait_until_ready(timeout=10)
+            ensure(not ready, "the socket became ready")
+            # A fatal close (4001/4004) stops the client; others make it retry.
+            ensure(client._stop.is_set(), "the client keeps reconnecting: the close was not 4001/4004")
+        finally:
+            client.stop()
+
+    with g.check("socket_bad_key_is_fatal"):
+        socket_is_fatal(str(s.conversation.id), "wrong-key")
+
+    with g.check("socket_unknown_conversation_is_fatal"):
+        socket_is_fatal(str(uuid.uuid4()), API_KEY)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str]) -> None:
+    verbose = "-v" in argv
+    filters = [a for a in argv if a != "-v"]
+    if not SERVER_COMMAND:
+        print("OH_CONFORMANCE_SERVER is not set (the server's command line, with {port})", file=sys.stderr)
+        sys.exit(2)
+    unknown = [f for f in filters if not any(name.startswith(f) or f.startswith(name + ".") for name, *_ in GROUPS)]
+    if unknown:
+        print(f"unknown check groups: {unknown}; groups: {[name for name, *_ in GROUPS]}", file=sys.stderr)
+        sys.exit(2)
+    runner = Runner(filters, verbose)
+    print(f"conformance: {LABEL} server: {SERVER_COMMAND}", flush=True)
+    for name, checks, budget, fn in GROUPS:
+        if runner.selected(name):
+            runner.run_group(name, checks, fn, budget)
+    runner.summary_and_exit()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
