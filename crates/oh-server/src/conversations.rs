@@ -249,6 +249,7 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
     meta.tool_module_qualnames = request.tool_module_qualnames;
     meta.hook_config = request.hook_config;
     meta.parent_conversation_id = request.parent_conversation_id;
+    meta.autotitle = request.autotitle;
     let live = state.conversations.create(NewConversation {
         id,
         agent,
@@ -272,7 +273,9 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
     }
     if let Some(message) = request.initial_message {
         let message = oh_protocol::Message::new(message.role, message.content);
+        let text = message_text(&message);
         live.conv.send_message(message).await.map_err(agent_error)?;
+        live.autotitle(&text);
         live.run_or_rerun()?;
     }
     Ok(json_response(StatusCode::CREATED, &live.info()))
@@ -631,4 +634,14 @@ async fn final_response(
             .unwrap_or_default()
     });
     Ok(ok(&AgentResponseResult { response }))
+}
+
+/// The text parts of a message, joined.
+pub(crate) fn message_text(message: &oh_protocol::Message) -> String {
+    message
+        .content
+        .iter()
+        .filter_map(oh_protocol::Content::as_text)
+        .collect::<Vec<_>>()
+        .join("\n")
 }

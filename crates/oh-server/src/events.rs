@@ -228,7 +228,9 @@ async fn send_message(
 ) -> ApiResult<Response> {
     let live = live_or(&state, id, &not_found(id))?;
     let message = Message::new(body.role, body.content);
+    let text = crate::conversations::message_text(&message);
     live.conv.send_message(message).await.map_err(agent_error)?;
+    live.autotitle(&text);
     live.mark_updated();
     state.activity.touch();
     if body.run {

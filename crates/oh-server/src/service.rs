@@ -75,6 +75,27 @@ pub(crate) struct Meta {
     /// Conversation secrets, values as Fernet tokens (or masked without a secret key).
     #[serde(default)]
     pub(crate) secrets: BTreeMap<String, SecretSource>,
+    /// Generate a title from the first user message.
+    #[serde(default = "yes")]
+    pub(crate) autotitle: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Longest generated title, in characters.
+const TITLE_MAX: usize = 50;
+
+/// `text` cut to `max` characters, ending in `...` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(3)).collect();
+    cut.push_str("...");
+    cut
 }
 
 /// Current UTC time, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
@@ -125,6 +146,8 @@ pub(crate) struct Live {
     last_used: Mutex<Instant>,
     cipher: Option<Cipher>,
     runs: Arc<tokio::sync::Semaphore>,
+    /// A title is being generated.
+    titling: AtomicBool,
 }
 
 impl std::fmt::Debug for Live {
@@ -260,6 +283,79 @@ impl Live {
         self.conv.update_secrets(secrets)?;
         self.save_meta();
         Ok(())
+    }
+
+    /// After a user message: when the conversation has no title yet (and auto-titling is on),
+    /// asks the agent's LLM for one in the background, falling back to the message cut to
+    /// 50 characters, as the reference does.
+    pub(crate) fn autotitle(self: &Arc<Self>, message: &str) {
+        let message = message.trim().to_owned();
+        {
+            let meta = lock(&self.meta);
+            if !meta.autotitle || meta.title.is_some() || message.is_empty() {
+                return;
+            }
+        }
+        if self.titling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let live = Arc::clone(self);
+        tokio::spawn(async move {
+            let title = live.generate_title(&message).await;
+            {
+                let mut meta = lock(&live.meta);
+                if meta.title.is_none() {
+                    meta.title = Some(title);
+                    meta.updated_at = utc_now();
+                }
+            }
+            live.save_meta();
+            live.titling.store(false, Ordering::SeqCst);
+        });
+    }
+
+    async fn generate_title(&self, message: &str) -> String {
+        let excerpt = shorten(message, 1000);
+        let messages = [
+            oh_protocol::Message::new(
+                oh_protocol::Role::System,
+                vec![oh_protocol::Content::text(
+                    "You name conversations between a user and OpenHands, an AI agent that \
+                     works on a computer with a terminal, a file editor and a browser. Read \
+                     the user's first message (possibly cut short) and answer with a short, \
+                     descriptive title only: no quotes, no explanation.",
+                )],
+            ),
+            oh_protocol::Message::user(format!(
+                "Title for a conversation opening with the message below, at most \
+                 {TITLE_MAX} characters, starting with one fitting emoji:\n\n{excerpt}"
+            )),
+        ];
+        let request = oh_agent::llm::CompletionRequest {
+            messages: &messages,
+            tools: &[],
+            conversation_id: None,
+        };
+        match self.conv.llm().complete(request).await {
+            Ok(response) => {
+                let text: String = response
+                    .message
+                    .content
+                    .iter()
+                    .filter_map(oh_protocol::Content::as_text)
+                    .collect();
+                let text = strip_thinking(&text);
+                if text.trim().is_empty() {
+                    shorten(message, TITLE_MAX)
+                } else {
+                    shorten(&text, TITLE_MAX)
+                }
+            }
+            Err(err) => {
+                tracing::info!(id = %self.id(), %err, "title generation failed; using the message");
+                shorten(message, TITLE_MAX)
+            }
+        }
     }
 
     /// The REST view of this conversation.
@@ -588,6 +684,7 @@ impl Conversations {
             last_used: Mutex::new(Instant::now()),
             cipher: self.cipher.clone(),
             runs: Arc::clone(&self.runs),
+            titling: AtomicBool::new(false),
         }))
     }
 
@@ -702,10 +799,46 @@ fn default_meta(id: uuid::Uuid) -> Meta {
         forked_from_event_id: None,
         agent: None,
         secrets: BTreeMap::new(),
+        autotitle: true,
     }
 }
 
 /// A fresh `meta.json` for a new conversation.
 pub(crate) fn new_meta(id: uuid::Uuid) -> Meta {
     default_meta(id)
+}
+
+/// `text` without `<think>…</think>` blocks some models prepend.
+fn strip_thinking(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<think>") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("</think>") {
+            Some(end) => rest = &rest[start + end + "</think>".len()..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_cut_and_cleaned() {
+        assert_eq!(shorten("  short  ", 50), "short");
+        let long = "x".repeat(60);
+        assert_eq!(shorten(&long, 50).chars().count(), 50);
+        assert!(shorten(&long, 50).ends_with("..."));
+        assert_eq!(
+            strip_thinking("<think>hmm</think> 🐛 Fix bug"),
+            "🐛 Fix bug"
+        );
+        assert_eq!(strip_thinking("plain"), "plain");
+    }
 }

@@ -360,9 +360,11 @@ async fn handle_inbound(live: &Arc<Live>, text: &str) -> Option<Frame> {
         ));
     }
     let message = oh_protocol::Message::new(request.role, request.content);
+    let text = crate::conversations::message_text(&message);
     if let Err(err) = live.conv.send_message(message).await {
         return Some(server_error("ConversationError", &err.to_string()));
     }
+    live.autotitle(&text);
     live.mark_updated();
     match live.run_or_rerun() {
         Ok(()) => None,

@@ -11,7 +11,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 async fn connect(server: &TestServer, query: &str) -> Socket {
     let url = format!("ws://{}/sockets/bash-events{query}", server.addr);
-    let (mut stream, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let (mut stream, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
     let auth = json!({"type": "auth", "session_api_key": server.key.as_deref().unwrap_or("")});
     stream
         .send(Message::Text(auth.to_string().into()))
@@ -26,7 +28,11 @@ async fn commands_over_the_socket_and_replay() {
     let mut socket = connect(&server, "").await;
     socket
         .stream
-        .send(Message::Text(json!({"command": "echo over-socket; exit 4"}).to_string().into()))
+        .send(Message::Text(
+            json!({"command": "echo over-socket; exit 4"})
+                .to_string()
+                .into(),
+        ))
         .await
         .expect("send");
     let command = socket.next().await.expect("command");
@@ -51,6 +57,12 @@ async fn commands_over_the_socket_and_replay() {
     assert_eq!(replay.next().await.expect("replayed")["id"], command["id"]);
     assert_eq!(replay.next().await.expect("replayed")["id"], output["id"]);
 
-    let url = format!("ws://{}/sockets/bash-events?session_api_key=wrong", server.addr);
-    assert!(tokio_tungstenite::connect_async(url).await.is_err(), "403 handshake");
+    let url = format!(
+        "ws://{}/sockets/bash-events?session_api_key=wrong",
+        server.addr
+    );
+    assert!(
+        tokio_tungstenite::connect_async(url).await.is_err(),
+        "403 handshake"
+    );
 }

@@ -413,3 +413,36 @@ async fn socket_replays_history_and_accepts_messages() {
         assert_eq!(replay.next().await.expect("replayed")["id"], event["id"]);
     }
 }
+
+#[tokio::test]
+async fn first_message_gets_a_generated_title() {
+    let llm = ScriptedLlm::start(vec![Reply::text("🧪 Testing the titles")])
+        .await
+        .expect("llm");
+    let server = TestServer::start().await;
+    let mut body = create_body(agent_json(&llm.base_url()), &server.root().join("w"));
+    body.as_object_mut().expect("object").remove("autotitle");
+    let id = server.post("/api/conversations", body).await.json()["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    server
+        .post(
+            &format!("/api/conversations/{id}/events"),
+            json!({"role": "user", "content": "please test the titles", "run": false}),
+        )
+        .await;
+    let mut title = Value::Null;
+    for _ in 0..100 {
+        title = server.get(&format!("/api/conversations/{id}")).await.json()["title"].clone();
+        if !title.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(title, "🧪 Testing the titles");
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].body.get("tools").is_none(), "a title request has no tools");
+    assert!(requests[0].body.to_string().contains("please test the titles"));
+}

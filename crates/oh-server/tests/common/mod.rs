@@ -196,11 +196,13 @@ pub fn agent_json(base_url: &str) -> Value {
     })
 }
 
-/// A create request for `agent` working in `working_dir`.
+/// A create request for `agent` working in `working_dir`. Auto-titling is off, so the
+/// scripted LLM only sees the agent's own calls.
 pub fn create_body(agent: Value, working_dir: &std::path::Path) -> Value {
     serde_json::json!({
         "agent": agent,
         "workspace": {"kind": "LocalWorkspace", "working_dir": working_dir},
+        "autotitle": false,
     })
 }
 
