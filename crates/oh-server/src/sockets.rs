@@ -128,20 +128,51 @@ async fn events_socket(State(state): State<AppState>, req: Request) -> Response 
         _ if resend_all(&query) => Replay::All,
         _ => Replay::None,
     };
-    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+    let upgrade = match upgrade(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return crate::error::ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Expected a WebSocket upgrade: {rejection}"),
-            )
-            .into_response();
-        }
+        Err(response) => return response,
     };
     upgrade
         .max_message_size(16 * 1024 * 1024)
         .on_upgrade(move |socket| serve(state, socket, id, authenticated, replay))
 }
+
+/// The upgrade, or 400 with JSON for a plain HTTP request on a socket route.
+async fn upgrade(
+    parts: &mut axum::http::request::Parts,
+    state: &AppState,
+) -> Result<WebSocketUpgrade, Response> {
+    WebSocketUpgrade::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection| {
+            crate::error::ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Expected a WebSocket upgrade: {rejection}"),
+            )
+            .into_response()
+        })
+}
+
+/// What a socket loop does with an inbound frame other than text.
+enum Inbound {
+    /// Nothing to do (ping, pong).
+    Ignore,
+    /// The client left.
+    Closed,
+    /// Binary frames are not supported: report it.
+    Binary,
+}
+
+fn classify(frame: Option<Result<WsMessage, axum::Error>>) -> Result<Utf8Bytes, Inbound> {
+    match frame {
+        Some(Ok(WsMessage::Text(text))) => Ok(text),
+        Some(Ok(WsMessage::Binary(_))) => Err(Inbound::Binary),
+        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Err(Inbound::Ignore),
+        Some(Ok(WsMessage::Close(_)) | Err(_)) | None => Err(Inbound::Closed),
+    }
+}
+
+const BINARY_UNSUPPORTED: &str = "Binary frames are not supported";
 
 async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
     let _ = socket
@@ -286,23 +317,19 @@ async fn serve(
                     return;
                 }
             },
-            inbound = socket.recv() => match inbound {
-                Some(Ok(WsMessage::Text(text))) => {
-                    if let Some(error) = handle_inbound(&live, text.as_str()).await
-                        && send_frame(&mut socket, &error).await.is_err()
-                    {
-                        return;
-                    }
+            inbound = socket.recv() => {
+                let error = match classify(inbound) {
+                    Ok(text) => handle_inbound(&live, text.as_str()).await,
+                    Err(Inbound::Binary) => Some(server_error("ValidationError", BINARY_UNSUPPORTED)),
+                    Err(Inbound::Ignore) => None,
+                    Err(Inbound::Closed) => return,
+                };
+                if let Some(error) = error
+                    && send_frame(&mut socket, &error).await.is_err()
+                {
+                    return;
                 }
-                Some(Ok(WsMessage::Binary(_))) => {
-                    let error = server_error("ValidationError", "Binary frames are not supported");
-                    if send_frame(&mut socket, &error).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
-                Some(Ok(WsMessage::Close(_)) | Err(_)) | None => return,
-            },
+            }
             _ = shutdown.changed() => {
                 close(socket, 1001, "Server shutting down").await;
                 return;
@@ -479,40 +506,38 @@ async fn serve_bash(state: AppState, mut socket: WebSocket, authenticated: bool,
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             },
-            inbound = socket.recv() => match inbound {
-                Some(Ok(WsMessage::Text(text))) => {
-                    if is_auth_frame(text.as_str()) {
-                        continue;
-                    }
-                    let error = match serde_json::from_str::<oh_protocol::ExecuteBashRequest>(text.as_str()) {
-                        Ok(request) => match state.bash.start(request).await {
-                            Ok(_) => {
-                                state.activity.touch();
-                                None
-                            }
-                            Err(err) => Some(bash_error("ExecutionError", err.to_string())),
-                        },
-                        Err(err) => Some(bash_error("ValidationError", err.to_string())),
-                    };
-                    if let Some(error) = error
-                        && socket.send(WsMessage::Text(error)).await.is_err()
-                    {
-                        return;
-                    }
+            inbound = socket.recv() => {
+                let error = match classify(inbound) {
+                    Ok(text) if is_auth_frame(text.as_str()) => None,
+                    Ok(text) => start_bash(&state, text.as_str()).await,
+                    Err(Inbound::Binary) => Some(bash_error("ValidationError", BINARY_UNSUPPORTED.into())),
+                    Err(Inbound::Ignore) => None,
+                    Err(Inbound::Closed) => return,
+                };
+                if let Some(error) = error
+                    && socket.send(WsMessage::Text(error)).await.is_err()
+                {
+                    return;
                 }
-                Some(Ok(WsMessage::Binary(_))) => {
-                    let error = bash_error("ValidationError", "Binary frames are not supported".into());
-                    if socket.send(WsMessage::Text(error)).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
-                Some(Ok(WsMessage::Close(_)) | Err(_)) | None => return,
-            },
+            }
             _ = shutdown.changed() => {
                 close(socket, 1001, "Server shutting down").await;
                 return;
             }
         }
+    }
+}
+
+/// Starts the command a bash socket frame asks for; an error frame when it cannot.
+async fn start_bash(state: &AppState, text: &str) -> Option<Utf8Bytes> {
+    match serde_json::from_str::<oh_protocol::ExecuteBashRequest>(text) {
+        Ok(request) => match state.bash.start(request).await {
+            Ok(_) => {
+                state.activity.touch();
+                None
+            }
+            Err(err) => Some(bash_error("ExecutionError", err.to_string())),
+        },
+        Err(err) => Some(bash_error("ValidationError", err.to_string())),
     }
 }

@@ -21,25 +21,6 @@ async fn create(server: &TestServer, llm: &ScriptedLlm) -> String {
     reply.json()["id"].as_str().expect("id").to_owned()
 }
 
-async fn all_events(server: &TestServer, id: &str) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut page: Option<String> = None;
-    loop {
-        let path = match &page {
-            Some(p) => format!("/api/conversations/{id}/events/search?limit=3&page_id={p}"),
-            None => format!("/api/conversations/{id}/events/search?limit=3"),
-        };
-        let reply = server.get(&path).await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        let body = reply.json();
-        events.extend(body["items"].as_array().expect("items").iter().cloned());
-        match body["next_page_id"].as_str() {
-            Some(next) => page = Some(next.to_owned()),
-            None => return events,
-        }
-    }
-}
-
 #[tokio::test]
 async fn message_run_and_stream_as_the_sdk_sees_them() {
     let llm = ScriptedLlm::start(vec![
@@ -88,7 +69,7 @@ async fn message_run_and_stream_as_the_sdk_sees_them() {
     assert_eq!(last["value"]["execution_status"], "finished");
     assert!(last.get("parent_id").is_none());
 
-    let events = all_events(&server, &id).await;
+    let events = server.events(&id, 3).await;
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["kind"].as_str().unwrap_or(""))
@@ -401,7 +382,7 @@ async fn socket_replays_history_and_accepts_messages() {
         frames.last().expect("snapshot")["value"]["execution_status"],
         "finished"
     );
-    let stored = all_events(&server, &id).await;
+    let stored = server.events(&id, 3).await;
 
     let url = format!("ws://{}/sockets/events/{id}?resend_mode=all", server.addr);
     let (stream, _) = tokio_tungstenite::connect_async(url)
@@ -443,6 +424,14 @@ async fn first_message_gets_a_generated_title() {
     assert_eq!(title, "🧪 Testing the titles");
     let requests = llm.requests();
     assert_eq!(requests.len(), 1);
-    assert!(requests[0].body.get("tools").is_none(), "a title request has no tools");
-    assert!(requests[0].body.to_string().contains("please test the titles"));
+    assert!(
+        requests[0].body.get("tools").is_none(),
+        "a title request has no tools"
+    );
+    assert!(
+        requests[0]
+            .body
+            .to_string()
+            .contains("please test the titles")
+    );
 }

@@ -7,23 +7,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Socket, TestServer, agent_json, create_body};
+use common::{Socket, TestServer};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_and_slow_subscribers_do_not_stall_or_lose_events() {
     // A small buffer, so the slow subscriber falls behind and catches up from the log.
     let server = TestServer::start_with(None, |config| config.subscriber_buffer = 32).await;
-    let created = server
-        .post(
-            "/api/conversations",
-            create_body(
-                agent_json("http://127.0.0.1:9/v1"),
-                &server.root().join("w"),
-            ),
-        )
-        .await;
-    let id = created.json()["id"].as_str().expect("id").to_owned();
+    let id = server.idle_conversation().await;
 
     // A subscriber that never reads a frame.
     let mut stalled = Socket::connect(&server, &id).await;
@@ -77,25 +68,12 @@ async fn stalled_and_slow_subscribers_do_not_stall_or_lose_events() {
         .await
         .expect("slow reader finished")
         .expect("reader");
-    let stored: Vec<String> = {
-        let mut stored = Vec::new();
-        let mut page: Option<String> = None;
-        loop {
-            let path = match &page {
-                Some(p) => format!("/api/conversations/{id}/events/search?page_id={p}"),
-                None => format!("/api/conversations/{id}/events/search"),
-            };
-            let body = server.get(&path).await.json();
-            for item in body["items"].as_array().expect("items") {
-                stored.push(item["id"].as_str().expect("id").to_owned());
-            }
-            match body["next_page_id"].as_str() {
-                Some(next) => page = Some(next.to_owned()),
-                None => break,
-            }
-        }
-        stored
-    };
+    let stored: Vec<String> = server
+        .events(&id, 100)
+        .await
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_owned())
+        .collect();
     assert_eq!(
         stored.len(),
         expected,

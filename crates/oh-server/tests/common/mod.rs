@@ -109,6 +109,39 @@ impl TestServer {
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         self.call(Method::POST, path, Some(body)).await
     }
+
+    /// Every stored event of a conversation, paging `events/search` by `limit` as the SDK
+    /// does.
+    pub async fn events(&self, id: &str, limit: usize) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let mut path = format!("/api/conversations/{id}/events/search?limit={limit}");
+            if let Some(p) = &page {
+                path.push_str(&format!("&page_id={p}"));
+            }
+            let reply = self.get(&path).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let body = reply.json();
+            events.extend(body["items"].as_array().expect("items").iter().cloned());
+            match body["next_page_id"].as_str() {
+                Some(next) => page = Some(next.to_owned()),
+                None => return events,
+            }
+        }
+    }
+
+    /// Creates an idle conversation whose LLM is unreachable (for routes that never call it).
+    pub async fn idle_conversation(&self) -> String {
+        let reply = self
+            .post(
+                "/api/conversations",
+                create_body(agent_json("http://127.0.0.1:9/v1"), &self.root().join("w")),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        reply.json()["id"].as_str().expect("id").to_owned()
+    }
 }
 
 impl Drop for TestServer {
