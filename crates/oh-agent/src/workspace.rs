@@ -198,19 +198,7 @@ fn exit_code(status: ExitStatus) -> i64 {
 /// Kills the command's whole process group, then the shell itself.
 async fn kill_group(child: &mut Child) {
     if let Some(pid) = child.id() {
-        let killed = Command::new("/bin/sh")
-            .arg("-c")
-            .arg("kill -s KILL -- \"-$1\"")
-            .arg("sh")
-            .arg(pid.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-        if let Err(err) = killed {
-            tracing::warn!(error = %err, pid, "could not kill the process group");
-        }
+        signal_group(pid, "KILL").await;
     }
     if let Err(err) = child.kill().await {
         tracing::debug!(error = %err, "killing the shell failed (it may have exited)");
@@ -339,4 +327,26 @@ fn copy_times(source: &fs::Metadata, target: &Path) -> io::Result<()> {
         times = times.set_accessed(accessed);
     }
     fs::File::open(target)?.set_times(times)
+}
+
+/// Sends `signal` (`TERM`, `KILL`, …) to the process group `pgid` through `/bin/sh`'s `kill`
+/// (the crates forbid unsafe code, so no direct `killpg`). Group 0 is ignored.
+pub async fn signal_group(pgid: u32, signal: &str) {
+    if pgid == 0 {
+        return;
+    }
+    let sent = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("kill -s \"$1\" -- \"-$2\" 2>/dev/null")
+        .arg("sh")
+        .arg(signal)
+        .arg(pgid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    if let Err(err) = sent {
+        tracing::warn!(error = %err, pgid, "could not signal the process group");
+    }
 }

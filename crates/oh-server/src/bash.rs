@@ -639,38 +639,16 @@ fn exit_code(status: ExitStatus) -> i64 {
         .unwrap_or(-1)
 }
 
-/// Sends `signal` (`TERM`, `KILL`) to process group `pgid`, through `/bin/sh`'s `kill` (this
-/// crate has no unsafe code).
-async fn signal_group(pgid: u32, signal: &str) {
-    if pgid == 0 {
-        return;
-    }
-    let sent = Command::new("/bin/sh")
-        .arg("-c")
-        .arg("kill -s \"$1\" -- \"-$2\" 2>/dev/null")
-        .arg("sh")
-        .arg(signal)
-        .arg(pgid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-    if let Err(err) = sent {
-        tracing::warn!(error = %err, pgid, "could not signal the process group");
-    }
-}
-
 /// SIGTERM to the group, then SIGKILL if the shell is still there after a second.
 async fn terminate(pgid: u32, mut exited: watch::Receiver<bool>) {
-    signal_group(pgid, "TERM").await;
+    oh_agent::workspace::signal_group(pgid, "TERM").await;
     let wait = |mut exited: watch::Receiver<bool>| async move {
         tokio::time::timeout(KILL_GRACE, exited.wait_for(|done| *done))
             .await
             .is_ok_and(|res| res.is_ok())
     };
     if !wait(exited.clone()).await {
-        signal_group(pgid, "KILL").await;
+        oh_agent::workspace::signal_group(pgid, "KILL").await;
         if !wait(exited.clone()).await {
             tracing::error!(pgid, "could not stop a bash command");
         }
@@ -834,7 +812,7 @@ async fn supervise(
             }
         } else {
             // The shell is gone but something in its group holds the pipes open.
-            signal_group(pgid, "KILL").await;
+            oh_agent::workspace::signal_group(pgid, "KILL").await;
         }
         -1
     } else {
