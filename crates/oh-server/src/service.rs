@@ -100,20 +100,11 @@ fn shorten(text: &str, max: usize) -> String {
 
 /// Current UTC time, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub(crate) fn utc_now() -> String {
-    oh_protocol::time::utc_timestamp(unix_micros())
+    oh_protocol::time::utc_timestamp(oh_agent::conversation::unix_micros())
 }
 
-/// Current time as an event timestamp (naive UTC, as the agent core writes them).
-pub(crate) fn event_now() -> String {
-    oh_protocol::time::naive_timestamp(unix_micros(), 0)
-}
-
-fn unix_micros() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
-}
+/// Current time as an event timestamp, from the agent core's clock.
+pub(crate) use oh_agent::conversation::now_timestamp as event_now;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)

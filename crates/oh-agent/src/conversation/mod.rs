@@ -282,12 +282,14 @@ impl std::fmt::Debug for LocalConversation {
     }
 }
 
-/// Current time as an event timestamp (naive, UTC wall clock, microseconds).
-pub(crate) fn now_timestamp() -> String {
+/// Current time as an event timestamp (naive, UTC wall clock, microseconds). Everything that
+/// stamps events of a conversation uses this, so their timestamps sort together.
+pub fn now_timestamp() -> String {
     oh_protocol::time::naive_timestamp(unix_micros(), 0)
 }
 
-fn unix_micros() -> i64 {
+/// Current Unix time in microseconds.
+pub fn unix_micros() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
