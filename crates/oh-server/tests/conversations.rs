@@ -131,11 +131,7 @@ async fn message_run_and_stream_as_the_sdk_sees_them() {
     server
         .post(&format!("/api/conversations/{id}/run"), json!(null))
         .await;
-    let frames = socket.until_run_ends().await;
-    assert_eq!(
-        frames.last().expect("snapshot")["value"]["execution_status"],
-        "finished"
-    );
+    assert_eq!(socket.run_ends_in().await, "finished");
 }
 
 #[tokio::test]
@@ -271,11 +267,7 @@ async fn second_run_while_running_is_409_and_pause_stops_between_steps() {
     server
         .post(&format!("/api/conversations/{id}/run"), json!(null))
         .await;
-    let frames = socket.until_run_ends().await;
-    assert_eq!(
-        frames.last().expect("snapshot")["value"]["execution_status"],
-        "finished"
-    );
+    assert_eq!(socket.run_ends_in().await, "finished");
 }
 
 #[tokio::test]
@@ -304,11 +296,7 @@ async fn confirmation_reject_and_accept() {
             json!({"role": "user", "content": [{"type": "text", "text": "go"}], "run": true}),
         )
         .await;
-    let frames = socket.until_run_ends().await;
-    assert_eq!(
-        frames.last().expect("snapshot")["value"]["execution_status"],
-        "waiting_for_confirmation"
-    );
+    assert_eq!(socket.run_ends_in().await, "waiting_for_confirmation");
     let rejected = server
         .post(
             &format!("/api/conversations/{id}/events/respond_to_confirmation"),
@@ -330,11 +318,7 @@ async fn confirmation_reject_and_accept() {
     server
         .post(&format!("/api/conversations/{id}/run"), json!(null))
         .await;
-    let frames = socket.until_run_ends().await;
-    assert_eq!(
-        frames.last().expect("snapshot")["value"]["execution_status"],
-        "waiting_for_confirmation"
-    );
+    assert_eq!(socket.run_ends_in().await, "waiting_for_confirmation");
     server
         .post(
             &format!("/api/conversations/{id}/events/respond_to_confirmation"),

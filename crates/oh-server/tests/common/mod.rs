@@ -282,6 +282,15 @@ impl Socket {
         }
     }
 
+    /// Waits for the end of the current run and returns the status it ended in.
+    pub async fn run_ends_in(&mut self) -> String {
+        let frames = self.until_run_ends().await;
+        frames.last().expect("snapshot")["value"]["execution_status"]
+            .as_str()
+            .expect("status")
+            .to_owned()
+    }
+
     /// Frames until a `full_state` whose status is not `running` (inclusive).
     pub async fn until_run_ends(&mut self) -> Vec<Value> {
         let mut frames = Vec::new();
