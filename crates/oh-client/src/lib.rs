@@ -1,5 +1,51 @@
-//! Clients for an OpenHands agent server: `RemoteWorkspace` (commands, files, git) and
-//! `RemoteConversation` (create, message, run, event stream over WebSocket).
+//! Clients for an OpenHands agent server, wire-compatible with the Python SDK 1.57.0 and with
+//! `oh-server`.
 //!
-//! **Status:** not implemented yet; the crate exposes no API. It will speak the wire types in
-//! [`oh_protocol`].
+//! - [`RemoteWorkspace`]: commands (`execute_command`), streamed file upload and download,
+//!   git changes and diffs, health checks — each an HTTP call to the server.
+//! - [`RemoteConversation`]: create or attach, send messages, run until the run ends, pause,
+//!   confirmation answers, secrets, stats; events arrive over a WebSocket that reconnects with
+//!   backoff and reconciles from REST, so callbacks see every event exactly once.
+//!
+//! Errors are typed ([`Error`]): connection failures, timeouts, HTTP statuses with the
+//! server's `detail`, fatal socket closes (4001, 4004) and failed runs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), oh_client::Error> {
+//! use std::time::Duration;
+//! use oh_client::{RemoteConversation, RemoteWorkspace};
+//! use oh_protocol::{Agent, Llm, ToolSpec};
+//!
+//! let workspace = RemoteWorkspace::builder("http://localhost:8000")
+//!     .api_key("session-key")
+//!     .working_dir("/workspace/project")
+//!     .build()?;
+//! workspace.wait_until_healthy(Duration::from_secs(30)).await?;
+//! workspace.file_upload("notes.txt", "notes.txt").await?;
+//!
+//! let agent = Agent::new(Llm::new("openai/gpt-4o"), vec![ToolSpec::new("terminal")]);
+//! let conversation = RemoteConversation::builder(&workspace)
+//!     .agent(agent)
+//!     .callback(|event| println!("{}", event.kind()))
+//!     .create()
+//!     .await?;
+//! conversation.send_text("Summarise notes.txt").await?;
+//! conversation.run().await?;
+//! conversation.close().await;
+//! # Ok(()) }
+//! ```
+
+mod conversation;
+mod error;
+mod http;
+mod stream;
+mod workspace;
+
+pub use conversation::{
+    Callback, DEFAULT_RUN_TIMEOUT, RemoteConversation, RemoteConversationBuilder,
+};
+pub use error::{Error, Result};
+pub use stream::Backoff;
+pub use workspace::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_WORKING_DIR, RemoteWorkspace, RemoteWorkspaceBuilder,
+};
