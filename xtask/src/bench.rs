@@ -13,7 +13,7 @@ mod llm;
 mod measure;
 mod report;
 mod saved;
-mod server;
+pub(crate) mod server;
 mod stats;
 
 use std::ffi::OsString;

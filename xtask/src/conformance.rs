@@ -16,6 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
+use super::bench::server::{Kind, Launch, Scratch, start};
+use super::client_suite;
 use super::{USAGE, describe, pyenv_command, workspace_root};
 
 /// Where the suite lives, relative to the workspace root.
@@ -29,7 +31,7 @@ const SERVER_BIN: &str = "openhands-agent-server";
 const PYTHON_SERVER_CMD: &str =
     "/opt/oh/bin/python -m openhands.agent_server --host 127.0.0.1 --port {port}";
 
-/// Which server the suite drives.
+/// Which server a suite drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     /// Our `openhands-agent-server`.
@@ -38,77 +40,239 @@ enum Target {
     Python,
 }
 
-/// The parsed arguments: the target, and the suite's arguments (group filters, `-v`).
+impl Target {
+    fn label(self) -> &'static str {
+        match self {
+            Target::Rust => "rust",
+            Target::Python => "python",
+        }
+    }
+}
+
+/// Which client suites run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Suites {
+    /// The Python SDK client suite (`xtask/conformance/suite.py`).
+    Python,
+    /// Our `oh-client` suite (`xtask/src/client_suite.rs`).
+    Rust,
+    /// Both.
+    All,
+}
+
+/// The parsed arguments.
 #[derive(Debug)]
 struct Args {
-    target: Target,
+    /// `--server`: only this server (default: the Python suite against ours, the Rust suite
+    /// against both).
+    target: Option<Target>,
+    suites: Suites,
+    /// Group filters and `-v`, passed to the Python suite; the filters also pick Rust groups.
     suite_args: Vec<OsString>,
 }
 
 fn parse_args(args: &[OsString]) -> Result<Args> {
-    let mut target = Target::Rust;
+    let mut target = None;
+    let mut suites = Suites::All;
     let mut suite_args = Vec::new();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
-        let value = match arg.to_str() {
-            Some("--server") => Some(
-                iter.next()
-                    .and_then(|v| v.to_str())
-                    .context("`--server` needs a value: rust or python")?
-                    .to_owned(),
-            ),
-            Some(s) if s.starts_with("--server=") => Some(s["--server=".len()..].to_owned()),
+        let (option, inline) = match arg.to_str() {
+            Some(s) if s.starts_with("--server=") => {
+                ("--server", Some(s["--server=".len()..].to_owned()))
+            }
+            Some(s) if s.starts_with("--suite=") => {
+                ("--suite", Some(s["--suite=".len()..].to_owned()))
+            }
+            Some(s @ ("--server" | "--suite")) => (s, None),
             Some("-v" | "--verbose") => {
                 suite_args.push("-v".into());
                 continue;
             }
             Some(s) if s.starts_with('-') => bail!("unknown option `{s}`\n\n{USAGE}"),
-            _ => None,
+            _ => {
+                suite_args.push(arg.clone());
+                continue;
+            }
         };
-        match value.as_deref() {
-            Some("rust") => target = Target::Rust,
-            Some("python") => target = Target::Python,
-            Some(other) => bail!("unknown server `{other}`: expected rust or python"),
-            None => suite_args.push(arg.clone()),
+        let value = match inline {
+            Some(v) => v,
+            None => iter
+                .next()
+                .and_then(|v| v.to_str())
+                .with_context(|| format!("`{option}` needs a value"))?
+                .to_owned(),
+        };
+        match (option, value.as_str()) {
+            ("--server", "rust") => target = Some(Target::Rust),
+            ("--server", "python") => target = Some(Target::Python),
+            ("--suite", "python") => suites = Suites::Python,
+            ("--suite", "rust") => suites = Suites::Rust,
+            ("--suite", "all") => suites = Suites::All,
+            ("--server", other) => bail!("unknown server `{other}`: expected rust or python"),
+            (_, other) => bail!("unknown suite `{other}`: expected python, rust or all"),
         }
     }
-    Ok(Args { target, suite_args })
+    Ok(Args {
+        target,
+        suites,
+        suite_args,
+    })
 }
 
-/// `cargo xtask conformance [--server rust|python] [-v] [GROUP...]`; exits with the
-/// suite's status.
+/// `cargo xtask conformance [--suite python|rust|all] [--server rust|python] [-v] [GROUP...]`:
+/// the Python SDK client suite against our server and our Rust client suite against both
+/// servers; exits non-zero if any check failed.
+#[allow(clippy::print_stdout, reason = "the summary is this task's output")]
 pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
     let args = parse_args(args)?;
-    let binary = match args.target {
-        Target::Rust => Some(build_server()?),
-        Target::Python => None,
+    let needs_ours = args.target != Some(Target::Python) || args.suites != Suites::Python;
+    let binary = if needs_ours {
+        Some(build_server()?)
+    } else {
+        None
     };
+    let mut rows: Vec<(String, Target, String, bool)> = Vec::new();
+    if args.suites != Suites::Rust {
+        let target = args.target.unwrap_or(Target::Rust);
+        let (passed, summary) = python_suite(target, binary.as_deref(), &args.suite_args)?;
+        rows.push(("python SDK client".into(), target, summary, passed));
+    }
+    if args.suites != Suites::Python {
+        let filters: Vec<String> = args
+            .suite_args
+            .iter()
+            .filter_map(|a| a.to_str())
+            .filter(|a| !a.starts_with('-'))
+            .map(str::to_owned)
+            .collect();
+        let targets = match args.target {
+            Some(t) => vec![t],
+            None => vec![Target::Rust, Target::Python],
+        };
+        for target in targets {
+            let outcomes = rust_suite(target, binary.as_deref(), &filters)?;
+            let failed = outcomes.iter().filter(|o| !o.passed).count();
+            rows.push((
+                "rust oh-client".into(),
+                target,
+                format!("{} checks, {failed} failed", outcomes.len()),
+                failed == 0 && !outcomes.is_empty(),
+            ));
+        }
+    }
+    println!("\nconformance summary (client suite x server):");
+    for (suite, target, summary, passed) in &rows {
+        let mark = if *passed { "PASS" } else { "FAIL" };
+        println!(
+            "  {mark}  {suite:<18} vs {:<6} server: {summary}",
+            target.label()
+        );
+    }
+    let ok = rows.iter().all(|r| r.3);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs the Python SDK suite in the chroot against `target`; returns whether it passed and
+/// its last summary line.
+fn python_suite(
+    target: Target,
+    binary: Option<&Path>,
+    suite_args: &[OsString],
+) -> Result<(bool, String)> {
     let dir = TempDir::new("oh-conformance")?;
     copy_suite(&workspace_root().join(SUITE_DIR), dir.path())?;
-    let server_cmd = match &binary {
-        Some(binary) => {
+    let server_cmd = match (target, binary) {
+        (Target::Rust, Some(binary)) => {
             let dest = dir.path().join(SERVER_BIN);
             fs::copy(binary, &dest).with_context(|| {
                 format!("could not copy {} to {}", binary.display(), dest.display())
             })?;
             format!("/src/{SERVER_BIN} --host 127.0.0.1 --port {{port}}")
         }
-        None => PYTHON_SERVER_CMD.to_owned(),
-    };
-    let label = match args.target {
-        Target::Rust => "rust",
-        Target::Python => "python",
+        (Target::Rust, None) => bail!("our server was not built"),
+        (Target::Python, _) => PYTHON_SERVER_CMD.to_owned(),
     };
     let mut cmd = pyenv_command(["python", "-u", "suite.py"]);
-    cmd.args(&args.suite_args)
+    cmd.args(suite_args)
         .current_dir(dir.path())
         .env("OH_CONFORMANCE_SERVER", &server_cmd)
-        .env("OH_CONFORMANCE_LABEL", label);
-    let status = cmd
-        .status()
+        .env("OH_CONFORMANCE_LABEL", target.label())
+        .stdout(Stdio::piped());
+    let mut child = cmd
+        .spawn()
         .with_context(|| format!("could not start `{}`", describe(&cmd)))?;
-    let code = status.code().unwrap_or(1);
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    let mut summary = String::from("no summary");
+    if let Some(out) = child.stdout.take() {
+        use std::io::{BufRead, Write};
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line?;
+            if line.contains(" checks, ") {
+                summary = line.trim().to_owned();
+            }
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{line}")?;
+        }
+    }
+    let status = child.wait()?;
+    Ok((status.success(), summary))
+}
+
+/// Starts `target` and runs the Rust client suite against it.
+fn rust_suite(
+    target: Target,
+    binary: Option<&Path>,
+    filters: &[String],
+) -> Result<Vec<client_suite::Outcome>> {
+    let kind = match target {
+        Target::Rust => Kind::Ours,
+        Target::Python => {
+            let setup = pyenv_command(["setup"]).output()?;
+            if !setup.status.success() {
+                bail!(
+                    "`pyenv.sh setup` failed: {}",
+                    String::from_utf8_lossy(&setup.stderr).trim()
+                );
+            }
+            Kind::Python
+        }
+    };
+    let pyroot = PathBuf::from(String::from_utf8(pyenv_command(["root"]).output()?.stdout)?.trim());
+    let logs = TempDir::new("oh-client-suite-logs")?;
+    let launch = Launch {
+        ours_bin: binary.map(Path::to_path_buf).unwrap_or_default(),
+        pyenv: workspace_root().join("xtask").join("pyenv.sh"),
+        pyroot,
+        key: format!("suite-{}", uuid::Uuid::new_v4().simple()),
+        log_dir: logs.path().to_path_buf(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let scratch = Scratch::new(kind, &launch)?;
+        let mut server = start(kind, &launch, &scratch, "client-suite").await?;
+        let suite_target = client_suite::Target {
+            url: format!("http://127.0.0.1:{}", server.http.port()),
+            key: launch.key.clone(),
+            root: scratch.server("work"),
+        };
+        let outcomes = match client_suite::wait_healthy(&suite_target).await {
+            Ok(()) => client_suite::report(target.label(), &suite_target, filters).await,
+            Err(e) => {
+                server.stop();
+                scratch.remove();
+                return Err(e);
+            }
+        };
+        server.stop();
+        scratch.remove();
+        Ok(outcomes)
+    })
 }
 
 /// Build the server binary and return its path, as cargo reports it (so that
@@ -195,28 +359,38 @@ mod tests {
     }
 
     #[test]
-    fn defaults_to_our_server() {
+    fn defaults_to_every_suite() {
         let args = parse_args(&[]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(args.target, Target::Rust);
+        assert_eq!(args.target, None);
+        assert_eq!(args.suites, Suites::All);
         assert!(args.suite_args.is_empty());
     }
 
     #[test]
-    fn server_option_in_both_spellings_and_checks_pass_through() {
-        let args =
-            parse_args(&os(&["--server", "python", "workspace"])).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(args.target, Target::Python);
-        assert_eq!(args.suite_args, os(&["workspace"]));
-        let args = parse_args(&os(&["files", "--server=rust", "--verbose"]))
+    fn options_in_both_spellings_and_checks_pass_through() {
+        let args = parse_args(&os(&["--server", "python", "workspace", "--suite=rust"]))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(args.target, Target::Rust);
+        assert_eq!(args.target, Some(Target::Python));
+        assert_eq!(args.suites, Suites::Rust);
+        assert_eq!(args.suite_args, os(&["workspace"]));
+        let args = parse_args(&os(&[
+            "files",
+            "--server=rust",
+            "--verbose",
+            "--suite",
+            "python",
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.target, Some(Target::Rust));
+        assert_eq!(args.suites, Suites::Python);
         assert_eq!(args.suite_args, os(&["files", "-v"]));
     }
 
     #[test]
-    fn rejects_unknown_servers_and_options() {
+    fn rejects_unknown_servers_suites_and_options() {
         assert!(parse_args(&os(&["--server", "go"])).is_err());
         assert!(parse_args(&os(&["--server"])).is_err());
+        assert!(parse_args(&os(&["--suite", "java"])).is_err());
         assert!(parse_args(&os(&["--quiet"])).is_err());
     }
 }

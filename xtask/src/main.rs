@@ -11,6 +11,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod client_suite;
 mod conformance;
 #[cfg(test)]
 mod tidy;
@@ -24,14 +25,17 @@ Tasks:
   llm-fixtures    Capture the LLM requests the reference Python agent sends
                   (OpenAI Chat Completions and Anthropic Messages) into the
                   golden fixtures of oh-agent (needs root, like `fixtures`).
-  conformance [--server rust|python] [-v] [GROUP...]
-                  Drive an agent server with the real Python SDK client
-                  classes (xtask/conformance/suite.py, needs root like
-                  `fixtures`). `rust` (the default) builds and tests our
-                  `openhands-agent-server`; `python` tests the reference
-                  server, to validate the suite itself. GROUP names (or
-                  prefixes) pick check groups: workspace, files, git,
-                  conversation, pause, confirmation, secrets, restart,
+  conformance [--suite python|rust|all] [--server rust|python] [-v] [GROUP...]
+                  Wire conformance in both directions (needs root like
+                  `fixtures`): the real Python SDK client classes
+                  (xtask/conformance/suite.py) drive our server, and our
+                  oh-client suite (xtask/src/client_suite.rs) drives our
+                  server and the Python reference server. --suite picks
+                  the client suites (default all); --server picks one
+                  server (default: Python suite vs ours, Rust suite vs
+                  both). GROUP names (or prefixes) pick check groups:
+                  workspace, files, git, conversation, pause,
+                  confirmation, secrets, restart (Python suite only),
                   errors. -v shows tracebacks.
   pyenv ARGS...   Run xtask/pyenv.sh, the reference Python environment:
                     pyenv setup              build or update it

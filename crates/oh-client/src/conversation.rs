@@ -97,6 +97,10 @@ struct Inner {
 #[derive(Debug, Default)]
 struct RunTracker {
     armed: bool,
+    /// `POST …/run` has returned.
+    posted: bool,
+    /// The cached status when the run was started.
+    before: Option<ExecutionStatus>,
     seen_running: bool,
     outcome: Option<ExecutionStatus>,
 }
@@ -112,9 +116,13 @@ impl RunTracker {
         }
         let ends = if snapshot {
             // The server publishes a snapshot once a run's task has ended and its events
-            // were delivered: authoritative. The snapshot opening a reconnection is taken
-            // at an arbitrary time, so it only counts once the run was seen running.
-            delivery == Delivery::Live || self.seen_running
+            // were delivered: authoritative once the run was seen running. Snapshots of
+            // earlier operations (a pause publishes one too) may still be in flight, so
+            // without that a snapshot only counts if it arrived after the run was started
+            // and shows a status other than the one before. The snapshot opening a
+            // reconnection is taken at an arbitrary time: it needs the run seen running.
+            self.seen_running
+                || (delivery == Delivery::Live && self.posted && self.before != Some(status))
         } else {
             // A `finished` field update can still be reverted (stop hooks); failures cannot.
             matches!(status, ExecutionStatus::Error | ExecutionStatus::Stuck)
@@ -664,6 +672,15 @@ impl RemoteConversation {
         self.shared.disconnects.load(Ordering::SeqCst)
     }
 
+    /// Why the event socket stopped for good (close code 4001 or 4004), if it did.
+    pub fn socket_error(&self) -> Option<Error> {
+        self.shared
+            .lock()
+            .fatal
+            .clone()
+            .map(|(code, reason)| Error::SocketClosed { code, reason })
+    }
+
     /// Adds a callback for events from now on.
     pub fn subscribe(&self, callback: impl Fn(&Event) + Send + Sync + 'static) {
         self.shared
@@ -708,8 +725,13 @@ impl RemoteConversation {
         let mut changes = self.shared.changed.subscribe();
         {
             let mut inner = self.shared.lock();
+            let before = inner
+                .state
+                .get("execution_status")
+                .and_then(|s| serde_json::from_value(s.clone()).ok());
             inner.run = RunTracker {
                 armed: true,
+                before,
                 ..RunTracker::default()
             };
         }
@@ -719,8 +741,8 @@ impl RemoteConversation {
             .call(Method::POST, &self.path("/run"), None, RUN_CALL_TIMEOUT)
             .await;
         match started {
-            Ok(_) => {}
-            Err(e) if e.status() == Some(409) => {}
+            Ok(_) => self.shared.lock().run.posted = true,
+            Err(e) if e.status() == Some(409) => self.shared.lock().run.posted = true,
             Err(e) => {
                 self.shared.lock().run.armed = false;
                 return Err(e);

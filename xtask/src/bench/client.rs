@@ -71,6 +71,11 @@ fn snippet(body: &[u8]) -> String {
 }
 
 impl Http {
+    /// The server's port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// A client for `127.0.0.1:port`.
     pub(crate) fn new(port: u16, key: &str) -> Self {
         let mut connector = HttpConnector::new();

@@ -23,8 +23,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(key: Option<&str>) -> Self {
+        Self::start_at(key, 0).await
+    }
+
+    /// A server on `port` (0: any free port) with a fresh directory.
+    pub async fn start_at(key: Option<&str>, port: u16) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::under(dir.path());
+        config.port = port;
         if let Some(key) = key {
             config.session_api_keys = vec![key.to_owned()];
             config.secret_key = Some(key.to_owned());
@@ -52,6 +58,16 @@ impl TestServer {
 
     pub fn work_dir(&self) -> String {
         self.dir.path().join("work").to_string_lossy().into_owned()
+    }
+}
+
+impl TestServer {
+    /// Stops the server and waits a moment for its port to be released.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
