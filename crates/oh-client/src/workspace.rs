@@ -514,28 +514,20 @@ impl RemoteWorkspace {
     /// Files changed in the git repository at `path` (`GET /api/git/changes`). A relative
     /// path is taken relative to the working directory.
     pub async fn git_changes(&self, path: &str) -> Result<Vec<GitChange>> {
-        let query = http::query(&[("path", self.resolve(path).as_str())]);
-        self.http()
-            .json(
-                Method::GET,
-                &format!("/api/git/changes?{query}"),
-                None::<&()>,
-                FILE_TIMEOUT,
-            )
-            .await
+        self.git("changes", path).await
     }
 
     /// The current and original content of the file at `path` (`GET /api/git/diff`). A
     /// relative path is taken relative to the working directory.
     pub async fn git_diff(&self, path: &str) -> Result<GitDiff> {
+        self.git("diff", path).await
+    }
+
+    async fn git<T: serde::de::DeserializeOwned>(&self, route: &str, path: &str) -> Result<T> {
         let query = http::query(&[("path", self.resolve(path).as_str())]);
+        let path = format!("/api/git/{route}?{query}");
         self.http()
-            .json(
-                Method::GET,
-                &format!("/api/git/diff?{query}"),
-                None::<&()>,
-                FILE_TIMEOUT,
-            )
+            .json(Method::GET, &path, None::<&()>, FILE_TIMEOUT)
             .await
     }
 
