@@ -230,7 +230,11 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for callback in callbacks {
-            callback(event);
+            // A panicking callback must not stop the event stream for the others.
+            let call = std::panic::AssertUnwindSafe(|| callback(event));
+            if std::panic::catch_unwind(call).is_err() {
+                tracing::error!(conversation = %self.id, kind = event.kind(), "an event callback panicked");
+            }
         }
     }
 
@@ -1002,5 +1006,92 @@ impl RemoteConversation {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ExecutionStatus::*;
+
+    fn armed(before: Option<ExecutionStatus>) -> RunTracker {
+        RunTracker {
+            armed: true,
+            before,
+            ..RunTracker::default()
+        }
+    }
+
+    #[test]
+    fn a_post_run_snapshot_ends_a_run_that_was_seen_running() {
+        let mut run = armed(Some(Idle));
+        run.posted = true;
+        run.observe(Running, Delivery::Live, false);
+        assert_eq!(run.outcome, None);
+        run.observe(Finished, Delivery::Live, true);
+        assert_eq!(run.outcome, Some(Finished));
+    }
+
+    #[test]
+    fn finished_field_updates_wait_for_the_snapshot_but_failures_do_not() {
+        let mut run = armed(Some(Idle));
+        run.observe(Running, Delivery::Live, false);
+        run.observe(Finished, Delivery::Live, false);
+        assert_eq!(run.outcome, None, "a stop hook may still revert `finished`");
+        let mut failing = armed(Some(Idle));
+        failing.observe(Error, Delivery::Recovered, false);
+        assert_eq!(failing.outcome, Some(Error));
+        let mut stuck = armed(None);
+        stuck.observe(Stuck, Delivery::Live, false);
+        assert_eq!(stuck.outcome, Some(Stuck));
+    }
+
+    #[test]
+    fn stale_snapshots_do_not_end_a_new_run() {
+        // A pause's snapshot still in flight when the next run starts.
+        let mut run = armed(Some(Paused));
+        run.observe(Paused, Delivery::Live, true);
+        assert_eq!(run.outcome, None, "arrived before POST /run returned");
+        run.posted = true;
+        run.observe(Paused, Delivery::Live, true);
+        assert_eq!(run.outcome, None, "same status as before the run");
+        // A snapshot with another status after the run was started ends it.
+        run.observe(Finished, Delivery::Live, true);
+        assert_eq!(run.outcome, Some(Finished));
+    }
+
+    #[test]
+    fn a_reconnect_snapshot_ends_the_run_only_once_it_was_seen_running() {
+        let mut run = armed(Some(Idle));
+        run.posted = true;
+        run.observe(Finished, Delivery::Initial, true);
+        assert_eq!(run.outcome, None);
+        run.observe(Running, Delivery::Recovered, false);
+        run.observe(Finished, Delivery::Initial, true);
+        assert_eq!(run.outcome, Some(Finished));
+    }
+
+    #[test]
+    fn a_disarmed_tracker_ignores_everything() {
+        let mut run = RunTracker::default();
+        run.observe(Error, Delivery::Live, false);
+        run.observe(Finished, Delivery::Live, true);
+        assert_eq!(run.outcome, None);
+    }
+
+    #[test]
+    fn events_are_kept_sorted_by_timestamp() {
+        let event = |id: &str, ts: &str| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "kind": "PauseEvent", "id": id, "timestamp": ts, "source": "user"
+            }))
+            .unwrap()
+        };
+        let mut events = Vec::new();
+        insert_sorted(&mut events, event("b", "2026-01-01T00:00:02.000000"));
+        insert_sorted(&mut events, event("a", "2026-01-01T00:00:01.000000"));
+        insert_sorted(&mut events, event("c", "2026-01-01T00:00:02.000000"));
+        let ids: Vec<&str> = events.iter().filter_map(Event::id).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 }

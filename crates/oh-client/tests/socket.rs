@@ -94,3 +94,36 @@ async fn a_server_restart_is_survived() {
     .await;
     assert!(conversation.socket_error().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_callback_does_not_stop_the_stream() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let llm = ScriptedLlm::start(vec![oh_testkit::Reply::tool(
+        "finish",
+        serde_json::json!({"message": "done"}),
+    )])
+    .await
+    .unwrap();
+    let server = TestServer::start(None).await;
+    let workspace = RemoteWorkspace::new(server.url(), server.work_dir()).unwrap();
+    let counted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&counted);
+    let conversation = RemoteConversation::builder(&workspace)
+        .agent(agent(&llm.base_url()))
+        .autotitle(false)
+        .callback(|_| panic!("a careless callback"))
+        .callback(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .create()
+        .await
+        .unwrap();
+    conversation.send_text("Finish.").await.unwrap();
+    let status = conversation.run().await.unwrap();
+    assert_eq!(status, oh_protocol::ExecutionStatus::Finished);
+    // The second callback saw the message, the action, its observation and more.
+    assert!(counted.load(Ordering::SeqCst) >= 4);
+    assert!(conversation.socket_error().is_none());
+}
