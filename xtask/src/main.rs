@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod conformance;
+mod examples;
 #[cfg(test)]
 mod tidy;
 
@@ -55,6 +56,14 @@ Tasks:
                     --no-build      use the existing release binary
                     --json PATH     where to write the JSON results
                     --keep          keep the scratch directories
+  examples [NAME...]
+                  Build the examples of openhands-examples and run each
+                  (or the named ones) against a scripted LLM in this
+                  process (LLM_API_KEY=scripted, LLM_MODEL=openai/
+                  scripted-model, LLM_BASE_URL=<its URL>); checks the
+                  exit status and that the conversation finished, or
+                  the SKIP line of examples needing outside services.
+                  One PASS/SKIP/FAIL line per example.
   help            Show this text.
 ";
 
@@ -90,6 +99,7 @@ fn main() -> Result<ExitCode> {
         Some("conformance") => conformance::conformance(&rest),
         Some("pyenv") => pyenv(&rest),
         Some("bench") => bench::main(&rest),
+        Some("examples") => examples::main(&rest),
         _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),
     }
 }
