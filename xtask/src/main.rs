@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod conformance;
 mod examples;
+mod features;
 #[cfg(test)]
 mod tidy;
 
@@ -64,6 +65,10 @@ Tasks:
                   exit status and that the conversation finished, or
                   the SKIP line of examples needing outside services.
                   One PASS/SKIP/FAIL line per example.
+  features        `cargo check -p openhands` with no features, the
+                  defaults, each feature alone and all features, and
+                  check that the `client` feature pulls in neither
+                  bollard, oh-agent nor oh-server.
   help            Show this text.
 ";
 
@@ -100,6 +105,7 @@ fn main() -> Result<ExitCode> {
         Some("pyenv") => pyenv(&rest),
         Some("bench") => bench::main(&rest),
         Some("examples") => examples::main(&rest),
+        Some("features") => features::main(&rest),
         _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),
     }
 }
