@@ -229,6 +229,8 @@ async fn run_case(case: &Case, bin_dir: &Path, log_dir: &Path, root: &Path) -> V
         .env("LLM_API_KEY", "scripted")
         .env("LLM_MODEL", "openai/scripted-model")
         .env("LLM_BASE_URL", llm.base_url())
+        // An example's error, not anyhow's backtrace, belongs in the tail of a failure.
+        .env("RUST_LIB_BACKTRACE", "0")
         .stdin(Stdio::null());
     for name in OUTSIDE_SERVICES {
         command.env_remove(name);
