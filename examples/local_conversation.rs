@@ -11,6 +11,8 @@
 
 #![allow(clippy::print_stdout, reason = "an example prints what happens")]
 
+mod common;
+
 use oh_testkit::{Reply, ScriptedLlm};
 use openhands::agent::conversation::{ConversationConfig, LocalConversation};
 use openhands::protocol::{Agent, Event, Llm, Observation, ToolSpec};
@@ -61,6 +63,7 @@ fn describe(event: &Event) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    common::init_tracing();
     let workspace = std::env::temp_dir().join(format!("openhands-example-{}", std::process::id()));
     std::fs::create_dir_all(&workspace)?;
     let script_path = workspace.join("hello.sh").to_string_lossy().into_owned();
@@ -95,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
     conversation.send_text(TASK).await?;
     let status = conversation.run().await?;
     conversation.close().await;
-    println!("status: {status:?}");
+    common::print_outcome(status, conversation.state().stats.accumulated_cost());
     println!(
         "{}:\n{}",
         script_path,

@@ -13,6 +13,8 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod client_suite;
 mod conformance;
+mod examples;
+mod features;
 #[cfg(test)]
 mod tidy;
 
@@ -59,6 +61,18 @@ Tasks:
                     --no-build      use the existing release binary
                     --json PATH     where to write the JSON results
                     --keep          keep the scratch directories
+  examples [NAME...]
+                  Build the examples of openhands-examples and run each
+                  (or the named ones) against a scripted LLM in this
+                  process (LLM_API_KEY=scripted, LLM_MODEL=openai/
+                  scripted-model, LLM_BASE_URL=<its URL>); checks the
+                  exit status and that the conversation finished, or
+                  the SKIP line of examples needing outside services.
+                  One PASS/SKIP/FAIL line per example.
+  features        `cargo check -p openhands` with no features, the
+                  defaults, each feature alone and all features, and
+                  check that the `client` feature pulls in neither
+                  bollard, oh-agent nor oh-server.
   help            Show this text.
 ";
 
@@ -94,6 +108,8 @@ fn main() -> Result<ExitCode> {
         Some("conformance") => conformance::conformance(&rest),
         Some("pyenv") => pyenv(&rest),
         Some("bench") => bench::main(&rest),
+        Some("examples") => examples::main(&rest),
+        Some("features") => features::main(&rest),
         _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),
     }
 }

@@ -369,6 +369,8 @@ enum Format {
 #[derive(Debug, Default)]
 struct State {
     script: VecDeque<Reply>,
+    /// Answer to requests that offer no tools, when set (see `ScriptedLlm::answer_toolless`).
+    toolless: Option<Reply>,
     requests: Vec<Recorded>,
     replies: u64,
     generated_ids: u64,
@@ -429,6 +431,15 @@ impl ScriptedLlm {
     /// Replies left in the script.
     pub fn remaining(&self) -> usize {
         lock(&self.state).script.len()
+    }
+
+    /// Answers every completion request that offers no tools (an agent server's title
+    /// request, a condenser's summary request) with `reply`, without consuming the script;
+    /// `None` (the default) sends them through the script like any other. Such requests are
+    /// still recorded. Useful when a background request would otherwise race the agent's
+    /// steps for the next scripted reply.
+    pub fn answer_toolless(&self, reply: Option<Reply>) {
+        lock(&self.state).toolless = reply;
     }
 }
 
@@ -533,9 +544,18 @@ async fn handle(
             body,
         });
         let n = guard.requests.len();
+        let offers_tools = guard
+            .requests
+            .last()
+            .and_then(|r| r.body.get("tools"))
+            .and_then(Value::as_array)
+            .is_some_and(|tools| !tools.is_empty());
         match (format, method.as_str()) {
             (Some(format), "POST") => {
-                let reply = guard.script.pop_front();
+                let reply = match &guard.toolless {
+                    Some(reply) if !offers_tools => Some(reply.clone()),
+                    _ => guard.script.pop_front(),
+                };
                 (reply.map(|r| (r, format)), n)
             }
             _ => {

@@ -221,6 +221,37 @@ async fn errors_delays_headers_and_exhaustion() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn toolless_requests_can_bypass_the_script() {
+    let llm = ScriptedLlm::start(vec![Reply::tool("finish", json!({"message": "done"}))])
+        .await
+        .unwrap();
+    let addr = llm.addr();
+    let tools = json!({"tools": [{"type": "function", "function": {"name": "finish"}}]});
+    llm.answer_toolless(Some(Reply::text("A title")));
+    for body in [json!({}), json!({"tools": []})] {
+        let (status, _, body) = call(addr, "POST", "/v1/chat/completions", body).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["choices"][0]["message"]["content"], "A title");
+    }
+    assert_eq!(llm.remaining(), 1, "the script is untouched");
+    let (status, _, body) = call(addr, "POST", "/v1/chat/completions", tools.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+        "finish"
+    );
+    assert_eq!(llm.requests().len(), 3, "bypassing requests are recorded");
+
+    llm.answer_toolless(None);
+    let (status, _, body) = call(addr, "POST", "/v1/chat/completions", json!({})).await;
+    assert_eq!(
+        status, 500,
+        "without the option a toolless request uses the script"
+    );
+    assert_eq!(body["error"]["type"], "script_exhausted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn introspection_routes_and_unknown_paths() {
     let llm = ScriptedLlm::start(vec![Reply::text("a"), Reply::text("b")])
         .await

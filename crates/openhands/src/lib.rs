@@ -1,7 +1,8 @@
 //! OpenHands agents in Rust.
 //!
-//! Conversation code is written once and runs against a local workspace, a Docker container,
-//! a sandbox from a runtime API or OpenHands Cloud. Pick the backends you use with features:
+//! Conversation code is written once and runs against a local workspace, an agent server
+//! (in this process, a container, a sandbox from a runtime API or OpenHands Cloud). Pick the
+//! backends you use with features:
 //!
 //! | Use case | `Cargo.toml` line |
 //! | --- | --- |
@@ -11,10 +12,81 @@
 //! | Sandboxes from a runtime API | `openhands = { version = "0.1", features = ["api"] }` |
 //! | OpenHands Cloud sandboxes | `openhands = { version = "0.1", features = ["cloud"] }` |
 //! | Conversations in this process | `openhands = { version = "0.1", features = ["local"] }` |
-//! | The agent server in this process | `openhands = { version = "0.1", features = ["server"] }` |
+//! | The agent server in this process ([`LocalServer`]) | `openhands = { version = "0.1", features = ["server"] }` |
 //!
-//! **Status:** only [`protocol`] (the wire types) is implemented so far. The other modules
-//! re-export crates that do not expose an API yet.
+//! The main types:
+//!
+//! - [`Workspace`]: where the agent works, [`Workspace::Local`] (this machine) or
+//!   [`Workspace::Remote`] (an agent server): commands, file upload and download, git.
+//! - [`Conversation`]: created from an agent and a workspace, it runs the agent in this
+//!   process for a local workspace and on the server for a remote one, with the same
+//!   methods (`send_message`, `run`, `pause`, `events`, `stats`, …).
+//! - [`RemoteWorkspace`] and [`RemoteConversation`]: the agent server's client, usable
+//!   directly for everything the server offers.
+//! - [`LocalServer`]: the agent server on a free loopback port of this process.
+//! - [`protocol`]: the wire types (events, messages, actions, observations), always there.
+//!
+//! Every fallible call returns [`Result`], whose [`Error`] wraps the backends' errors and
+//! reports a failed run as [`Error::Run`] whichever backend ran it.
+#![cfg_attr(
+    feature = "client",
+    doc = r#"
+# Quick start
+
+```no_run
+use openhands::prelude::*;
+
+# async fn demo() -> openhands::Result<()> {
+let mut llm = Llm::new("anthropic/claude-sonnet-4-5");
+llm.api_key = Some(std::env::var("LLM_API_KEY").unwrap_or_default().into());
+let agent = Agent::new(llm, vec![ToolSpec::new("terminal"), ToolSpec::new("file_editor")]);
+
+let workspace = Workspace::remote("http://localhost:8000", "/workspace/project")?;
+let conversation = Conversation::builder(agent, workspace)
+    .callback(|event| println!("{}", event.kind()))
+    .build()
+    .await?;
+conversation.send_text("Write hello.py that prints hello, and run it.").await?;
+let status = conversation.run().await?;
+println!("{status:?}, cost ${:.4}", conversation.accumulated_cost().await?);
+conversation.close().await;
+# Ok(()) }
+```
+"#
+)]
+#![cfg_attr(
+    feature = "server",
+    doc = r#"
+# The same code, local or remote
+
+With the `server` feature the agent server runs in this process; the function below does
+not know whether its conversation runs here or behind HTTP and a WebSocket.
+
+```no_run
+use std::time::Duration;
+use openhands::prelude::*;
+
+async fn greet(agent: Agent, workspace: Workspace) -> openhands::Result<ExecutionStatus> {
+    let result = workspace
+        .execute_command("echo hello", None, Duration::from_secs(10))
+        .await?;
+    assert_eq!(result.stdout, "hello\n");
+    let conversation = Conversation::new(agent, workspace, []).await?;
+    conversation.send_text("Say hello in the terminal, then finish.").await?;
+    let status = conversation.run().await?;
+    conversation.close().await;
+    Ok(status)
+}
+
+# async fn demo(agent: Agent) -> openhands::Result<()> {
+greet(agent.clone(), Workspace::local("/tmp/hello")).await?;
+let server = LocalServer::start().await?;
+greet(agent, server.workspace()?.into()).await?;
+server.shutdown().await?;
+# Ok(()) }
+```
+"#
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Wire types shared with the Python agent server: events, messages, actions, observations and
@@ -22,8 +94,17 @@
 #[doc(inline)]
 pub use oh_protocol as protocol;
 
-/// Declares items that exist only with a feature, and marks them so in the docs.
+/// Declares items that exist only with a feature (or one of several), and marks them so in
+/// the docs.
 macro_rules! cfg_feature {
+    (any $features:tt => $($item:item)*) => {
+        $( cfg_feature!(@any $features $item); )*
+    };
+    (@any ($($feature:literal),+) $item:item) => {
+        #[cfg(any($(feature = $feature),+))]
+        #[cfg_attr(docsrs, doc(cfg(any($(feature = $feature),+))))]
+        $item
+    };
     ($feature:literal => $($item:item)*) => {
         $(
             #[cfg(feature = $feature)]
@@ -33,9 +114,27 @@ macro_rules! cfg_feature {
     };
 }
 
+mod error;
+
+pub use error::{Error, Result};
+
+cfg_feature! { any("local", "client") =>
+    mod conversation;
+    mod workspace;
+    pub use conversation::{Callback, Conversation, ConversationBuilder};
+    pub use workspace::Workspace;
+}
+
+cfg_feature! { "server" =>
+    mod local_server;
+    pub use local_server::{LocalServer, LocalServerBuilder};
+}
+
 cfg_feature! { "client" =>
     /// Clients for a running agent server.
     pub use oh_client as client;
+    #[doc(inline)]
+    pub use oh_client::{RemoteConversation, RemoteWorkspace};
 }
 cfg_feature! { "docker" =>
     /// Agent servers in local Docker containers.
@@ -52,8 +151,34 @@ cfg_feature! { "cloud" =>
 cfg_feature! { "local" =>
     /// The agent core, for conversations in this process.
     pub use oh_agent as agent;
+    #[doc(inline)]
+    pub use oh_agent::conversation::LocalConversation;
+    #[doc(inline)]
+    pub use oh_agent::workspace::LocalWorkspace;
 }
 cfg_feature! { "server" =>
     /// The agent server, to run in this process.
     pub use oh_server as server;
+}
+
+/// The everyday names, for `use openhands::prelude::*;`.
+pub mod prelude {
+    pub use crate::protocol::{
+        Agent, CommandResult, ConfirmationPolicy, ConversationStats, Event, ExecutionStatus,
+        FileOperationResult, GitChange, GitDiff, Llm, Message, Observation, ToolSpec,
+    };
+    pub use crate::{Error, Result};
+
+    cfg_feature! { any("local", "client") =>
+        pub use crate::{Callback, Conversation, Workspace};
+    }
+    cfg_feature! { "client" =>
+        pub use crate::{RemoteConversation, RemoteWorkspace};
+    }
+    cfg_feature! { "local" =>
+        pub use crate::{LocalConversation, LocalWorkspace};
+    }
+    cfg_feature! { "server" =>
+        pub use crate::LocalServer;
+    }
 }

@@ -1,0 +1,120 @@
+//! The facade's error type.
+
+use std::path::PathBuf;
+
+use oh_protocol::ExecutionStatus;
+
+/// Everything that can go wrong through the facade.
+///
+/// Failures of the backends are wrapped as they are ([`Error::Client`], [`Error::Agent`]),
+/// except a failed run, which is [`Error::Run`] whichever backend ran it, and a file transfer
+/// that reports `success: false`, which is [`Error::FileOperation`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Talking to an agent server failed.
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    #[error(transparent)]
+    Client(oh_client::Error),
+    /// A conversation in this process failed.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    #[error(transparent)]
+    Agent(oh_agent::conversation::Error),
+    /// The in-process agent server could not start or stopped with an error.
+    #[cfg(feature = "server")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+    #[error(transparent)]
+    Server(#[from] oh_server::ServerError),
+    /// A run ended in `error` or `stuck` (the reference's `ConversationRunError`).
+    #[error("conversation {conversation_id} run failed ({status:?}): {detail}")]
+    Run {
+        /// The conversation.
+        conversation_id: uuid::Uuid,
+        /// `error` or `stuck`.
+        status: ExecutionStatus,
+        /// The error class (`ConversationErrorEvent.code`), when one was recorded.
+        code: Option<String>,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A file upload or download reported a failure.
+    #[error("{operation} {source_path} -> {destination_path} failed: {message}")]
+    FileOperation {
+        /// `file_upload` or `file_download`.
+        operation: &'static str,
+        /// The source path.
+        source_path: String,
+        /// The destination path.
+        destination_path: String,
+        /// The reason given by the workspace.
+        message: String,
+    },
+    /// The workspace cannot do this operation.
+    #[error("{workspace} does not support {operation}")]
+    Unsupported {
+        /// The operation asked for.
+        operation: &'static str,
+        /// The kind of workspace.
+        workspace: &'static str,
+    },
+    /// A conversation option that the chosen workspace cannot honour.
+    #[error("invalid conversation option: {0}")]
+    InvalidOption(String),
+    /// A local file or directory could not be prepared.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The local path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// True when the error is a failed run ([`Error::Run`]).
+    pub fn is_run_failure(&self) -> bool {
+        matches!(self, Self::Run { .. })
+    }
+}
+
+#[cfg(feature = "client")]
+impl From<oh_client::Error> for Error {
+    fn from(error: oh_client::Error) -> Self {
+        match error {
+            oh_client::Error::Run {
+                conversation_id,
+                status,
+                code,
+                detail,
+            } => Self::Run {
+                conversation_id,
+                status,
+                code,
+                detail,
+            },
+            other => Self::Client(other),
+        }
+    }
+}
+
+#[cfg(feature = "local")]
+impl From<oh_agent::conversation::Error> for Error {
+    fn from(error: oh_agent::conversation::Error) -> Self {
+        match error {
+            oh_agent::conversation::Error::Run {
+                id, code, detail, ..
+            } => Self::Run {
+                conversation_id: id,
+                status: ExecutionStatus::Error,
+                code: Some(code),
+                detail,
+            },
+            other => Self::Agent(other),
+        }
+    }
+}
+
+/// The facade's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,277 @@
+//! [`Workspace`]: a directory on this machine or on an agent server.
+
+use std::path::Path;
+#[cfg(feature = "local")]
+use std::path::PathBuf;
+use std::time::Duration;
+
+use oh_protocol::{CommandResult, FileOperationResult, GitChange, GitDiff};
+
+use crate::error::{Error, Result};
+
+/// Where a conversation's agent works: this machine ([`Workspace::Local`]) or an agent
+/// server ([`Workspace::Remote`]).
+///
+/// The operations mirror the Python SDK's workspaces. Paths on the workspace side (the
+/// destination of an upload, the source of a download, git paths) are taken relative to the
+/// working directory when relative, for both variants; paths on this machine's side are used
+/// as given. (Python's `LocalWorkspace` uses both as given; resolving them the same way
+/// everywhere keeps code portable between the variants.)
+///
+/// Workspaces that start an agent server somewhere (Docker, runtime API, Cloud) hand back a
+/// [`RemoteWorkspace`](oh_client::RemoteWorkspace) and convert into `Workspace::Remote`.
+///
+/// ```no_run
+/// # async fn demo() -> openhands::Result<()> {
+/// use std::time::Duration;
+/// use openhands::Workspace;
+///
+/// let workspace = Workspace::remote("http://localhost:8000", "/workspace/project")?;
+/// let result = workspace.execute_command("ls", None, Duration::from_secs(10)).await?;
+/// println!("{} (exit {})", result.stdout, result.exit_code);
+/// workspace.file_upload("notes.txt", "notes.txt").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Workspace {
+    /// A directory on this machine; conversations run their agent in this process.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    Local(oh_agent::workspace::LocalWorkspace),
+    /// A directory on an agent server; conversations run there.
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    Remote(oh_client::RemoteWorkspace),
+}
+
+#[cfg(feature = "local")]
+impl From<oh_agent::workspace::LocalWorkspace> for Workspace {
+    fn from(workspace: oh_agent::workspace::LocalWorkspace) -> Self {
+        Self::Local(workspace)
+    }
+}
+
+#[cfg(feature = "client")]
+impl From<oh_client::RemoteWorkspace> for Workspace {
+    fn from(workspace: oh_client::RemoteWorkspace) -> Self {
+        Self::Remote(workspace)
+    }
+}
+
+/// Clones the handle (cheap: clones share one connection pool). Workspaces that deref to a
+/// `RemoteWorkspace` convert with `Workspace::from(&*handle)`.
+#[cfg(feature = "client")]
+impl From<&oh_client::RemoteWorkspace> for Workspace {
+    fn from(workspace: &oh_client::RemoteWorkspace) -> Self {
+        Self::Remote(workspace.clone())
+    }
+}
+
+/// Clones the workspace, so `Conversation::new(agent, &workspace, ...)` keeps it usable.
+impl From<&Workspace> for Workspace {
+    fn from(workspace: &Workspace) -> Self {
+        workspace.clone()
+    }
+}
+
+impl Workspace {
+    /// A workspace at `working_dir` on this machine (Python's `Workspace(working_dir=...)`).
+    /// Does no I/O; a conversation creates the directory.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    pub fn local(working_dir: impl Into<PathBuf>) -> Self {
+        Self::Local(oh_agent::workspace::LocalWorkspace::new(working_dir))
+    }
+
+    /// A workspace at `working_dir` on the agent server at `host`, without an API key
+    /// (Python's `Workspace(host=..., working_dir=...)`). Use
+    /// [`RemoteWorkspace::builder`](oh_client::RemoteWorkspace::builder) for a key.
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    pub fn remote(host: impl Into<String>, working_dir: impl Into<String>) -> Result<Self> {
+        Ok(Self::Remote(oh_client::RemoteWorkspace::new(
+            host,
+            working_dir,
+        )?))
+    }
+
+    /// The working directory (on this machine or on the server).
+    pub fn working_dir(&self) -> &Path {
+        match self {
+            #[cfg(feature = "local")]
+            Self::Local(ws) => ws.working_dir(),
+            #[cfg(feature = "client")]
+            Self::Remote(ws) => Path::new(ws.working_dir()),
+        }
+    }
+
+    /// True for [`Workspace::Local`].
+    pub fn is_local(&self) -> bool {
+        match self {
+            #[cfg(feature = "local")]
+            Self::Local(_) => true,
+            #[cfg(feature = "client")]
+            Self::Remote(_) => false,
+        }
+    }
+
+    /// The remote workspace, if this is one.
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    pub fn as_remote(&self) -> Option<&oh_client::RemoteWorkspace> {
+        match self {
+            Self::Remote(ws) => Some(ws),
+            #[cfg(feature = "local")]
+            Self::Local(_) => None,
+        }
+    }
+
+    /// The local workspace, if this is one.
+    #[cfg(feature = "local")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+    pub fn as_local(&self) -> Option<&oh_agent::workspace::LocalWorkspace> {
+        match self {
+            Self::Local(ws) => Some(ws),
+            #[cfg(feature = "client")]
+            Self::Remote(_) => None,
+        }
+    }
+
+    /// The kind, as the Python SDK names it: `LocalWorkspace` or `RemoteWorkspace`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "local")]
+            Self::Local(_) => "LocalWorkspace",
+            #[cfg(feature = "client")]
+            Self::Remote(_) => "RemoteWorkspace",
+        }
+    }
+
+    /// Runs `command` with `/bin/sh -c` in `cwd` and waits for it at most `timeout`.
+    ///
+    /// Without `cwd` a local command runs in the working directory and a remote one in the
+    /// server's default directory (as in the reference). A command that times out is killed
+    /// and gives exit code -1 with `timeout_occurred: true`; that is a result, not an error.
+    /// Errors are failures to reach the server.
+    pub async fn execute_command(
+        &self,
+        command: &str,
+        cwd: Option<&str>,
+        timeout: Duration,
+    ) -> Result<CommandResult> {
+        match self {
+            #[cfg(feature = "local")]
+            Self::Local(ws) => Ok(ws.execute_command(command, cwd.map(Path::new), timeout).await),
+            #[cfg(feature = "client")]
+            Self::Remote(ws) => Ok(ws.execute_command(command, cwd, timeout).await?),
+        }
+    }
+
+    /// Copies the local file `source` to `destination` in the workspace (relative to the
+    /// working directory when relative). Parent directories are created. A failed copy is
+    /// [`Error::FileOperation`].
+    pub async fn file_upload(
+        &self,
+        source: impl AsRef<Path>,
+        destination: impl AsRef<Path>,
+    ) -> Result<FileOperationResult> {
+        let (source, destination) = (source.as_ref(), destination.as_ref());
+        let result = match self {
+            #[cfg(feature = "local")]
+            Self::Local(ws) => {
+                ws.file_upload(source, &self.resolve(destination)).await
+            }
+            #[cfg(feature = "client")]
+            Self::Remote(ws) => {
+                ws.file_upload(source, &destination.to_string_lossy())
+                    .await?
+            }
+        };
+        checked("file_upload", result)
+    }
+
+    /// Copies `source` in the workspace (relative to the working directory when relative) to
+    /// the local file `destination`. Parent directories are created. A failed copy is
+    /// [`Error::FileOperation`].
+    pub async fn file_download(
+        &self,
+        source: impl AsRef<Path>,
+        destination: impl AsRef<Path>,
+    ) -> Result<FileOperationResult> {
+        let (source, destination) = (source.as_ref(), destination.as_ref());
+        let result = match self {
+            #[cfg(feature = "local")]
+            Self::Local(ws) => ws.file_download(&self.resolve(source), destination).await,
+            #[cfg(feature = "client")]
+            Self::Remote(ws) => {
+                ws.file_download(&source.to_string_lossy(), destination)
+                    .await?
+            }
+        };
+        checked("file_download", result)
+    }
+
+    /// Files changed in the git repository at `path` (relative to the working directory
+    /// when relative). Remote workspaces only, for now: a local one answers
+    /// [`Error::Unsupported`].
+    pub async fn git_changes(&self, path: impl AsRef<Path>) -> Result<Vec<GitChange>> {
+        match self {
+            #[cfg(feature = "client")]
+            Self::Remote(ws) => Ok(ws.git_changes(&path.as_ref().to_string_lossy()).await?),
+            #[cfg(feature = "local")]
+            Self::Local(_) => {
+                let _ = path;
+                Err(self.unsupported("git_changes"))
+            }
+        }
+    }
+
+    /// The current and original content of the file at `path` (relative to the working
+    /// directory when relative). Remote workspaces only, for now: a local one answers
+    /// [`Error::Unsupported`].
+    pub async fn git_diff(&self, path: impl AsRef<Path>) -> Result<GitDiff> {
+        match self {
+            #[cfg(feature = "client")]
+            Self::Remote(ws) => Ok(ws.git_diff(&path.as_ref().to_string_lossy()).await?),
+            #[cfg(feature = "local")]
+            Self::Local(_) => {
+                let _ = path;
+                Err(self.unsupported("git_diff"))
+            }
+        }
+    }
+
+    #[cfg(feature = "local")]
+    fn unsupported(&self, operation: &'static str) -> Error {
+        Error::Unsupported {
+            operation,
+            workspace: self.kind(),
+        }
+    }
+
+    /// A workspace-side path: as given when absolute, else under the working directory.
+    #[cfg(feature = "local")]
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.working_dir().join(path)
+        }
+    }
+}
+
+/// A result that reports `success: false` becomes [`Error::FileOperation`].
+fn checked(operation: &'static str, result: FileOperationResult) -> Result<FileOperationResult> {
+    if result.success {
+        return Ok(result);
+    }
+    Err(Error::FileOperation {
+        operation,
+        message: result
+            .error
+            .unwrap_or_else(|| "the workspace reported a failure".to_owned()),
+        source_path: result.source_path,
+        destination_path: result.destination_path,
+    })
+}

@@ -1,0 +1,116 @@
+//! Shared pieces of the examples: the LLM from the environment, the default agent, logging,
+//! event descriptions and the closing lines `cargo xtask examples` looks for.
+
+#![allow(dead_code, reason = "each example uses a different subset")]
+
+use openhands::prelude::*;
+
+/// The model used when `LLM_MODEL` is unset.
+pub(crate) const DEFAULT_MODEL: &str = "anthropic/claude-sonnet-4-5";
+
+/// The LLM described by `LLM_API_KEY`, `LLM_MODEL` and `LLM_BASE_URL`; `None` without a key.
+pub(crate) fn llm_from_env() -> Option<Llm> {
+    let key = std::env::var("LLM_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())?;
+    let model = std::env::var("LLM_MODEL")
+        .ok()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
+    let mut llm = Llm::new(model);
+    llm.api_key = Some(key.into());
+    llm.base_url = std::env::var("LLM_BASE_URL").ok().filter(|u| !u.is_empty());
+    Some(llm)
+}
+
+/// Says that the conversation part is skipped, and why.
+#[allow(clippy::print_stdout, reason = "an example prints what happens")]
+pub(crate) fn say_conversation_skipped() {
+    println!(
+        "LLM_API_KEY is not set: skipping the conversation part \
+         (set LLM_API_KEY, and optionally LLM_MODEL and LLM_BASE_URL, to run it)."
+    );
+}
+
+/// The default tools: terminal, file editor and task tracker.
+pub(crate) fn default_agent(llm: Llm) -> Agent {
+    Agent::new(
+        llm,
+        vec![
+            ToolSpec::new("terminal"),
+            ToolSpec::new("file_editor"),
+            ToolSpec::new("task_tracker"),
+        ],
+    )
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: errors only).
+pub(crate) fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// One line about an event.
+pub(crate) fn describe(event: &Event) -> String {
+    match event {
+        Event::Message(m) => {
+            let text: Vec<&str> = m
+                .llm_message
+                .content
+                .iter()
+                .filter_map(|c| c.as_text())
+                .collect();
+            format!("{:?} says: {}", m.base.source, text.join(" "))
+        }
+        Event::Action(a) => format!("agent calls {} {}", a.tool_name, a.tool_call.arguments),
+        Event::Observation(o) => match &o.observation {
+            Observation::Terminal(t) => format!("terminal exit code {:?}", t.exit_code),
+            other => format!("{} result ({})", o.tool_name, other.kind()),
+        },
+        Event::AgentError(e) => format!("tool error: {}", e.error),
+        Event::ConversationError(e) => format!("conversation error {}: {}", e.code, e.detail),
+        Event::ConversationStateUpdate(u) if u.key == "execution_status" => {
+            format!("status is now {}", u.value)
+        }
+        Event::ConversationStateUpdate(u) => format!("state update ({})", u.key),
+        other => other.kind().to_owned(),
+    }
+}
+
+/// A callback printing every event as it arrives.
+pub(crate) fn print_events() -> Callback {
+    #[allow(clippy::print_stdout, reason = "an example prints what happens")]
+    std::sync::Arc::new(|event: &Event| println!("  - {}", describe(event)))
+}
+
+/// The closing lines: the status the run ended in (its wire name) and the cost, which
+/// `cargo xtask examples` checks.
+#[allow(clippy::print_stdout, reason = "an example prints what happens")]
+pub(crate) fn print_outcome(status: ExecutionStatus, cost: f64) {
+    let name = serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{status:?}"));
+    println!("EXAMPLE_STATUS: {name}");
+    println!("EXAMPLE_COST: {cost}");
+}
+
+/// Sends `task`, runs the conversation to its end and prints the outcome lines.
+pub(crate) async fn run_task(
+    conversation: &Conversation,
+    task: &str,
+) -> openhands::Result<ExecutionStatus> {
+    conversation.send_text(task).await?;
+    let status = conversation.run().await?;
+    print_outcome(status, conversation.accumulated_cost().await?);
+    Ok(status)
+}
+
+/// `text` quoted for `/bin/sh`.
+pub(crate) fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}

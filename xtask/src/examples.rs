@@ -1,0 +1,418 @@
+//! `cargo xtask examples`: build every example of `openhands-examples`, run each against a
+//! scripted LLM, and check what it printed.
+//!
+//! Each example runs as a subprocess with `LLM_API_KEY=scripted`,
+//! `LLM_MODEL=openai/scripted-model` and `LLM_BASE_URL` pointing at an in-process
+//! [`ScriptedLlm`] that plays the model's part with a script made for that example: real
+//! tool calls (commands that create, run and edit files) and then `finish`. Requests without
+//! tools (an agent server's auto-title) are answered outside the script. The environment
+//! variables that would send an example to outside services are removed, so every run is
+//! hermetic.
+//!
+//! An example passes when it exits 0 and its output shows what its case expects: the run
+//! ended `finished` (`EXAMPLE_STATUS: finished`) with the whole script used, a given line,
+//! or, for examples that need services this machine does not have, a `SKIP:` line (reported
+//! as SKIP).
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use oh_testkit::{Reply, ScriptedLlm};
+use serde_json::{Value, json};
+
+use super::{describe, workspace_root};
+
+/// The package holding the examples.
+const PACKAGE: &str = "openhands-examples";
+
+/// Time one example may take.
+const EXAMPLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Environment variables that point examples at outside services.
+const OUTSIDE_SERVICES: &[&str] = &[
+    "AGENT_SERVER_URL",
+    "AGENT_SERVER_API_KEY",
+    "AGENT_SERVER_WORKING_DIR",
+    "RUNTIME_API_URL",
+    "RUNTIME_API_KEY",
+    "OPENHANDS_CLOUD_API_KEY",
+    "OPENHANDS_CLOUD_API_URL",
+];
+
+/// What an example's output must show.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// A conversation ran to `finished` on the scripted LLM, using the whole script.
+    Finished,
+    /// The example needs a service that is not available and says `SKIP: …`.
+    Skip,
+    /// The output contains this text (examples without an LLM).
+    Output(&'static str),
+}
+
+/// One example: its scripted model and what it must print.
+struct Case {
+    name: &'static str,
+    script: fn() -> Vec<Reply>,
+    expect: Expect,
+}
+
+fn no_script() -> Vec<Reply> {
+    Vec::new()
+}
+
+/// Terminal call, then `finish`.
+fn command_then_finish(command: &str, message: &str) -> Vec<Reply> {
+    vec![
+        Reply::tool("terminal", json!({ "command": command })),
+        Reply::tool("finish", json!({ "message": message })),
+    ]
+}
+
+/// The cases, one per example in `examples/Cargo.toml`.
+const CASES: &[Case] = &[
+    Case {
+        name: "replay_events",
+        script: no_script,
+        expect: Expect::Output("state snapshot (status finished)"),
+    },
+    Case {
+        name: "local_conversation",
+        script: || {
+            command_then_finish(
+                "printf 'echo hello\\n' > hello.sh && sh hello.sh",
+                "hello.sh prints hello.",
+            )
+        },
+        expect: Expect::Finished,
+    },
+    Case {
+        name: "local_agent_server",
+        script: || {
+            command_then_finish(
+                "printf 'echo Hello from the agent server\\n' > hello.sh && sh hello.sh",
+                "hello.sh prints the greeting.",
+            )
+        },
+        expect: Expect::Finished,
+    },
+    Case {
+        name: "workspace_operations",
+        script: || {
+            command_then_finish(
+                "echo three >> demo-repo/notes.txt && git -C demo-repo status --short",
+                "notes.txt now ends with three.",
+            )
+        },
+        expect: Expect::Finished,
+    },
+    Case {
+        name: "docker_sandboxed_server",
+        script: no_script,
+        expect: Expect::Skip,
+    },
+    Case {
+        name: "api_sandboxed_server",
+        script: no_script,
+        expect: Expect::Skip,
+    },
+    Case {
+        name: "cloud_workspace",
+        script: no_script,
+        expect: Expect::Skip,
+    },
+];
+
+/// How one example went.
+#[derive(Debug)]
+enum Verdict {
+    Pass,
+    Skip(String),
+    Fail(String),
+}
+
+/// `cargo xtask examples [NAME...]`.
+#[allow(clippy::print_stdout, reason = "the verdicts are this task's output")]
+pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
+    let wanted: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let root = workspace_root();
+    let declared = declared_examples(&root.join("examples").join("Cargo.toml"))?;
+    for name in &wanted {
+        if !declared.contains(name) {
+            bail!("no example named `{name}` in examples/Cargo.toml");
+        }
+    }
+    let selected: Vec<&String> = declared
+        .iter()
+        .filter(|name| wanted.is_empty() || wanted.contains(name))
+        .collect();
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!("examples: building {PACKAGE}…");
+    let mut build = Command::new(&cargo);
+    build
+        .current_dir(&root)
+        .args(["build", "--quiet", "-p", PACKAGE, "--examples"]);
+    super::run(&mut build)?;
+    let bin_dir = target_dir(&cargo, &root)?.join("debug").join("examples");
+    let log_dir = target_dir(&cargo, &root)?.join("xtask-examples");
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (mut passed, mut skipped, mut failed) = (0, 0, 0);
+    for name in selected {
+        let started = Instant::now();
+        let verdict = match CASES.iter().find(|case| case.name == name) {
+            Some(case) => runtime.block_on(run_case(case, &bin_dir, &log_dir, &root)),
+            None => Verdict::Fail(
+                "no case for it in xtask/src/examples.rs (a script and an expectation)".into(),
+            ),
+        };
+        let took = started.elapsed().as_secs_f64();
+        match verdict {
+            Verdict::Pass => {
+                passed += 1;
+                println!("PASS  {name} ({took:.1}s)");
+            }
+            Verdict::Skip(why) => {
+                skipped += 1;
+                println!("SKIP  {name}: {why}");
+            }
+            Verdict::Fail(why) => {
+                failed += 1;
+                println!("FAIL  {name} ({took:.1}s): {why}");
+                for stream in ["stdout", "stderr"] {
+                    let log = log_dir.join(format!("{name}.{stream}"));
+                    print_tail(&log, stream, 30);
+                }
+            }
+        }
+    }
+    for case in CASES {
+        if !declared.iter().any(|name| name == case.name) {
+            failed += 1;
+            println!(
+                "FAIL  {}: a case in xtask/src/examples.rs names no example of examples/Cargo.toml",
+                case.name
+            );
+        }
+    }
+    println!("examples: {passed} passed, {skipped} skipped, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs one example against its scripted LLM and judges its output.
+async fn run_case(case: &Case, bin_dir: &Path, log_dir: &Path, root: &Path) -> Verdict {
+    let llm = match ScriptedLlm::start((case.script)()).await {
+        Ok(llm) => llm,
+        Err(e) => return Verdict::Fail(format!("cannot start the scripted LLM: {e}")),
+    };
+    llm.answer_toolless(Some(Reply::text("An example run")));
+    let binary = bin_dir.join(case.name);
+    let mut command = Command::new(&binary);
+    command
+        .current_dir(root)
+        .env("LLM_API_KEY", "scripted")
+        .env("LLM_MODEL", "openai/scripted-model")
+        .env("LLM_BASE_URL", llm.base_url())
+        // An example's error, not anyhow's backtrace, belongs in the tail of a failure.
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdin(Stdio::null());
+    for name in OUTSIDE_SERVICES {
+        command.env_remove(name);
+    }
+    let run = {
+        let log_dir = log_dir.to_path_buf();
+        let name = case.name;
+        tokio::task::spawn_blocking(move || run_logged(command, &log_dir, name))
+    };
+    let status = match run.await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => return Verdict::Fail(format!("{e:#}")),
+        Err(e) => return Verdict::Fail(format!("the runner task failed: {e}")),
+    };
+    let stdout =
+        std::fs::read_to_string(log_dir.join(format!("{}.stdout", case.name))).unwrap_or_default();
+    if let Some(why) = status {
+        return Verdict::Fail(why);
+    }
+    judge(case.expect, &stdout, &llm)
+}
+
+/// Runs `command` with its output in `<log_dir>/<name>.{stdout,stderr}`, for at most
+/// [`EXAMPLE_TIMEOUT`]. `Ok(None)` when it exited 0, `Ok(Some(why))` when it failed.
+fn run_logged(mut command: Command, log_dir: &Path, name: &str) -> Result<Option<String>> {
+    let stdout = log_dir.join(format!("{name}.stdout"));
+    let stderr = log_dir.join(format!("{name}.stderr"));
+    command
+        .stdout(File::create(&stdout).with_context(|| format!("creating {}", stdout.display()))?)
+        .stderr(File::create(&stderr).with_context(|| format!("creating {}", stderr.display()))?);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("could not start `{}`", describe(&command)))?;
+    let deadline = Instant::now() + EXAMPLE_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok((!status.success()).then(|| format!("exited with {status}")));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Some(format!(
+                "still running after {}s, killed",
+                EXAMPLE_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Compares an example's output (and its use of the scripted LLM) with its case.
+fn judge(expect: Expect, stdout: &str, llm: &ScriptedLlm) -> Verdict {
+    let agent_requests = llm
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.body
+                .get("tools")
+                .and_then(Value::as_array)
+                .is_some_and(|tools| !tools.is_empty())
+        })
+        .count();
+    match expect {
+        Expect::Finished => {
+            if !stdout
+                .lines()
+                .any(|l| l.trim() == "EXAMPLE_STATUS: finished")
+            {
+                return Verdict::Fail(
+                    "the output does not show the conversation finished \
+                     (no `EXAMPLE_STATUS: finished` line)"
+                        .into(),
+                );
+            }
+            if llm.remaining() > 0 {
+                return Verdict::Fail(format!(
+                    "the agent stopped with {} scripted replies unused",
+                    llm.remaining()
+                ));
+            }
+            Verdict::Pass
+        }
+        Expect::Skip => {
+            let Some(line) = stdout.lines().find_map(|l| l.trim().strip_prefix("SKIP:")) else {
+                return Verdict::Fail("the output has no `SKIP:` line".into());
+            };
+            if agent_requests > 0 {
+                return Verdict::Fail(format!(
+                    "it skipped but called the LLM {agent_requests} times"
+                ));
+            }
+            Verdict::Skip(line.trim().to_owned())
+        }
+        Expect::Output(text) => {
+            if stdout.contains(text) {
+                Verdict::Pass
+            } else {
+                Verdict::Fail(format!("the output does not contain {text:?}"))
+            }
+        }
+    }
+}
+
+/// The `name`s of the `[[example]]` tables of the examples' manifest, in order.
+fn declared_examples(manifest: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let mut names = Vec::new();
+    let mut in_example = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_example = line == "[[example]]";
+        } else if in_example
+            && let Some(value) = line.strip_prefix("name")
+            && let Some(value) = value.trim_start().strip_prefix('=')
+        {
+            names.push(value.trim().trim_matches('"').to_owned());
+        }
+    }
+    if names.is_empty() {
+        bail!("{} declares no [[example]]", manifest.display());
+    }
+    Ok(names)
+}
+
+/// The target directory, as cargo reports it.
+fn target_dir(cargo: &OsString, root: &Path) -> Result<PathBuf> {
+    let output = Command::new(cargo)
+        .current_dir(root)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: Value = serde_json::from_slice(&output.stdout)?;
+    metadata["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata has no target_directory")
+}
+
+/// The last `lines` lines of a log, indented.
+#[allow(
+    clippy::print_stdout,
+    reason = "the logs of a failure are this task's output"
+)]
+fn print_tail(path: &Path, label: &str, lines: usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    if all.is_empty() {
+        return;
+    }
+    println!("      {label} ({}):", path.display());
+    for line in &all[all.len().saturating_sub(lines)..] {
+        println!("      | {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_example_has_a_case() {
+        let declared =
+            declared_examples(&workspace_root().join("examples").join("Cargo.toml")).unwrap();
+        for name in &declared {
+            assert!(
+                CASES.iter().any(|case| case.name == name),
+                "examples/Cargo.toml declares `{name}` but xtask/src/examples.rs has no case for it"
+            );
+        }
+        for case in CASES {
+            assert!(
+                declared.iter().any(|name| name == case.name),
+                "{}",
+                case.name
+            );
+        }
+    }
+}
