@@ -1,3 +1,796 @@
-//! DockerWorkspace: starts an agent-server container on the local Docker Engine (through bollard) and hands back a remote workspace pointing at it.
+//! `DockerWorkspace`: an OpenHands agent server in a container on the local Docker Engine,
+//! driven through the Engine API (bollard, no docker CLI), and handed out as a
+//! [`RemoteWorkspace`] pointing at it.
 //!
-//! **Status:** not implemented yet; the crate exposes no API.
+//! ```no_run
+//! # async fn demo() -> Result<(), oh_workspace_docker::Error> {
+//! use std::time::Duration;
+//! use oh_workspace_docker::DockerWorkspace;
+//!
+//! let workspace = DockerWorkspace::builder()
+//!     .image("openhands-agent-server:latest")
+//!     .start()
+//!     .await?;
+//! let result = workspace
+//!     .execute_command("uname -a", None, Duration::from_secs(10))
+//!     .await?;
+//! println!("{}", result.stdout);
+//! workspace.cleanup().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The container gets a generated session API key and publishes its port on 127.0.0.1 only.
+//! It is removed by [`DockerWorkspace::cleanup`], when the workspace is dropped (also while
+//! unwinding from a panic), on Ctrl-C (unless disabled), and if starting fails. Every
+//! container carries the label [`LABEL`], so [`sweep`] finds and removes strays.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, ResourcesUlimits};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions,
+};
+use futures::StreamExt;
+pub use oh_client::RemoteWorkspace;
+use tokio::time::Instant;
+
+/// Label every container started here carries (value: `docker`).
+pub const LABEL: &str = "org.openhands-rs.workspace";
+
+/// Label with the id of the process that started the container.
+pub const OWNER_LABEL: &str = "org.openhands-rs.owner-pid";
+
+/// The image `cargo xtask image` builds.
+pub const DEFAULT_IMAGE: &str = "openhands-agent-server:latest";
+
+/// The port the agent server listens on inside the container.
+const CONTAINER_PORT: u16 = 8000;
+
+/// Lines of container logs kept in errors.
+const LOG_TAIL: &str = "60";
+
+/// Why a Docker workspace could not be started or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Docker Engine did not answer.
+    #[error(
+        "the Docker Engine is not reachable ({0}); is the daemon running and its socket readable?"
+    )]
+    DaemonUnreachable(String),
+    /// The image is not in the local image store.
+    #[error("image {image} is not available locally (build it with `cargo xtask image`)")]
+    ImageMissing {
+        /// The image asked for.
+        image: String,
+    },
+    /// The container stopped before the server was ready.
+    #[error(
+        "container {name} stopped before the agent server was ready (exit code {exit_code:?}); its logs:\n{logs}"
+    )]
+    ContainerExited {
+        /// Container name.
+        name: String,
+        /// Exit code, if known.
+        exit_code: Option<i64>,
+        /// The last lines of its logs.
+        logs: String,
+    },
+    /// The server did not answer `/health` in time.
+    #[error("the agent server in {name} was not healthy after {after:?}; its logs:\n{logs}")]
+    Unhealthy {
+        /// Container name.
+        name: String,
+        /// Time allowed.
+        after: Duration,
+        /// The last lines of its logs.
+        logs: String,
+    },
+    /// The workspace's container is gone (cleaned up).
+    #[error("the container of this workspace is not running")]
+    NotRunning,
+    /// An invalid option.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// Any other Engine API error.
+    #[error("Docker Engine: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    /// The agent server's client failed.
+    #[error(transparent)]
+    Client(#[from] oh_client::Error),
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Connects to the local Engine (`DOCKER_HOST` or the default socket) and agrees on an API
+/// version both sides speak.
+pub async fn connect() -> Result<Docker> {
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|e| Error::DaemonUnreachable(e.to_string()))?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|e| Error::DaemonUnreachable(e.to_string()))?;
+    docker
+        .ping()
+        .await
+        .map_err(|e| Error::DaemonUnreachable(e.to_string()))?;
+    Ok(docker)
+}
+
+/// Removes every container labelled [`LABEL`] (all of them, or only those started by the
+/// process `owner`). Returns the names removed.
+pub async fn sweep(owner: Option<u32>) -> Result<Vec<String>> {
+    let docker = connect().await?;
+    let mut filter = vec![format!("{LABEL}=docker")];
+    if let Some(pid) = owner {
+        filter.push(format!("{OWNER_LABEL}={pid}"));
+    }
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([("label".to_owned(), filter)])),
+        ..ListContainersOptions::default()
+    };
+    let mut removed = Vec::new();
+    for container in docker.list_containers(Some(options)).await? {
+        let Some(id) = container.id else { continue };
+        let name = container
+            .names
+            .and_then(|n| n.first().cloned())
+            .unwrap_or_else(|| id.clone());
+        force_remove(&docker, &id).await?;
+        removed.push(name.trim_start_matches('/').to_owned());
+    }
+    Ok(removed)
+}
+
+async fn force_remove(docker: &Docker, id: &str) -> Result<()> {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..RemoveContainerOptions::default()
+    };
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => Ok(()),
+        // Already gone (or being removed): nothing leaks.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409,
+            ..
+        }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Containers of this process still running, for the Ctrl-C handler.
+fn live() -> &'static Mutex<BTreeMap<String, ()>> {
+    static LIVE: OnceLock<Mutex<BTreeMap<String, ()>>> = OnceLock::new();
+    LIVE.get_or_init(Mutex::default)
+}
+
+fn track(id: &str, on: bool) {
+    let mut live = live().lock().unwrap_or_else(PoisonError::into_inner);
+    if on {
+        live.insert(id.to_owned(), ());
+    } else {
+        live.remove(id);
+    }
+}
+
+/// On the first Ctrl-C, removes this process's containers, then exits with status 130.
+fn install_ctrl_c_handler() {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        let ids: Vec<String> = live()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        if let Ok(docker) = connect().await {
+            for id in ids {
+                let _ = force_remove(&docker, &id).await;
+            }
+        }
+        #[allow(
+            clippy::exit,
+            reason = "Ctrl-C ends the process, as it would without us"
+        )]
+        std::process::exit(130);
+    });
+}
+
+/// Builds and starts a [`DockerWorkspace`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct DockerWorkspaceBuilder {
+    image: String,
+    host_port: Option<u16>,
+    bind_address: String,
+    forward_env: Vec<String>,
+    env: Vec<(String, String)>,
+    volumes: Vec<String>,
+    network: Option<String>,
+    platform: Option<String>,
+    detach_logs: bool,
+    extra_ports: bool,
+    working_dir: String,
+    health_check_timeout: Duration,
+    keep_alive: bool,
+    handle_ctrl_c: bool,
+    api_key: Option<String>,
+}
+
+impl Default for DockerWorkspaceBuilder {
+    fn default() -> Self {
+        Self {
+            image: DEFAULT_IMAGE.to_owned(),
+            host_port: None,
+            bind_address: "127.0.0.1".to_owned(),
+            forward_env: vec!["DEBUG".to_owned()],
+            env: Vec::new(),
+            volumes: Vec::new(),
+            network: None,
+            platform: None,
+            detach_logs: true,
+            extra_ports: false,
+            working_dir: "/workspace/project".to_owned(),
+            health_check_timeout: Duration::from_secs(120),
+            keep_alive: false,
+            handle_ctrl_c: true,
+            api_key: None,
+        }
+    }
+}
+
+impl DockerWorkspaceBuilder {
+    /// The agent-server image (default [`DEFAULT_IMAGE`]).
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.image = image.into();
+        self
+    }
+
+    /// Publish the server on this host port (default: a free one the Engine picks).
+    pub fn host_port(mut self, port: u16) -> Self {
+        self.host_port = Some(port);
+        self
+    }
+
+    /// Host address the ports are published on (default `127.0.0.1`).
+    pub fn bind_address(mut self, address: impl Into<String>) -> Self {
+        self.bind_address = address.into();
+        self
+    }
+
+    /// Copy these variables from this process's environment into the container, when set
+    /// (default: `DEBUG`).
+    pub fn forward_env(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.forward_env = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Set a variable in the container.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// A bind mount or volume, as `docker run -v` takes it (`/host/dir:/workspace`).
+    pub fn volume(mut self, spec: impl Into<String>) -> Self {
+        self.volumes.push(spec.into());
+        self
+    }
+
+    /// Mount a host directory as the working directory's parent (`/workspace`); the
+    /// reference's removed `mount_dir`, kept as a shortcut.
+    pub fn mount_dir(self, host_dir: impl AsRef<std::path::Path>) -> Self {
+        let spec = format!("{}:/workspace", host_dir.as_ref().display());
+        self.volume(spec)
+    }
+
+    /// The container's network (`--network`). With `host` the server shares the host's
+    /// network and listens on a free loopback port.
+    pub fn network(mut self, network: impl Into<String>) -> Self {
+        self.network = Some(network.into());
+        self
+    }
+
+    /// Image platform, e.g. `linux/amd64` (default: the Engine's).
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = Some(platform.into());
+        self
+    }
+
+    /// Forward the container's logs to `tracing` (target `oh_workspace_docker::container`,
+    /// default on).
+    pub fn detach_logs(mut self, on: bool) -> Self {
+        self.detach_logs = on;
+        self
+    }
+
+    /// Also publish ports 8001 (VS Code) and 8002 (VNC), as the reference's `extra_ports`.
+    pub fn extra_ports(mut self, on: bool) -> Self {
+        self.extra_ports = on;
+        self
+    }
+
+    /// The workspace directory inside the container (default `/workspace/project`).
+    pub fn working_dir(mut self, dir: impl Into<String>) -> Self {
+        self.working_dir = dir.into();
+        self
+    }
+
+    /// Time allowed for the server to answer `/health` (default 120 s).
+    pub fn health_check_timeout(mut self, timeout: Duration) -> Self {
+        self.health_check_timeout = timeout;
+        self
+    }
+
+    /// Leave the container running when the workspace is dropped (default off).
+    pub fn keep_alive(mut self, on: bool) -> Self {
+        self.keep_alive = on;
+        self
+    }
+
+    /// Remove this process's containers on Ctrl-C and exit with status 130 (default on).
+    pub fn handle_ctrl_c(mut self, on: bool) -> Self {
+        self.handle_ctrl_c = on;
+        self
+    }
+
+    /// Use this session API key instead of a generated one.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Starts the container and waits until its agent server is healthy. If anything fails
+    /// after the container was created, the container is removed before the error returns.
+    pub async fn start(self) -> Result<DockerWorkspace> {
+        if self.health_check_timeout.is_zero() {
+            return Err(Error::InvalidOption(
+                "health_check_timeout must be positive".into(),
+            ));
+        }
+        let docker = connect().await?;
+        if docker.inspect_image(&self.image).await.is_err() {
+            return Err(Error::ImageMissing { image: self.image });
+        }
+        let name = format!("agent-server-{}", uuid::Uuid::new_v4().simple());
+        let api_key = self
+            .api_key
+            .clone()
+            .unwrap_or_else(|| format!("oh-{}", uuid::Uuid::new_v4().simple()));
+        let host_network = self.network.as_deref() == Some("host");
+        let inner_port = if host_network {
+            match self.host_port {
+                Some(port) => port,
+                None => free_loopback_port().await?,
+            }
+        } else {
+            CONTAINER_PORT
+        };
+        let body = self.container_body(&api_key, host_network, inner_port);
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            platform: self.platform.clone().unwrap_or_default(),
+        };
+        let created = docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => Error::ImageMissing {
+                    image: self.image.clone(),
+                },
+                other => other.into(),
+            })?;
+        let id = created.id;
+        track(&id, true);
+        if self.handle_ctrl_c {
+            install_ctrl_c_handler();
+        }
+        let guard = Container {
+            docker: docker.clone(),
+            id: id.clone(),
+            name: name.clone(),
+            removed: AtomicBool::new(false),
+            keep_alive: self.keep_alive,
+        };
+        // From here on, `guard` removes the container on every early return.
+        docker.start_container(&id, None).await?;
+        let host_port = if host_network {
+            inner_port
+        } else {
+            published_port(&docker, &id).await?
+        };
+        let log_task = self
+            .detach_logs
+            .then(|| tokio::spawn(forward_logs(docker.clone(), id.clone(), name.clone())));
+        let address = if host_network || self.bind_address == "0.0.0.0" {
+            "127.0.0.1".to_owned()
+        } else {
+            self.bind_address.clone()
+        };
+        let remote = RemoteWorkspace::builder(format!("http://{address}:{host_port}"))
+            .api_key(&api_key)
+            .working_dir(&self.working_dir)
+            .build()?;
+        let workspace = DockerWorkspace {
+            remote,
+            container: Arc::new(guard),
+            host_port,
+            image: self.image.clone(),
+            log_task: Mutex::new(log_task),
+            health_check_timeout: self.health_check_timeout,
+        };
+        workspace.wait_healthy().await?;
+        Ok(workspace)
+    }
+
+    fn container_body(&self, api_key: &str, host_network: bool, port: u16) -> ContainerCreateBody {
+        let mut env: Vec<String> = self
+            .forward_env
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|v| format!("{name}={v}")))
+            .collect();
+        env.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
+        env.push(format!("SESSION_API_KEY={api_key}"));
+        let mut labels = HashMap::from([
+            (LABEL.to_owned(), "docker".to_owned()),
+            (OWNER_LABEL.to_owned(), std::process::id().to_string()),
+        ]);
+        labels.insert("org.openhands-rs.image".to_owned(), self.image.clone());
+        let mut host_config = HostConfig {
+            binds: (!self.volumes.is_empty()).then(|| self.volumes.clone()),
+            network_mode: self.network.clone(),
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("nofile".to_owned()),
+                soft: Some(65536),
+                hard: Some(65536),
+            }]),
+            ..HostConfig::default()
+        };
+        let (exposed, host) = if host_network {
+            (None, "127.0.0.1")
+        } else {
+            let mut ports = vec![(CONTAINER_PORT, self.host_port)];
+            if self.extra_ports {
+                let next = |n: u16| self.host_port.map(|p| p + n);
+                ports.push((CONTAINER_PORT + 1, next(1)));
+                ports.push((CONTAINER_PORT + 2, next(2)));
+            }
+            let bindings = ports
+                .iter()
+                .map(|(inner, outer)| {
+                    (
+                        format!("{inner}/tcp"),
+                        Some(vec![PortBinding {
+                            host_ip: Some(self.bind_address.clone()),
+                            host_port: Some(outer.map(|p| p.to_string()).unwrap_or_default()),
+                        }]),
+                    )
+                })
+                .collect();
+            host_config.port_bindings = Some(bindings);
+            (
+                Some(ports.iter().map(|(p, _)| format!("{p}/tcp")).collect()),
+                "0.0.0.0",
+            )
+        };
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            cmd: Some(vec![
+                "--host".to_owned(),
+                host.to_owned(),
+                "--port".to_owned(),
+                port.to_string(),
+            ]),
+            env: Some(env),
+            labels: Some(labels),
+            exposed_ports: exposed,
+            host_config: Some(host_config),
+            ..ContainerCreateBody::default()
+        }
+    }
+}
+
+/// A free port on 127.0.0.1 (bound, then released), for host-network containers.
+async fn free_loopback_port() -> Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::InvalidOption(format!("no free loopback port: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::InvalidOption(format!("no free loopback port: {e}")))?
+        .port();
+    Ok(port)
+}
+
+/// The host port the Engine published the server's port on.
+async fn published_port(docker: &Docker, id: &str) -> Result<u16> {
+    let info = docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await?;
+    let key = format!("{CONTAINER_PORT}/tcp");
+    info.network_settings
+        .and_then(|n| n.ports)
+        .and_then(|mut ports| ports.remove(&key))
+        .flatten()
+        .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| Error::InvalidOption(format!("the Engine published no host port for {key}")))
+}
+
+async fn forward_logs(docker: Docker, id: String, name: String) {
+    let options = LogsOptions {
+        follow: true,
+        stdout: true,
+        stderr: true,
+        tail: "all".to_owned(),
+        ..LogsOptions::default()
+    };
+    let mut logs = docker.logs(&id, Some(options));
+    while let Some(Ok(line)) = logs.next().await {
+        let text = line.to_string();
+        for line in text.lines() {
+            tracing::info!(target: "oh_workspace_docker::container", container = %name, "{line}");
+        }
+    }
+}
+
+async fn tail_logs(docker: &Docker, id: &str) -> String {
+    let options = LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: LOG_TAIL.to_owned(),
+        ..LogsOptions::default()
+    };
+    let mut out = String::new();
+    let mut logs = docker.logs(id, Some(options));
+    while let Some(Ok(chunk)) = logs.next().await {
+        out.push_str(&chunk.to_string());
+    }
+    out
+}
+
+/// The container of a workspace; removing it is idempotent and happens on drop at the latest.
+#[derive(Debug)]
+struct Container {
+    docker: Docker,
+    id: String,
+    name: String,
+    removed: AtomicBool,
+    keep_alive: bool,
+}
+
+impl Container {
+    async fn remove(&self) -> Result<()> {
+        if self.removed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let result = force_remove(&self.docker, &self.id).await;
+        track(&self.id, false);
+        result
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.keep_alive || self.removed.load(Ordering::SeqCst) {
+            return;
+        }
+        // Drop cannot await; a short-lived thread with its own runtime removes the
+        // container (this also runs while unwinding from a panic).
+        let id = self.id.clone();
+        let removal = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    if let Ok(docker) = connect().await {
+                        let _ = force_remove(&docker, &id).await;
+                    }
+                });
+            }
+            track(&id, false);
+        });
+        let _ = removal.join();
+    }
+}
+
+/// An agent server in a Docker container; derefs to the [`RemoteWorkspace`] pointing at it,
+/// so it is used exactly like any remote workspace.
+#[derive(Debug)]
+pub struct DockerWorkspace {
+    remote: RemoteWorkspace,
+    container: Arc<Container>,
+    host_port: u16,
+    image: String,
+    log_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    health_check_timeout: Duration,
+}
+
+impl std::ops::Deref for DockerWorkspace {
+    type Target = RemoteWorkspace;
+
+    fn deref(&self) -> &RemoteWorkspace {
+        &self.remote
+    }
+}
+
+impl DockerWorkspace {
+    /// Starts building a workspace with the reference's defaults.
+    pub fn builder() -> DockerWorkspaceBuilder {
+        DockerWorkspaceBuilder::default()
+    }
+
+    /// The remote workspace pointing at the container's server.
+    pub fn workspace(&self) -> &RemoteWorkspace {
+        &self.remote
+    }
+
+    /// The container id.
+    pub fn container_id(&self) -> &str {
+        &self.container.id
+    }
+
+    /// The container name (`agent-server-<hex>`).
+    pub fn container_name(&self) -> &str {
+        &self.container.name
+    }
+
+    /// The host port the server is reached on.
+    pub fn host_port(&self) -> u16 {
+        self.host_port
+    }
+
+    /// The image the container runs.
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.container.removed.load(Ordering::SeqCst) {
+            return Err(Error::NotRunning);
+        }
+        Ok(())
+    }
+
+    /// Polls `/health` until it answers; fails early (with the logs) if the container stops.
+    async fn wait_healthy(&self) -> Result<()> {
+        let docker = &self.container.docker;
+        let deadline = Instant::now() + self.health_check_timeout;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if self.remote.alive().await {
+                return Ok(());
+            }
+            let info = docker
+                .inspect_container(&self.container.id, None::<InspectContainerOptions>)
+                .await?;
+            let state = info.state.unwrap_or_default();
+            if state.running != Some(true) && state.paused != Some(true) {
+                return Err(Error::ContainerExited {
+                    name: self.container.name.clone(),
+                    exit_code: state.exit_code,
+                    logs: tail_logs(docker, &self.container.id).await,
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Unhealthy {
+                    name: self.container.name.clone(),
+                    after: self.health_check_timeout,
+                    logs: tail_logs(docker, &self.container.id).await,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Freezes the container (`docker pause`).
+    pub async fn pause(&self) -> Result<()> {
+        self.check_running()?;
+        Ok(self
+            .container
+            .docker
+            .pause_container(&self.container.id)
+            .await?)
+    }
+
+    /// Thaws the container and waits until its server is healthy again.
+    pub async fn resume(&self) -> Result<()> {
+        self.check_running()?;
+        self.container
+            .docker
+            .unpause_container(&self.container.id)
+            .await?;
+        self.wait_healthy().await
+    }
+
+    /// The container's last log lines.
+    pub async fn logs(&self) -> String {
+        tail_logs(&self.container.docker, &self.container.id).await
+    }
+
+    /// Stops and removes the container (also a kept-alive one). Idempotent.
+    pub async fn cleanup(&self) -> Result<()> {
+        if let Some(task) = self
+            .log_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+        self.container.remove().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_container_publishes_on_loopback_with_a_key() {
+        let builder = DockerWorkspace::builder()
+            .env("A", "1")
+            .volume("/tmp:/workspace")
+            .extra_ports(true)
+            .host_port(30000);
+        let body = builder.container_body("key-1", false, CONTAINER_PORT);
+        let env = body.env.unwrap_or_default();
+        assert!(env.contains(&"A=1".to_owned()));
+        assert!(env.contains(&"SESSION_API_KEY=key-1".to_owned()));
+        assert_eq!(
+            body.cmd.unwrap_or_default(),
+            ["--host", "0.0.0.0", "--port", "8000"]
+        );
+        let host = body.host_config.unwrap_or_default();
+        let ports = host.port_bindings.unwrap_or_default();
+        let binding = |p: &str| ports.get(p).cloned().flatten().unwrap_or_default()[0].clone();
+        assert_eq!(binding("8000/tcp").host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding("8000/tcp").host_port.as_deref(), Some("30000"));
+        assert_eq!(binding("8002/tcp").host_port.as_deref(), Some("30002"));
+        assert_eq!(host.binds.unwrap_or_default(), ["/tmp:/workspace"]);
+        let labels = body.labels.unwrap_or_default();
+        assert_eq!(labels.get(LABEL).map(String::as_str), Some("docker"));
+    }
+
+    #[test]
+    fn host_networking_listens_on_loopback_without_publishing() {
+        let builder = DockerWorkspace::builder().network("host");
+        let body = builder.container_body("k", true, 31234);
+        assert_eq!(
+            body.cmd.unwrap_or_default(),
+            ["--host", "127.0.0.1", "--port", "31234"]
+        );
+        assert!(body.exposed_ports.is_none());
+        assert!(body.host_config.unwrap_or_default().port_bindings.is_none());
+    }
+
+    #[test]
+    fn a_free_port_is_left_to_the_engine() {
+        let body = DockerWorkspace::builder().container_body("k", false, CONTAINER_PORT);
+        let ports = body
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .unwrap_or_default();
+        let bindings = ports.get("8000/tcp").cloned().flatten().unwrap_or_default();
+        assert_eq!(bindings[0].host_port.as_deref(), Some(""));
+    }
+}

@@ -1,0 +1,225 @@
+//! DockerWorkspace on the real Docker Engine. These tests need the engine and the image
+//! `cargo xtask image` builds, so they are ignored by default; CI runs them with
+//! `cargo test -p oh-workspace-docker -- --ignored` after building the image.
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::query_parameters::ListContainersOptions;
+use oh_client::RemoteConversation;
+use oh_protocol::{Agent, Event, ExecutionStatus, Llm, ToolSpec};
+use oh_testkit::{Reply, ScriptedLlm};
+use oh_workspace_docker::{DockerWorkspace, Error, LABEL, OWNER_LABEL, connect};
+use serde_json::json;
+
+const NEEDS: &str = "needs the Docker Engine and `cargo xtask image`";
+
+/// Containers carrying our label, optionally only those of process `owner`.
+async fn labelled(owner: Option<u32>) -> Vec<String> {
+    let docker = connect().await.unwrap();
+    let mut filter = vec![format!("{LABEL}=docker")];
+    if let Some(pid) = owner {
+        filter.push(format!("{OWNER_LABEL}={pid}"));
+    }
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([("label".to_owned(), filter)])),
+        ..ListContainersOptions::default()
+    };
+    docker
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect()
+}
+
+async fn exists(id: &str) -> bool {
+    labelled(None).await.iter().any(|c| c == id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn commands_and_files_run_in_the_container_and_cleanup_removes_it() {
+    let workspace = DockerWorkspace::builder().start().await.expect(NEEDS);
+    let id = workspace.container_id().to_owned();
+    assert!(exists(&id).await);
+    let t = Duration::from_secs(20);
+    let who = workspace
+        .execute_command("id -u; pwd; git --version", Some("/workspace/project"), t)
+        .await
+        .unwrap();
+    assert_eq!(who.exit_code, 0, "{who:?}");
+    let lines: Vec<&str> = who.stdout.lines().collect();
+    assert_eq!(lines[0], "10001", "the server runs as the non-root user");
+    assert_eq!(lines[1], "/workspace/project");
+    assert!(lines[2].starts_with("git version"));
+    // The generated key is required.
+    let anonymous =
+        oh_client::RemoteWorkspace::new(workspace.host(), "/workspace/project").unwrap();
+    let refused = anonymous.execute_command("true", None, t).await;
+    assert_eq!(refused.err().and_then(|e| e.status()), Some(401));
+    // Files both ways.
+    let local = tempfile::tempdir().unwrap();
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let source = local.path().join("in.bin");
+    std::fs::write(&source, &payload).unwrap();
+    workspace
+        .file_upload(&source, "/workspace/project/data/in.bin")
+        .await
+        .unwrap();
+    let size = workspace
+        .execute_command("wc -c < data/in.bin", Some("/workspace/project"), t)
+        .await
+        .unwrap();
+    assert_eq!(size.stdout.trim(), "200000");
+    let back = local.path().join("out.bin");
+    workspace
+        .file_download("/workspace/project/data/in.bin", &back)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), payload);
+    // Published on loopback only.
+    assert!(workspace.host().starts_with("http://127.0.0.1:"));
+    workspace.cleanup().await.unwrap();
+    assert!(!exists(&id).await, "cleanup left the container");
+    assert!(matches!(workspace.pause().await, Err(Error::NotRunning)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn a_scripted_conversation_runs_inside_the_container() {
+    let llm = ScriptedLlm::start(vec![
+        Reply::tool(
+            "terminal",
+            json!({"command": "echo inside-$(id -u) > made-in-container.txt && cat made-in-container.txt"}),
+        ),
+        Reply::tool("finish", json!({"message": "done"})),
+    ])
+    .await
+    .unwrap();
+    // Host networking, so the container reaches the scripted LLM on the host's loopback.
+    let workspace = DockerWorkspace::builder()
+        .network("host")
+        .start()
+        .await
+        .expect(NEEDS);
+    let mut config = Llm::new("openai/scripted-model");
+    config.base_url = Some(llm.base_url());
+    config.api_key = Some("scripted".into());
+    let agent = Agent::new(config, vec![ToolSpec::new("terminal")]);
+    let conversation = RemoteConversation::builder(&workspace)
+        .agent(agent)
+        .autotitle(false)
+        .create()
+        .await
+        .unwrap();
+    conversation.send_text("Leave a mark.").await.unwrap();
+    let status = conversation.run().await.unwrap();
+    assert_eq!(status, ExecutionStatus::Finished);
+    let observed = conversation.events().iter().any(|e| {
+        matches!(e, Event::Observation(_))
+            && serde_json::to_string(e).unwrap().contains("inside-10001")
+    });
+    assert!(observed, "the command did not run in the container");
+    let local = tempfile::tempdir().unwrap();
+    let mark = local.path().join("mark.txt");
+    workspace
+        .file_download("/workspace/project/made-in-container.txt", &mark)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "inside-10001\n");
+    conversation.close().await;
+    workspace.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn pause_freezes_and_resume_thaws() {
+    let workspace = DockerWorkspace::builder().start().await.expect(NEEDS);
+    workspace.pause().await.unwrap();
+    assert!(!workspace.alive().await, "a paused server answered");
+    workspace.resume().await.unwrap();
+    let echo = workspace
+        .execute_command("echo back", None, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(echo.stdout, "back\n");
+    workspace.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn dropping_the_workspace_removes_the_container() {
+    let workspace = DockerWorkspace::builder().start().await.expect(NEEDS);
+    let id = workspace.container_id().to_owned();
+    drop(workspace);
+    assert!(!exists(&id).await, "drop left the container");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn a_dying_container_fails_fast_with_its_logs_and_is_removed() {
+    let before = labelled(Some(std::process::id())).await.len();
+    let started = std::time::Instant::now();
+    // An option the server rejects: it exits at once.
+    let failed = DockerWorkspace::builder()
+        .env("OH_MAX_CONCURRENT_RUNS", "0")
+        .start()
+        .await;
+    let elapsed = started.elapsed();
+    match failed {
+        Err(Error::ContainerExited { logs, .. }) => {
+            assert!(!logs.is_empty(), "no logs in the error");
+        }
+        other => panic!("expected ContainerExited, got {other:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+    assert_eq!(labelled(Some(std::process::id())).await.len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn a_missing_image_is_a_clear_error() {
+    let missing = DockerWorkspace::builder()
+        .image("openhands-agent-server:no-such-tag")
+        .start()
+        .await;
+    assert!(
+        matches!(missing, Err(Error::ImageMissing { ref image }) if image.ends_with("no-such-tag")),
+        "{missing:?}"
+    );
+}
+
+/// The child half of the panic test: starts a workspace, records its container and panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by panicking_mid_use_leaves_no_container"]
+async fn panic_child() {
+    let Ok(record) = std::env::var("OH_DOCKER_PANIC_RECORD") else {
+        return;
+    };
+    let workspace = DockerWorkspace::builder().start().await.expect(NEEDS);
+    std::fs::write(&record, workspace.container_id()).unwrap();
+    let _ = workspace
+        .execute_command("true", None, Duration::from_secs(10))
+        .await;
+    panic!("a test that panics while the workspace is in use");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn panicking_mid_use_leaves_no_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("container-id");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "panic_child", "--nocapture"])
+        .env("OH_DOCKER_PANIC_RECORD", &record)
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child test was meant to panic");
+    let id = std::fs::read_to_string(&record).expect("the child never started a container");
+    assert!(!id.is_empty());
+    assert!(!exists(&id).await, "the panicking test left its container");
+}
