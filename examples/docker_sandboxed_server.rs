@@ -1,14 +1,16 @@
-//! The agent server in a local Docker container: the reference's `DockerWorkspace` starts an
-//! agent-server image, waits for its health check and hands back a remote workspace; a
-//! command shows the sandbox, and a conversation runs there (write facts about the project
-//! into FACTS.txt, then delete the file), its events streaming back, with the cost printed
-//! at the end. The container is removed afterwards.
+//! The agent server in a local Docker container: `DockerWorkspace` starts the agent-server
+//! image (build it with `cargo xtask image`), waits for its health check and hands back a
+//! remote workspace; commands and a file round trip show the sandbox, then a conversation
+//! runs inside the container with its events streaming back, and the cost is printed. The
+//! container is removed at the end (also on errors, panics and Ctrl-C).
 //!
-//! This needs the Docker workspace (`oh-workspace-docker`, feature `docker`), which is not
-//! implemented yet, so for now the example only says so and exits successfully. It reads
-//! `LLM_API_KEY`, `LLM_MODEL` and `LLM_BASE_URL` like the others.
+//! Reads `LLM_API_KEY`, `LLM_MODEL` and `LLM_BASE_URL` like the other examples; without a
+//! key the conversation is skipped. When `LLM_BASE_URL` points at this machine's loopback,
+//! the container shares the host's network so it can reach it. Without a reachable Docker
+//! Engine or without the image, the example says so (`SKIP: …`) and exits successfully.
 //!
 //! ```sh
+//! cargo xtask image
 //! cargo run -p openhands-examples --example docker_sandboxed_server
 //! ```
 
@@ -16,10 +18,82 @@
 
 mod common;
 
-fn main() {
+use std::time::Duration;
+
+use openhands::docker::{DEFAULT_IMAGE, Error as DockerError};
+use openhands::prelude::*;
+
+const TASK: &str = "Write the kernel name and the current user id into FACTS.txt in the \
+    current directory, show it, then finish.";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     common::init_tracing();
-    if common::llm_from_env().is_none() {
-        common::say_conversation_skipped();
+    let image = std::env::var("AGENT_SERVER_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
+    let llm = common::llm_from_env();
+    let loopback_llm = llm
+        .as_ref()
+        .and_then(|l| l.base_url.as_deref())
+        .is_some_and(|url| url.contains("://127.0.0.1") || url.contains("://localhost"));
+    let mut builder = DockerWorkspace::builder().image(&image).detach_logs(false);
+    if loopback_llm {
+        builder = builder.network("host");
     }
-    println!("SKIP: needs the docker workspace (oh-workspace-docker, not implemented yet)");
+    let workspace = match builder.start().await {
+        Ok(workspace) => workspace,
+        Err(e @ (DockerError::DaemonUnreachable(_) | DockerError::ImageMissing { .. })) => {
+            println!("SKIP: {e}");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "Container {} ({}) serves {}",
+        workspace.container_name(),
+        workspace.image(),
+        workspace.host()
+    );
+    let result = demo(&workspace, llm).await;
+    workspace.cleanup().await?;
+    println!("Container removed.");
+    result
+}
+
+async fn demo(workspace: &DockerWorkspace, llm: Option<Llm>) -> anyhow::Result<()> {
+    let t = Duration::from_secs(30);
+    let uname = workspace
+        .execute_command("uname -sr && id && pwd", Some(workspace.working_dir()), t)
+        .await?;
+    println!("In the sandbox:\n{}", uname.stdout.trim_end());
+
+    let scratch = tempfile::tempdir()?;
+    let note = scratch.path().join("note.txt");
+    std::fs::write(&note, "uploaded into the container\n")?;
+    workspace.file_upload(&note, "note.txt").await?;
+    let copy = scratch.path().join("copy.txt");
+    workspace.file_download("note.txt", &copy).await?;
+    anyhow::ensure!(
+        std::fs::read(&note)? == std::fs::read(&copy)?,
+        "the downloaded copy differs from the upload"
+    );
+    println!("Uploaded note.txt and downloaded it back: identical.");
+
+    let Some(llm) = llm else {
+        common::say_conversation_skipped();
+        return Ok(());
+    };
+    let conversation = Conversation::new(
+        common::default_agent(llm),
+        workspace,
+        [common::print_events()],
+    )
+    .await?;
+    let outcome = common::run_task(&conversation, TASK).await;
+    conversation.close().await;
+    outcome?;
+    let facts = workspace
+        .execute_command("cat FACTS.txt", Some(workspace.working_dir()), t)
+        .await?;
+    println!("FACTS.txt:\n{}", facts.stdout.trim_end());
+    Ok(())
 }

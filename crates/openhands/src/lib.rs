@@ -139,6 +139,8 @@ cfg_feature! { "client" =>
 cfg_feature! { "docker" =>
     /// Agent servers in local Docker containers.
     pub use oh_workspace_docker as docker;
+    #[doc(inline)]
+    pub use oh_workspace_docker::DockerWorkspace;
 }
 cfg_feature! { "api" =>
     /// Agent servers in sandboxes from a runtime API.
@@ -177,6 +179,9 @@ pub mod prelude {
     }
     cfg_feature! { "local" =>
         pub use crate::{LocalConversation, LocalWorkspace};
+    }
+    cfg_feature! { "docker" =>
+        pub use crate::DockerWorkspace;
     }
     cfg_feature! { "server" =>
         pub use crate::LocalServer;

@@ -68,6 +68,15 @@ impl From<&oh_client::RemoteWorkspace> for Workspace {
     }
 }
 
+/// The container's server as a remote workspace (the container stays owned by the
+/// `DockerWorkspace`, which removes it).
+#[cfg(feature = "docker")]
+impl From<&oh_workspace_docker::DockerWorkspace> for Workspace {
+    fn from(workspace: &oh_workspace_docker::DockerWorkspace) -> Self {
+        Self::Remote(workspace.workspace().clone())
+    }
+}
+
 /// Clones the workspace, so `Conversation::new(agent, &workspace, ...)` keeps it usable.
 impl From<&Workspace> for Workspace {
     fn from(workspace: &Workspace) -> Self {
