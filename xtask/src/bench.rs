@@ -9,6 +9,7 @@
 //! min/median/p99/max of each sample) to `<target>/bench/results.json`.
 
 mod client;
+mod docker;
 mod llm;
 mod measure;
 mod report;
@@ -39,6 +40,7 @@ const MEASUREMENTS: &[(&str, &[&str])] = &[
     ("run", &["run_median_ms", "run_message_median_ms"]),
     ("saved", &["saved_rss_mib", "saved_ready_ms"]),
     ("ws", &["ws_events_per_s"]),
+    ("docker", &["image_mib", "docker_ready_ms"]),
 ];
 
 /// Saved conversations for the `saved` measurement.
@@ -265,6 +267,14 @@ async fn run_all(
             settings.ws_subscribers, settings.ws_conversations, settings.ws_seconds
         ));
     }
+    if options.selected("docker") {
+        results.notes.push(format!(
+            "docker: image size from `docker image inspect`; DockerWorkspace enter → ready = create + start the container until GET /health answers, median of {} starts. Ours: {} (`cargo xtask image`). Python: no registry here, so the published image is replaced by {} imported once from the pinned reference environment (Debian trixie + the 1.57.0 wheels)",
+            options.starts.max(1),
+            docker::OURS_IMAGE,
+            docker::PYTHON_IMAGE
+        ));
+    }
     if options.selected("saved") {
         results.notes.push(format!(
             "saved: {SAVED_CONVERSATIONS} copies of a conversation the Python server wrote (its on-disk layout), server started on them, RSS read after ready + GET /api/conversations/count + 1 s"
@@ -366,6 +376,11 @@ async fn session(
     let live = ["startup", "echo", "files", "create", "run", "ws"];
     if live.iter().any(|m| options.selected(m)) {
         live_session(kind, options, launch, settings, &scratch, template, results).await;
+    }
+    if options.selected("docker") {
+        eprintln!("bench: {}: image and DockerWorkspace start…", kind.name());
+        let outcome = docker::measure(kind, launch, options.starts).await;
+        results.record(kind, "docker", outcome);
     }
     if options.selected("saved") {
         eprintln!(

@@ -48,7 +48,9 @@ Tasks:
                   side by side (needs root for the reference's chroot).
                   Prints a table, writes <target>/bench/results.json.
                     --only a,b,...  measurements: startup, echo, files,
-                                    create, run, saved, ws (default: all)
+                                    create, run, saved, ws, docker
+                                    (default: all; docker needs the
+                                    image of `cargo xtask image`)
                     --ours-only     skip the Python server
                     --python-only   skip our server
                     --runs N        echo round trips (default 50)

@@ -113,6 +113,20 @@ const ROWS: &[Row] = &[
         goal: Goal::None,
     },
     Row {
+        key: "image_mib",
+        label: "agent-server image size",
+        unit: "MiB",
+        better: Better::Lower,
+        goal: Goal::AtMost(100.0),
+    },
+    Row {
+        key: "docker_ready_ms",
+        label: "DockerWorkspace enter → ready (median)",
+        unit: "ms",
+        better: Better::Lower,
+        goal: Goal::AtMost(800.0),
+    },
+    Row {
         key: "ws_events_per_s",
         label: "WebSocket fan-out, events/s received",
         unit: "ev/s",
