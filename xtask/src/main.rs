@@ -75,6 +75,10 @@ Tasks:
                   defaults, each feature alone and all features, and
                   check that the `client` feature pulls in neither
                   bollard, oh-agent nor oh-server.
+  docker-sweep [--all]
+                  Remove the containers DockerWorkspace started (label
+                  org.openhands-rs.workspace) whose owning process is
+                  gone; --all removes every one of them.
   help            Show this text.
 ";
 
@@ -112,6 +116,7 @@ fn main() -> Result<ExitCode> {
         Some("bench") => bench::main(&rest),
         Some("examples") => examples::main(&rest),
         Some("features") => features::main(&rest),
+        Some("docker-sweep") => docker_sweep(&rest),
         _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),
     }
 }
@@ -205,4 +210,43 @@ fn describe(cmd: &Command) -> String {
         .map(|part| part.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `cargo xtask docker-sweep [--all]`: removes stray DockerWorkspace containers.
+#[allow(
+    clippy::print_stdout,
+    reason = "the removed containers are this task's output"
+)]
+fn docker_sweep(args: &[OsString]) -> Result<ExitCode> {
+    let all = match args
+        .iter()
+        .map(|a| a.to_str())
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => false,
+        [Some("--all")] => true,
+        _ => bail!("`docker-sweep` takes only `--all`\n\n{USAGE}"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let removed = runtime.block_on(async {
+        if all {
+            return oh_workspace_docker::sweep(None).await;
+        }
+        let owners = oh_workspace_docker::owners().await?;
+        let mut removed = Vec::new();
+        for pid in owners {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                removed.extend(oh_workspace_docker::sweep(Some(pid)).await?);
+            }
+        }
+        Ok(removed)
+    })?;
+    for name in &removed {
+        println!("removed {name}");
+    }
+    println!("docker-sweep: {} container(s) removed", removed.len());
+    Ok(ExitCode::SUCCESS)
 }

@@ -150,6 +150,28 @@ pub async fn sweep(owner: Option<u32>) -> Result<Vec<String>> {
     Ok(removed)
 }
 
+/// The owner process ids of every container labelled [`LABEL`].
+pub async fn owners() -> Result<Vec<u32>> {
+    let docker = connect().await?;
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{LABEL}=docker")],
+        )])),
+        ..ListContainersOptions::default()
+    };
+    let mut pids: Vec<u32> = docker
+        .list_containers(Some(options))
+        .await?
+        .into_iter()
+        .filter_map(|c| c.labels?.get(OWNER_LABEL)?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
+}
+
 async fn force_remove(docker: &Docker, id: &str) -> Result<()> {
     let options = RemoveContainerOptions {
         force: true,

@@ -47,7 +47,11 @@ fn ensure_python_image(launch: &Launch) -> Result<()> {
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(&launch.pyroot)
-        .args(["--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./dev/*"])
+        .args([
+            "--exclude=./proc/*",
+            "--exclude=./sys/*",
+            "--exclude=./dev/*",
+        ])
         .args(["--exclude=./tmp/*", "-c", "."])
         .stdout(Stdio::piped())
         .spawn()
