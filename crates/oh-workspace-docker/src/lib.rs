@@ -99,10 +99,18 @@ pub enum Error {
     InvalidOption(String),
     /// Any other Engine API error.
     #[error("Docker Engine: {0}")]
-    Docker(#[from] bollard::errors::Error),
+    Docker(bollard::errors::Error),
     /// The agent server's client failed.
     #[error(transparent)]
     Client(#[from] oh_client::Error),
+}
+
+// Not `#[from]`: that would make the Engine's error both the message and its source, and
+// error chains would print it twice.
+impl From<bollard::errors::Error> for Error {
+    fn from(error: bollard::errors::Error) -> Self {
+        Self::Docker(error)
+    }
 }
 
 /// The result type of this crate.
@@ -252,6 +260,7 @@ pub struct DockerWorkspaceBuilder {
     keep_alive: bool,
     handle_ctrl_c: bool,
     api_key: Option<String>,
+    nofile: Option<i64>,
 }
 
 impl Default for DockerWorkspaceBuilder {
@@ -272,6 +281,7 @@ impl Default for DockerWorkspaceBuilder {
             keep_alive: false,
             handle_ctrl_c: true,
             api_key: None,
+            nofile: None,
         }
     }
 }
@@ -368,6 +378,14 @@ impl DockerWorkspaceBuilder {
     /// Remove this process's containers on Ctrl-C and exit with status 130 (default on).
     pub fn handle_ctrl_c(mut self, on: bool) -> Self {
         self.handle_ctrl_c = on;
+        self
+    }
+
+    /// Raise the container's open-files limit (`--ulimit nofile=N:N`; the reference always
+    /// asks for 65536). Off by default: engines in sandboxes and rootless engines may refuse
+    /// to raise limits, and the container would not start.
+    pub fn nofile_limit(mut self, limit: u32) -> Self {
+        self.nofile = Some(i64::from(limit));
         self
     }
 
@@ -478,11 +496,13 @@ impl DockerWorkspaceBuilder {
         let mut host_config = HostConfig {
             binds: (!self.volumes.is_empty()).then(|| self.volumes.clone()),
             network_mode: self.network.clone(),
-            ulimits: Some(vec![ResourcesUlimits {
-                name: Some("nofile".to_owned()),
-                soft: Some(65536),
-                hard: Some(65536),
-            }]),
+            ulimits: self.nofile.map(|n| {
+                vec![ResourcesUlimits {
+                    name: Some("nofile".to_owned()),
+                    soft: Some(n),
+                    hard: Some(n),
+                }]
+            }),
             ..HostConfig::default()
         };
         let (exposed, host) = if host_network {
