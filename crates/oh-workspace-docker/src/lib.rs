@@ -97,6 +97,9 @@ pub enum Error {
     /// An invalid option.
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// Building the image from a checkout failed.
+    #[error("building the agent-server image failed: {0}")]
+    ImageBuild(String),
     /// Any other Engine API error.
     #[error("Docker Engine: {0}")]
     Docker(bollard::errors::Error),
@@ -781,6 +784,96 @@ impl DockerWorkspace {
         }
         self.container.remove().await
     }
+}
+
+/// Builds the agent-server image from a checkout of this repository (`cargo xtask image`),
+/// then starts a [`DockerWorkspace`] on it: the reference's `DockerDevWorkspace`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), oh_workspace_docker::Error> {
+/// let workspace = oh_workspace_docker::DockerDevWorkspace::builder()
+///     .tag("openhands-agent-server:dev")
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct DockerDevWorkspace {
+    checkout: Option<std::path::PathBuf>,
+    tag: String,
+    workspace: DockerWorkspaceBuilder,
+}
+
+impl DockerDevWorkspace {
+    /// A dev workspace: checkout found from the current directory, tag
+    /// `openhands-agent-server:dev`.
+    pub fn builder() -> Self {
+        Self {
+            checkout: None,
+            tag: "openhands-agent-server:dev".to_owned(),
+            workspace: DockerWorkspaceBuilder::default(),
+        }
+    }
+
+    /// The checkout to build from (default: the nearest directory, from the current one up,
+    /// holding `xtask/` and a `Cargo.toml`).
+    pub fn checkout(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.checkout = Some(dir.into());
+        self
+    }
+
+    /// The tag of the built image.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = tag.into();
+        self
+    }
+
+    /// Options of the workspace started on the built image (its image is replaced).
+    pub fn workspace(mut self, builder: DockerWorkspaceBuilder) -> Self {
+        self.workspace = builder;
+        self
+    }
+
+    /// Builds the image (its progress goes to this process's stdout and stderr), then starts
+    /// the workspace.
+    pub async fn start(self) -> Result<DockerWorkspace> {
+        let checkout = match self.checkout {
+            Some(dir) => dir,
+            None => find_checkout()?,
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = tokio::process::Command::new(cargo)
+            .current_dir(&checkout)
+            .args(["xtask", "image", "--tag", &self.tag])
+            .status()
+            .await
+            .map_err(|e| Error::ImageBuild(format!("cannot run cargo: {e}")))?;
+        if !status.success() {
+            return Err(Error::ImageBuild(format!(
+                "`cargo xtask image --tag {}` in {} ended with {status}",
+                self.tag,
+                checkout.display()
+            )));
+        }
+        self.workspace.image(self.tag).start().await
+    }
+}
+
+/// The nearest directory from the current one up that holds `xtask/` and `Cargo.toml`.
+fn find_checkout() -> Result<std::path::PathBuf> {
+    let start = std::env::current_dir()
+        .map_err(|e| Error::ImageBuild(format!("no current directory: {e}")))?;
+    start
+        .ancestors()
+        .find(|dir| dir.join("xtask").is_dir() && dir.join("Cargo.toml").is_file())
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| {
+            Error::ImageBuild(format!(
+                "no openhands-rs checkout at or above {}; pass one with `checkout`",
+                start.display()
+            ))
+        })
 }
 
 #[cfg(test)]
