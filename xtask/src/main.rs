@@ -15,6 +15,7 @@ mod client_suite;
 mod conformance;
 mod examples;
 mod features;
+mod image;
 #[cfg(test)]
 mod tidy;
 
@@ -75,6 +76,12 @@ Tasks:
                   defaults, each feature alone and all features, and
                   check that the `client` feature pulls in neither
                   bollard, oh-agent nor oh-server.
+  image [--tag T] [--bin PATH] [--no-build] [--base IMAGE] [--offline]
+                  Build the agent-server image openhands-agent-server:<version>
+                  and :latest (or --tag): our release binary on --base
+                  (default debian:bookworm-slim) if the engine has or can
+                  pull it, else on a base built offline with debootstrap
+                  and `docker import` (cached). Needs root and Docker.
   docker-sweep [--all]
                   Remove the containers DockerWorkspace started (label
                   org.openhands-rs.workspace) whose owning process is
@@ -117,6 +124,7 @@ fn main() -> Result<ExitCode> {
         Some("examples") => examples::main(&rest),
         Some("features") => features::main(&rest),
         Some("docker-sweep") => docker_sweep(&rest),
+        Some("image") => image::main(&rest),
         _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),
     }
 }
