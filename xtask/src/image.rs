@@ -73,8 +73,23 @@ const REMOVE: &[&str] = &[
     "usr/lib/x86_64-linux-gnu/libapt-private.so.0.0.0",
 ];
 
+/// The glibc charset converters kept (the Unicode ones and Latin-1/9); the other ~250 are
+/// dropped for size, so `iconv` to those charsets fails cleanly.
+const GCONV: &str = "usr/lib/x86_64-linux-gnu/gconv";
+const GCONV_KEEP: &[&str] = &[
+    "gconv-modules",
+    "gconv-modules.cache",
+    "gconv-modules.d",
+    "UTF-16.so",
+    "UTF-32.so",
+    "UTF-7.so",
+    "UNICODE.so",
+    "ISO8859-1.so",
+    "ISO8859-15.so",
+];
+
 /// Bump when the offline recipe changes, so the cached base is rebuilt.
-const RECIPE: u32 = 1;
+const RECIPE: u32 = 2;
 
 /// The Debian release of the base (the host's: our binary links against its glibc).
 const SUITE: &str = "bookworm";
@@ -140,8 +155,8 @@ fn offline_base_tag() -> String {
         "{RECIPE}|{SUITE}|{}|{}|{}",
         PACKAGES.join(","),
         EMPTY.join(","),
-        REMOVE.join(",")
-    );
+        REMOVE.join(","),
+    ) + &GCONV_KEEP.join(",");
     // FNV-1a: stable across runs and Rust versions, enough to tell recipes apart.
     let hash = recipe.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -271,6 +286,14 @@ fn offline_base(cache: &Path) -> Result<String> {
             return Err(e).with_context(|| format!("removing {}", path.display()));
         }
     }
+    if let Ok(entries) = fs::read_dir(root.join(GCONV)) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !GCONV_KEEP.iter().any(|k| name.to_str() == Some(k)) && entry.path().is_file() {
+                fs::remove_file(entry.path())?;
+            }
+        }
+    }
     say(&format!(
         "root ready in {:.0}s; importing it as {tag}…",
         started.elapsed().as_secs_f64()
@@ -371,8 +394,16 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
         offline_base(&target_dir(&root).join("image-cache"))?
     };
     let context = tempfile::tempdir()?;
-    fs::copy(&binary, context.path().join("openhands-agent-server"))
-        .with_context(|| format!("copying {}", binary.display()))?;
+    let in_context = context.path().join("openhands-agent-server");
+    fs::copy(&binary, &in_context).with_context(|| format!("copying {}", binary.display()))?;
+    // Symbols are not needed at run time (panics still print their messages).
+    let stripped = Command::new("strip")
+        .arg(&in_context)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        say("strip is not available: the binary keeps its symbols");
+    }
     fs::copy(
         root.join("docker").join("Dockerfile.prebuilt"),
         context.path().join("Dockerfile"),
