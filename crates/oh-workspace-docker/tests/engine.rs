@@ -249,3 +249,85 @@ async fn panicking_mid_use_leaves_no_container() {
     assert!(!id.is_empty());
     assert!(!exists(&id).await, "the panicking test left its container");
 }
+
+/// The child half of the Ctrl-C test: starts a workspace, records its container, waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by ctrl_c_removes_the_container"]
+async fn ctrl_c_child() {
+    let Ok(record) = std::env::var("OH_DOCKER_CTRLC_RECORD") else {
+        return;
+    };
+    let workspace = DockerWorkspace::builder().start().await.expect(NEEDS);
+    std::fs::write(&record, workspace.container_id()).unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    drop(workspace);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn ctrl_c_removes_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("container-id");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "ctrl_c_child"])
+        .env("OH_DOCKER_CTRLC_RECORD", &record)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !record.exists() || std::fs::read_to_string(&record).unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never started a container"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = std::fs::read_to_string(&record).unwrap();
+    assert!(exists(&id).await);
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "the Ctrl-C handler did not exit with 130"
+    );
+    assert!(!exists(&id).await, "Ctrl-C left the container");
+}
+
+/// The child half of the unreachable-daemon test, run with a `DOCKER_HOST` that answers
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by an_unreachable_daemon_is_a_clear_error"]
+async fn unreachable_child() {
+    if std::env::var("OH_DOCKER_UNREACHABLE").is_err() {
+        return;
+    }
+    let started = DockerWorkspace::builder().start().await;
+    assert!(
+        matches!(started, Err(Error::DaemonUnreachable(_))),
+        "{started:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+fn an_unreachable_daemon_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("no-daemon.sock");
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "unreachable_child"])
+        .env("OH_DOCKER_UNREACHABLE", "1")
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success() && report.contains("1 passed"),
+        "{report}"
+    );
+}
