@@ -264,6 +264,8 @@ pub struct DockerWorkspaceBuilder {
     handle_ctrl_c: bool,
     api_key: Option<String>,
     nofile: Option<i64>,
+    host: Option<String>,
+    cleanup_image: bool,
 }
 
 impl Default for DockerWorkspaceBuilder {
@@ -285,6 +287,8 @@ impl Default for DockerWorkspaceBuilder {
             handle_ctrl_c: true,
             api_key: None,
             nofile: None,
+            host: None,
+            cleanup_image: false,
         }
     }
 }
@@ -392,6 +396,19 @@ impl DockerWorkspaceBuilder {
         self
     }
 
+    /// Reach the server at this URL instead of `http://127.0.0.1:<port>` (an engine on
+    /// another machine, a proxy in front of it).
+    pub fn host(mut self, url: impl Into<String>) -> Self {
+        self.host = Some(url.into());
+        self
+    }
+
+    /// Also remove the image when the workspace is cleaned up (default off).
+    pub fn cleanup_image(mut self, on: bool) -> Self {
+        self.cleanup_image = on;
+        self
+    }
+
     /// Use this session API key instead of a generated one.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
@@ -467,7 +484,11 @@ impl DockerWorkspaceBuilder {
         } else {
             self.bind_address.clone()
         };
-        let remote = RemoteWorkspace::builder(format!("http://{address}:{host_port}"))
+        let url = self
+            .host
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}:{host_port}"));
+        let remote = RemoteWorkspace::builder(url)
             .api_key(&api_key)
             .working_dir(&self.working_dir)
             .build()?;
@@ -478,6 +499,7 @@ impl DockerWorkspaceBuilder {
             image: self.image.clone(),
             log_task: Mutex::new(log_task),
             health_check_timeout: self.health_check_timeout,
+            cleanup_image: self.cleanup_image,
         };
         workspace.wait_healthy().await?;
         Ok(workspace)
@@ -667,6 +689,7 @@ pub struct DockerWorkspace {
     image: String,
     log_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     health_check_timeout: Duration,
+    cleanup_image: bool,
 }
 
 impl std::ops::Deref for DockerWorkspace {
@@ -772,7 +795,8 @@ impl DockerWorkspace {
         tail_logs(&self.container.docker, &self.container.id).await
     }
 
-    /// Stops and removes the container (also a kept-alive one). Idempotent.
+    /// Stops and removes the container (also a kept-alive one), and the image if asked
+    /// with `cleanup_image`. Idempotent.
     pub async fn cleanup(&self) -> Result<()> {
         if let Some(task) = self
             .log_task
@@ -782,7 +806,22 @@ impl DockerWorkspace {
         {
             task.abort();
         }
-        self.container.remove().await
+        self.container.remove().await?;
+        if self.cleanup_image {
+            let options = bollard::query_parameters::RemoveImageOptions {
+                force: true,
+                ..Default::default()
+            };
+            if let Err(e) = self
+                .container
+                .docker
+                .remove_image(&self.image, Some(options), None)
+                .await
+            {
+                tracing::warn!(image = %self.image, "removing the image: {e}");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -331,3 +331,37 @@ fn an_unreachable_daemon_is_a_clear_error() {
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn cleanup_image_removes_the_image_too() {
+    let docker = connect().await.unwrap();
+    let options = bollard::query_parameters::TagImageOptions {
+        repo: Some("openhands-agent-server".to_owned()),
+        tag: Some("cleanup-test".to_owned()),
+    };
+    docker
+        .tag_image(oh_workspace_docker::DEFAULT_IMAGE, Some(options))
+        .await
+        .expect(NEEDS);
+    let workspace = DockerWorkspace::builder()
+        .image("openhands-agent-server:cleanup-test")
+        .cleanup_image(true)
+        .start()
+        .await
+        .unwrap();
+    workspace.cleanup().await.unwrap();
+    assert!(
+        docker
+            .inspect_image("openhands-agent-server:cleanup-test")
+            .await
+            .is_err()
+    );
+    assert!(
+        docker
+            .inspect_image(oh_workspace_docker::DEFAULT_IMAGE)
+            .await
+            .is_ok(),
+        "only the workspace's own tag goes"
+    );
+}
