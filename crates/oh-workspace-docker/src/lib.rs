@@ -135,9 +135,9 @@ pub async fn connect() -> Result<Docker> {
     Ok(docker)
 }
 
-/// Removes every container labelled [`LABEL`] (all of them, or only those started by the
-/// process `owner`). Returns the names removed.
-pub async fn sweep(owner: Option<u32>) -> Result<Vec<String>> {
+/// Ids and names of every container labelled [`LABEL`] (any state), or only of those started
+/// by the process `owner`.
+pub async fn containers(owner: Option<u32>) -> Result<Vec<(String, String)>> {
     let docker = connect().await?;
     let mut filter = vec![format!("{LABEL}=docker")];
     if let Some(pid) = owner {
@@ -148,15 +148,29 @@ pub async fn sweep(owner: Option<u32>) -> Result<Vec<String>> {
         filters: Some(HashMap::from([("label".to_owned(), filter)])),
         ..ListContainersOptions::default()
     };
+    Ok(docker
+        .list_containers(Some(options))
+        .await?
+        .into_iter()
+        .filter_map(|c| {
+            let id = c.id?;
+            let name = c
+                .names
+                .and_then(|n| n.first().cloned())
+                .unwrap_or_else(|| id.clone());
+            Some((id, name.trim_start_matches('/').to_owned()))
+        })
+        .collect())
+}
+
+/// Removes every container labelled [`LABEL`] (all of them, or only those started by the
+/// process `owner`). Returns the names removed.
+pub async fn sweep(owner: Option<u32>) -> Result<Vec<String>> {
+    let docker = connect().await?;
     let mut removed = Vec::new();
-    for container in docker.list_containers(Some(options)).await? {
-        let Some(id) = container.id else { continue };
-        let name = container
-            .names
-            .and_then(|n| n.first().cloned())
-            .unwrap_or_else(|| id.clone());
+    for (id, name) in containers(owner).await? {
         force_remove(&docker, &id).await?;
-        removed.push(name.trim_start_matches('/').to_owned());
+        removed.push(name);
     }
     Ok(removed)
 }

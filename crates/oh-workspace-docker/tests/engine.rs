@@ -10,34 +10,23 @@ use bollard::query_parameters::ListContainersOptions;
 use oh_client::RemoteConversation;
 use oh_protocol::{Agent, Event, ExecutionStatus, Llm, ToolSpec};
 use oh_testkit::{Reply, ScriptedLlm};
-use oh_workspace_docker::{DockerWorkspace, Error, LABEL, OWNER_LABEL, connect};
+use oh_workspace_docker::{DockerWorkspace, Error, connect};
 use serde_json::json;
 
 const NEEDS: &str = "needs the Docker Engine and `cargo xtask image`";
 
-/// Containers carrying our label, optionally only those of process `owner`.
-async fn labelled(owner: Option<u32>) -> Vec<String> {
-    let docker = connect().await.unwrap();
-    let mut filter = vec![format!("{LABEL}=docker")];
-    if let Some(pid) = owner {
-        filter.push(format!("{OWNER_LABEL}={pid}"));
-    }
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(HashMap::from([("label".to_owned(), filter)])),
-        ..ListContainersOptions::default()
-    };
-    docker
-        .list_containers(Some(options))
+/// Ids of the containers carrying our label.
+async fn labelled() -> Vec<String> {
+    oh_workspace_docker::containers(None)
         .await
         .unwrap()
         .into_iter()
-        .filter_map(|c| c.id)
+        .map(|(id, _)| id)
         .collect()
 }
 
 async fn exists(id: &str) -> bool {
-    labelled(None).await.iter().any(|c| c == id)
+    labelled().await.iter().any(|c| c == id)
 }
 
 /// Whether a container with this name exists (any state).
