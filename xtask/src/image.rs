@@ -3,28 +3,48 @@
 //! tini, a non-root user `openhands` (10001) and the reference's conventions (port 8000,
 //! `/workspace/project`, `tini --` entrypoint, `WORKDIR /`, `LC_ALL=C.UTF-8`).
 //!
-//! The binary is built on the host (`cargo build --release`). The runtime stage is
-//! `docker/Dockerfile.prebuilt` over a base that already holds the packages: the base image
-//! given with `--base` if the engine has it (or can pull it), else one built offline here —
-//! a Debian bookworm `debootstrap --variant=minbase` root with just those packages, stripped
-//! of documentation, locales and package caches, and `docker import`ed. That base is cached
-//! under a tag derived from its recipe, so later builds reuse it. `docker/Dockerfile` is the
-//! same image built entirely by Docker, for machines with a registry.
+//! The binary is built on the host (`cargo build --release`). The image is the
+//! `runtime-prebuilt` target of `docker/Dockerfile` (the recipe a registry-connected
+//! `docker build` uses too), built from a context holding only that file and the binary,
+//! over a base image: the one given with `--base` if the engine has it or can pull it (the
+//! Dockerfile installs the packages it lacks), else one built offline here — a Debian
+//! bookworm `debootstrap --variant=minbase` root with just those packages, stripped of
+//! documentation, locales, package caches, apt and the full Perl, and `docker import`ed.
+//! That base is cached under a tag derived from its recipe, so later builds reuse it.
+//!
+//! Every build ends with a smoke test (the binary runs in the image: its glibc fits);
+//! `--verify` also starts the server in a container and checks it from outside.
 
 use std::ffi::OsString;
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
 
-use super::{USAGE, describe, run, workspace_root};
+use super::{USAGE, run, workspace_root};
 
 /// Repository of the image.
 const REPOSITORY: &str = "openhands-agent-server";
 
-/// Packages of the offline base, besides what `minbase` brings (coreutils, bash's deps…).
+/// The Dockerfile, relative to the workspace root.
+const DOCKERFILE: &str = "docker/Dockerfile";
+
+/// The Dockerfile target built over a prebuilt binary.
+const PREBUILT_TARGET: &str = "runtime-prebuilt";
+
+/// The online base tried first, unless `--base` or `--offline`.
+const DEFAULT_BASE: &str = "debian:bookworm-slim";
+
+/// How long `docker pull` of the online base may take before the offline base is used.
+const PULL_LIMIT: Duration = Duration::from_secs(20);
+
+/// Packages of the offline base, besides what `minbase` brings (coreutils, dash, grep, sed,
+/// tar, findutils, …). The same list as `ARG PACKAGES` in the Dockerfile (a test checks).
 const PACKAGES: &[&str] = &["bash", "ca-certificates", "git", "procps", "tini"];
 
 /// Directories emptied in the offline root (nothing the server or its commands need).
@@ -43,8 +63,9 @@ const EMPTY: &[&str] = &[
 ];
 
 /// Paths removed from the offline root to keep the image small: the full Perl (git's core
-/// commands are C and shell; `perl-base` stays, as dpkg needs it), git's servers and mail
-/// tools, and apt (the server runs as a user without root).
+/// commands are C and shell; `perl-base` stays, as dpkg needs it), git's servers, mail tools
+/// and dumb-HTTP walker, and apt (the server runs as a user without root). dpkg and its
+/// database stay: the Dockerfile asks it which packages are installed.
 const REMOVE: &[&str] = &[
     "usr/lib/x86_64-linux-gnu/perl",
     "usr/share/perl",
@@ -53,6 +74,7 @@ const REMOVE: &[&str] = &[
     "usr/lib/x86_64-linux-gnu/libperl.so.5.36.0",
     "usr/lib/git-core/git-daemon",
     "usr/lib/git-core/git-http-backend",
+    "usr/lib/git-core/git-http-fetch",
     "usr/lib/git-core/git-http-push",
     "usr/lib/git-core/git-imap-send",
     "usr/lib/git-core/git-shell",
@@ -88,16 +110,23 @@ const GCONV_KEEP: &[&str] = &[
     "ISO8859-15.so",
 ];
 
-/// Bump when the offline recipe changes, so the cached base is rebuilt.
-const RECIPE: u32 = 2;
+/// Image settings `docker import` gives the offline base (an imported root has none).
+const IMPORT_CHANGES: &[&str] =
+    &["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"];
 
-/// The Debian release of the base (the host's: our binary links against its glibc).
+/// Bump when the offline recipe changes in a way the lists above do not show, so the cached
+/// base is rebuilt.
+const RECIPE: u32 = 3;
+
+/// The Debian release of the offline base. Our binary links against the host's glibc, so
+/// the base's must not be older: bookworm (2.36) fits a bookworm host; the smoke test at
+/// the end of every build catches a mismatch.
 const SUITE: &str = "bookworm";
 
 /// Parsed options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Options {
-    /// Extra tag (the version tag and `latest` are always set unless this replaces them).
+    /// Replaces the default tags (`<repo>:<version>` and `<repo>:latest`).
     tag: Option<String>,
     /// Use this binary instead of building one.
     bin: Option<PathBuf>,
@@ -107,6 +136,8 @@ struct Options {
     base: String,
     /// Do not try the online base at all.
     offline: bool,
+    /// After building, run the server in a container and check it from outside.
+    verify: bool,
 }
 
 fn parse(args: &[OsString]) -> Result<Options> {
@@ -114,13 +145,15 @@ fn parse(args: &[OsString]) -> Result<Options> {
         tag: None,
         bin: None,
         no_build: false,
-        base: "debian:bookworm-slim".to_owned(),
+        base: DEFAULT_BASE.to_owned(),
         offline: false,
+        verify: false,
     };
     let mut args = args.iter().map(|a| a.to_string_lossy().into_owned());
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
             args.next()
+                .filter(|v| !v.is_empty())
                 .with_context(|| format!("`{name}` needs a value\n\n{USAGE}"))
         };
         match arg.as_str() {
@@ -129,11 +162,12 @@ fn parse(args: &[OsString]) -> Result<Options> {
             "--base" => options.base = value("--base")?,
             "--no-build" => options.no_build = true,
             "--offline" => options.offline = true,
+            "--verify" => options.verify = true,
             other => bail!("unknown option `{other}`\n\n{USAGE}"),
         }
     }
-    if options.tag.as_deref().is_some_and(|t| t.is_empty()) {
-        bail!("`--tag` needs a non-empty value");
+    if options.bin.is_some() && options.no_build {
+        bail!("`--bin` already skips the build; `--no-build` is for the default binary");
     }
     Ok(options)
 }
@@ -152,11 +186,13 @@ fn tags(options: &Options, version: &str) -> Vec<String> {
 /// The offline base's tag: the suite and a hash of the recipe.
 fn offline_base_tag() -> String {
     let recipe = format!(
-        "{RECIPE}|{SUITE}|{}|{}|{}",
+        "{RECIPE}|{SUITE}|{}|{}|{}|{}|{}",
         PACKAGES.join(","),
         EMPTY.join(","),
         REMOVE.join(","),
-    ) + &GCONV_KEEP.join(",");
+        GCONV_KEEP.join(","),
+        IMPORT_CHANGES.join(","),
+    );
     // FNV-1a: stable across runs and Rust versions, enough to tell recipes apart.
     let hash = recipe.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -166,6 +202,11 @@ fn offline_base_tag() -> String {
 
 fn say(message: &str) {
     eprintln!("image: {message}");
+}
+
+/// Seconds since `start`, for progress lines.
+fn secs(start: Instant) -> String {
+    format!("{:.1}s", start.elapsed().as_secs_f64())
 }
 
 fn image_exists(image: &str) -> bool {
@@ -230,13 +271,14 @@ fn mirror() -> String {
         .unwrap_or_else(|| "http://deb.debian.org/debian".to_owned())
 }
 
-/// Builds (or reuses) the offline base image; returns its tag.
+/// Builds (or reuses) the offline base image under `cache`; returns its tag.
 fn offline_base(cache: &Path) -> Result<String> {
     let tag = offline_base_tag();
     if image_exists(&tag) {
-        say(&format!("offline base {tag} (cached)"));
+        say(&format!("offline base {tag} (cached: yes)"));
         return Ok(tag);
     }
+    say(&format!("offline base {tag} (cached: no)"));
     if Command::new("debootstrap")
         .arg("--version")
         .stdout(Stdio::null())
@@ -249,23 +291,43 @@ fn offline_base(cache: &Path) -> Result<String> {
             .args(["install", "-y", "-qq", "debootstrap"])
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
-    let root = cache.join(format!("{SUITE}-rootfs"));
-    if root.exists() {
-        fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
-    }
-    fs::create_dir_all(cache)?;
+    // debootstrap wants absolute paths. The downloaded packages are kept, so a new recipe
+    // does not download them again; the root is per process, so runs do not collide.
+    fs::create_dir_all(cache.join("debs"))?;
+    let cache = fs::canonicalize(cache)?;
+    let root = cache.join(format!("{SUITE}-rootfs.{}", std::process::id()));
     let started = Instant::now();
     let mirror = mirror();
     say(&format!(
-        "debootstrap {SUITE} (minbase + {}) from {mirror}, a few minutes…",
+        "debootstrap {SUITE} (minbase + {}) from {mirror}…",
         PACKAGES.join(", ")
     ));
-    run(Command::new("debootstrap")
-        .arg("--variant=minbase")
-        .arg(format!("--include={}", PACKAGES.join(",")))
-        .arg(SUITE)
-        .arg(&root)
-        .arg(&mirror))?;
+    let built = (|| {
+        run(Command::new("debootstrap")
+            .arg("--variant=minbase")
+            .arg(format!("--include={}", PACKAGES.join(",")))
+            .arg(format!("--cache-dir={}", cache.join("debs").display()))
+            .arg(SUITE)
+            .arg(&root)
+            .arg(&mirror))?;
+        say(&format!(
+            "debootstrap done ({}); trimming the root…",
+            secs(started)
+        ));
+        trim(&root)?;
+        say(&format!("docker import as {tag}…"));
+        import(&root, &tag)
+    })();
+    if root.exists() {
+        let _ = fs::remove_dir_all(&root);
+    }
+    built?;
+    say(&format!("offline base ready ({})", secs(started)));
+    Ok(tag)
+}
+
+/// Removes what the image does not need from the bootstrapped `root`.
+fn trim(root: &Path) -> Result<()> {
     for rel in EMPTY {
         let path = root.join(rel);
         if path.exists() {
@@ -294,13 +356,14 @@ fn offline_base(cache: &Path) -> Result<String> {
             }
         }
     }
-    say(&format!(
-        "root ready in {:.0}s; importing it as {tag}…",
-        started.elapsed().as_secs_f64()
-    ));
+    Ok(())
+}
+
+/// `tar -C root -c . | docker import - tag`.
+fn import(root: &Path, tag: &str) -> Result<()> {
     let mut tar = Command::new("tar")
         .arg("-C")
-        .arg(&root)
+        .arg(root)
         .args(["--numeric-owner", "-c", "."])
         .stdout(Stdio::piped())
         .spawn()
@@ -308,15 +371,21 @@ fn offline_base(cache: &Path) -> Result<String> {
     let Some(stdout) = tar.stdout.take() else {
         bail!("tar gave no output");
     };
-    let mut import = Command::new("docker");
-    import.args(["import", "-", &tag]).stdin(stdout);
-    run(&mut import)?;
-    let tar_status = tar.wait()?;
-    if !tar_status.success() {
-        bail!("tar of {} failed ({tar_status})", root.display());
+    let mut docker = Command::new("docker");
+    docker.arg("import");
+    for change in IMPORT_CHANGES {
+        docker.args(["--change", change]);
     }
-    let _ = fs::remove_dir_all(&root);
-    Ok(tag)
+    docker.args(["-", tag]).stdin(stdout).stdout(Stdio::null());
+    let imported = run(&mut docker);
+    let tar_status = tar.wait()?;
+    imported?;
+    ensure!(
+        tar_status.success(),
+        "tar of {} failed ({tar_status})",
+        root.display()
+    );
+    Ok(())
 }
 
 /// The workspace version (`[workspace.package] version`).
@@ -339,13 +408,64 @@ fn version(root: &Path) -> Result<String> {
     bail!("no [workspace.package] version in Cargo.toml")
 }
 
+/// The commit and ref baked into the image (`OPENHANDS_BUILD_GIT_SHA/REF`, as the
+/// reference's build does; shown by `GET /server_info`). The variables themselves win.
+fn git_info(root: &Path) -> (String, String) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let sha = std::env::var("OPENHANDS_BUILD_GIT_SHA")
+        .ok()
+        .or_else(|| git(&["rev-parse", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let git_ref = std::env::var("OPENHANDS_BUILD_GIT_REF")
+        .ok()
+        .or_else(|| git(&["symbolic-ref", "-q", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    (sha, git_ref)
+}
+
 fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
 }
 
-/// `cargo xtask image [--tag T] [--bin PATH] [--no-build] [--base IMAGE] [--offline]`.
+/// The image's size in bytes.
+fn image_size(image: &str) -> Result<u64> {
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Size}}", image])
+        .output()
+        .context("running docker image inspect")?;
+    ensure!(out.status.success(), "image {image} is not there");
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// `12.3 MB (11.7 MiB)`: `docker images` counts in MB of 10^6 bytes.
+fn human_size(bytes: u64) -> String {
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "image sizes are far below 2^52 bytes"
+    )]
+    let bytes = bytes as f64;
+    format!(
+        "{:.1} MB ({:.1} MiB)",
+        bytes / 1e6,
+        bytes / (1024.0 * 1024.0)
+    )
+}
+
+/// `cargo xtask image [--tag T] [--bin PATH] [--no-build] [--base IMAGE] [--offline]
+/// [--verify]`.
 #[allow(
     clippy::print_stdout,
     reason = "the image's name and size are this task's output"
@@ -355,11 +475,25 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
     let root = workspace_root();
     let started = Instant::now();
     let version = version(&root)?;
+    let docker_up = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ensure!(
+        docker_up,
+        "no Docker Engine answers (`docker version` failed)"
+    );
+
     let binary = match &options.bin {
         Some(bin) => bin.clone(),
         None => {
-            if !options.no_build {
-                say("building openhands-agent-server (release)…");
+            if options.no_build {
+                say("using the existing release binary (--no-build)");
+            } else {
+                let step = Instant::now();
+                say("cargo build --release -p oh-server --bin openhands-agent-server…");
                 let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
                 run(Command::new(cargo).current_dir(&root).args([
                     "build",
@@ -369,6 +503,7 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
                     "--bin",
                     "openhands-agent-server",
                 ]))?;
+                say(&format!("binary built ({})", secs(step)));
             }
             target_dir(&root)
                 .join("release")
@@ -378,21 +513,24 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
     if !binary.is_file() {
         bail!("no server binary at {}", binary.display());
     }
-    let base = if !options.offline && image_exists(&options.base) {
+
+    let base = if options.offline {
+        say("--offline: not trying an online base");
+        offline_base(&target_dir(&root).join("image-cache"))?
+    } else if image_exists(&options.base) {
         say(&format!("base {} (local)", options.base));
         options.base.clone()
-    } else if !options.offline && try_pull(&options.base, Duration::from_secs(20)) {
+    } else if try_pull(&options.base, PULL_LIMIT) {
         say(&format!("base {} (pulled)", options.base));
         options.base.clone()
     } else {
-        if !options.offline {
-            say(&format!(
-                "cannot pull {} (no registry?): using the offline base",
-                options.base
-            ));
-        }
+        say(&format!(
+            "cannot pull {} (no registry?): using the offline base",
+            options.base
+        ));
         offline_base(&target_dir(&root).join("image-cache"))?
     };
+
     let context = tempfile::tempdir()?;
     let in_context = context.path().join("openhands-agent-server");
     fs::copy(&binary, &in_context).with_context(|| format!("copying {}", binary.display()))?;
@@ -404,41 +542,288 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
     if !stripped {
         say("strip is not available: the binary keeps its symbols");
     }
-    fs::copy(
-        root.join("docker").join("Dockerfile.prebuilt"),
-        context.path().join("Dockerfile"),
-    )?;
+    fs::copy(root.join(DOCKERFILE), context.path().join("Dockerfile"))
+        .with_context(|| format!("copying {DOCKERFILE}"))?;
     let tags = tags(&options, &version);
-    say(&format!("docker build {} on {base}…", tags.join(", ")));
+    let (sha, git_ref) = git_info(&root);
+    let step = Instant::now();
+    say(&format!(
+        "docker build --target {PREBUILT_TARGET} {} on {base}…",
+        tags.join(", ")
+    ));
     let mut build = Command::new("docker");
     build
         .arg("build")
+        .args(["--target", PREBUILT_TARGET])
         .args(["--build-arg", &format!("BASE_IMAGE={base}")])
-        .args(["--build-arg", &format!("VERSION={version}")]);
+        .args(["--build-arg", &format!("VERSION={version}")])
+        .args(["--build-arg", &format!("OPENHANDS_BUILD_GIT_SHA={sha}")])
+        .args(["--build-arg", &format!("OPENHANDS_BUILD_GIT_REF={git_ref}")]);
     for tag in &tags {
         build.args(["--tag", tag]);
     }
     build.arg(context.path());
-    run(&mut build).with_context(|| format!("`{}`", describe(&build)))?;
-    let size = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Size}}", &tags[0]])
-        .output()?;
-    let bytes: f64 = String::from_utf8_lossy(&size.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(f64::NAN);
+    run(&mut build)?;
+    say(&format!("docker build done ({})", secs(step)));
+
+    smoke(&tags[0], &version)?;
+    if options.verify {
+        verify(&tags[0])?;
+    }
     println!(
-        "image: {} ({:.1} MiB) built in {:.0}s",
+        "image: {} — {}, built in {}",
         tags.join(", "),
-        bytes / (1024.0 * 1024.0),
-        started.elapsed().as_secs_f64()
+        human_size(image_size(&tags[0])?),
+        secs(started)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The binary starts in the image (its libraries and glibc are there) and is the version
+/// just built.
+fn smoke(image: &str, version: &str) -> Result<()> {
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/usr/local/bin/openhands-agent-server",
+        ])
+        .args([image, "--version"])
+        .output()
+        .context("running docker run")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains(version) {
+        bail!(
+            "the server binary does not run in {image} ({}): {}{}\n(a glibc newer than \
+             the base's? the offline base is Debian {SUITE})",
+            out.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    say(&format!(
+        "smoke test: `{}` runs in the image",
+        stdout.trim()
+    ));
+    Ok(())
+}
+
+/// A container removed (with `docker rm -f`) when dropped.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Starts `image` as DockerWorkspace does (a session API key, `--host 0.0.0.0 --port 8000`,
+/// the port published on loopback) and checks it from outside: health, authentication, a
+/// command run as the non-root user with git and a writable workspace, the server's state
+/// under /workspace, and a prompt stop through tini.
+fn verify(image: &str) -> Result<()> {
+    let key = format!("verify-{}", uuid::Uuid::new_v4().simple());
+    let name = format!("oh-image-verify-{}", std::process::id());
+    let out = Command::new("docker")
+        .args(["run", "-d", "--rm", "--name", &name])
+        .args(["-e", &format!("SESSION_API_KEY={key}")])
+        .args(["-p", "127.0.0.1::8000", image])
+        .args(["--host", "0.0.0.0", "--port", "8000"])
+        .output()
+        .context("running docker run")?;
+    ensure!(
+        out.status.success(),
+        "docker run failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let container = Container(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    let result = verify_running(&container, &key);
+    if result.is_err() {
+        let logs = Command::new("docker")
+            .args(["logs", "--tail", "20", &container.0])
+            .output();
+        if let Ok(logs) = logs {
+            say(&format!(
+                "verify: last log lines:\n{}{}",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            ));
+        }
+    }
+    result
+}
+
+fn verify_running(container: &Container, key: &str) -> Result<()> {
+    let out = Command::new("docker")
+        .args(["port", &container.0, "8000/tcp"])
+        .output()?;
+    let mapping = String::from_utf8_lossy(&out.stdout);
+    let port: u16 = mapping
+        .lines()
+        .find_map(|l| l.rsplit_once(':')?.1.trim().parse().ok())
+        .with_context(|| format!("no published port in `{}`", mapping.trim()))?;
+    let addr = format!("127.0.0.1:{port}");
+
+    let started = Instant::now();
+    let health = loop {
+        match http(&addr, "GET", "/health", None, None) {
+            Ok((200, body)) => break body,
+            _ if started.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => bail!("/health did not answer 200 within 30 s: {other:?}"),
+        }
+    };
+    ensure!(
+        health.get("status").and_then(Value::as_str) == Some("ok"),
+        "/health answered {health}"
+    );
+    say(&format!("verify: /health ok after {}", secs(started)));
+
+    let path = "/api/bash/execute_bash_command";
+    let request = serde_json::json!({
+        "command": "id -u; id -g; git --version; touch /workspace/project/.w && echo writable",
+        "timeout": 30,
+    });
+    let (status, _) = http(&addr, "POST", path, None, Some(&request))?;
+    ensure!(
+        status == 401,
+        "{path} without the key answered {status}, not 401"
+    );
+    let (status, output) = http(&addr, "POST", path, Some(key), Some(&request))?;
+    ensure!(
+        status == 200,
+        "{path} with the key answered {status}: {output}"
+    );
+    let stdout = output.get("stdout").and_then(Value::as_str).unwrap_or("");
+    let lines: Vec<&str> = stdout.lines().collect();
+    ensure!(
+        lines.len() == 4
+            && lines[0] == "10001"
+            && lines[1] == "10001"
+            && lines[2].starts_with("git version ")
+            && lines[3] == "writable",
+        "unexpected command output: {output}"
+    );
+    // The server's own state went under /workspace (WORKDIR / and its relative defaults).
+    let owner = serde_json::json!({"command": "stat -c '%U %n' /workspace/bash_events"});
+    let (_, state) = http(&addr, "POST", path, Some(key), Some(&owner))?;
+    let state_out = state.get("stdout").and_then(Value::as_str).unwrap_or("");
+    ensure!(
+        state_out.trim() == "openhands /workspace/bash_events",
+        "bash events are not in /workspace/bash_events: {state}"
+    );
+    say(&format!(
+        "verify: key enforced (401 without it); commands run as uid/gid 10001 with {}; \
+         /workspace/project writable; server state under /workspace",
+        lines[2]
+    ));
+
+    let stop = Instant::now();
+    run(Command::new("docker")
+        .args(["stop", "--time", "10", &container.0])
+        .stdout(Stdio::null()))?;
+    let took = stop.elapsed();
+    ensure!(
+        took < Duration::from_secs(5),
+        "docker stop took {took:?}: SIGTERM did not reach the server"
+    );
+    say(&format!("verify: docker stop took {}", secs(stop)));
+    Ok(())
+}
+
+/// One HTTP/1.1 request with `Connection: close`; the status and the JSON body (`null` if
+/// the body is not JSON).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> Result<(u16, Value)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(key) = key {
+        head.push_str(&format!("X-Session-API-Key: {key}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+/// The status and JSON body of a raw HTTP/1.1 response (plain or chunked body).
+fn parse_response(raw: &[u8]) -> Result<(u16, Value)> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of headers in the response")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line in {head:?}"))?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .replace(' ', "")
+            .starts_with("transfer-encoding:chunked")
+    });
+    let mut body = &raw[split + 4..];
+    let mut data = Vec::new();
+    if chunked {
+        loop {
+            let end = body
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .context("truncated chunk")?;
+            let size_text = String::from_utf8_lossy(&body[..end]);
+            let size_hex = size_text.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_hex, 16)
+                .with_context(|| format!("bad chunk size {size_hex:?}"))?;
+            if size == 0 {
+                break;
+            }
+            let start = end + 2;
+            let chunk = body.get(start..start + size).context("truncated chunk")?;
+            data.extend_from_slice(chunk);
+            body = body.get(start + size + 2..).unwrap_or_default();
+        }
+    } else {
+        data.extend_from_slice(body);
+    }
+    Ok((status, serde_json::from_slice(&data).unwrap_or(Value::Null)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The words of `ARG PACKAGES="..."` in the Dockerfile.
+    fn dockerfile_packages(dockerfile: &str) -> Option<Vec<String>> {
+        dockerfile.lines().find_map(|line| {
+            let value = line.trim().strip_prefix("ARG PACKAGES=")?;
+            Some(
+                value
+                    .trim_matches('"')
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        })
+    }
 
     fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
@@ -447,6 +832,8 @@ mod tests {
     #[test]
     fn default_tags_are_the_version_and_latest() {
         let options = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(options.base, "debian:bookworm-slim");
+        assert!(!options.offline && !options.verify && !options.no_build);
         assert_eq!(
             tags(&options, "0.1.0"),
             [
@@ -454,28 +841,86 @@ mod tests {
                 "openhands-agent-server:latest"
             ]
         );
-        let tagged = parse(&os(&["--tag", "x:dev", "--offline"])).unwrap_or_else(|e| panic!("{e}"));
+        let tagged = parse(&os(&["--tag", "x:dev", "--offline", "--verify"]))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(tags(&tagged, "0.1.0"), ["x:dev"]);
-        assert!(tagged.offline);
+        assert!(tagged.offline && tagged.verify);
+    }
+
+    #[test]
+    fn options_take_their_values() {
+        let options = parse(&os(&[
+            "--bin",
+            "/tmp/server",
+            "--base",
+            "debian:trixie-slim",
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(options.bin, Some(PathBuf::from("/tmp/server")));
+        assert_eq!(options.base, "debian:trixie-slim");
+        assert!(parse(&os(&["--no-build"])).is_ok_and(|o| o.no_build));
     }
 
     #[test]
     fn bad_options_are_refused() {
         assert!(parse(&os(&["--tag"])).is_err());
         assert!(parse(&os(&["--tag", ""])).is_err());
+        assert!(parse(&os(&["--base"])).is_err());
         assert!(parse(&os(&["--fast"])).is_err());
+        assert!(parse(&os(&["--bin", "x", "--no-build"])).is_err());
     }
 
     #[test]
     fn the_offline_base_tag_follows_the_recipe() {
         let tag = offline_base_tag();
         assert!(tag.starts_with("openhands-rs/base:bookworm-"), "{tag}");
+        assert_eq!(tag.len(), "openhands-rs/base:bookworm-".len() + 12, "{tag}");
         assert_eq!(tag, offline_base_tag());
+    }
+
+    #[test]
+    fn the_dockerfile_installs_the_offline_packages() {
+        let text = fs::read_to_string(workspace_root().join(DOCKERFILE))
+            .unwrap_or_else(|e| panic!("{DOCKERFILE}: {e}"));
+        let packages: Vec<String> = PACKAGES.iter().map(|p| (*p).to_owned()).collect();
+        assert_eq!(dockerfile_packages(&text), Some(packages));
+        for stage in [
+            "AS runtime-base",
+            "AS runtime-prebuilt",
+            "AS builder",
+            "AS runtime",
+        ] {
+            assert!(text.contains(stage), "{DOCKERFILE} lacks `{stage}`");
+        }
+        // The classic builder builds every stage before the target: the prebuilt target
+        // must come before the Rust builder, which cannot be pulled without a registry.
+        let at = |needle: &str| text.find(needle).unwrap_or(usize::MAX);
+        assert!(at("AS runtime-prebuilt") < at("AS builder"));
+        assert!(text.contains(
+            r#"ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/openhands-agent-server"]"#
+        ));
     }
 
     #[test]
     fn the_version_comes_from_the_workspace() {
         let version = version(&workspace_root()).unwrap_or_else(|e| panic!("{e}"));
         assert!(version.split('.').count() == 3, "{version}");
+    }
+
+    #[test]
+    fn sizes_read_as_docker_shows_them() {
+        assert_eq!(human_size(98_600_000), "98.6 MB (94.0 MiB)");
+    }
+
+    #[test]
+    fn responses_parse_plain_and_chunked() {
+        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n{\"status\":\"ok\"}";
+        let (status, body) = parse_response(plain).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((status, body), (200, serde_json::json!({"status": "ok"})));
+        let chunked = b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n\
+                        5\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\n\r\n";
+        let (status, body) = parse_response(chunked).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((status, body), (401, serde_json::json!({"a": 1})));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());
     }
 }

@@ -76,12 +76,21 @@ Tasks:
                   defaults, each feature alone and all features, and
                   check that the `client` feature pulls in neither
                   bollard, oh-agent nor oh-server.
-  image [--tag T] [--bin PATH] [--no-build] [--base IMAGE] [--offline]
-                  Build the agent-server image openhands-agent-server:<version>
-                  and :latest (or --tag): our release binary on --base
-                  (default debian:bookworm-slim) if the engine has or can
-                  pull it, else on a base built offline with debootstrap
-                  and `docker import` (cached). Needs root and Docker.
+  image [OPTIONS]  Build the agent-server image openhands-agent-server:<version>
+                  and :latest: the `runtime-prebuilt` target of
+                  docker/Dockerfile with our release binary, on --base if
+                  the engine has or can pull it, else on a Debian bookworm
+                  base built offline with debootstrap and `docker import`
+                  (cached by recipe). Ends with a smoke test of the binary
+                  in the image. Needs root (debootstrap) and Docker.
+                    --tag T         tag only T instead
+                    --bin PATH      use this server binary (no build)
+                    --no-build      use the existing release binary
+                    --base IMAGE    online base (default debian:bookworm-slim)
+                    --offline       go straight to the offline base
+                    --verify        then run the image as DockerWorkspace
+                                    does and check health, the key, the
+                                    user, git, /workspace and `docker stop`
   docker-sweep [--all]
                   Remove the containers DockerWorkspace started (label
                   org.openhands-rs.workspace) whose owning process is
