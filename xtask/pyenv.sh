@@ -13,19 +13,20 @@
 #   xtask/pyenv.sh root               print the chroot's directory
 #
 # Environment:
-#   PYREF_VERSION  openhands version to install (default 1.57.0)
-#   PYREF_ROOT     cache directory; the chroot is $PYREF_ROOT/rootfs
-#                  (default /var/cache/oh-pyref, shared with other tooling)
+#   PYREF_VERSION  openhands version of all four packages (default 1.58.2)
+#   PYREF_ROOT     cache directory; the chroot is $PYREF_ROOT/rootfs (default
+#                  /var/cache/openhands-rs-pyenv-VERSION: one root per version,
+#                  owned by this script alone, so no other tool's packages leak in)
 #
 # `python` and `server` see a clean environment plus every variable whose name
 # starts with OH_ or FIXTURE_. Each of their runs mounts its /src (and the
 # server its working directory) in a private mount namespace, so concurrent
-# runs, and other users of the shared root, do not disturb one another.
+# runs do not disturb one another.
 # Everything but `root` needs root privileges.
 set -euo pipefail
 
-VER="${PYREF_VERSION:-1.57.0}"
-ROOT="${PYREF_ROOT:-/var/cache/oh-pyref}/rootfs"
+VER="${PYREF_VERSION:-1.58.2}"
+ROOT="${PYREF_ROOT:-/var/cache/openhands-rs-pyenv-$VER}/rootfs"
 STAMP="$ROOT/.pyref-$VER"
 VENV=/opt/oh
 PACKAGES=(
@@ -114,6 +115,30 @@ in_root() {
     PIP_FIND_LINKS='' chroot "$ROOT" "$@"
 }
 
+# Every openhands package in the venv must be exactly $VER: a pin that pip
+# could not honour, or a stray package, would mix two versions of the SDK.
+check_versions() {
+    in_root "$VENV/bin/python" - "$VER" <<'PY' || die "the venv does not hold openhands $VER throughout"
+import sys
+from importlib.metadata import distributions
+
+want = sys.argv[1]
+found = {
+    d.metadata["Name"].lower(): d.version
+    for d in distributions()
+    if d.metadata["Name"].lower().startswith("openhands-")
+}
+wrong = {name: ver for name, ver in found.items() if ver != want}
+needed = {"openhands-agent-server", "openhands-sdk", "openhands-tools", "openhands-workspace"}
+missing = needed - found.keys()
+for name, ver in sorted(wrong.items()):
+    print(f"pyenv: {name} is {ver}, not {want}", file=sys.stderr)
+for name in sorted(missing):
+    print(f"pyenv: {name} is missing", file=sys.stderr)
+sys.exit(1 if wrong or missing else 0)
+PY
+}
+
 setup() {
     need_root
     if [[ ! -x $ROOT/usr/bin/python3 ]]; then
@@ -125,6 +150,7 @@ setup() {
         say "installing openhands $VER into the venv…"
         in_root python3 -m venv "$VENV"
         in_root "$VENV/bin/pip" install -q "${PACKAGES[@]}" "${EXTRAS[@]}"
+        check_versions
         touch "$STAMP"
     elif ! in_root "$VENV/bin/python" -c 'import websockets, httpx' 2>/dev/null; then
         say "installing ${EXTRAS[*]} into the venv…"

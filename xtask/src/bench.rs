@@ -9,7 +9,7 @@
 //! min/median/p99/max of each sample) to `<target>/bench/results.json`.
 
 mod client;
-mod docker;
+pub(crate) mod docker;
 mod llm;
 mod measure;
 mod report;
@@ -269,7 +269,7 @@ async fn run_all(
     }
     if options.selected("docker") {
         results.notes.push(format!(
-            "docker: image size from `docker image inspect`; DockerWorkspace enter → ready = create + start the container until GET /health answers, median of {} starts. Ours: {} (`cargo xtask image`). Python: no registry here, so the published image is replaced by {} imported once from the pinned reference environment (Debian trixie + the 1.57.0 wheels)",
+            "docker: image size from `docker image inspect`; DockerWorkspace enter → ready = create + start the container until GET /health answers, median of {} starts. Ours: {} (`cargo xtask image`). Python: no registry here, so the published image is replaced by {} imported once from the pinned reference environment (Debian trixie + the pinned reference wheels)",
             options.starts.max(1),
             docker::OURS_IMAGE,
             docker::PYTHON_IMAGE

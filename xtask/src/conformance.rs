@@ -161,7 +161,11 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
             ));
         }
     }
-    println!("\nconformance summary (client suite x server):");
+    let reference =
+        env::var("PYREF_VERSION").unwrap_or_else(|_| super::REFERENCE_VERSION.to_owned());
+    println!(
+        "\nconformance summary (client suite x server; python = openhands {reference}, all four packages):"
+    );
     for (suite, target, summary, passed) in &rows {
         let mark = if *passed { "PASS" } else { "FAIL" };
         println!(

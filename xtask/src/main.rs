@@ -149,7 +149,13 @@ fn workspace_root() -> PathBuf {
     manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
-/// A command running `xtask/pyenv.sh` with `args`.
+/// The version of the reference Python SDK the harness pins (all four packages:
+/// `openhands-agent-server`, `-sdk`, `-tools`, `-workspace`). `xtask/pyenv.sh` defaults to
+/// the same version (a tidy test checks it); `PYREF_VERSION` in the environment overrides both.
+pub(crate) const REFERENCE_VERSION: &str = "1.58.2";
+
+/// A command running `xtask/pyenv.sh` with `args`, pinned to [`REFERENCE_VERSION`] unless
+/// `PYREF_VERSION` is set.
 fn pyenv_command<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
@@ -158,6 +164,9 @@ where
     let mut cmd = Command::new("bash");
     cmd.arg(workspace_root().join("xtask").join("pyenv.sh"))
         .args(args);
+    if std::env::var_os("PYREF_VERSION").is_none() {
+        cmd.env("PYREF_VERSION", REFERENCE_VERSION);
+    }
     cmd
 }
 

@@ -147,3 +147,20 @@ fn no_machine_paths_in_tracked_files() {
         ),
     }
 }
+
+#[test]
+fn one_reference_version_everywhere() {
+    let version = super::REFERENCE_VERSION;
+    let script = std::fs::read_to_string(workspace_root().join("xtask").join("pyenv.sh"))
+        .expect("read xtask/pyenv.sh");
+    let default = format!("VER=\"${{PYREF_VERSION:-{version}}}\"");
+    assert!(
+        script.contains(&default),
+        "xtask/pyenv.sh must default to the reference version {version} (`{default}`)"
+    );
+    assert!(
+        super::bench::docker::PYTHON_IMAGE.ends_with(&format!(":{version}")),
+        "the reference's stand-in image must be tagged {version}: {}",
+        super::bench::docker::PYTHON_IMAGE
+    );
+}

@@ -4,8 +4,8 @@
 //!
 //! Ours is the image `cargo xtask image` builds. No registry is reachable here, so the
 //! reference's published image cannot be pulled; its stand-in is built offline, once, from
-//! the pinned Python environment's root (`xtask/pyenv.sh`: Debian trixie with the 1.57.0
-//! wheels in a venv) with `docker import`, its entrypoint the Python agent server.
+//! the pinned Python environment's root (`xtask/pyenv.sh`: Debian trixie with the pinned
+//! reference wheels in a venv) with `docker import`, its entrypoint the Python agent server.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,7 +22,8 @@ use super::stats::{Summary, ms};
 pub(crate) const OURS_IMAGE: &str = "openhands-agent-server:latest";
 
 /// The offline stand-in for the reference's image.
-pub(crate) const PYTHON_IMAGE: &str = "openhands-reference-server:1.57.0";
+/// Tagged with the reference version (`REFERENCE_VERSION`; a tidy test keeps them equal).
+pub(crate) const PYTHON_IMAGE: &str = "openhands-reference-server:1.58.2";
 
 /// Size in MiB of a local image (`docker image inspect`).
 fn image_mib(image: &str) -> Result<f64> {
