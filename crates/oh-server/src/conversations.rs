@@ -386,6 +386,8 @@ async fn batch_get(State(state): State<AppState>, query: Query) -> ApiResult<Res
             Value::Null,
         ));
     }
+    // Validated like the reference, which also takes it here; our infos carry no skills.
+    query.bool("include_skills")?;
     let mut items: Vec<Option<ConversationInfo>> = Vec::with_capacity(raw.len());
     for value in raw {
         let id = parse_uuid(value).ok_or_else(|| {
