@@ -218,35 +218,63 @@ pub(crate) fn router(state: AppState) -> Router {
 /// Unknown routes: 404, except that `/x/` redirects (307) to `/x` and `/api/tools` to
 /// `/api/tools/`, as FastAPI does between the two spellings of a route.
 async fn not_found(req: axum::extract::Request) -> axum::response::Response {
-    let path = req.uri().path();
-    let target = if path.len() > 1 && path.ends_with('/') {
-        Some(path.trim_end_matches('/').to_owned())
-    } else if path == "/api/tools" {
-        Some("/api/tools/".to_owned())
-    } else {
-        None
-    };
-    let Some(mut target) = target else {
-        return ApiError::not_found().into_response();
-    };
-    if let Some(query) = req.uri().query() {
-        target = format!("{target}?{query}");
+    match redirect_target(req.uri().path(), req.uri().query()) {
+        Some(target) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, target)],
+        )
+            .into_response(),
+        None => ApiError::not_found().into_response(),
     }
-    let host = req
-        .headers()
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let location = match host {
-        Some(host) => format!("http://{host}{target}"),
-        None => target,
+}
+
+/// The `Location` of the trailing-slash redirect, if `path` gets one: a path-only reference
+/// (RFC 9110 §10.2.2) keeping the query, never built from the client's `Host`, and never
+/// starting with `//` or `/\` (which browsers would read as another host).
+fn redirect_target(path: &str, query: Option<&str>) -> Option<String> {
+    let target = if path.len() > 1 && path.ends_with('/') {
+        format!(
+            "/{}",
+            path.trim_end_matches('/').trim_start_matches(['/', '\\'])
+        )
+    } else if path == "/api/tools" {
+        "/api/tools/".to_owned()
+    } else {
+        return None;
     };
-    (
-        StatusCode::TEMPORARY_REDIRECT,
-        [(axum::http::header::LOCATION, location)],
-    )
-        .into_response()
+    Some(match query {
+        Some(query) => format!("{target}?{query}"),
+        None => target,
+    })
 }
 
 async fn method_not_allowed() -> axum::response::Response {
     ApiError::reason(StatusCode::METHOD_NOT_ALLOWED).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_are_path_only() {
+        let target = |path, query| redirect_target(path, query);
+        assert_eq!(
+            target("/api/conversations/", Some("a=1&b=2")).as_deref(),
+            Some("/api/conversations?a=1&b=2")
+        );
+        assert_eq!(target("/api/x//", None).as_deref(), Some("/api/x"));
+        assert_eq!(target("/api/tools", None).as_deref(), Some("/api/tools/"));
+        assert_eq!(
+            target("//evil.example/", None).as_deref(),
+            Some("/evil.example")
+        );
+        assert_eq!(
+            target("/\\evil.example/", None).as_deref(),
+            Some("/evil.example")
+        );
+        assert_eq!(target("///", None).as_deref(), Some("/"));
+        assert_eq!(target("/api/conversations", None), None);
+        assert_eq!(target("/", None), None);
+    }
 }

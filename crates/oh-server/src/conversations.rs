@@ -261,22 +261,33 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
         meta,
     })?;
     state.activity.touch();
-    if request.confirmation_policy != oh_protocol::ConfirmationPolicy::default() {
-        live.conv
-            .set_confirmation_policy(request.confirmation_policy)
-            .map_err(agent_error)?;
-    }
-    if request.security_analyzer.is_some() {
-        live.conv
-            .set_security_analyzer(request.security_analyzer)
-            .map_err(agent_error)?;
-    }
-    if let Some(message) = request.initial_message {
-        let message = oh_protocol::Message::new(message.role, message.content);
-        let text = message_text(&message);
-        live.conv.send_message(message).await.map_err(agent_error)?;
-        live.autotitle(&text);
-        live.run_or_rerun()?;
+    let setup = async {
+        if request.confirmation_policy != oh_protocol::ConfirmationPolicy::default() {
+            live.conv
+                .set_confirmation_policy(request.confirmation_policy)
+                .map_err(agent_error)?;
+        }
+        if request.security_analyzer.is_some() {
+            live.conv
+                .set_security_analyzer(request.security_analyzer)
+                .map_err(agent_error)?;
+        }
+        if let Some(message) = request.initial_message {
+            let message = oh_protocol::Message::new(message.role, message.content);
+            let text = message_text(&message);
+            live.conv.send_message(message).await.map_err(agent_error)?;
+            live.run_or_rerun()?;
+            live.autotitle(&text);
+        }
+        Ok::<_, ApiError>(())
+    };
+    if let Err(err) = setup.await {
+        // A failed create leaves nothing behind (a 429 at run capacity included): the client
+        // retries the whole create, and must not find a half-made conversation.
+        if let Err(cleanup) = state.conversations.delete(id).await {
+            tracing::warn!(%id, %cleanup, "could not remove a conversation whose create failed");
+        }
+        return Err(err);
     }
     Ok(json_response(StatusCode::CREATED, &live.info()))
 }
@@ -375,6 +386,8 @@ async fn batch_get(State(state): State<AppState>, query: Query) -> ApiResult<Res
             Value::Null,
         ));
     }
+    // Validated like the reference, which also takes it here; our infos carry no skills.
+    query.bool("include_skills")?;
     let mut items: Vec<Option<ConversationInfo>> = Vec::with_capacity(raw.len());
     for value in raw {
         let id = parse_uuid(value).ok_or_else(|| {
@@ -580,7 +593,7 @@ async fn security_analyzer(
     ConversationId(id): ConversationId,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
-    if body.get("security_analyzer").is_none() {
+    if body.is_object() && body.get("security_analyzer").is_none() {
         return Err(ApiError::validation(
             &["body", "security_analyzer"],
             "missing",

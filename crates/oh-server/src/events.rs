@@ -14,9 +14,7 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::conversations::{agent_error, live_or};
 use crate::error::{ApiError, ApiResult, ok};
-use crate::extract::{
-    ConversationId, Json, MAX_JSON_BODY, Query, body_bytes, parse_json, path_param,
-};
+use crate::extract::{ConversationId, Json, Query, path_param};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -202,11 +200,11 @@ async fn get_one(State(state): State<AppState>, req: Request) -> ApiResult<Respo
 }
 
 /// Batch get: a JSON array of event ids in the body of a GET; `null` for unknown ids.
-async fn batch_get(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
-    let (mut parts, body) = req.into_parts();
-    let ConversationId(id) = ConversationId::from_request_parts(&mut parts, &state).await?;
-    let bytes = body_bytes(Request::from_parts(parts, body), &state, MAX_JSON_BODY).await?;
-    let ids: Vec<String> = parse_json(&bytes)?;
+async fn batch_get(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+    Json(ids): Json<Vec<String>>,
+) -> ApiResult<Response> {
     let live = live_or(&state, id, &not_found(id))?;
     let found: Vec<Option<Event>> = live.conv.with_events(|events| {
         ids.iter()

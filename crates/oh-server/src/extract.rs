@@ -3,18 +3,25 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ApiError;
 
 /// Largest JSON body accepted (a conversation create with a big agent is tens of KiB).
-pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
+const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 
-/// A JSON body parsed into `T`. An empty body is parsed as `null` (so an all-optional body
-/// may be omitted when `T` accepts `null`); bad JSON and type errors are 422.
+/// A JSON body parsed into `T`, the one way every JSON route reads its body.
+///
+/// The body must be declared JSON: `Content-Type: application/json` or
+/// `application/<anything>+json` (parameters such as `charset` allowed, any case). Anything
+/// else is refused with 415 before the body is read, and so is a non-empty body without a
+/// `Content-Type`: browsers send `text/plain`, form and untyped bodies cross-site without a
+/// CORS preflight, so accepting them would let any web page drive the server. An empty body
+/// without a `Content-Type` is parsed as `null` (so an all-optional body may be omitted when
+/// `T` accepts `null`); bad JSON and type errors are 422.
 #[derive(Debug)]
 pub(crate) struct Json<T>(pub T);
 
@@ -22,13 +29,56 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let declared = match req.headers().get(header::CONTENT_TYPE) {
+            None => false,
+            Some(value) if is_json_content_type(value) => true,
+            Some(value) => {
+                return Err(unsupported_media_type(Some(&String::from_utf8_lossy(
+                    value.as_bytes(),
+                ))));
+            }
+        };
         let bytes = body_bytes(req, state, MAX_JSON_BODY).await?;
+        if !declared && !bytes.trim_ascii().is_empty() {
+            return Err(unsupported_media_type(None));
+        }
         parse_json(&bytes).map(Json)
     }
 }
 
+/// Whether a `Content-Type` declares JSON: `application/json` or `application/*+json`, any
+/// case, with or without parameters.
+fn is_json_content_type(value: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application")
+        && (subtype == "json" || (subtype.len() > "+json".len() && subtype.ends_with("+json")))
+        && !subtype.contains(|c: char| c.is_ascii_whitespace() || c == '/')
+}
+
+/// 415 naming the expected type.
+fn unsupported_media_type(got: Option<&str>) -> ApiError {
+    let got = match got {
+        Some(got) => format!("got Content-Type {got:?}"),
+        None => "the request has a body but no Content-Type".to_owned(),
+    };
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "Unsupported Media Type: this route takes a JSON body with Content-Type \
+             application/json (or application/*+json); {got}"
+        ),
+    )
+}
+
 /// Reads a whole body of at most `limit` bytes (413 beyond).
-pub(crate) async fn body_bytes<S: Send + Sync>(
+async fn body_bytes<S: Send + Sync>(
     req: Request,
     state: &S,
     limit: usize,
@@ -68,8 +118,83 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         });
     }
     let shown = redact(&value);
+    if !value.is_object() && expects_object::<T>() {
+        // serde's derived structs also accept the sequence form `[field, …]`; the reference
+        // (pydantic) wants an object.
+        return Err(ApiError::validation(
+            &["body"],
+            "model_attributes_type",
+            "Input should be a valid dictionary or object to extract fields from",
+            shown,
+        ));
+    }
     serde_json::from_value(value)
         .map_err(|err| ApiError::validation(&["body"], "value_error", err.to_string(), shown))
+}
+
+/// Whether `T` is read from a struct (a JSON object to the reference), looking through
+/// `Option` and newtypes: asks `T` to deserialize itself from [`ShapeProbe`], which answers
+/// every request with an error naming what was asked for. Nothing is parsed.
+fn expects_object<T: DeserializeOwned>() -> bool {
+    matches!(T::deserialize(ShapeProbe), Err(Shape::Struct))
+}
+
+/// A deserializer holding no data (see [`expects_object`]).
+struct ShapeProbe;
+
+/// What [`ShapeProbe`] was asked for.
+#[derive(Debug)]
+enum Shape {
+    Struct,
+    Other,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Shape {}
+
+impl serde::de::Error for Shape {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        Shape::Other
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for ShapeProbe {
+    type Error = Shape;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Shape> {
+        Err(Shape::Other)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Shape> {
+        Err(Shape::Struct)
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Shape> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Shape> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
 }
 
 /// The input echoed in a 422 with secret-looking values replaced, as the reference does.
@@ -240,4 +365,60 @@ pub(crate) async fn path_param<S: Send + Sync>(
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value.to_owned())
         .ok_or_else(|| ApiError::internal(format!("route has no `{name}` parameter")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        let json = |raw: &str| is_json_content_type(&HeaderValue::from_str(raw).unwrap());
+        assert!(json("application/json"));
+        assert!(json("application/json; charset=utf-8"));
+        assert!(json("Application/JSON;charset=UTF-8"));
+        assert!(json("application/vnd.api+json"));
+        assert!(json(" application/merge-patch+json ; q=1"));
+        assert!(!json("text/plain"));
+        assert!(!json("text/json"));
+        assert!(!json("application/x-www-form-urlencoded"));
+        assert!(!json("multipart/form-data; boundary=x"));
+        assert!(!json("application/+json"));
+        assert!(!json("application/jsonp"));
+        assert!(!json("application/json/x"));
+        assert!(!json("application"));
+        assert!(!json(""));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        a: String,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Wrapper(Body);
+
+    #[test]
+    fn structs_want_objects() {
+        assert!(expects_object::<Body>());
+        assert!(expects_object::<Option<Body>>());
+        assert!(expects_object::<Wrapper>());
+        assert!(expects_object::<Box<Body>>());
+        assert!(!expects_object::<Vec<String>>());
+        assert!(!expects_object::<Value>());
+        assert!(!expects_object::<String>());
+        assert!(!expects_object::<std::collections::BTreeMap<String, Value>>());
+    }
+
+    #[test]
+    fn the_sequence_form_of_a_struct_is_refused() {
+        let err = parse_json::<Body>(br#"["x"]"#).unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err.body()["detail"][0]["type"], "model_attributes_type");
+        assert_eq!(err.body()["detail"][0]["loc"], serde_json::json!(["body"]));
+        assert_eq!(parse_json::<Body>(br#"{"a": "x"}"#).unwrap().a, "x");
+        assert_eq!(parse_json::<Vec<String>>(br#"["x"]"#).unwrap(), ["x"]);
+    }
 }

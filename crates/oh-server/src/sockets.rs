@@ -5,6 +5,9 @@
 //! handles what the client sends. The agent never waits for a socket: a subscriber that falls
 //! more than the channel's capacity behind catches up from the persisted log and gets a fresh
 //! snapshot instead of the frames it missed.
+//!
+//! Both sockets (this one and `/sockets/bash-events`) are upgraded only after the `Origin`
+//! and `Host` checks of [`crate::cors`]: a page of a foreign origin gets 403, not a socket.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -317,6 +317,13 @@ async fn bad_queries() {
     );
     expect(&server.get("/api/conversations").await, 422);
     expect(&server.get("/api/conversations?ids=nope").await, 422);
+    let reply = server
+        .get(&format!("/api/conversations?ids={id}&include_skills=null"))
+        .await;
+    assert_eq!(
+        expect(&reply, 422)["detail"][0]["loc"],
+        serde_json::json!(["query", "include_skills"])
+    );
     // An unknown page id restarts from the first page.
     let page = server
         .get(&format!(

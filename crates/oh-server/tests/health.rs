@@ -41,10 +41,8 @@ async fn trailing_slashes_redirect_like_fastapi() {
     let server = TestServer::start().await;
     let reply = server.get("/api/conversations/?limit=5").await;
     assert_eq!(reply.status, 307);
-    assert_eq!(
-        reply.headers["location"],
-        format!("http://{}/api/conversations?limit=5", server.addr)
-    );
+    // Path-only: FastAPI builds an absolute URL from the `Host` header; we never do.
+    assert_eq!(reply.headers["location"], "/api/conversations?limit=5");
     let tools = server.get("/api/tools").await;
     assert_eq!(tools.status, 307);
     let listed = server.get("/api/tools/").await;

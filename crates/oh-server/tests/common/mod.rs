@@ -172,8 +172,27 @@ impl Reply {
     }
 }
 
-/// Sends one request with raw headers and body.
+/// Sends one request with raw headers and body (`content-type: application/json` when there
+/// is a body and `headers` name no content type).
 pub async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<Bytes>,
+) -> Reply {
+    let mut headers = headers.to_vec();
+    if body.is_some()
+        && !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(("content-type", "application/json".to_owned()));
+    }
+    send_exact(method, url, &headers, body).await
+}
+
+/// Sends one request with exactly these headers (plus `host` unless given) and body.
+pub async fn send_exact(
     method: Method,
     url: &str,
     headers: &[(&str, String)],
@@ -181,16 +200,8 @@ pub async fn send(
 ) -> Reply {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut builder = Request::builder().method(method).uri(url);
-    let has_body = body.is_some();
     for (name, value) in headers {
         builder = builder.header(*name, value);
-    }
-    if has_body
-        && !headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-    {
-        builder = builder.header("content-type", "application/json");
     }
     let request = builder
         .body(Full::new(body.unwrap_or_default()))
@@ -237,6 +248,33 @@ pub fn create_body(agent: Value, working_dir: &std::path::Path) -> Value {
         "workspace": {"kind": "LocalWorkspace", "working_dir": working_dir},
         "autotitle": false,
     })
+}
+
+/// Opens a WebSocket to `path` with extra handshake `headers` and returns the handshake's
+/// status: 101 when the upgrade was accepted (the socket is then closed), else the refusal.
+pub async fn ws_handshake(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> StatusCode {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}{path}", server.addr)
+        .into_client_request()
+        .expect("request");
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            hyper::header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    let connect = tokio_tungstenite::connect_async(request);
+    match tokio::time::timeout(std::time::Duration::from_secs(20), connect)
+        .await
+        .expect("handshake within 20 s")
+    {
+        Ok((mut stream, response)) => {
+            let _ = stream.close(None).await;
+            response.status()
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status(),
+        Err(other) => panic!("handshake failed: {other}"),
+    }
 }
 
 /// An event socket client.
