@@ -1,6 +1,7 @@
-//! The real binary never passes its keys to `/api/bash` commands, whatever form they were
-//! configured in: `OH_SESSION_API_KEYS` as a JSON list, `OH_SESSION_API_KEYS_<n>`,
-//! `SESSION_API_KEY`, `OH_SECRET_KEY`.
+//! Keys stay secret: the real binary never passes them to `/api/bash` commands, whatever
+//! form they were configured in (`OH_SESSION_API_KEYS` as a JSON list,
+//! `OH_SESSION_API_KEYS_<n>`, `SESSION_API_KEY`, `OH_SECRET_KEY`), and `Debug` of a
+//! `Config` or `Server` never shows them.
 
 #![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::send;
 use hyper::Method;
+use oh_server::{Config, Server};
 use serde_json::json;
 
 /// The key the server accepts (from the JSON-list form).
@@ -24,9 +26,9 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("OH_SECRET_KEY", "secretkey1", "secretkey1"),
 ];
 
-struct Server(Child);
+struct ServerProcess(Child);
 
-impl Drop for Server {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -60,7 +62,7 @@ async fn bash_commands_do_not_see_the_server_keys() {
     for (name, value, _) in KEYS {
         command.env(name, value);
     }
-    let _server = Server(command.spawn().expect("spawn server"));
+    let _server = ServerProcess(command.spawn().expect("spawn server"));
 
     let base = format!("http://127.0.0.1:{port}");
     let headers = [("x-session-api-key", KEY.to_owned())];
@@ -121,4 +123,23 @@ async fn try_send(
         )
         .await,
     )
+}
+
+#[tokio::test]
+async fn debug_of_config_and_server_never_shows_a_key() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::under(root.path());
+    config.session_api_keys = vec!["session-key-4242".into(), "second-key-4242".into()];
+    config.secret_key = Some("secret-key-4242".into());
+    let shown_config = [format!("{config:?}"), format!("{config:#?}")];
+    let server = Server::bind(config).await.expect("bind");
+    for shown in shown_config
+        .into_iter()
+        .chain([format!("{server:?}"), format!("{server:#?}")])
+    {
+        for key in ["session-key-4242", "second-key-4242", "secret-key-4242"] {
+            assert!(!shown.contains(key), "{key} in {shown}");
+        }
+        assert!(shown.contains("workspace_path"), "{shown}");
+    }
 }
