@@ -441,7 +441,8 @@ impl DockerWorkspaceBuilder {
     /// watched from the container's creation on (also while `start` waits for health), and
     /// it removes the container even with [`keep_alive`](Self::keep_alive). Nothing watches
     /// it any more once the workspace is gone. Clones of the builder share the future, so
-    /// one signal removes the containers of all of them.
+    /// one signal removes the containers of all of them (and a `start` after it completed
+    /// fails: its container is removed right after creation).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), oh_workspace_docker::Error> {
