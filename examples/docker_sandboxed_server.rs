@@ -2,7 +2,8 @@
 //! image (build it with `cargo xtask image`), waits for its health check and hands back a
 //! remote workspace; commands and a file round trip show the sandbox, then a conversation
 //! runs inside the container with its events streaming back, and the cost is printed. The
-//! container is removed at the end (also on errors, panics and Ctrl-C).
+//! container is removed at the end (also on errors and panics). Ctrl-C is handled here, by
+//! the application: it drops the workspace, whose guard removes the container.
 //!
 //! Reads `LLM_API_KEY`, `LLM_MODEL` and `LLM_BASE_URL` like the other examples; without a
 //! key the conversation is skipped. When `LLM_BASE_URL` points at this machine's loopback,
@@ -29,6 +30,18 @@ const TASK: &str = "Write the kernel name and the current user id into FACTS.txt
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::init_tracing();
+    // The library leaves signals to the application: on Ctrl-C, `run` (and the workspace it
+    // owns) is dropped, and dropping the workspace removes its container.
+    tokio::select! {
+        result = run() => result,
+        _ = tokio::signal::ctrl_c() => {
+            println!("Interrupted: the workspace was dropped and its container removed.");
+            Ok(())
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let image = std::env::var("AGENT_SERVER_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
     let llm = common::llm_from_env();
     let loopback_llm = llm

@@ -215,6 +215,8 @@ async fn run_all(
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("bench: interrupted, stopping the servers…");
             server::kill_all();
+            // Exiting runs no destructors: remove this process's DockerWorkspace containers.
+            let _ = oh_workspace_docker::sweep(Some(std::process::id())).await;
             #[allow(clippy::exit, reason = "interrupted: nothing else is left to do")]
             std::process::exit(130);
         }

@@ -16,7 +16,7 @@
 //! completion callback, and the live echo of command output to the parent's stdout
 //! (outputs are logged with `tracing` at debug level instead).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::process::ExitStatusExt as _;
@@ -35,12 +35,23 @@ use crate::tools::file_editor::{os_error, py_path, py_repr};
 /// The reference's default command timeout.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Environment variables never passed to commands: they unlock the agent server's API or
-/// decrypt persisted secrets.
-const SENSITIVE_ENV_VARS: &[&str] = &["SESSION_API_KEY", "OH_SECRET_KEY"];
+/// Environment variables never passed to commands (`/api/bash`, [`LocalWorkspace`], the
+/// agent's terminal): the agent server's session keys in every form its configuration reads
+/// (`SESSION_API_KEY`, the JSON list `OH_SESSION_API_KEYS`), the key that decrypts persisted
+/// secrets, and the tracing exporters' credentials.
+pub const SENSITIVE_ENV_VARS: &[&str] = &[
+    "SESSION_API_KEY",
+    "OH_SESSION_API_KEYS",
+    "OH_SECRET_KEY",
+    "LMNR_PROJECT_API_KEY",
+    "OTEL_HEADERS",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+];
 
-/// Prefixes of environment variables never passed to commands (indexed session keys).
-const SENSITIVE_ENV_PREFIXES: &[&str] = &["OH_SESSION_API_KEYS_"];
+/// Prefixes of environment variables never passed to commands: the indexed form of the
+/// session keys (`OH_SESSION_API_KEYS_0`, `OH_SESSION_API_KEYS_1`, …).
+pub const SENSITIVE_ENV_PREFIXES: &[&str] = &["OH_SESSION_API_KEYS_"];
 
 /// How long output is still collected after a timed-out command was killed, in case a
 /// process outside its group holds the pipes open.
@@ -121,12 +132,13 @@ impl LocalWorkspace {
     }
 }
 
-/// The parent's environment as commands get it: credentials of the agent server removed,
+/// The parent's environment as commands get it: credentials of the agent server removed
+/// ([`is_sensitive_env`]),
 /// `AI_AGENT=openhands` when unset or blank, and `LD_LIBRARY_PATH` restored from
 /// `LD_LIBRARY_PATH_ORIG` (undoing a bundler's rewrite) when that is set.
 pub fn sanitized_env() -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(key, _)| !is_sensitive(&key.to_string_lossy()))
+        .filter(|(key, _)| !is_sensitive_env(key))
         .collect();
     let agent_set = env
         .iter()
@@ -148,11 +160,18 @@ pub fn sanitized_env() -> Vec<(OsString, OsString)> {
     env
 }
 
-fn is_sensitive(key: &str) -> bool {
-    SENSITIVE_ENV_VARS.contains(&key)
+/// Whether the environment variable `name` carries a credential of the agent server and
+/// must not reach commands ([`SENSITIVE_ENV_VARS`], [`SENSITIVE_ENV_PREFIXES`]). Names are
+/// compared without regard to ASCII case; a name that is not UTF-8 is never one of them.
+pub fn is_sensitive_env(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let name = name.to_ascii_uppercase();
+    SENSITIVE_ENV_VARS.contains(&name.as_str())
         || SENSITIVE_ENV_PREFIXES
             .iter()
-            .any(|prefix| key.starts_with(prefix))
+            .any(|prefix| name.starts_with(prefix))
 }
 
 fn spawn_shell(command: &str, cwd: &Path) -> io::Result<Child> {
@@ -348,5 +367,27 @@ pub async fn signal_group(pgid: u32, signal: &str) {
         .await;
     if let Err(err) = sent {
         tracing::warn!(error = %err, pgid, "could not signal the process group");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_of_a_server_key_is_sensitive() {
+        for name in [
+            "SESSION_API_KEY",
+            "OH_SESSION_API_KEYS",
+            "OH_SESSION_API_KEYS_0",
+            "OH_SESSION_API_KEYS_12",
+            "OH_SECRET_KEY",
+            "oh_session_api_keys",
+        ] {
+            assert!(is_sensitive_env(OsStr::new(name)), "{name}");
+        }
+        for name in ["PATH", "HOME", "OH_SESSION", "SESSION_API_KEYS", "AI_AGENT"] {
+            assert!(!is_sensitive_env(OsStr::new(name)), "{name}");
+        }
     }
 }

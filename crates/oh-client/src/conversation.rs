@@ -61,7 +61,7 @@ pub(crate) enum Delivery {
 pub(crate) struct Shared {
     pub(crate) id: uuid::Uuid,
     pub(crate) http: Http,
-    pub(crate) api_key: Option<String>,
+    pub(crate) api_key: Option<oh_protocol::SecretString>,
     pub(crate) backoff: Backoff,
     callbacks: RwLock<Vec<Callback>>,
     inner: Mutex<Inner>,
@@ -498,7 +498,7 @@ impl RemoteConversationBuilder {
         let shared = Arc::new(Shared {
             id,
             http: self.workspace.http().clone(),
-            api_key: self.workspace.api_key().map(str::to_owned),
+            api_key: self.workspace.api_key().map(oh_protocol::SecretString::new),
             backoff: self.backoff,
             callbacks: RwLock::new(self.callbacks),
             inner: Mutex::new(Inner::default()),

@@ -71,21 +71,13 @@ pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The HTTP side of one agent server.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Http {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     /// `scheme://authority[/prefix]`, no trailing slash.
     base: String,
+    /// Marked sensitive, so `Debug` shows `Sensitive` instead of the key.
     api_key: Option<HeaderValue>,
-}
-
-impl std::fmt::Debug for Http {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Http")
-            .field("base", &self.base)
-            .field("api_key", &self.api_key.as_ref().map(|_| "**********"))
-            .finish()
-    }
 }
 
 impl Http {

@@ -153,9 +153,9 @@ async fn connect(shared: &Shared) -> Result<Socket, String> {
         let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
             .await
             .map_err(|e| format!("handshake: {e}"))?;
-        if let Some(key) = shared.api_key.as_deref() {
+        if let Some(key) = &shared.api_key {
             let frame = AuthFrame {
-                session_api_key: key.into(),
+                session_api_key: key.clone(),
             };
             let text = serde_json::to_string(&frame).map_err(|e| e.to_string())?;
             socket

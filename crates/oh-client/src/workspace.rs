@@ -13,7 +13,7 @@ use hyper::Method;
 use hyper::body::{Frame, SizeHint};
 use oh_protocol::{
     BashEvent, BashEventPage, CommandResult, ExecuteBashRequest, FileOperationResult, GitChange,
-    GitDiff, ServerInfo,
+    GitDiff, SecretString, ServerInfo,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
@@ -66,7 +66,8 @@ pub struct RemoteWorkspace {
 struct Inner {
     http: Http,
     host: String,
-    api_key: Option<String>,
+    /// A [`SecretString`], so `Debug` never shows it.
+    api_key: Option<SecretString>,
     working_dir: String,
     read_timeout: Duration,
 }
@@ -76,7 +77,7 @@ struct Inner {
 #[must_use]
 pub struct RemoteWorkspaceBuilder {
     host: String,
-    api_key: Option<String>,
+    api_key: Option<SecretString>,
     working_dir: String,
     read_timeout: Duration,
 }
@@ -85,7 +86,7 @@ impl RemoteWorkspaceBuilder {
     /// The session API key (`X-Session-API-Key`); none by default. An empty key means none.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         let key = key.into();
-        self.api_key = (!key.is_empty()).then_some(key);
+        self.api_key = (!key.is_empty()).then(|| SecretString::new(key));
         self
     }
 
@@ -103,7 +104,7 @@ impl RemoteWorkspaceBuilder {
 
     /// Checks the host URL and builds the workspace.
     pub fn build(self) -> Result<RemoteWorkspace> {
-        let http = Http::new(&self.host, self.api_key.as_deref())?;
+        let http = Http::new(&self.host, self.api_key.as_ref().map(SecretString::expose))?;
         Ok(RemoteWorkspace {
             inner: Arc::new(Inner {
                 host: http.base().to_owned(),
@@ -140,7 +141,7 @@ impl RemoteWorkspace {
 
     /// The session API key, if any.
     pub fn api_key(&self) -> Option<&str> {
-        self.inner.api_key.as_deref()
+        self.inner.api_key.as_ref().map(SecretString::expose)
     }
 
     /// The workspace directory on the server.
@@ -633,5 +634,21 @@ mod tests {
     #[test]
     fn filenames_are_quoted() {
         assert_eq!(quote_filename("a\"b\\c\nd"), "a\\\"b\\\\c d");
+    }
+
+    #[test]
+    fn debug_never_shows_the_api_key() {
+        let builder = RemoteWorkspace::builder("http://h:8000").api_key("sk-remote-4242");
+        let workspace = builder.clone().build().unwrap();
+        assert_eq!(workspace.api_key(), Some("sk-remote-4242"));
+        for shown in [
+            format!("{builder:?}"),
+            format!("{builder:#?}"),
+            format!("{workspace:?}"),
+            format!("{workspace:#?}"),
+        ] {
+            assert!(!shown.contains("sk-remote-4242"), "{shown}");
+            assert!(shown.contains("http://h:8000"), "{shown}");
+        }
     }
 }

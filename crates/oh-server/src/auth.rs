@@ -27,9 +27,9 @@ impl std::fmt::Debug for ApiKeys {
 
 impl ApiKeys {
     /// Keys from the configuration.
-    pub(crate) fn new(keys: &[String]) -> Self {
+    pub(crate) fn new(keys: &[oh_protocol::SecretString]) -> Self {
         Self {
-            digests: keys.iter().map(|k| digest(k)).collect(),
+            digests: keys.iter().map(|k| digest(k.expose())).collect(),
         }
     }
 

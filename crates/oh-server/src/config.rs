@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use oh_protocol::SecretString;
 use serde_json::Value;
 
 /// Environment variable naming the JSON configuration file.
@@ -12,7 +13,10 @@ pub const CONFIG_PATH_ENV: &str = "OPENHANDS_AGENT_SERVER_CONFIG_PATH";
 pub const DEFAULT_CONFIG_PATH: &str = "workspace/openhands_agent_server_config.json";
 
 /// Server configuration.
-#[derive(Clone)]
+///
+/// The keys are [`SecretString`]s, so `Debug` (also of [`Server`](crate::Server)) never
+/// shows them.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
     /// Bind address.
@@ -20,9 +24,9 @@ pub struct Config {
     /// TCP port (0 picks a free one).
     pub port: u16,
     /// Accepted session API keys; empty means no authentication.
-    pub session_api_keys: Vec<String>,
+    pub session_api_keys: Vec<SecretString>,
     /// Key for secrets at rest; `None` masks secrets on disk (lost on restart).
-    pub secret_key: Option<String>,
+    pub secret_key: Option<SecretString>,
     /// Root of conversation persistence.
     pub conversations_path: PathBuf,
     /// Default working directory for tools that need one.
@@ -40,25 +44,6 @@ pub struct Config {
     /// Frames buffered per conversation for WebSocket subscribers; one that falls further
     /// behind catches up from the event log.
     pub subscriber_buffer: usize,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("session_api_keys", &self.session_api_keys.len())
-            .field(
-                "secret_key",
-                &self.secret_key.as_ref().map(|_| "**********"),
-            )
-            .field("conversations_path", &self.conversations_path)
-            .field("workspace_path", &self.workspace_path)
-            .field("bash_events_dir", &self.bash_events_dir)
-            .field("allow_cors_origins", &self.allow_cors_origins)
-            .field("max_concurrent_runs", &self.max_concurrent_runs)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Default for Config {
@@ -131,7 +116,11 @@ impl Config {
                     .collect(),
             },
         };
-        config.session_api_keys = keys.into_iter().filter(|k| !k.is_empty()).collect();
+        config.session_api_keys = keys
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .map(SecretString::new)
+            .collect();
         config.secret_key = env
             .get("OH_SECRET_KEY")
             .map(str::to_owned)
@@ -142,7 +131,8 @@ impl Config {
             })
             .or_else(|| env.get("SESSION_API_KEY").map(str::to_owned))
             .or_else(|| env.get("OH_SESSION_API_KEYS_0").map(str::to_owned))
-            .filter(|k| !k.is_empty());
+            .filter(|k| !k.is_empty())
+            .map(SecretString::new);
         if !config.session_api_keys.is_empty() {
             config.host = IpAddr::from([0, 0, 0, 0]);
         }
@@ -288,6 +278,29 @@ fn read_file(path: &Path) -> Result<serde_json::Map<String, Value>, ConfigError>
 mod tests {
     use super::*;
 
+    fn keys(config: &Config) -> Vec<&str> {
+        config
+            .session_api_keys
+            .iter()
+            .map(SecretString::expose)
+            .collect()
+    }
+
+    #[test]
+    fn debug_never_shows_a_key() {
+        let config = Config::from_vars(&vars(&[
+            ("OH_SESSION_API_KEYS", r#"["jsonkey-4242"]"#),
+            ("OH_SECRET_KEY", "secret-key-4242"),
+        ]))
+        .unwrap();
+        assert_eq!(keys(&config), ["jsonkey-4242"]);
+        for shown in [format!("{config:?}"), format!("{config:#?}")] {
+            assert!(!shown.contains("jsonkey-4242"), "{shown}");
+            assert!(!shown.contains("secret-key-4242"), "{shown}");
+            assert!(shown.contains("conversations_path"), "{shown}");
+        }
+    }
+
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = pairs
             .iter()
@@ -300,8 +313,11 @@ mod tests {
     #[test]
     fn legacy_key_sets_keys_secret_and_wildcard_host() -> Result<(), ConfigError> {
         let config = Config::from_vars(&vars(&[("SESSION_API_KEY", "k1")]))?;
-        assert_eq!(config.session_api_keys, vec!["k1"]);
-        assert_eq!(config.secret_key.as_deref(), Some("k1"));
+        assert_eq!(keys(&config), ["k1"]);
+        assert_eq!(
+            config.secret_key.as_ref().map(SecretString::expose),
+            Some("k1")
+        );
         assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
         Ok(())
     }
@@ -314,8 +330,11 @@ mod tests {
             ("OH_SESSION_API_KEYS_1", "b"),
             ("OH_SECRET_KEY", "s"),
         ]))?;
-        assert_eq!(config.session_api_keys, vec!["a", "b"]);
-        assert_eq!(config.secret_key.as_deref(), Some("s"));
+        assert_eq!(keys(&config), ["a", "b"]);
+        assert_eq!(
+            config.secret_key.as_ref().map(SecretString::expose),
+            Some("s")
+        );
         let open = Config::from_vars(&vars(&[]))?;
         assert!(open.session_api_keys.is_empty());
         assert_eq!(open.host, IpAddr::from([127, 0, 0, 1]));

@@ -500,7 +500,10 @@ impl Conversations {
         tracing::info!(count = slots.len(), "stored conversations found");
         Ok(Self {
             root: config.conversations_path.clone(),
-            cipher: config.secret_key.as_deref().map(Cipher::new),
+            cipher: config
+                .secret_key
+                .as_ref()
+                .map(|key| Cipher::new(key.expose())),
             slots: Mutex::new(slots),
             activity,
             runs: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_runs)),

@@ -20,9 +20,22 @@
 //! ```
 //!
 //! The container gets a generated session API key and publishes its port on 127.0.0.1 only.
-//! It is removed by [`DockerWorkspace::cleanup`], when the workspace is dropped (also while
-//! unwinding from a panic), on Ctrl-C (unless disabled), and if starting fails. Every
-//! container carries the label [`LABEL`], so [`sweep`] finds and removes strays.
+//! The key is held as a [`SecretString`], so no `Debug` output shows it.
+//!
+//! # No container leaks
+//!
+//! The container is removed by [`DockerWorkspace::cleanup`], when the workspace is dropped
+//! (also while unwinding from a panic and on every early return), if starting fails, and when
+//! the shutdown future given to [`DockerWorkspaceBuilder::cleanup_on`] completes. This crate
+//! does not touch the process's signal handling unless asked: the application owns Ctrl-C and
+//! SIGTERM. An application that handles them and lets its workspaces drop (or passes its
+//! shutdown future to `cleanup_on`) leaves nothing behind; [`DockerWorkspaceBuilder::handle_ctrl_c`]
+//! opts in to a handler that removes this process's containers and exits with 130.
+//!
+//! A process killed by a signal it does not handle (Ctrl-C without a handler, SIGTERM,
+//! SIGKILL) cannot run destructors, so its container stays. Every container carries the label
+//! [`LABEL`] (and [`OWNER_LABEL`] with the owner's pid), so [`sweep`] (or
+//! `cargo xtask docker-sweep`) finds and removes such strays.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +49,9 @@ use bollard::query_parameters::{
     RemoveContainerOptions,
 };
 use futures::StreamExt;
+use futures::future::{BoxFuture, Either, FutureExt as _, Shared};
 pub use oh_client::RemoteWorkspace;
+use oh_protocol::SecretString;
 use tokio::time::Instant;
 
 /// Label every container started here carries (value: `docker`).
@@ -214,7 +229,7 @@ async fn force_remove(docker: &Docker, id: &str) -> Result<()> {
     }
 }
 
-/// Containers of this process still running, for the Ctrl-C handler.
+/// Containers of this process still running, for the opt-in Ctrl-C handler.
 fn live() -> &'static Mutex<BTreeMap<String, ()>> {
     static LIVE: OnceLock<Mutex<BTreeMap<String, ()>>> = OnceLock::new();
     LIVE.get_or_init(Mutex::default)
@@ -229,7 +244,8 @@ fn track(id: &str, on: bool) {
     }
 }
 
-/// On the first Ctrl-C, removes this process's containers, then exits with status 130.
+/// On the first Ctrl-C, removes this process's containers, then exits with status 130. Only
+/// installed by [`DockerWorkspaceBuilder::handle_ctrl_c`]`(true)`.
 fn install_ctrl_c_handler() {
     static INSTALLED: AtomicBool = AtomicBool::new(false);
     if INSTALLED.swap(true, Ordering::SeqCst) {
@@ -252,13 +268,26 @@ fn install_ctrl_c_handler() {
         }
         #[allow(
             clippy::exit,
-            reason = "Ctrl-C ends the process, as it would without us"
+            reason = "opted in: Ctrl-C ends the process, as it would without a handler"
         )]
         std::process::exit(130);
     });
 }
 
+/// The application's shutdown signal, shared by the clones of a builder.
+#[derive(Clone)]
+struct ShutdownSignal(Shared<BoxFuture<'static, ()>>);
+
+impl std::fmt::Debug for ShutdownSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShutdownSignal")
+    }
+}
+
 /// Builds and starts a [`DockerWorkspace`].
+///
+/// Keys and the values of [`env`](Self::env) are held as [`SecretString`]s: `Debug` shows
+/// the variables' names only.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct DockerWorkspaceBuilder {
@@ -266,7 +295,7 @@ pub struct DockerWorkspaceBuilder {
     host_port: Option<u16>,
     bind_address: String,
     forward_env: Vec<String>,
-    env: Vec<(String, String)>,
+    env: Vec<(String, SecretString)>,
     volumes: Vec<String>,
     network: Option<String>,
     platform: Option<String>,
@@ -276,7 +305,8 @@ pub struct DockerWorkspaceBuilder {
     health_check_timeout: Duration,
     keep_alive: bool,
     handle_ctrl_c: bool,
-    api_key: Option<String>,
+    cleanup_on: Option<ShutdownSignal>,
+    api_key: Option<SecretString>,
     nofile: Option<i64>,
     host: Option<String>,
     cleanup_image: bool,
@@ -298,7 +328,8 @@ impl Default for DockerWorkspaceBuilder {
             working_dir: "/workspace/project".to_owned(),
             health_check_timeout: Duration::from_secs(120),
             keep_alive: false,
-            handle_ctrl_c: true,
+            handle_ctrl_c: false,
+            cleanup_on: None,
             api_key: None,
             nofile: None,
             host: None,
@@ -335,7 +366,7 @@ impl DockerWorkspaceBuilder {
 
     /// Set a variable in the container.
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.env.push((name.into(), value.into()));
+        self.env.push((name.into(), SecretString::new(value)));
         self
     }
 
@@ -396,9 +427,43 @@ impl DockerWorkspaceBuilder {
         self
     }
 
-    /// Remove this process's containers on Ctrl-C and exit with status 130 (default on).
+    /// Take over Ctrl-C (SIGINT) for the whole process: on the first one, remove this
+    /// process's containers and exit with status 130 (default off). Only for programs that
+    /// have no Ctrl-C handling of their own; an application that has one should let its
+    /// workspaces drop or use [`cleanup_on`](Self::cleanup_on) instead.
     pub fn handle_ctrl_c(mut self, on: bool) -> Self {
         self.handle_ctrl_c = on;
+        self
+    }
+
+    /// Remove the container when `shutdown` completes (its output is ignored): the
+    /// application's own shutdown signal, as in axum's `with_graceful_shutdown`. The future is
+    /// watched from the container's creation on (also while `start` waits for health), and
+    /// it removes the container even with [`keep_alive`](Self::keep_alive). Nothing watches
+    /// it any more once the workspace is gone. Clones of the builder share the future, so
+    /// one signal removes the containers of all of them (and a `start` after it completed
+    /// fails: its container is removed right after creation).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), oh_workspace_docker::Error> {
+    /// let shutdown = tokio::sync::watch::channel(false);
+    /// let mut stopping = shutdown.0.subscribe();
+    /// let workspace = oh_workspace_docker::DockerWorkspace::builder()
+    ///     .cleanup_on(async move { let _ = stopping.wait_for(|s| *s).await; })
+    ///     .start()
+    ///     .await?;
+    /// // … later, the application shuts down:
+    /// shutdown.0.send_replace(true);
+    /// # Ok(()) }
+    /// ```
+    pub fn cleanup_on<F>(mut self, shutdown: F) -> Self
+    where
+        F: std::future::Future + Send + 'static,
+    {
+        let signal = async move {
+            let _ = shutdown.await;
+        };
+        self.cleanup_on = Some(ShutdownSignal(signal.boxed().shared()));
         self
     }
 
@@ -425,7 +490,7 @@ impl DockerWorkspaceBuilder {
 
     /// Use this session API key instead of a generated one.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.api_key = Some(key.into());
+        self.api_key = Some(SecretString::new(key));
         self
     }
 
@@ -445,7 +510,7 @@ impl DockerWorkspaceBuilder {
         let api_key = self
             .api_key
             .clone()
-            .unwrap_or_else(|| format!("oh-{}", uuid::Uuid::new_v4().simple()));
+            .unwrap_or_else(|| SecretString::new(format!("oh-{}", uuid::Uuid::new_v4().simple())));
         let host_network = self.network.as_deref() == Some("host");
         let inner_port = if host_network {
             match self.host_port {
@@ -476,14 +541,19 @@ impl DockerWorkspaceBuilder {
         if self.handle_ctrl_c {
             install_ctrl_c_handler();
         }
-        let guard = Container {
+        let (watching, unwatched) = tokio::sync::oneshot::channel::<()>();
+        let guard = Arc::new(Container {
             docker: docker.clone(),
             id: id.clone(),
             name: name.clone(),
             removed: AtomicBool::new(false),
             keep_alive: self.keep_alive,
-        };
+            _watching: watching,
+        });
         // From here on, `guard` removes the container on every early return.
+        if let Some(shutdown) = self.cleanup_on.clone() {
+            tokio::spawn(remove_on(shutdown, Arc::downgrade(&guard), unwatched));
+        }
         docker.start_container(&id, None).await?;
         let host_port = if host_network {
             inner_port
@@ -503,12 +573,12 @@ impl DockerWorkspaceBuilder {
             .clone()
             .unwrap_or_else(|| format!("http://{address}:{host_port}"));
         let remote = RemoteWorkspace::builder(url)
-            .api_key(&api_key)
+            .api_key(api_key.expose())
             .working_dir(&self.working_dir)
             .build()?;
         let workspace = DockerWorkspace {
             remote,
-            container: Arc::new(guard),
+            container: guard,
             host_port,
             image: self.image.clone(),
             log_task: Mutex::new(log_task),
@@ -519,14 +589,19 @@ impl DockerWorkspaceBuilder {
         Ok(workspace)
     }
 
-    fn container_body(&self, api_key: &str, host_network: bool, port: u16) -> ContainerCreateBody {
+    fn container_body(
+        &self,
+        api_key: &SecretString,
+        host_network: bool,
+        port: u16,
+    ) -> ContainerCreateBody {
         let mut env: Vec<String> = self
             .forward_env
             .iter()
             .filter_map(|name| std::env::var(name).ok().map(|v| format!("{name}={v}")))
             .collect();
-        env.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
-        env.push(format!("SESSION_API_KEY={api_key}"));
+        env.extend(self.env.iter().map(|(k, v)| format!("{k}={}", v.expose())));
+        env.push(format!("SESSION_API_KEY={}", api_key.expose()));
         let mut labels = HashMap::from([
             (LABEL.to_owned(), "docker".to_owned()),
             (OWNER_LABEL.to_owned(), std::process::id().to_string()),
@@ -584,6 +659,23 @@ impl DockerWorkspaceBuilder {
             exposed_ports: exposed,
             host_config: Some(host_config),
             ..ContainerCreateBody::default()
+        }
+    }
+}
+
+/// Removes the container when `shutdown` completes; ends without doing anything once the
+/// container's guard is gone (`unwatched` resolves when the guard drops its sender).
+async fn remove_on(
+    shutdown: ShutdownSignal,
+    container: std::sync::Weak<Container>,
+    unwatched: tokio::sync::oneshot::Receiver<()>,
+) {
+    if let Either::Left(((), _)) = futures::future::select(shutdown.0, unwatched).await
+        && let Some(container) = container.upgrade()
+    {
+        tracing::info!(container = %container.name, "shutdown: removing the container");
+        if let Err(e) = container.remove().await {
+            tracing::warn!(container = %container.name, "removing the container: {e}");
         }
     }
 }
@@ -655,6 +747,9 @@ struct Container {
     name: String,
     removed: AtomicBool,
     keep_alive: bool,
+    /// Dropped with the guard, which ends the [`cleanup_on`](DockerWorkspaceBuilder::cleanup_on)
+    /// watcher.
+    _watching: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Container {
@@ -940,7 +1035,7 @@ mod tests {
             .volume("/tmp:/workspace")
             .extra_ports(true)
             .host_port(30000);
-        let body = builder.container_body("key-1", false, CONTAINER_PORT);
+        let body = builder.container_body(&"key-1".into(), false, CONTAINER_PORT);
         let env = body.env.unwrap_or_default();
         assert!(env.contains(&"A=1".to_owned()));
         assert!(env.contains(&"SESSION_API_KEY=key-1".to_owned()));
@@ -962,7 +1057,7 @@ mod tests {
     #[test]
     fn host_networking_listens_on_loopback_without_publishing() {
         let builder = DockerWorkspace::builder().network("host");
-        let body = builder.container_body("k", true, 31234);
+        let body = builder.container_body(&"k".into(), true, 31234);
         assert_eq!(
             body.cmd.unwrap_or_default(),
             ["--host", "127.0.0.1", "--port", "31234"]
@@ -973,12 +1068,132 @@ mod tests {
 
     #[test]
     fn a_free_port_is_left_to_the_engine() {
-        let body = DockerWorkspace::builder().container_body("k", false, CONTAINER_PORT);
+        let body = DockerWorkspace::builder().container_body(&"k".into(), false, CONTAINER_PORT);
         let ports = body
             .host_config
             .and_then(|h| h.port_bindings)
             .unwrap_or_default();
         let bindings = ports.get("8000/tcp").cloned().flatten().unwrap_or_default();
         assert_eq!(bindings[0].host_port.as_deref(), Some(""));
+    }
+
+    /// An Engine client that never connects: its socket path is a plain file that is gone
+    /// by the time anything connects.
+    fn offline_docker() -> Docker {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        std::fs::write(&socket, "").unwrap();
+        Docker::connect_with_unix(&socket.to_string_lossy(), 1, bollard::API_DEFAULT_VERSION)
+            .unwrap()
+    }
+
+    /// A guard for a container that does not exist; `keep_alive` keeps its `Drop` away
+    /// from the Engine.
+    fn offline_container() -> (Arc<Container>, tokio::sync::oneshot::Receiver<()>) {
+        let (watching, unwatched) = tokio::sync::oneshot::channel();
+        let container = Arc::new(Container {
+            docker: offline_docker(),
+            id: "0123456789ab".to_owned(),
+            name: "agent-server-test".to_owned(),
+            removed: AtomicBool::new(false),
+            keep_alive: true,
+            _watching: watching,
+        });
+        (container, unwatched)
+    }
+
+    fn assert_hidden(shown: &str, secrets: &[&str]) {
+        for secret in secrets {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[test]
+    fn the_default_builder_takes_over_no_signal() {
+        let builder = DockerWorkspace::builder();
+        assert!(!builder.handle_ctrl_c, "Ctrl-C handling must be opt-in");
+        assert!(builder.cleanup_on.is_none());
+        let dev = DockerDevWorkspace::builder();
+        assert!(!dev.workspace.handle_ctrl_c);
+        assert!(DockerWorkspace::builder().handle_ctrl_c(true).handle_ctrl_c);
+    }
+
+    #[test]
+    fn debug_of_the_builders_never_shows_keys_or_env_values() {
+        let builder = DockerWorkspace::builder()
+            .api_key("sk-docker-4242")
+            .env("LLM_API_KEY", "sk-env-value-77")
+            .cleanup_on(std::future::pending::<()>());
+        let dev = DockerDevWorkspace::builder().workspace(builder.clone());
+        for shown in [
+            format!("{builder:?}"),
+            format!("{builder:#?}"),
+            format!("{dev:?}"),
+            format!("{dev:#?}"),
+        ] {
+            assert_hidden(&shown, &["sk-docker-4242", "sk-env-value-77"]);
+            assert!(shown.contains("LLM_API_KEY"), "{shown}");
+        }
+        // The container still gets them.
+        let env = builder
+            .container_body(&"sk-docker-4242".into(), false, CONTAINER_PORT)
+            .env
+            .unwrap_or_default();
+        assert!(env.contains(&"LLM_API_KEY=sk-env-value-77".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn debug_of_the_workspace_never_shows_its_key() {
+        let remote = RemoteWorkspace::builder("http://127.0.0.1:1")
+            .api_key("sk-docker-4242")
+            .build()
+            .unwrap();
+        let (container, _unwatched) = offline_container();
+        let workspace = DockerWorkspace {
+            remote,
+            container,
+            host_port: 1,
+            image: DEFAULT_IMAGE.to_owned(),
+            log_task: Mutex::new(None),
+            health_check_timeout: Duration::from_secs(1),
+            cleanup_image: false,
+        };
+        assert_eq!(workspace.api_key(), Some("sk-docker-4242"));
+        for shown in [format!("{workspace:?}"), format!("{workspace:#?}")] {
+            assert_hidden(&shown, &["sk-docker-4242"]);
+            assert!(shown.contains("agent-server-test"), "{shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_shutdown_future_removes_the_container() {
+        let (container, unwatched) = offline_container();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let builder = DockerWorkspace::builder().cleanup_on(stopped);
+        let shutdown = builder.cleanup_on.clone().unwrap();
+        let watcher = tokio::spawn(remove_on(shutdown, Arc::downgrade(&container), unwatched));
+        assert!(!container.removed.load(Ordering::SeqCst));
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), watcher)
+            .await
+            .expect("the watcher did not react to the shutdown future")
+            .unwrap();
+        // Removal was attempted (the offline Engine makes it fail, which is only logged).
+        assert!(container.removed.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn the_watcher_ends_with_the_workspace() {
+        let (container, unwatched) = offline_container();
+        let shutdown = DockerWorkspace::builder()
+            .cleanup_on(std::future::pending::<()>())
+            .cleanup_on
+            .unwrap();
+        let watcher = tokio::spawn(remove_on(shutdown, Arc::downgrade(&container), unwatched));
+        drop(container);
+        tokio::time::timeout(Duration::from_secs(10), watcher)
+            .await
+            .expect("the watcher outlived the workspace")
+            .unwrap();
     }
 }

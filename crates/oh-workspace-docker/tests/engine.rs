@@ -239,14 +239,19 @@ async fn panicking_mid_use_leaves_no_container() {
     assert!(!exists(&id).await, "the panicking test left its container");
 }
 
-/// The child half of the Ctrl-C test: starts a workspace, records its container, waits.
+/// The child half of the Ctrl-C test: starts a workspace with the opt-in Ctrl-C handler,
+/// records its container, waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by ctrl_c_removes_the_container"]
 async fn ctrl_c_child() {
     let Ok(record) = std::env::var("OH_DOCKER_CTRLC_RECORD") else {
         return;
     };
-    let workspace = DockerWorkspace::builder().start().await.expect(NEEDS);
+    let workspace = DockerWorkspace::builder()
+        .handle_ctrl_c(true)
+        .start()
+        .await
+        .expect(NEEDS);
     std::fs::write(&record, workspace.container_id()).unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
     drop(workspace);
@@ -286,6 +291,75 @@ async fn ctrl_c_removes_the_container() {
         "the Ctrl-C handler did not exit with 130"
     );
     assert!(!exists(&id).await, "Ctrl-C left the container");
+    let left = oh_workspace_docker::containers(Some(child.id()))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the child left containers: {left:?}");
+}
+
+/// The child half of the shutdown-future test: the application's own Ctrl-C handling is
+/// the shutdown future of its workspace; after it fires, the process goes on running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by the_shutdown_future_removes_the_container"]
+async fn shutdown_child() {
+    let Ok(record) = std::env::var("OH_DOCKER_SHUTDOWN_RECORD") else {
+        return;
+    };
+    let workspace = DockerWorkspace::builder()
+        .cleanup_on(tokio::signal::ctrl_c())
+        .start()
+        .await
+        .expect(NEEDS);
+    std::fs::write(&record, workspace.container_id()).unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    drop(workspace);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn the_shutdown_future_removes_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("container-id");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "shutdown_child"])
+        .env("OH_DOCKER_SHUTDOWN_RECORD", &record)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !record.exists() || std::fs::read_to_string(&record).unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never started a container"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = std::fs::read_to_string(&record).unwrap();
+    assert!(exists(&id).await);
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while exists(&id).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shutdown future did not remove the container"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the library ended the process; the application owns that"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = oh_workspace_docker::containers(Some(child.id()))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the child left containers: {left:?}");
 }
 
 /// The child half of the unreachable-daemon test, run with a `DOCKER_HOST` that answers

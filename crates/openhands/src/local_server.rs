@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use oh_protocol::SecretString;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -38,7 +39,8 @@ use crate::error::{Error, Result};
 pub struct LocalServer {
     addr: SocketAddr,
     url: String,
-    api_key: Option<String>,
+    /// A [`SecretString`], so `Debug` never shows it.
+    api_key: Option<SecretString>,
     root: PathBuf,
     working_dir: PathBuf,
     /// The temporary root, when the server owns one.
@@ -48,24 +50,13 @@ pub struct LocalServer {
 }
 
 /// Builds a [`LocalServer`]; see [`LocalServer::builder`].
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct LocalServerBuilder {
-    api_key: Option<String>,
+    api_key: Option<SecretString>,
     root_dir: Option<PathBuf>,
     working_dir: Option<PathBuf>,
     port: u16,
-}
-
-impl std::fmt::Debug for LocalServerBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalServerBuilder")
-            .field("api_key", &self.api_key.as_ref().map(|_| "**********"))
-            .field("root_dir", &self.root_dir)
-            .field("working_dir", &self.working_dir)
-            .field("port", &self.port)
-            .finish()
-    }
 }
 
 impl LocalServerBuilder {
@@ -73,7 +64,7 @@ impl LocalServerBuilder {
     /// rest. None by default; an empty key means none.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         let key = key.into();
-        self.api_key = (!key.is_empty()).then_some(key);
+        self.api_key = (!key.is_empty()).then(|| SecretString::new(key));
         self
     }
 
@@ -180,7 +171,7 @@ impl LocalServer {
 
     /// The session API key, if one is required.
     pub fn api_key(&self) -> Option<&str> {
-        self.api_key.as_deref()
+        self.api_key.as_ref().map(SecretString::expose)
     }
 
     /// The root directory (conversations under `conversations/`, bash events under
@@ -199,7 +190,7 @@ impl LocalServer {
         let mut builder = oh_client::RemoteWorkspace::builder(self.url.clone())
             .working_dir(self.working_dir.to_string_lossy());
         if let Some(key) = &self.api_key {
-            builder = builder.api_key(key.clone());
+            builder = builder.api_key(key.expose());
         }
         Ok(builder.build()?)
     }

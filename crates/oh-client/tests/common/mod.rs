@@ -32,8 +32,8 @@ impl TestServer {
         let mut config = Config::under(dir.path());
         config.port = port;
         if let Some(key) = key {
-            config.session_api_keys = vec![key.to_owned()];
-            config.secret_key = Some(key.to_owned());
+            config.session_api_keys = vec![key.into()];
+            config.secret_key = Some(key.into());
         }
         let server = Server::bind(config).await.expect("bind");
         let addr = server.local_addr();

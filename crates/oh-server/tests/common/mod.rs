@@ -48,8 +48,8 @@ impl TestServer {
     ) -> Self {
         let mut config = Config::under(dir.path());
         if let Some(key) = key {
-            config.session_api_keys = vec![key.to_owned()];
-            config.secret_key = Some(key.to_owned());
+            config.session_api_keys = vec![key.into()];
+            config.secret_key = Some(key.into());
         }
         tweak(&mut config);
         let server = Server::bind(config).await.expect("bind");

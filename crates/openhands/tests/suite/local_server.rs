@@ -103,3 +103,25 @@ async fn a_busy_port_is_a_typed_error() {
         .expect_err("the port is taken");
     assert!(matches!(second, openhands::Error::Server(_)), "{second:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_never_shows_the_key() {
+    let builder = LocalServer::builder().api_key("sk-local-4242");
+    let server = builder.clone().start().await.unwrap();
+    let remote = server.workspace().unwrap();
+    let workspace = Workspace::from(&remote);
+    for shown in [
+        format!("{builder:?}"),
+        format!("{builder:#?}"),
+        format!("{server:?}"),
+        format!("{server:#?}"),
+        format!("{remote:?}"),
+        format!("{workspace:?}"),
+        format!("{workspace:#?}"),
+    ] {
+        assert!(!shown.contains("sk-local-4242"), "{shown}");
+    }
+    assert_eq!(server.api_key(), Some("sk-local-4242"));
+    assert_eq!(remote.api_key(), Some("sk-local-4242"));
+    server.shutdown().await.unwrap();
+}

@@ -19,6 +19,7 @@ use super::output::{PS1, PromptBlock, clean_output, python_float, python_g, stri
 use super::shell::{ShellHandle, SpawnOptions};
 use crate::secrets::{ansi_c_quote, is_env_name};
 use crate::tools::ToolError;
+use crate::workspace::{is_sensitive_env, sanitized_env};
 
 /// The reference's `TIMEOUT_MESSAGE_TEMPLATE`.
 const TIMEOUT_MESSAGE: &str = "You may wait longer to see additional output by sending empty \
@@ -29,17 +30,6 @@ const TIMEOUT_MESSAGE: &str = "You may wait longer to see additional output by s
 const CONTINUE_PREFIX: &str = "[Below is the output of the previous command.]\n";
 const NO_RUNNING_LOGS: &str = "No previous running command to retrieve logs from.";
 const NO_RUNNING_INPUT: &str = "No previous running command to interact with.";
-
-/// Environment variables never passed to the shell (the reference's `sanitized_env`).
-const SENSITIVE_ENV: &[&str] = &[
-    "SESSION_API_KEY",
-    "OH_SECRET_KEY",
-    "LMNR_PROJECT_API_KEY",
-    "OTEL_HEADERS",
-    "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-];
-const SENSITIVE_ENV_PREFIXES: &[&str] = &["OH_SESSION_API_KEYS_"];
 
 /// Typed once after the shell starts: no history expansion, no echo (so outputs need no
 /// echo stripping), and a readline that inserts text verbatim (no bracketed paste, no
@@ -869,17 +859,11 @@ fn resolve_shell(shell: Option<&Path>) -> Result<PathBuf, ToolError> {
         })
 }
 
-fn is_sensitive(name: &OsStr) -> bool {
-    let Some(name) = name.to_str() else {
-        return false;
-    };
-    SENSITIVE_ENV.contains(&name) || SENSITIVE_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
-/// The shell's environment: this process's, without credentials, plus the pager and
-/// prompt settings and the configured extra variables.
+/// The shell's environment: this process's as every command gets it
+/// ([`sanitized_env`]: no credentials of the agent server), plus the pager and prompt
+/// settings and the configured extra variables (credentials among them are dropped too).
 fn shell_env(config: &TerminalConfig) -> Result<Vec<(OsString, OsString)>, ToolError> {
-    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    let mut env: BTreeMap<OsString, OsString> = sanitized_env().into_iter().collect();
     env.insert("GIT_PAGER".into(), "cat".into());
     env.insert("PAGER".into(), "cat".into());
     for (name, value) in &config.env {
@@ -891,7 +875,7 @@ fn shell_env(config: &TerminalConfig) -> Result<Vec<(OsString, OsString)>, ToolE
         }
         env.insert(name.into(), value.into());
     }
-    env.retain(|name, _| !is_sensitive(name));
+    env.retain(|name, _| !is_sensitive_env(name));
     let agent_unset = env
         .get(OsStr::new("AI_AGENT"))
         .and_then(|v| v.to_str())
