@@ -162,6 +162,10 @@ impl Server {
         let router = router(self.state);
         let stop = state.shutdown.clone();
         let evictor = tokio::spawn(evict_idle(state.clone()));
+        // Stops when dropped, at the end of serving.
+        let _retention = state
+            .bash
+            .spawn_retention(state.config.bash_events_retention_seconds);
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down");

@@ -8,11 +8,21 @@
 //! `RemoteWorkspace` does every 0.1 s while a command runs — never scans the directory. Page
 //! ids are those file names, as in the reference.
 //!
+//! Memory stays bounded: the index holds only what search and get filter and sort on (file
+//! name, kind, ids, order — a few hundred bytes an event); bodies are read from their file
+//! when needed, as the reference does, except for the most recently stored ones, kept in a
+//! cache of at most [`CACHE_BUDGET`] bytes. At start the index is built from the file names
+//! (an output's file is read for its `order`, then dropped). With
+//! `bash_events_retention_seconds`, a background loop ([`BashService::spawn_retention`])
+//! deletes events whose timestamp (the one in the file name, as the reference compares) is
+//! older than that many seconds: at start, then every `max(60, n / 2)` seconds.
+//!
 //! Timestamps are strictly increasing across all events of the service, so the storage order
 //! (file names) is the emission order even for output floods within one microsecond.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io;
+use std::ops::Bound;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -47,9 +57,14 @@ const READ_SIZE: usize = 64 * 1024;
 /// Grace period between SIGTERM and SIGKILL, and again after SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(1);
 
-/// Events whose output is at most this many bytes are kept in memory; larger ones are read
-/// back from their file when needed.
+/// Bytes of recently stored events kept in memory (estimated by [`event_size`]).
+const CACHE_BUDGET: usize = 2 * 1024 * 1024;
+
+/// Larger events are never cached.
 const CACHE_LIMIT: usize = 64 * 1024;
+
+/// Shortest period of the retention loop (the reference's).
+const RETENTION_MIN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs commands and stores their events under `bash_events_dir`.
 #[derive(Debug)]
@@ -78,24 +93,24 @@ struct Running {
     exited: watch::Receiver<bool>,
 }
 
-/// Stored events by file name (the storage order), with secondary indexes.
+/// Stored events by file name (the storage order), with secondary indexes and the cache.
 #[derive(Debug, Default)]
 struct Index {
-    entries: BTreeMap<String, Entry>,
-    /// Event id (32 hex) → file name.
-    by_id: HashMap<String, String>,
+    entries: BTreeMap<Arc<str>, Entry>,
+    /// Event id → file name.
+    by_id: HashMap<uuid::Uuid, Arc<str>>,
     /// Command id → file names of its outputs.
-    by_command: HashMap<uuid::Uuid, BTreeSet<String>>,
+    by_command: HashMap<uuid::Uuid, BTreeSet<Arc<str>>>,
+    cache: Cache,
 }
 
-#[derive(Debug, Clone)]
+/// What the index knows of a stored event: enough to filter, sort and find its file.
+#[derive(Debug, Clone, Copy)]
 struct Entry {
     kind: Kind,
     command_id: Option<uuid::Uuid>,
     order: Option<u64>,
-    event_id: String,
-    /// The event itself when small enough.
-    cached: Option<Arc<BashEvent>>,
+    event_id: uuid::Uuid,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +127,67 @@ impl Kind {
             _ => None,
         }
     }
+}
+
+/// The most recently stored events, oldest evicted first, within [`CACHE_BUDGET`] bytes.
+#[derive(Debug, Default)]
+struct Cache {
+    events: HashMap<Arc<str>, (Arc<BashEvent>, usize)>,
+    /// Insertion order; may hold names already removed from `events`.
+    order: VecDeque<Arc<str>>,
+    bytes: usize,
+}
+
+impl Cache {
+    fn insert(&mut self, name: Arc<str>, event: Arc<BashEvent>) {
+        let size = event_size(&event);
+        if size > CACHE_LIMIT {
+            return;
+        }
+        self.order.push_back(Arc::clone(&name));
+        if let Some((_, old)) = self.events.insert(name, (event, size)) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        while self.bytes > CACHE_BUDGET {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<BashEvent>> {
+        self.events.get(name).map(|(event, _)| Arc::clone(event))
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some((_, size)) = self.events.remove(name) {
+            self.bytes -= size;
+        }
+        // Forget names removed out of order (purge) once they dominate.
+        if self.events.is_empty() {
+            self.order.clear();
+        } else if self.order.len() > 2 * self.events.len() + 64 {
+            let events = &self.events;
+            self.order.retain(|name| events.contains_key(name));
+        }
+    }
+}
+
+/// Estimated bytes an event holds in memory.
+fn event_size(event: &BashEvent) -> usize {
+    let text = match event {
+        BashEvent::Command(command) => {
+            command.command.len() + command.cwd.as_ref().map_or(0, String::len)
+        }
+        BashEvent::Output(output) => {
+            output.stdout.as_ref().map_or(0, String::len)
+                + output.stderr.as_ref().map_or(0, String::len)
+        }
+        _ => 0,
+    };
+    text + 2 * std::mem::size_of::<BashEvent>() + 64
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -150,44 +226,79 @@ fn file_name(event: &BashEvent, micros: i64) -> Option<String> {
 }
 
 /// The index entry of an event.
-fn entry_of(event: &Arc<BashEvent>) -> Option<Entry> {
-    let (kind, command_id, order, event_id, size) = match &**event {
-        BashEvent::Command(command) => (
-            Kind::Command,
-            None,
-            None,
-            command.id.to_string(),
-            command.command.len(),
-        ),
-        BashEvent::Output(output) => (
-            Kind::Output,
-            Some(output.command_id.0),
-            Some(output.order),
-            output.id.to_string(),
-            output.stdout.as_ref().map_or(0, String::len)
-                + output.stderr.as_ref().map_or(0, String::len),
-        ),
-        _ => return None,
-    };
-    Some(Entry {
-        kind,
-        command_id,
-        order,
-        event_id,
-        cached: (size <= CACHE_LIMIT).then(|| Arc::clone(event)),
-    })
+fn entry_of(event: &BashEvent) -> Option<Entry> {
+    match event {
+        BashEvent::Command(command) => Some(Entry {
+            kind: Kind::Command,
+            command_id: None,
+            order: None,
+            event_id: command.id.0,
+        }),
+        BashEvent::Output(output) => Some(Entry {
+            kind: Kind::Output,
+            command_id: Some(output.command_id.0),
+            order: Some(output.order),
+            event_id: output.id.0,
+        }),
+        _ => None,
+    }
+}
+
+/// An id as the index keys it: only the 32 lowercase hex digits that file names carry.
+fn stored_id(raw: &str) -> Option<uuid::Uuid> {
+    let id = uuid::Uuid::try_parse(raw).ok()?;
+    (HexUuid(id).to_string() == raw).then_some(id)
 }
 
 impl Index {
-    fn insert(&mut self, name: String, entry: Entry) {
-        self.by_id.insert(entry.event_id.clone(), name.clone());
+    fn insert(&mut self, name: Arc<str>, entry: Entry) {
+        self.by_id.insert(entry.event_id, Arc::clone(&name));
         if let Some(command_id) = entry.command_id {
             self.by_command
                 .entry(command_id)
                 .or_default()
-                .insert(name.clone());
+                .insert(Arc::clone(&name));
         }
         self.entries.insert(name, entry);
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(entry) = self.entries.remove(name) else {
+            return;
+        };
+        if self
+            .by_id
+            .get(&entry.event_id)
+            .is_some_and(|n| &**n == name)
+        {
+            self.by_id.remove(&entry.event_id);
+        }
+        if let Some(command_id) = entry.command_id
+            && let Some(names) = self.by_command.get_mut(&command_id)
+        {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_command.remove(&command_id);
+            }
+        }
+        self.cache.remove(name);
+    }
+
+    /// Estimated bytes held: the entries with their names and secondary indexes, plus the
+    /// cache.
+    #[cfg(test)]
+    fn resident_bytes(&self) -> usize {
+        // Per entry: its name, the name pointer in three maps, the entry, two ids and map
+        // overhead.
+        let per_entry = 3 * std::mem::size_of::<Arc<str>>()
+            + std::mem::size_of::<Entry>()
+            + 2 * std::mem::size_of::<uuid::Uuid>()
+            + 64;
+        let names: usize = self.entries.keys().map(|name| name.len() + 16).sum();
+        names
+            + self.entries.len() * per_entry
+            + self.cache.bytes
+            + self.cache.order.len() * std::mem::size_of::<Arc<str>>()
     }
 }
 
@@ -223,7 +334,8 @@ impl Serialize for BashEventJson {
 }
 
 impl BashService {
-    /// Opens (creating it if needed) the event directory and indexes the events stored there.
+    /// Opens (creating it if needed) the event directory and indexes the events stored there
+    /// (without keeping their bodies).
     pub(crate) fn new(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut index = Index::default();
@@ -233,25 +345,30 @@ impl BashService {
             let Some(name) = item.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            let Some(stamp) = parse_stored_name(&name) else {
+            let Some(stored) = parse_stored_name(&name) else {
                 continue;
             };
-            let event = match std::fs::read(item.path())
-                .map_err(|err| err.to_string())
-                .and_then(|bytes| {
-                    serde_json::from_slice::<BashEvent>(&bytes).map_err(|err| err.to_string())
-                }) {
-                Ok(event) => Arc::new(event),
-                Err(err) => {
-                    tracing::warn!(file = %name, error = %err, "skipping an unreadable bash event");
-                    continue;
-                }
+            let order = match stored.kind {
+                Kind::Command => None,
+                // The order is not in the name: read it and drop the rest.
+                Kind::Output => match read_order(&item.path()) {
+                    Ok(order) => Some(order),
+                    Err(err) => {
+                        tracing::warn!(file = %name, error = %err, "skipping an unreadable bash event");
+                        continue;
+                    }
+                },
             };
-            if let Some(entry) = entry_of(&event) {
-                last = last.max(stamp);
-                index.insert(name, entry);
-            }
+            last = last.max(stored.micros);
+            let entry = Entry {
+                kind: stored.kind,
+                command_id: stored.command_id,
+                order,
+                event_id: stored.event_id,
+            };
+            index.insert(name.into(), entry);
         }
+        tracing::debug!(count = index.entries.len(), "bash events indexed");
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -264,22 +381,53 @@ impl BashService {
         })
     }
 
+    /// Estimated bytes the store holds in memory.
+    #[cfg(test)]
+    fn resident_bytes(&self) -> usize {
+        lock(&self.inner.index).resident_bytes()
+    }
+
     /// Live events (for the bash socket).
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<BashEvent>> {
         self.inner.events.subscribe()
     }
 
-    /// Every stored event in storage order (for the bash socket's `resend_mode=all`).
-    pub(crate) fn stored_events(&self) -> Vec<Arc<BashEvent>> {
-        let entries: Vec<(String, Entry)> = lock(&self.inner.index)
-            .entries
-            .iter()
-            .map(|(name, entry)| (name.clone(), entry.clone()))
-            .collect();
-        entries
-            .iter()
-            .filter_map(|(name, entry)| self.inner.load(name, entry))
-            .collect()
+    /// Every event stored now, in storage order (for the bash socket's `resend_mode=all`).
+    /// Each is read when the iterator reaches it, so a replay holds one event at a time;
+    /// events deleted meanwhile are skipped.
+    pub(crate) fn stored_events(&self) -> StoredEvents {
+        let names: Vec<Arc<str>> = lock(&self.inner.index).entries.keys().cloned().collect();
+        StoredEvents {
+            inner: Arc::clone(&self.inner),
+            names: names.into_iter(),
+        }
+    }
+
+    /// Starts the retention loop if `retention_seconds` is set: it deletes events older than
+    /// that at once, then every `max(60, n / 2)` seconds, until the returned guard is
+    /// dropped.
+    pub(crate) fn spawn_retention(&self, retention_seconds: Option<u64>) -> Option<RetentionTask> {
+        let seconds = retention_seconds?;
+        tracing::info!(retention_seconds = seconds, "bash events retention started");
+        Some(self.spawn_retention_every(Duration::from_secs(seconds), retention_interval(seconds)))
+    }
+
+    /// The retention loop with its period given.
+    fn spawn_retention_every(&self, retention: Duration, interval: Duration) -> RetentionTask {
+        let inner = Arc::clone(&self.inner);
+        let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+        RetentionTask(tokio::spawn(async move {
+            loop {
+                let cutoff = now_micros().saturating_sub(retention);
+                let purger = Arc::clone(&inner);
+                match tokio::task::spawn_blocking(move || purger.purge_older_than(cutoff)).await {
+                    Ok(0) => {}
+                    Ok(count) => tracing::info!(count, "deleted bash events past retention"),
+                    Err(err) => tracing::warn!(error = %err, "bash events retention pass failed"),
+                }
+                tokio::time::sleep(interval).await;
+            }
+        }))
     }
 
     /// Starts `request` in the background; the handle finishes once its last output is
@@ -362,25 +510,102 @@ impl Inner {
     }
 }
 
-/// Parses `YYYYmmddHHMMSSffffff_BashCommand_<hex>` / `…_BashOutput_<hex>_<hex>` and returns
-/// the time in microseconds (only to restart the clock after it).
-fn parse_stored_name(name: &str) -> Option<i64> {
+/// The retention loop's period: half the window, at least [`RETENTION_MIN_INTERVAL`].
+fn retention_interval(retention_seconds: u64) -> Duration {
+    (Duration::from_secs(retention_seconds) / 2).max(RETENTION_MIN_INTERVAL)
+}
+
+/// What a storage name tells.
+#[derive(Debug, PartialEq, Eq)]
+struct StoredName {
+    /// The event's time, in microseconds.
+    micros: i64,
+    kind: Kind,
+    command_id: Option<uuid::Uuid>,
+    event_id: uuid::Uuid,
+}
+
+/// Parses `YYYYmmddHHMMSSffffff_BashCommand_<hex>` / `…_BashOutput_<hex>_<hex>`.
+fn parse_stored_name(name: &str) -> Option<StoredName> {
     let mut parts = name.split('_');
     let stamp = parts.next()?;
     let kind = Kind::parse(parts.next()?)?;
     let rest: Vec<&str> = parts.collect();
-    let expected = if kind == Kind::Command { 1 } else { 2 };
-    if stamp.len() != 20 || !stamp.bytes().all(|b| b.is_ascii_digit()) || rest.len() != expected {
+    if stamp.len() != 20 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    let (command_id, event_id) = match (kind, rest.as_slice()) {
+        (Kind::Command, [id]) => (None, stored_id(id)?),
+        (Kind::Output, [command, id]) => (Some(stored_id(command)?), stored_id(id)?),
+        _ => return None,
+    };
     let digits = |range: std::ops::Range<usize>| stamp.get(range)?.parse::<i64>().ok();
-    civil_micros(
+    let micros = civil_micros(
         digits(0..4)?,
         digits(4..6)?,
         digits(6..8)?,
         digits(8..10)? * 3600 + digits(10..12)? * 60 + digits(12..14)?,
         digits(14..20)?,
-    )
+    )?;
+    Some(StoredName {
+        micros,
+        kind,
+        command_id,
+        event_id,
+    })
+}
+
+/// The `order` of a stored output (the rest of the file is skipped, not kept).
+fn read_order(path: &Path) -> Result<u64, String> {
+    #[derive(serde::Deserialize)]
+    struct OrderOnly {
+        #[serde(default)]
+        order: u64,
+    }
+    let bytes = std::fs::read(path).map_err(|err| err.to_string())?;
+    serde_json::from_slice::<OrderOnly>(&bytes)
+        .map(|only| only.order)
+        .map_err(|err| err.to_string())
+}
+
+/// The retention loop; dropping it stops the loop.
+#[derive(Debug)]
+pub(crate) struct RetentionTask(JoinHandle<()>);
+
+impl Drop for RetentionTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Stored events read one at a time ([`BashService::stored_events`]).
+#[derive(Debug)]
+pub(crate) struct StoredEvents {
+    inner: Arc<Inner>,
+    names: std::vec::IntoIter<Arc<str>>,
+}
+
+impl Iterator for StoredEvents {
+    type Item = Arc<BashEvent>;
+
+    fn next(&mut self) -> Option<Arc<BashEvent>> {
+        // Reading a file blocks: on a multi-threaded runtime, let the other tasks move to
+        // another worker meanwhile.
+        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        for name in self.names.by_ref() {
+            let event = if multi_thread {
+                tokio::task::block_in_place(|| self.inner.load(&name))
+            } else {
+                self.inner.load(&name)
+            };
+            if event.is_some() {
+                return event;
+            }
+        }
+        None
+    }
 }
 
 /// Output to record.
@@ -417,7 +642,12 @@ impl Inner {
         let text = serde_json::to_string_pretty(&*event).map_err(io::Error::other)?;
         std::fs::create_dir_all(&self.dir)?;
         std::fs::write(self.dir.join(&name), text)?;
-        lock(&self.index).insert(name, entry);
+        let name: Arc<str> = name.into();
+        {
+            let mut index = lock(&self.index);
+            index.insert(Arc::clone(&name), entry);
+            index.cache.insert(name, Arc::clone(&event));
+        }
         let _ = self.events.send(event);
         Ok(())
     }
@@ -454,12 +684,20 @@ impl Inner {
         lock(&self.running).remove(&command_id.0);
     }
 
-    /// The event stored under `name`, from memory or from its file.
-    fn load(&self, name: &str, entry: &Entry) -> Option<Arc<BashEvent>> {
-        if let Some(event) = &entry.cached {
-            return Some(Arc::clone(event));
+    /// The event stored under `name`, from the cache or from its file.
+    fn load(&self, name: &str) -> Option<Arc<BashEvent>> {
+        if let Some(event) = lock(&self.index).cache.get(name) {
+            return Some(event);
         }
-        let bytes = std::fs::read(self.dir.join(name)).ok()?;
+        let bytes = match std::fs::read(self.dir.join(name)) {
+            Ok(bytes) => bytes,
+            // Deleted meanwhile (retention, clear).
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return None,
+            Err(err) => {
+                tracing::error!(file = %name, error = %err, "could not read a bash event");
+                return None;
+            }
+        };
         match serde_json::from_slice::<BashEvent>(&bytes) {
             Ok(event) => Some(Arc::new(event)),
             Err(err) => {
@@ -472,14 +710,14 @@ impl Inner {
     /// The reference's search: filter names, sort, start at `page_id`, skip outputs with
     /// `order <= order_gt`, take `limit`; the next page starts at the next matching event.
     fn search(&self, search: &Search) -> Page {
-        let selected: Vec<(String, Entry)> = {
+        let selected: Vec<(Arc<str>, Entry)> = {
             let index = lock(&self.index);
-            let keep = |name: &String, entry: &Entry| {
+            let keep = |name: &str, entry: &Entry| {
                 search.kind.is_none_or(|kind| entry.kind == kind)
-                    && search.gte.as_ref().is_none_or(|gte| name >= gte)
-                    && search.lt.as_ref().is_none_or(|lt| name < lt)
+                    && search.gte.as_deref().is_none_or(|gte| name >= gte)
+                    && search.lt.as_deref().is_none_or(|lt| name < lt)
             };
-            let mut names: Vec<(String, Entry)> = match search.command_id {
+            let mut names: Vec<(Arc<str>, Entry)> = match search.command_id {
                 Some(command_id) => index
                     .by_command
                     .get(&command_id)
@@ -487,13 +725,13 @@ impl Inner {
                     .flatten()
                     .filter_map(|name| index.entries.get(name).map(|entry| (name, entry)))
                     .filter(|(name, entry)| keep(name, entry))
-                    .map(|(name, entry)| (name.clone(), entry.clone()))
+                    .map(|(name, entry)| (Arc::clone(name), *entry))
                     .collect(),
                 None => index
                     .entries
                     .iter()
                     .filter(|(name, entry)| keep(name, entry))
-                    .map(|(name, entry)| (name.clone(), entry.clone()))
+                    .map(|(name, entry)| (Arc::clone(name), *entry))
                     .collect(),
             };
             if search.descending {
@@ -503,8 +741,8 @@ impl Inner {
         };
         let start = search
             .page_id
-            .as_ref()
-            .and_then(|page_id| selected.iter().position(|(name, _)| name == page_id))
+            .as_deref()
+            .and_then(|page_id| selected.iter().position(|(name, _)| &**name == page_id))
             .unwrap_or(0);
         let mut items = Vec::new();
         let mut next_page_id = None;
@@ -514,11 +752,11 @@ impl Inner {
             {
                 continue;
             }
-            let Some(event) = self.load(name, entry) else {
+            let Some(event) = self.load(name) else {
                 continue;
             };
             if items.len() >= search.limit {
-                next_page_id = Some(name.clone());
+                next_page_id = Some(name.to_string());
                 break;
             }
             items.push(BashEventJson(event));
@@ -530,13 +768,14 @@ impl Inner {
     }
 
     fn get(&self, event_id: &str) -> Option<Arc<BashEvent>> {
-        let (name, entry) = {
-            let index = lock(&self.index);
-            let name = index.by_id.get(event_id)?.clone();
-            let entry = index.entries.get(&name)?.clone();
-            (name, entry)
-        };
-        self.load(&name, &entry)
+        let id = stored_id(event_id)?;
+        let name = Arc::clone(lock(&self.index).by_id.get(&id)?);
+        self.load(&name)
+    }
+
+    /// Whether an event with this id is stored (no file is read).
+    fn knows(&self, event_id: uuid::Uuid) -> bool {
+        lock(&self.index).by_id.contains_key(&event_id)
     }
 
     /// Deletes every file of the directory (as the reference does) and empties the index.
@@ -555,21 +794,47 @@ impl Inner {
         count
     }
 
+    /// Deletes the events whose timestamp (in their file name, as the reference compares)
+    /// is before `cutoff` (UTC microseconds); returns how many.
+    fn purge_older_than(&self, cutoff: i64) -> usize {
+        let cutoff = name_stamp(cutoff);
+        let old: Vec<Arc<str>> = {
+            let mut index = lock(&self.index);
+            let old: Vec<Arc<str>> = index
+                .entries
+                .range::<str, _>((Bound::Unbounded, Bound::Excluded(cutoff.as_str())))
+                .map(|(name, _)| Arc::clone(name))
+                .collect();
+            for name in &old {
+                index.remove(name);
+            }
+            old
+        };
+        let mut count = 0;
+        for name in &old {
+            match std::fs::remove_file(self.dir.join(&**name)) {
+                Ok(()) => count += 1,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    tracing::warn!(file = %name, error = %err, "could not delete a bash event");
+                }
+            }
+        }
+        count
+    }
+
     /// The outputs of a finished command joined into one (1.57.0's `execute_bash_command`).
     fn collect(&self, command_id: HexUuid) -> BashOutput {
         let mut outputs: Vec<BashOutput> = Vec::new();
-        let names: Vec<(String, Entry)> = {
-            let index = lock(&self.index);
-            index
-                .by_command
-                .get(&command_id.0)
-                .into_iter()
-                .flatten()
-                .filter_map(|name| Some((name.clone(), index.entries.get(name)?.clone())))
-                .collect()
-        };
-        for (name, entry) in names {
-            if let Some(event) = self.load(&name, &entry)
+        let names: Vec<Arc<str>> = lock(&self.index)
+            .by_command
+            .get(&command_id.0)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for name in names {
+            if let Some(event) = self.load(&name)
                 && let BashEvent::Output(output) = &*event
             {
                 outputs.push(output.clone());
@@ -969,12 +1234,7 @@ async fn stop_bash_command(State(state): State<AppState>, mut parts: Parts) -> A
         return Ok(ok(&json!({ "success": true })));
     }
     // Stopping a finished command succeeds; an unknown id is 404.
-    let inner = Arc::clone(&state.bash.inner);
-    let hex = HexUuid(command_id).to_string();
-    let known = tokio::task::spawn_blocking(move || inner.get(&hex).is_some())
-        .await
-        .map_err(ApiError::internal)?;
-    if known {
+    if state.bash.inner.knows(command_id) {
         Ok(ok(&json!({ "success": true })))
     } else {
         Err(ApiError::not_found())
@@ -1109,14 +1369,248 @@ mod tests {
         assert!(parse_datetime("yesterday").is_err());
         assert!(parse_datetime("2026-13-04").is_err());
         assert_eq!(name_stamp(base), "20260504101502118204");
+        let id = "0123456789abcdef0123456789abcdef";
+        let other = "fedcba9876543210fedcba9876543210";
         assert_eq!(
-            parse_stored_name("20260504101502118204_BashCommand_ab"),
-            Some(base)
+            parse_stored_name(&format!("20260504101502118204_BashCommand_{id}")),
+            Some(StoredName {
+                micros: base,
+                kind: Kind::Command,
+                command_id: None,
+                event_id: stored_id(id).expect("id"),
+            })
         );
         assert_eq!(
-            parse_stored_name("20260504101502118204_BashOutput_ab"),
+            parse_stored_name(&format!("20260504101502118204_BashOutput_{id}_{other}"))
+                .map(|name| (name.kind, name.command_id, name.event_id)),
+            Some((Kind::Output, stored_id(id), stored_id(other).expect("id")))
+        );
+        assert_eq!(
+            parse_stored_name(&format!("20260504101502118204_BashOutput_{id}")),
             None
         );
+        assert_eq!(
+            parse_stored_name("20260504101502118204_BashCommand_ab"),
+            None
+        );
+        assert_eq!(stored_id(&id.to_uppercase()), None);
+    }
+
+    /// Runs `count` commands, `parallel` at a time, each printing `bytes` bytes.
+    async fn run_commands(service: &BashService, count: usize, bytes: usize) {
+        let command = format!("head -c {bytes} /dev/zero | tr '\\0' x");
+        for _ in 0..count / 10 {
+            let mut tasks = Vec::new();
+            for _ in 0..10 {
+                let request = ExecuteBashRequest {
+                    command: command.clone(),
+                    cwd: None,
+                    timeout: 60,
+                };
+                let (_, task) = service.start(request).await.expect("start");
+                tasks.push(task);
+            }
+            for task in tasks {
+                task.await.expect("command");
+            }
+        }
+    }
+
+    /// Every stored output, read through search (paging by 100).
+    fn all_outputs(service: &BashService) -> Vec<BashOutput> {
+        let mut outputs = Vec::new();
+        let mut page_id = None;
+        loop {
+            let page = service.inner.search(&Search {
+                kind: Some(Kind::Output),
+                page_id: page_id.take(),
+                limit: 100,
+                ..Search::default()
+            });
+            for item in page.items {
+                if let BashEvent::Output(output) = &*item.0 {
+                    outputs.push(output.clone());
+                }
+            }
+            match page.next_page_id {
+                Some(next) => page_id = Some(next),
+                None => return outputs,
+            }
+        }
+    }
+
+    /// 300 commands printing 60,000 bytes each: the store keeps an index and a bounded
+    /// cache in memory, bodies stay on disk (also after a restart), and every body is
+    /// still served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_stays_bounded_and_a_restart_loads_no_bodies() {
+        const COMMANDS: usize = 300;
+        const BYTES: usize = 60_000;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let service = BashService::new(dir.path()).expect("service");
+        run_commands(&service, COMMANDS, BYTES).await;
+        // The index: well under 1 KiB per event (two events per command).
+        let budget = CACHE_BUDGET + 2 * COMMANDS * 1024;
+        let resident = service.resident_bytes();
+        assert!(
+            resident < budget,
+            "{resident} bytes held for {COMMANDS} commands of {BYTES} bytes (budget {budget})"
+        );
+        let outputs = all_outputs(&service);
+        assert_eq!(outputs.len(), COMMANDS);
+        assert!(
+            outputs
+                .iter()
+                .all(|o| o.stdout.as_deref().map(str::len) == Some(BYTES))
+        );
+        drop(service);
+
+        let restarted = BashService::new(dir.path()).expect("restart");
+        let resident = restarted.resident_bytes();
+        assert!(
+            resident < 2 * COMMANDS * 1024,
+            "{resident} bytes held after a restart"
+        );
+        let again = all_outputs(&restarted);
+        assert_eq!(again, outputs);
+        let last = again.last().expect("an output");
+        let got = restarted.inner.get(&last.id.to_string()).expect("get");
+        assert_eq!(*got, BashEvent::Output(last.clone()));
+        // The socket's replay reads them one at a time, in storage order.
+        let replayed: Vec<Arc<BashEvent>> = restarted.stored_events().collect();
+        assert_eq!(replayed.len(), 2 * COMMANDS);
+        assert_eq!(
+            replayed.last().map(|e| &**e),
+            Some(&BashEvent::Output(last.clone()))
+        );
+        assert!(restarted.resident_bytes() < CACHE_BUDGET + 2 * COMMANDS * 1024);
+    }
+
+    fn output_at(micros: i64) -> Arc<BashEvent> {
+        Arc::new(BashEvent::Output(BashOutput {
+            id: HexUuid::new_v4(),
+            timestamp: utc_timestamp(micros),
+            command_id: HexUuid::new_v4(),
+            order: 0,
+            exit_code: Some(0),
+            stdout: Some("x".into()),
+            stderr: None,
+        }))
+    }
+
+    fn event_id(event: &BashEvent) -> String {
+        match event {
+            BashEvent::Output(output) => output.id.to_string(),
+            BashEvent::Command(command) => command.id.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|item| {
+                item.expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// "Older" is the timestamp of the event (in its file name), strictly before the cutoff.
+    #[test]
+    fn purge_deletes_events_before_the_cutoff() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let service = BashService::new(dir.path()).expect("service");
+        let t0 = 1_777_889_702_118_204;
+        let events: Vec<_> = (0..3).map(|n| output_at(t0 + n * 1_000_000)).collect();
+        for (n, event) in (0..).zip(&events) {
+            service
+                .inner
+                .store(Arc::clone(event), t0 + n * 1_000_000)
+                .expect("store");
+        }
+        assert_eq!(service.inner.purge_older_than(t0 + 1_000_000), 1);
+        assert!(service.inner.get(&event_id(&events[0])).is_none());
+        assert!(service.inner.get(&event_id(&events[1])).is_some());
+        assert_eq!(files(dir.path()).len(), 2);
+        let page = service.inner.search(&Search {
+            limit: 100,
+            ..Search::default()
+        });
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(service.inner.purge_older_than(t0 + 1_000_000), 0);
+        assert_eq!(service.inner.purge_older_than(t0 + 10_000_000), 2);
+        assert!(files(dir.path()).is_empty());
+        assert_eq!(service.resident_bytes(), 0);
+    }
+
+    /// Waits (bounded) until `done` holds.
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The loop purges at once, then again on every pass; new events stay; dropping its
+    /// guard stops it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_retention_loop_purges_old_events_until_stopped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let service = BashService::new(dir.path()).expect("service");
+        let hour = 3_600_000_000;
+        let now = now_micros();
+        let old = output_at(now - hour);
+        let new = output_at(now);
+        service
+            .inner
+            .store(Arc::clone(&old), now - hour)
+            .expect("store");
+        service.inner.store(Arc::clone(&new), now).expect("store");
+        let task =
+            service.spawn_retention_every(Duration::from_secs(60), Duration::from_millis(20));
+        wait_until("the old event is purged", || {
+            service.inner.get(&event_id(&old)).is_none()
+        })
+        .await;
+        let page = service.inner.search(&Search {
+            limit: 100,
+            ..Search::default()
+        });
+        let ids: Vec<String> = page.items.iter().map(|item| event_id(&item.0)).collect();
+        assert_eq!(ids, vec![event_id(&new)]);
+        assert_eq!(files(dir.path()).len(), 1);
+        assert!(files(dir.path())[0].ends_with(&event_id(&new)));
+
+        // A later pass catches what became old since.
+        let older = output_at(now - 2 * hour);
+        service
+            .inner
+            .store(Arc::clone(&older), now - 2 * hour)
+            .expect("store");
+        wait_until("the later old event is purged", || {
+            service.inner.get(&event_id(&older)).is_none()
+        })
+        .await;
+        assert!(service.inner.get(&event_id(&new)).is_some());
+
+        drop(task);
+        wait_until("the loop let go of the store", || {
+            Arc::strong_count(&service.inner) == 1
+        })
+        .await;
+    }
+
+    #[test]
+    fn the_retention_period_is_half_the_window_but_at_least_a_minute() {
+        assert_eq!(retention_interval(1), Duration::from_secs(60));
+        assert_eq!(retention_interval(121), Duration::from_millis(60_500));
+        assert_eq!(retention_interval(7200), Duration::from_secs(3600));
     }
 
     #[test]

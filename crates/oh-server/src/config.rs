@@ -44,6 +44,9 @@ pub struct Config {
     /// Frames buffered per conversation for WebSocket subscribers; one that falls further
     /// behind catches up from the event log.
     pub subscriber_buffer: usize,
+    /// Bash event files older than this many seconds are deleted by a background loop
+    /// (every `max(60, n / 2)` s); `None` keeps them.
+    pub bash_events_retention_seconds: Option<u64>,
 }
 
 impl Default for Config {
@@ -61,6 +64,7 @@ impl Default for Config {
             max_concurrent_runs: 10,
             conversation_idle_ttl_seconds: Some(1200.0),
             subscriber_buffer: 2048,
+            bash_events_retention_seconds: None,
         }
     }
 }
@@ -177,6 +181,10 @@ impl Config {
                     })?,
             );
         }
+        config.bash_events_retention_seconds = env
+            .field(&file, "bash_events_retention_seconds")
+            .map(|raw| retention_seconds(&raw))
+            .transpose()?;
         Ok(config)
     }
 
@@ -191,6 +199,22 @@ impl Config {
             ..Self::default()
         }
     }
+}
+
+/// `bash_events_retention_seconds`: an integer > 0 (a JSON `10.0` too, as pydantic takes it).
+fn retention_seconds(raw: &str) -> Result<u64, ConfigError> {
+    let raw = raw.trim();
+    raw.parse::<u64>()
+        .ok()
+        .or_else(|| {
+            let n = raw.parse::<f64>().ok()?;
+            (n.fract() == 0.0 && (1.0..1e15).contains(&n)).then_some(n as u64)
+        })
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ConfigError::Value {
+            field: "bash_events_retention_seconds".into(),
+            message: format!("expected an integer > 0, got {raw:?}"),
+        })
 }
 
 fn truthy(raw: &str) -> bool {
@@ -350,5 +374,42 @@ mod tests {
         );
         let bad = Config::from_vars(&vars(&[("OH_MAX_CONCURRENT_RUNS", "zero")]));
         assert!(matches!(bad, Err(ConfigError::Value { .. })));
+    }
+
+    #[test]
+    fn bash_events_retention() -> Result<(), ConfigError> {
+        assert_eq!(
+            Config::from_vars(&vars(&[]))?.bash_events_retention_seconds,
+            None
+        );
+        let set = Config::from_vars(&vars(&[("OH_BASH_EVENTS_RETENTION_SECONDS", "3600")]))?;
+        assert_eq!(set.bash_events_retention_seconds, Some(3600));
+        for bad in ["0", "-5", "1.5", "soon", ""] {
+            let config = Config::from_vars(&vars(&[("OH_BASH_EVENTS_RETENTION_SECONDS", bad)]));
+            assert!(
+                matches!(config, Err(ConfigError::Value { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        let dir = tempfile::tempdir().map_err(|err| ConfigError::Value {
+            field: "tempdir".into(),
+            message: err.to_string(),
+        })?;
+        let path = dir.path().join("config.json");
+        for (json, want) in [
+            (r#"{"bash_events_retention_seconds": 120}"#, Some(120)),
+            (r#"{"bash_events_retention_seconds": null}"#, None),
+        ] {
+            std::fs::write(&path, json).map_err(|err| ConfigError::Value {
+                field: "write".into(),
+                message: err.to_string(),
+            })?;
+            let vars = vec![(CONFIG_PATH_ENV.to_owned(), path.display().to_string())];
+            assert_eq!(
+                Config::from_vars(&vars)?.bash_events_retention_seconds,
+                want
+            );
+        }
+        Ok(())
     }
 }

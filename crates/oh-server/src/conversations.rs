@@ -1,4 +1,7 @@
 //! `/api/conversations/*` (spec §3.2–3.14).
+//!
+//! Routes that read stored conversations from disk (search, count, get, create) do it on
+//! the blocking pool, never on the async workers.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -96,6 +99,17 @@ pub(crate) fn agent_error(err: oh_agent::conversation::Error) -> ApiError {
     }
 }
 
+/// Runs `work` on the blocking pool: it reads (or writes) conversations on disk.
+async fn off_workers<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&AppState) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || work(&state))
+        .await
+        .map_err(ApiError::internal)?
+}
+
 /// The live conversation or 404 with `detail`.
 pub(crate) fn live_or(state: &AppState, id: uuid::Uuid, detail: &str) -> ApiResult<Arc<Live>> {
     state
@@ -157,7 +171,8 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
     let request: StartConversationRequest =
         crate::extract::parse_json(body.to_string().as_bytes())?;
     if let Some(id) = request.conversation_id
-        && let Some(info) = state.conversations.info(id)?
+        && let Some(info) =
+            off_workers(&state, move |state| Ok(state.conversations.info(id)?)).await?
     {
         return Ok(json_response(StatusCode::OK, &info));
     }
@@ -250,7 +265,7 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
     meta.hook_config = request.hook_config;
     meta.parent_conversation_id = request.parent_conversation_id;
     meta.autotitle = request.autotitle;
-    let live = state.conversations.create(NewConversation {
+    let new = NewConversation {
         id,
         agent,
         working_dir,
@@ -259,7 +274,8 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
         secrets,
         tags: request.tags,
         meta,
-    })?;
+    };
+    let live = off_workers(&state, move |state| Ok(state.conversations.create(new)?)).await?;
     state.activity.touch();
     let setup = async {
         if request.confirmation_policy != oh_protocol::ConfirmationPolicy::default() {
@@ -362,7 +378,7 @@ async fn get_one(
     State(state): State<AppState>,
     ConversationId(id): ConversationId,
 ) -> ApiResult<Response> {
-    match state.conversations.info(id)? {
+    match off_workers(&state, move |state| Ok(state.conversations.info(id)?)).await? {
         Some(info) => Ok(ok(&info)),
         None => Err(ApiError::not_found()),
     }
@@ -388,18 +404,23 @@ async fn batch_get(State(state): State<AppState>, query: Query) -> ApiResult<Res
     }
     // Validated like the reference, which also takes it here; our infos carry no skills.
     query.bool("include_skills")?;
-    let mut items: Vec<Option<ConversationInfo>> = Vec::with_capacity(raw.len());
+    let mut ids = Vec::with_capacity(raw.len());
     for value in raw {
-        let id = parse_uuid(value).ok_or_else(|| {
+        ids.push(parse_uuid(value).ok_or_else(|| {
             ApiError::validation(
                 &["query", "ids"],
                 "uuid_parsing",
                 "Input should be a valid UUID",
                 Value::String(value.to_owned()),
             )
-        })?;
-        items.push(state.conversations.info(id)?);
+        })?);
     }
+    let items = off_workers(&state, move |state| {
+        ids.into_iter()
+            .map(|id| Ok(state.conversations.info(id)?))
+            .collect::<ApiResult<Vec<Option<ConversationInfo>>>>()
+    })
+    .await?;
     Ok(ok(&items))
 }
 
@@ -443,35 +464,43 @@ async fn search(State(state): State<AppState>, query: Query) -> ApiResult<Respon
         })?
         .unwrap_or_default();
     query.bool("include_skills")?;
-    let mut infos = all_infos(&state, status)?;
-    infos.sort_by(|a, b| match order {
-        ConversationSortOrder::CreatedAt => a.created_at.cmp(&b.created_at),
-        ConversationSortOrder::UpdatedAt => a.updated_at.cmp(&b.updated_at),
-        ConversationSortOrder::UpdatedAtDesc => b.updated_at.cmp(&a.updated_at),
-        _ => b.created_at.cmp(&a.created_at),
-    });
-    let start = query
-        .get("page_id")
-        .and_then(|page| {
-            infos
-                .iter()
-                .position(|info| info.id.simple().to_string() == page)
+    let page_id = query.get("page_id").map(str::to_owned);
+    let _turn = state.conversations.listing_turn().await;
+    let page = off_workers(&state, move |state| {
+        let mut infos = all_infos(state, status)?;
+        infos.sort_by(|a, b| match order {
+            ConversationSortOrder::CreatedAt => a.created_at.cmp(&b.created_at),
+            ConversationSortOrder::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+            ConversationSortOrder::UpdatedAtDesc => b.updated_at.cmp(&a.updated_at),
+            _ => b.created_at.cmp(&a.created_at),
+        });
+        let start = page_id
+            .and_then(|page| {
+                infos
+                    .iter()
+                    .position(|info| info.id.simple().to_string() == page)
+            })
+            .unwrap_or(0);
+        let rest: Vec<ConversationInfo> = infos.into_iter().skip(start).collect();
+        let next_page_id = rest.get(limit).map(|info| info.id.simple().to_string());
+        let items = rest.into_iter().take(limit).collect();
+        Ok(ConversationPage {
+            items,
+            next_page_id,
         })
-        .unwrap_or(0);
-    let rest: Vec<ConversationInfo> = infos.into_iter().skip(start).collect();
-    let next_page_id = rest.get(limit).map(|info| info.id.simple().to_string());
-    let items = rest.into_iter().take(limit).collect();
-    Ok(ok(&ConversationPage {
-        items,
-        next_page_id,
-    }))
+    })
+    .await?;
+    Ok(ok(&page))
 }
 
 async fn count(State(state): State<AppState>, query: Query) -> ApiResult<Response> {
     let status = status_filter(&query)?;
     let n = match status {
         None => state.conversations.ids().len(),
-        Some(_) => all_infos(&state, status)?.len(),
+        Some(_) => {
+            let _turn = state.conversations.listing_turn().await;
+            off_workers(&state, move |state| Ok(all_infos(state, status)?.len())).await?
+        }
     };
     Ok(ok(&n))
 }
@@ -524,7 +553,7 @@ async fn update(
         }
         meta.updated_at = utc_now();
     }
-    live.save_meta();
+    live.save_meta().await;
     Ok(ok(&Success::TRUE))
 }
 
@@ -572,7 +601,7 @@ async fn secrets(
 ) -> ApiResult<Response> {
     let secrets = plain_secrets(body.secrets)?;
     let live = live_or(&state, id, "Not Found")?;
-    live.update_secrets(secrets)?;
+    live.update_secrets(secrets).await?;
     Ok(ok(&Success::TRUE))
 }
 

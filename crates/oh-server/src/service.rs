@@ -3,12 +3,19 @@
 //! At start the server only lists the ids under `conversations_path` (no file is read), so
 //! thousands of stored conversations cost nothing until used. A conversation is *hydrated*
 //! (its [`LocalConversation`] built from disk) on first access by a route that needs it; info
-//! for listings is read from its files without hydrating. Live conversations publish each
-//! event, pre-serialized once, on a broadcast channel that WebSocket subscribers read, so a
-//! slow subscriber never holds up the agent.
+//! for listings is read from its files without hydrating (the routes do that on the blocking
+//! pool). Hydration and creation read and write disk without holding the map of all
+//! conversations: a per-id gate makes concurrent hydrations of one conversation wait for the
+//! first. Live conversations publish each event, pre-serialized once, on a broadcast channel
+//! that WebSocket subscribers read, so a slow subscriber never holds up the agent.
+//!
+//! `meta.json` is written by one writer at a time per conversation, from a snapshot taken
+//! once the write lock is held, so the file always ends with the latest metadata: an
+//! acknowledged update is on disk.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,6 +34,9 @@ use crate::crypto::Cipher;
 
 /// Server metadata of a conversation, next to the reference's files (`meta.json`).
 const META: &str = "meta.json";
+
+/// Listings of every stored conversation running at once; more wait their turn.
+const MAX_LISTINGS: usize = 2;
 
 /// WebSocket subscribers allowed per conversation (the reference's limit).
 pub(crate) const MAX_SUBSCRIBERS: usize = 50;
@@ -129,6 +139,8 @@ pub(crate) enum ServiceError {
 pub(crate) struct Live {
     pub(crate) conv: LocalConversation,
     pub(crate) meta: Mutex<Meta>,
+    /// Held while `meta.json` is written (see [`Live::save_meta`]).
+    meta_write: Arc<tokio::sync::Mutex<()>>,
     dir: PathBuf,
     hub: broadcast::Sender<Frame>,
     run_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -227,7 +239,7 @@ impl Live {
                 Err(err) => tracing::info!(id = %self.id(), %err, "run ended with an error"),
             }
             self.mark_updated();
-            self.save_meta();
+            self.save_meta().await;
             self.publish_full_state();
             self.touch();
             let again = self.rerun.swap(false, Ordering::SeqCst);
@@ -250,15 +262,29 @@ impl Live {
     }
 
     /// Writes `meta.json` (agent and secrets encrypted, or masked without a secret key).
-    pub(crate) fn save_meta(&self) {
+    ///
+    /// Writes are serialised per conversation and each writes a snapshot taken under the
+    /// write lock, so the last write holds every change made before it started: once this
+    /// returns, the metadata as it was when it was called is on disk. The lock is released
+    /// only when the write is done, even if the caller goes away meanwhile.
+    pub(crate) async fn save_meta(&self) {
+        let writing = Arc::clone(&self.meta_write).lock_owned().await;
         let meta = lock(&self.meta).clone();
-        if let Err(err) = write_meta(&self.dir, &meta) {
+        let dir = self.dir.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let _writing = writing;
+            write_meta(&dir, &meta)
+        })
+        .await
+        .map_err(|err| err.to_string())
+        .and_then(|res| res);
+        if let Err(err) = written {
             tracing::warn!(id = %self.id(), %err, "could not write meta.json");
         }
     }
 
     /// Adds secrets: live in the conversation, encrypted in `meta.json`.
-    pub(crate) fn update_secrets(
+    pub(crate) async fn update_secrets(
         &self,
         secrets: BTreeMap<String, String>,
     ) -> Result<(), ServiceError> {
@@ -272,7 +298,7 @@ impl Live {
             }
         }
         self.conv.update_secrets(secrets)?;
-        self.save_meta();
+        self.save_meta().await;
         Ok(())
     }
 
@@ -300,7 +326,7 @@ impl Live {
                     meta.updated_at = utc_now();
                 }
             }
-            live.save_meta();
+            live.save_meta().await;
             live.titling.store(false, Ordering::SeqCst);
         });
     }
@@ -462,7 +488,12 @@ enum Slot {
 pub(crate) struct Conversations {
     root: PathBuf,
     cipher: Option<Cipher>,
+    /// Never held during disk I/O.
     slots: Mutex<HashMap<uuid::Uuid, Slot>>,
+    /// Per-id gates serialising hydration and creation of one conversation.
+    gates: Mutex<HashMap<uuid::Uuid, Weak<Mutex<()>>>>,
+    /// Listings that read every stored conversation, at once (bounds their CPU and memory).
+    listings: tokio::sync::Semaphore,
     activity: Arc<Activity>,
     runs: Arc<tokio::sync::Semaphore>,
     idle_ttl: Option<Duration>,
@@ -505,6 +536,8 @@ impl Conversations {
                 .as_ref()
                 .map(|key| Cipher::new(key.expose())),
             slots: Mutex::new(slots),
+            gates: Mutex::new(HashMap::new()),
+            listings: tokio::sync::Semaphore::new(MAX_LISTINGS),
             activity,
             runs: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_runs)),
             idle_ttl: config
@@ -518,6 +551,11 @@ impl Conversations {
         self.root.join(id.simple().to_string())
     }
 
+    /// A turn to list every conversation (held while the listing runs).
+    pub(crate) async fn listing_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.listings.acquire().await.ok()
+    }
+
     /// Whether the conversation exists (live or stored).
     pub(crate) fn exists(&self, id: uuid::Uuid) -> bool {
         lock(&self.slots).contains_key(&id)
@@ -528,20 +566,55 @@ impl Conversations {
         lock(&self.slots).keys().copied().collect()
     }
 
-    /// The live conversation, hydrating it from disk if needed. `None` if unknown.
-    pub(crate) fn get(&self, id: uuid::Uuid) -> Result<Option<Arc<Live>>, ServiceError> {
-        let mut slots = lock(&self.slots);
-        match slots.get(&id) {
+    /// The gate of one conversation id: held while it is hydrated or created.
+    fn gate(&self, id: uuid::Uuid) -> Arc<Mutex<()>> {
+        let mut gates = lock(&self.gates);
+        if let Some(gate) = gates.get(&id).and_then(Weak::upgrade) {
+            return gate;
+        }
+        if gates.len() >= 64 {
+            gates.retain(|_, gate| gate.strong_count() > 0);
+        }
+        let gate = Arc::new(Mutex::new(()));
+        gates.insert(id, Arc::downgrade(&gate));
+        gate
+    }
+
+    /// The live conversation if it is in memory; `Err(())` if it is stored only.
+    fn live_slot(&self, id: uuid::Uuid) -> Result<Option<Arc<Live>>, ()> {
+        match lock(&self.slots).get(&id) {
             None => Ok(None),
             Some(Slot::Live(live)) => {
                 live.touch();
                 Ok(Some(Arc::clone(live)))
             }
+            Some(Slot::Stored) => Err(()),
+        }
+    }
+
+    /// The live conversation, hydrating it from disk if needed. `None` if unknown.
+    ///
+    /// The disk is read without holding the map of conversations; concurrent calls for one
+    /// stored conversation wait for the first to hydrate it.
+    pub(crate) fn get(&self, id: uuid::Uuid) -> Result<Option<Arc<Live>>, ServiceError> {
+        if let Ok(found) = self.live_slot(id) {
+            return Ok(found);
+        }
+        let gate = self.gate(id);
+        let _hydrating = lock(&gate);
+        if let Ok(found) = self.live_slot(id) {
+            return Ok(found);
+        }
+        let live = self.hydrate(id)?;
+        let mut slots = lock(&self.slots);
+        match slots.get(&id) {
             Some(Slot::Stored) => {
-                let live = self.hydrate(id)?;
                 slots.insert(id, Slot::Live(Arc::clone(&live)));
                 Ok(Some(live))
             }
+            // Cannot happen while the gate is held; keep what is there.
+            Some(Slot::Live(current)) => Ok(Some(Arc::clone(current))),
+            None => Ok(None),
         }
     }
 
@@ -567,10 +640,11 @@ impl Conversations {
         }
     }
 
-    /// Creates and registers a conversation.
+    /// Creates and registers a conversation (writes to disk: call it off the async workers).
     pub(crate) fn create(&self, new: NewConversation) -> Result<Arc<Live>, ServiceError> {
-        let mut slots = lock(&self.slots);
-        if slots.contains_key(&new.id) {
+        let gate = self.gate(new.id);
+        let _creating = lock(&gate);
+        if lock(&self.slots).contains_key(&new.id) {
             return Err(ServiceError::Invalid(format!(
                 "Conversation with id {} already exists",
                 new.id
@@ -594,8 +668,12 @@ impl Conversations {
         config.secrets = new.secrets;
         config.tags = new.tags;
         let live = self.make_live(config, meta, dir)?;
-        live.save_meta();
-        slots.insert(new.id, Slot::Live(Arc::clone(&live)));
+        // Not shared yet: no other writer of its meta.json can exist.
+        let meta = lock(&live.meta).clone();
+        if let Err(err) = write_meta(&live.dir, &meta) {
+            tracing::warn!(id = %new.id, %err, "could not write meta.json");
+        }
+        lock(&self.slots).insert(new.id, Slot::Live(Arc::clone(&live)));
         Ok(live)
     }
 
@@ -670,6 +748,7 @@ impl Conversations {
         Ok(Arc::new(Live {
             conv,
             meta: Mutex::new(meta),
+            meta_write: Arc::new(tokio::sync::Mutex::new(())),
             dir,
             hub,
             run_task: Mutex::new(None),
@@ -729,7 +808,7 @@ impl Conversations {
                 .collect()
         };
         for live in idle {
-            live.save_meta();
+            live.save_meta().await;
             live.conv.close().await;
             let mut slots = lock(&self.slots);
             if let Some(Slot::Live(current)) = slots.get(&live.id())
@@ -768,7 +847,7 @@ impl Conversations {
                 let _ = conv.conv.interrupt();
                 conv.wait_run(Duration::from_secs(2)).await;
             }
-            conv.save_meta();
+            conv.save_meta().await;
             conv.conv.close().await;
         }
     }

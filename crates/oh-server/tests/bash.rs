@@ -520,3 +520,52 @@ async fn starting_a_command_counts_as_activity() {
         .expect("idle_time");
     assert!(after < 1.0, "idle {after}");
 }
+
+/// `bash_events_retention_seconds`: events older than the window are deleted (from search
+/// and from disk) as soon as the server serves; new ones stay.
+#[tokio::test]
+async fn retention_purges_old_events_at_start() {
+    let server = TestServer::start().await;
+    let old = execute(&server, "echo old", None, 30).await;
+    let root = server.stop().await;
+    // Age the stored events by a few years: the time in the file name is what counts.
+    let dir = root.path().join("bash_events");
+    for item in std::fs::read_dir(&dir).expect("dir") {
+        let name = item
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        let aged = format!("2001{}", &name[4..]);
+        std::fs::rename(dir.join(&name), dir.join(aged)).expect("rename");
+    }
+    let server = TestServer::start_in(root, None, |config| {
+        config.bash_events_retention_seconds = Some(3600);
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = server.get("/api/bash/bash_events/search").await.json();
+        if page["items"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "old events still listed: {page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let old_id = old.outputs[0]["id"].as_str().expect("id");
+    let gone = server.get(&format!("/api/bash/bash_events/{old_id}")).await;
+    assert_eq!(gone.status, 404);
+    let new = execute(&server, "echo new", None, 30).await;
+    let page = server.get("/api/bash/bash_events/search").await.json();
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page["items"][1], new.outputs[0]);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.iter().all(|name| !name.starts_with("2001")),
+        "{names:?}"
+    );
+}
