@@ -85,6 +85,8 @@ mod tests {
             read(Path::new("/dev/null")),
             Err(OpenError::NotRegular)
         ));
-        assert!(matches!(read(&dir.path().join("missing")), Err(OpenError::Io(err)) if err.kind() == io::ErrorKind::NotFound));
+        assert!(
+            matches!(read(&dir.path().join("missing")), Err(OpenError::Io(err)) if err.kind() == io::ErrorKind::NotFound)
+        );
     }
 }
