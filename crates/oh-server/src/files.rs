@@ -220,16 +220,17 @@ async fn upload(
     let Some((in_flight, file, size)) = written else {
         return Err(missing_file());
     };
-    let mode = destination
-        .mode
-        .unwrap_or_else(upload_journal::default_file_mode);
+    let mode = destination.mode;
     let into = Arc::clone(&target);
-    blocking::run(Family::Files, move || in_flight.commit(file, &into, mode))
-        .await?
-        .map_err(|err| match err.kind() {
-            io::ErrorKind::IsADirectory => ApiError::bad_request("Path is a directory"),
-            _ => fs_error(&err, &target, "upload file"),
-        })?;
+    blocking::run(Family::Files, move || {
+        let mode = mode.unwrap_or_else(upload_journal::default_file_mode);
+        in_flight.commit(file, &into, mode)
+    })
+    .await?
+    .map_err(|err| match err.kind() {
+        io::ErrorKind::IsADirectory => ApiError::bad_request("Path is a directory"),
+        _ => fs_error(&err, &target, "upload file"),
+    })?;
     tracing::info!(path = %target.display(), size, "uploaded a file");
     Ok(ok(&json!({ "success": true, "file_size": size })))
 }
