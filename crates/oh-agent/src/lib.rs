@@ -7,6 +7,8 @@
 //! - [`conversation`]: the conversation engine — execution-status state machine, agent step,
 //!   confirmation, stuck detection, persistence in the reference's on-disk layout.
 //! - [`workspace`]: `LocalWorkspace` (commands and file transfer on this machine).
+//! - [`regular_file`]: opening a file named by a client or the model only when it is a
+//!   regular file, without ever waiting on a FIFO.
 //!
 //! Wire types come from [`oh_protocol`].
 
@@ -14,6 +16,7 @@ pub mod conversation;
 pub mod llm;
 pub mod prompt;
 mod pyfmt;
+pub mod regular_file;
 pub mod secrets;
 pub mod tools;
 pub mod workspace;

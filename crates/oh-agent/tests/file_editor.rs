@@ -941,3 +941,55 @@ fn parse_accepts_lax_integers_and_null_as_absent() {
     assert_eq!(action.old_str, None);
     assert_eq!(action.new_str.as_deref(), Some("a"));
 }
+
+// ---------------------------------------------------------------- special files
+
+/// A FIFO is refused at once with an error observation, for `view` (also under an image
+/// extension) and for the edits that read it first. The reference waits forever for a writer
+/// (and so would `open()` without `O_NONBLOCK`); the calls run on a thread and must answer
+/// within a bounded time, so a regression fails instead of hanging the test.
+#[test]
+fn a_fifo_is_refused_without_waiting_for_a_writer() {
+    let env = Env::new();
+    let mut expected = Vec::new();
+    let mut calls = Vec::new();
+    for name in ["pipe", "pipe.png"] {
+        let path = env.path(name);
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        calls.push(json!({"command": "view", "path": path}));
+        expected.push(format!(
+            "File validation failed for <D>/{name}: Not a regular file (a FIFO, socket or device); \
+             it cannot be read or edited by this tool."
+        ));
+    }
+    let pipe = env.path("pipe");
+    calls.push(json!({"command": "str_replace", "path": pipe, "old_str": "a", "new_str": "b"}));
+    calls.push(json!({"command": "insert", "path": pipe, "insert_line": 0, "new_str": "b"}));
+    expected.extend([expected[0].clone(), expected[0].clone()]);
+
+    let (done, results) = std::sync::mpsc::channel();
+    let Env { dir, mut editor } = env;
+    let root = dir.path().to_string_lossy().into_owned();
+    std::thread::spawn(move || {
+        for call in calls {
+            let Value::Object(map) = call else {
+                unreachable!()
+            };
+            let observation = editor.run(&parse_action(map).unwrap());
+            if done.send(observation).is_err() {
+                return;
+            }
+        }
+    });
+    for want in expected {
+        let observation = results
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the editor is stuck on the FIFO");
+        assert!(observation.is_error, "{observation:?}");
+        assert_eq!(text_of(&observation).replace(&root, "<D>"), want);
+    }
+}

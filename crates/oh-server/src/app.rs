@@ -128,6 +128,7 @@ impl Server {
             .map_err(|err| ServerError::Storage(err.to_string()))?;
         let bash = crate::bash::BashService::new(&config.bash_events_dir)
             .map_err(|err| ServerError::Storage(err.to_string()))?;
+        crate::upload_journal::recover(&config.upload_journal_dir);
         let state = AppState(Arc::new(Shared {
             keys: ApiKeys::new(&config.session_api_keys),
             cors: CorsPolicy::new(

@@ -33,6 +33,10 @@ pub struct Config {
     pub workspace_path: PathBuf,
     /// Where bash command events are stored.
     pub bash_events_dir: PathBuf,
+    /// The journal of uploads in progress: one entry per temporary file, removed when the
+    /// upload ends; entries left by a crash are cleaned up (temporary file included) at
+    /// start. `OH_UPLOAD_JOURNAL_DIR` / `upload_journal_dir`; not in the reference.
+    pub upload_journal_dir: PathBuf,
     /// Extra CORS origins.
     pub allow_cors_origins: Vec<String>,
     /// Extra CORS origin pattern.
@@ -59,6 +63,7 @@ impl Default for Config {
             conversations_path: PathBuf::from("workspace/conversations"),
             workspace_path: PathBuf::from("workspace/project"),
             bash_events_dir: PathBuf::from("workspace/bash_events"),
+            upload_journal_dir: PathBuf::from("workspace/upload_journal"),
             allow_cors_origins: Vec::new(),
             allow_cors_origin_regex: None,
             max_concurrent_runs: 10,
@@ -144,6 +149,7 @@ impl Config {
             ("conversations_path", &mut config.conversations_path),
             ("workspace_path", &mut config.workspace_path),
             ("bash_events_dir", &mut config.bash_events_dir),
+            ("upload_journal_dir", &mut config.upload_journal_dir),
         ] {
             if let Some(value) = env.field(&file, field) {
                 *slot = PathBuf::from(value);
@@ -196,6 +202,7 @@ impl Config {
             conversations_path: root.join("conversations"),
             workspace_path: root.join("project"),
             bash_events_dir: root.join("bash_events"),
+            upload_journal_dir: root.join("upload_journal"),
             ..Self::default()
         }
     }

@@ -2,11 +2,17 @@
 //!
 //! Uploads are streamed part by part into a temporary file next to the destination, which is
 //! renamed over it once complete: a failed or interrupted upload leaves the old file intact
-//! and no partial file behind. There is no size limit. Downloads stream the file with the
-//! headers of Starlette's `FileResponse` and honour a single byte range.
+//! and no partial file behind (the temporary file is private while it fills and journaled so
+//! that a crash's leftover is removed at the next start, see `upload_journal`). There is no
+//! size limit. Downloads stream the file with the headers of Starlette's `FileResponse` and
+//! honour a single byte range; only regular files are opened (a FIFO would block the open).
+//! Every blocking filesystem call runs bounded (`blocking`), and OS errors caused by the
+//! client's path are 4xx with Python's rendering of the error (`fs_error`).
 
 use std::io::{self, SeekFrom};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use axum::Router;
@@ -16,14 +22,18 @@ use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
+use oh_agent::regular_file::{self, OpenError};
+use rustix::io::Errno;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio_util::io::ReaderStream;
 
 use crate::app::AppState;
+use crate::blocking::{self, Family};
 use crate::error::{ApiError, ApiResult, ok};
 use crate::extract::Query;
+use crate::upload_journal::{self, Failure, InFlight};
 
 /// Bytes read from a downloaded file at once (as Starlette).
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
@@ -50,36 +60,122 @@ fn os_error(err: &io::Error, path: &Path) -> String {
     format!("[Errno {code}] {description}: '{}'", path.display())
 }
 
+/// Whether `err` says the path names nothing: missing, under a non-directory, or a symlink
+/// loop (the errors Python's `Path.exists()` answers `False` for).
+fn names_nothing(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    ) || err.raw_os_error() == Some(Errno::LOOP.raw_os_error())
+}
+
+/// The one mapping of an OS error on a client-named path to a response, for the failure
+/// of `action` (`"upload file"`): what the client's path or request caused is a 4xx with
+/// Python's rendering of the error, only the server's own faults are 500. The reference
+/// answers 500 for most of these; the statuses of the errors it does classify are kept.
+fn fs_error(err: &io::Error, path: &Path, action: &str) -> ApiError {
+    use io::ErrorKind as Kind;
+    let shown = os_error(err, path);
+    let status = match err.kind() {
+        Kind::PermissionDenied | Kind::ReadOnlyFilesystem => {
+            return ApiError::new(StatusCode::FORBIDDEN, format!("Permission denied: {shown}"));
+        }
+        Kind::NotFound
+        | Kind::NotADirectory
+        | Kind::IsADirectory
+        | Kind::AlreadyExists
+        | Kind::DirectoryNotEmpty
+        | Kind::InvalidFilename
+        | Kind::InvalidInput
+        | Kind::TooManyLinks
+        | Kind::CrossesDevices
+        | Kind::ResourceBusy
+        | Kind::ExecutableFileBusy => StatusCode::BAD_REQUEST,
+        Kind::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Kind::StorageFull | Kind::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+        _ if err.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => StatusCode::BAD_REQUEST,
+        _ => return ApiError::internal(format!("500: Failed to {action}: {shown}")),
+    };
+    ApiError::new(status, format!("Failed to {action}: {shown}"))
+}
+
 /// The `path` query parameter as an absolute, normalized path (`//`, `/./` and trailing
-/// slashes removed, as Python's `Path` does).
-fn absolute_path(query: &Query) -> ApiResult<PathBuf> {
+/// slashes removed, as Python's `Path` does), and whether it contains a NUL byte (such a
+/// path names no file; each route answers it as the reference does for a missing path, or
+/// 400).
+fn absolute_path(query: &Query) -> ApiResult<(PathBuf, bool)> {
     let raw = query.required("path")?;
     let path = Path::new(raw);
     if !path.is_absolute() {
         return Err(ApiError::bad_request("Path must be absolute"));
     }
-    Ok(path.components().collect())
+    Ok((path.components().collect(), raw.contains('\0')))
 }
 
-fn forbidden(err: &io::Error, path: &Path) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        format!("Permission denied: {}", os_error(err, path)),
-    )
+/// A path for creating something: NUL bytes are refused with 400 (the reference fails
+/// with 500).
+fn creatable_path(query: &Query) -> ApiResult<PathBuf> {
+    match absolute_path(query)? {
+        (_, true) => Err(ApiError::bad_request(
+            "Invalid path: it contains a NUL byte",
+        )),
+        (path, false) => Ok(path),
+    }
 }
 
-/// Deletes a temporary file when dropped, unless it was kept.
+/// Where an upload goes: its destination (a symlink resolved to what it points at, as
+/// opening the path would), the directory of the temporary file, and the mode of the file
+/// it replaces.
 #[derive(Debug)]
-struct TempFile {
-    path: PathBuf,
-    keep: bool,
+struct Destination {
+    target: PathBuf,
+    dir: PathBuf,
+    mode: Option<u32>,
 }
 
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
+/// Creates the parents of `target` and looks at what it names.
+fn prepare_upload(target: PathBuf) -> ApiResult<Destination> {
+    let (Some(parent), Some(_)) = (target.parent(), target.file_name()) else {
+        return Err(ApiError::bad_request("Path is a directory"));
+    };
+    let parent = parent.to_owned();
+    if let Err(err) = std::fs::create_dir_all(&parent) {
+        return Err(match err.kind() {
+            io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
+                ApiError::bad_request("A parent of the path is not a directory")
+            }
+            _ => fs_error(&err, &parent, "upload file"),
+        });
+    }
+    let target = match std::fs::symlink_metadata(&target) {
+        Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(&target) {
+            Ok(real) => real,
+            // A dangling link: the upload replaces the link.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => target,
+            Err(err) => return Err(fs_error(&err, &target, "upload file")),
+        },
+        Ok(_) => target,
+        Err(err) if names_nothing(&err) && err.kind() != io::ErrorKind::NotADirectory => target,
+        Err(err) => return Err(fs_error(&err, &target, "upload file")),
+    };
+    let mode = match std::fs::metadata(&target) {
+        Ok(meta) if meta.is_dir() => return Err(ApiError::bad_request("Path is a directory")),
+        // Keep the mode of the file being replaced (an executable stays executable).
+        Ok(meta) => Some(meta.permissions().mode() & 0o7777),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+        Err(err) => return Err(fs_error(&err, &target, "upload file")),
+    };
+    let dir = target.parent().unwrap_or(&parent).to_owned();
+    Ok(Destination { target, dir, mode })
+}
+
+/// An error while creating or finishing the temporary file of an upload to `target`.
+fn upload_failure(failure: &Failure, target: &Path) -> ApiError {
+    match failure {
+        Failure::Journal(err) => {
+            ApiError::internal(format!("500: Failed to upload file: journal: {err}"))
         }
+        Failure::Destination(err) => fs_error(err, target, "upload file"),
     }
 }
 
@@ -89,49 +185,15 @@ async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
     state.activity.touch();
-    let target = absolute_path(&query)?;
+    let target = creatable_path(&query)?;
     let missing_file =
         || ApiError::validation(&["body", "file"], "missing", "Field required", Value::Null);
     let mut multipart = multipart.map_err(|_| missing_file())?;
-    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
-        return Err(ApiError::bad_request("Path is a directory"));
-    };
-    let (parent, name) = (parent.to_owned(), name.to_owned());
-    let upload_error = |err: &io::Error, path: &Path| match err.kind() {
-        io::ErrorKind::PermissionDenied => forbidden(err, path),
-        _ => ApiError::internal(format!(
-            "500: Failed to upload file: {}",
-            os_error(err, path)
-        )),
-    };
-    if let Err(err) = tokio::fs::create_dir_all(&parent).await {
-        return Err(match err.kind() {
-            io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
-                ApiError::bad_request("A parent of the path is not a directory")
-            }
-            _ => upload_error(&err, &parent),
-        });
-    }
-    // Write through a symlink to its target, as opening the path would.
-    let target = match tokio::fs::symlink_metadata(&target).await {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            tokio::fs::canonicalize(&target).await.unwrap_or(target)
-        }
-        _ => target,
-    };
-    let existing = tokio::fs::metadata(&target).await.ok();
-    if existing.as_ref().is_some_and(std::fs::Metadata::is_dir) {
-        return Err(ApiError::bad_request("Path is a directory"));
-    }
-    let dir = target.parent().unwrap_or(&parent).to_owned();
-    let name = target
-        .file_name()
-        .unwrap_or(&name)
-        .to_string_lossy()
-        .into_owned();
+    let destination = blocking::run(Family::Files, move || prepare_upload(target)).await??;
+    let target = Arc::new(destination.target);
 
     // The last `file` part wins, as with Starlette's form data.
-    let mut written: Option<(TempFile, u64)> = None;
+    let mut written: Option<(InFlight, std::fs::File, u64)> = None;
     loop {
         let field = multipart
             .next_field()
@@ -141,32 +203,34 @@ async fn upload(
         if field.name() != Some("file") {
             continue;
         }
-        let temp = TempFile {
-            path: dir.join(format!(".{name}.{}.upload", uuid::Uuid::new_v4().simple())),
-            keep: false,
-        };
-        let size = write_part(field, &temp.path)
-            .await
-            .map_err(|err| match err {
-                PartError::Io(err) => upload_error(&err, &target),
-                PartError::Read(err) => ApiError::bad_request(err),
-            })?;
-        written = Some((temp, size));
+        // An earlier part's temporary file goes first.
+        drop(written.take());
+        let journal = state.config.upload_journal_dir.clone();
+        let dir = destination.dir.clone();
+        let (in_flight, file) =
+            blocking::run(Family::Files, move || InFlight::create(&journal, &dir))
+                .await?
+                .map_err(|failure| upload_failure(&failure, &target))?;
+        let (file, size) = write_part(field, file).await.map_err(|err| match err {
+            PartError::Io(err) => fs_error(&err, &target, "upload file"),
+            PartError::Read(err) => ApiError::bad_request(err),
+        })?;
+        written = Some((in_flight, file, size));
     }
-    let Some((mut temp, size)) = written else {
+    let Some((in_flight, file, size)) = written else {
         return Err(missing_file());
     };
-    if let Some(existing) = &existing {
-        // Keep the mode of the file being replaced (an executable stays executable).
-        let _ = tokio::fs::set_permissions(&temp.path, existing.permissions()).await;
-    }
-    tokio::fs::rename(&temp.path, &target)
-        .await
-        .map_err(|err| match err.kind() {
-            io::ErrorKind::IsADirectory => ApiError::bad_request("Path is a directory"),
-            _ => upload_error(&err, &target),
-        })?;
-    temp.keep = true;
+    let mode = destination.mode;
+    let into = Arc::clone(&target);
+    blocking::run(Family::Files, move || {
+        let mode = mode.unwrap_or_else(upload_journal::default_file_mode);
+        in_flight.commit(file, &into, mode)
+    })
+    .await?
+    .map_err(|err| match err.kind() {
+        io::ErrorKind::IsADirectory => ApiError::bad_request("Path is a directory"),
+        _ => fs_error(&err, &target, "upload file"),
+    })?;
     tracing::info!(path = %target.display(), size, "uploaded a file");
     Ok(ok(&json!({ "success": true, "file_size": size })))
 }
@@ -176,9 +240,12 @@ enum PartError {
     Read(String),
 }
 
-/// Streams one multipart part into `path`; returns its size.
-async fn write_part(mut field: Field<'_>, path: &Path) -> Result<u64, PartError> {
-    let mut file = tokio::fs::File::create(path).await.map_err(PartError::Io)?;
+/// Streams one multipart part into `file`; gives the file back with the part's size.
+async fn write_part(
+    mut field: Field<'_>,
+    file: std::fs::File,
+) -> Result<(std::fs::File, u64), PartError> {
+    let mut file = tokio::fs::File::from_std(file);
     let mut size = 0u64;
     while let Some(chunk) = field
         .chunk()
@@ -189,7 +256,7 @@ async fn write_part(mut field: Field<'_>, path: &Path) -> Result<u64, PartError>
         size += chunk.len() as u64;
     }
     file.flush().await.map_err(PartError::Io)?;
-    Ok(size)
+    Ok((file.into_std().await, size))
 }
 
 async fn download(
@@ -198,34 +265,27 @@ async fn download(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     state.activity.touch();
-    let path = absolute_path(&query)?;
-    let meta = match tokio::fs::metadata(&path).await {
-        Ok(meta) => meta,
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "File not found");
+    let (path, nul) = absolute_path(&query)?;
+    if nul {
+        return Err(not_found());
+    }
+    let opened = {
+        let path = path.clone();
+        blocking::run(Family::Files, move || regular_file::open(&path)).await?
+    };
+    let (file, meta) = match opened {
+        Ok(opened) => opened,
+        Err(OpenError::NotRegular) => return Err(ApiError::bad_request("Path is not a file")),
+        Err(OpenError::Io(err)) if names_nothing(&err) => return Err(not_found()),
+        Err(OpenError::Io(err)) => return Err(fs_error(&err, &path, "download file")),
         Err(err) => {
-            return Err(match err.kind() {
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
-                    ApiError::new(StatusCode::NOT_FOUND, "File not found")
-                }
-                io::ErrorKind::PermissionDenied => forbidden(&err, &path),
-                _ => ApiError::internal(format!(
-                    "500: Failed to download file: {}",
-                    os_error(&err, &path)
-                )),
-            });
+            return Err(ApiError::internal(format!(
+                "500: Failed to download file: {err}"
+            )));
         }
     };
-    if !meta.is_file() {
-        return Err(ApiError::bad_request("Path is not a file"));
-    }
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|err| match err.kind() {
-            io::ErrorKind::PermissionDenied => forbidden(&err, &path),
-            _ => ApiError::internal(format!(
-                "500: Failed to download file: {}",
-                os_error(&err, &path)
-            )),
-        })?;
+    let mut file = tokio::fs::File::from_std(file);
     let size = meta.len();
     let mtime = meta
         .modified()
@@ -412,17 +472,17 @@ fn http_date(seconds: i64) -> String {
 
 async fn create_directory(State(state): State<AppState>, query: Query) -> ApiResult<Response> {
     state.activity.touch();
-    let path = absolute_path(&query)?;
-    if let Err(err) = tokio::fs::create_dir_all(&path).await {
+    let path = creatable_path(&query)?;
+    let created = {
+        let path = path.clone();
+        blocking::run(Family::Files, move || std::fs::create_dir_all(&path)).await?
+    };
+    if let Err(err) = created {
         return Err(match err.kind() {
             io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
                 ApiError::bad_request("Path exists and is not a directory")
             }
-            io::ErrorKind::PermissionDenied => forbidden(&err, &path),
-            _ => ApiError::internal(format!(
-                "500: Failed to create directory: {}",
-                os_error(&err, &path)
-            )),
+            _ => fs_error(&err, &path, "create directory"),
         });
     }
     Ok(ok(&json!({ "success": true })))

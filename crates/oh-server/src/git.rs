@@ -7,6 +7,11 @@
 //! commits — the empty tree. Untracked files are additions; a rename is a deletion plus an
 //! addition, as in the reference. Paths are read with `-z`, so names with spaces or non-ASCII
 //! characters come out verbatim (the reference splits on whitespace and would fail on them).
+//!
+//! Nothing here can pin the server: the routes' filesystem work runs bounded on the blocking
+//! pool (`blocking`, family `Git`), the file to diff is only read if it is a regular file (a
+//! FIFO is refused with 400; the reference blocks forever on it), and git processes run at
+//! most [`GIT_PROCESSES`] at once, each killed after [`GIT_TIMEOUT`] (waiting included).
 
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
@@ -17,11 +22,14 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::get;
+use oh_agent::regular_file::{self, OpenError};
 use oh_protocol::{GitChange, GitChangeStatus, GitDiff};
 use serde_json::{Value, json};
 use tokio::process::Command;
+use tokio::sync::Semaphore;
 
 use crate::app::AppState;
+use crate::blocking::{self, Family};
 use crate::error::{ApiError, ApiResult, ok};
 use crate::extract::{Query, path_param};
 
@@ -31,8 +39,13 @@ const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 /// Files larger than this are not diffed.
 const MAX_DIFF_FILE_SIZE: u64 = 1024 * 1024;
 
-/// How long one git command may take.
+/// How long one git command may take, waiting for its turn included; it is killed then.
 const GIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Git processes running at once, over all requests.
+const GIT_PROCESSES: usize = 16;
+
+static GIT_SLOTS: Semaphore = Semaphore::const_new(GIT_PROCESSES);
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -49,6 +62,8 @@ enum GitError {
     Repository,
     /// A git command failed, or a path cannot be diffed: 400 with this message.
     Client(String),
+    /// The bounded blocking work refused or timed out (503 / 504).
+    Busy(ApiError),
 }
 
 type GitResult<T> = Result<T, GitError>;
@@ -58,6 +73,7 @@ impl From<GitError> for ApiError {
         match err {
             GitError::Client(message) => ApiError::bad_request(message),
             GitError::Repository => ApiError::bad_request("Not a git repository"),
+            GitError::Busy(err) => err,
         }
     }
 }
@@ -82,28 +98,29 @@ async fn git_raw(args: &[&str], cwd: &Path) -> GitResult<Vec<u8>> {
         .map(shell_quote)
         .collect::<Vec<_>>()
         .join(" ");
-    let child = Command::new("git")
+    let mut command = Command::new("git");
+    command
         .args(args)
         .current_dir(cwd)
         .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
-    let child = match child {
-        Ok(child) => child,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound && cwd.is_dir() => {
-            return Err(GitError::Client(
-                "Git command not found. Is git installed?".into(),
-            ));
-        }
-        Err(_) => return Err(GitError::Client(format!("Git command failed: {shown}"))),
+        // A timed-out command's future is dropped, and the process killed with it.
+        .kill_on_drop(true);
+    let run = async {
+        let _slot = GIT_SLOTS.acquire().await;
+        Ok(command.spawn()?.wait_with_output().await)
     };
-    match tokio::time::timeout(GIT_TIMEOUT, child.wait_with_output()).await {
+    let outcome: Result<std::io::Result<std::io::Result<std::process::Output>>, _> =
+        tokio::time::timeout(GIT_TIMEOUT, run).await;
+    match outcome {
         Err(_) => Err(GitError::Client(format!("Git command timed out: {shown}"))),
-        Ok(Err(_)) => Err(GitError::Client(format!("Git command failed: {shown}"))),
-        Ok(Ok(output)) if !output.status.success() => {
+        Ok(Err(err)) if err.kind() == std::io::ErrorKind::NotFound && cwd.is_dir() => Err(
+            GitError::Client("Git command not found. Is git installed?".into()),
+        ),
+        Ok(Err(_) | Ok(Err(_))) => Err(GitError::Client(format!("Git command failed: {shown}"))),
+        Ok(Ok(Ok(output))) if !output.status.success() => {
             tracing::debug!(
                 command = %shown,
                 stderr = %String::from_utf8_lossy(&output.stderr).trim(),
@@ -111,8 +128,13 @@ async fn git_raw(args: &[&str], cwd: &Path) -> GitResult<Vec<u8>> {
             );
             Err(GitError::Client(format!("Git command failed: {shown}")))
         }
-        Ok(Ok(output)) => Ok(output.stdout),
+        Ok(Ok(Ok(output))) => Ok(output.stdout),
     }
+}
+
+/// Runs filesystem work of the git routes on the bounded blocking pool.
+async fn fs_work<T: Send + 'static>(op: impl FnOnce() -> T + Send + 'static) -> GitResult<T> {
+    blocking::run(Family::Git, op).await.map_err(GitError::Busy)
 }
 
 /// Python's text mode: lossy UTF-8 with universal newlines (`\r\n` and `\r` become `\n`).
@@ -213,10 +235,13 @@ fn resolve(path: &str) -> PathBuf {
 
 /// The reference's `validate_git_repository`: a resolved directory where git works.
 async fn validate_repository(dir: &str) -> GitResult<PathBuf> {
-    let repo = resolve(dir);
-    if !repo.is_dir() {
-        return Err(GitError::Repository);
-    }
+    let dir = dir.to_owned();
+    let repo = fs_work(move || {
+        let repo = resolve(&dir);
+        repo.is_dir().then_some(repo)
+    })
+    .await?
+    .ok_or(GitError::Repository)?;
     git(&["rev-parse", "--git-dir"], &repo)
         .await
         .map_err(|_| GitError::Repository)?;
@@ -425,16 +450,21 @@ async fn changes_in_repo(dir: &str, reference: Option<&str>) -> GitResult<Vec<Gi
 /// The reference's `get_git_changes`: the directory's own changes, plus those of the
 /// repositories directly below it (`<dir>/<name>/.git`), prefixed with their directory.
 async fn git_changes(dir: &str, reference: Option<&str>) -> GitResult<Vec<GitChange>> {
-    let root = resolve(dir);
-    let mut nested: Vec<String> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') && entry.path().join(".git").symlink_metadata().is_ok() {
-                nested.push(name);
+    let owned = dir.to_owned();
+    let (root, nested) = fs_work(move || {
+        let root = resolve(&owned);
+        let mut nested: Vec<String> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') && entry.path().join(".git").symlink_metadata().is_ok() {
+                    nested.push(name);
+                }
             }
         }
-    }
+        (root, nested)
+    })
+    .await?;
     let (mut changes, base_missing) = match changes_in_repo(dir, reference).await {
         Ok(changes) => (changes, false),
         Err(GitError::Repository) if !nested.is_empty() => (Vec::new(), true),
@@ -481,8 +511,9 @@ fn closest_repository(path: &Path) -> Option<PathBuf> {
         .map(Path::to_owned)
 }
 
-/// Current content and content at the base of one file (`get_git_diff`).
-async fn file_diff(path: &str, reference: Option<&str>) -> GitResult<GitDiff> {
+/// The file to diff, resolved, and the closest repository above it (the reference's checks,
+/// in its order); FIFOs, sockets and devices are refused (the reference blocks on them).
+fn locate_diffed_file(path: &str) -> GitResult<(PathBuf, PathBuf)> {
     let file = resolve(path);
     let meta = std::fs::metadata(&file)
         .map_err(|_| GitError::Client(format!("File does not exist: {}", file.display())))?;
@@ -493,6 +524,32 @@ async fn file_diff(path: &str, reference: Option<&str>) -> GitResult<GitDiff> {
         )));
     }
     let repo_dir = closest_repository(&file).ok_or(GitError::Repository)?;
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(not_regular(&file));
+    }
+    Ok((file, repo_dir))
+}
+
+fn not_regular(file: &Path) -> GitError {
+    GitError::Client(format!("Path is not a regular file: {}", file.display()))
+}
+
+/// The current content of a diffed file: `""` when it cannot be read or is not UTF-8, as
+/// in the reference (a directory reads as `""` too); only a regular file is opened.
+fn read_diffed_file(file: &Path) -> GitResult<String> {
+    match regular_file::read(file) {
+        Ok(bytes) => Ok(String::from_utf8(bytes)
+            .map(|content| normalize_lines(&content))
+            .unwrap_or_default()),
+        Err(OpenError::NotRegular) if !file.is_dir() => Err(not_regular(file)),
+        Err(_) => Ok(String::new()),
+    }
+}
+
+/// Current content and content at the base of one file (`get_git_diff`).
+async fn file_diff(path: &str, reference: Option<&str>) -> GitResult<GitDiff> {
+    let owned = path.to_owned();
+    let (file, repo_dir) = fs_work(move || locate_diffed_file(&owned)).await??;
     let repo = validate_repository(&repo_dir.to_string_lossy()).await?;
     let base = base_ref(&repo, reference).await?;
     let relative = file.strip_prefix(&repo).map_err(|_| {
@@ -506,13 +563,7 @@ async fn file_diff(path: &str, reference: Option<&str>) -> GitResult<GitDiff> {
         Ok(bytes) => normalize_lines(&text(&bytes)),
         Err(_) => String::new(),
     };
-    let modified = match tokio::fs::read(&file).await {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(content) => normalize_lines(&content),
-            Err(_) => String::new(),
-        },
-        Err(_) => String::new(),
-    };
+    let modified = fs_work(move || read_diffed_file(&file)).await??;
     Ok(GitDiff {
         modified: Some(modified),
         original: Some(original),
@@ -544,8 +595,14 @@ async fn file_at(repo: &Path, rev: &str, relative: &Path) -> GitResult<String> {
 
 /// One file as changed by one commit (`get_commit_file_diff`).
 async fn commit_file_diff(path: &str, commit: &str) -> GitResult<GitDiff> {
-    let file = resolve(path);
-    let repo_dir = closest_repository(&file).ok_or(GitError::Repository)?;
+    let owned = path.to_owned();
+    let (file, repo_dir) = fs_work(move || {
+        let file = resolve(&owned);
+        let repo_dir = closest_repository(&file);
+        (file, repo_dir)
+    })
+    .await?;
+    let repo_dir = repo_dir.ok_or(GitError::Repository)?;
     let repo = validate_repository(&repo_dir.to_string_lossy()).await?;
     let sha = resolve_commit(&repo, commit).await?;
     let parent = rev_parse(&repo, &format!("{sha}^"))

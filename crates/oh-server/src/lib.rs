@@ -15,6 +15,7 @@ pub mod error;
 mod app;
 mod auth;
 mod bash;
+mod blocking;
 mod conversations;
 mod cors;
 mod crypto;
@@ -26,6 +27,7 @@ mod git;
 mod server_details;
 mod service;
 mod sockets;
+mod upload_journal;
 
 pub use app::{Server, ServerError};
 pub use config::{Config, ConfigError};

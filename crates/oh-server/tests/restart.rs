@@ -1,4 +1,5 @@
-//! Restart and crash recovery of the real binary: kill -9 during a run, SIGTERM during a run.
+//! Restart and crash recovery of the real binary: kill -9 during a run, SIGTERM during a run,
+//! kill -9 during an upload.
 
 #![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
 
@@ -26,6 +27,7 @@ impl Process {
             .env("SESSION_API_KEY", KEY)
             .env("OH_CONVERSATIONS_PATH", root.join("conversations"))
             .env("OH_BASH_EVENTS_DIR", root.join("bash_events"))
+            .env("OH_UPLOAD_JOURNAL_DIR", root.join("upload_journal"))
             .env("OPENHANDS_AGENT_SERVER_CONFIG_PATH", root.join("none.json"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -271,4 +273,72 @@ async fn sigterm_during_a_run_pauses_and_keeps_everything() {
     );
     assert_eq!(status(&server, &id).await, "paused");
     run_again(&server, &llm, &id).await;
+}
+
+/// The temporary upload files in `dir`.
+fn temp_uploads(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".upload"))
+        .collect()
+}
+
+/// kill -9 while an upload's body is still arriving leaves its temporary file behind; the
+/// next start removes it, and the file being replaced still has its old content.
+#[tokio::test]
+async fn kill_9_during_an_upload_then_restart_leaves_no_temporary_file() {
+    use futures::SinkExt as _;
+    type Chunk = Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>;
+    let root = tempfile::tempdir().expect("temp dir");
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let target = work.join("existing.bin");
+    std::fs::write(&target, "OLD").expect("write");
+    let port = free_port();
+    let mut server = Process::start(root.path(), port).await;
+
+    let boundary = "oh-restart-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n"
+    );
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Chunk>(4);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::StreamBody<futures::channel::mpsc::Receiver<Chunk>>>(
+    );
+    let path: String =
+        form_urlencoded::byte_serialize(target.to_str().expect("utf-8").as_bytes()).collect();
+    let request = hyper::Request::post(format!("{}/api/file/upload?path={path}", server.base))
+        .header("x-session-api-key", KEY)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(http_body_util::StreamBody::new(rx))
+        .expect("request");
+    let response = tokio::spawn(client.request(request));
+    let mut first = head.into_bytes();
+    first.extend(std::iter::repeat_n(b'x', 256 * 1024));
+    tx.send(Ok(hyper::body::Frame::data(bytes::Bytes::from(first))))
+        .await
+        .expect("first chunk");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while temp_uploads(&work).is_empty() {
+        assert!(Instant::now() < deadline, "no temporary file appeared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.signal("-KILL");
+    drop(tx);
+    let _ = response.await;
+    assert_eq!(
+        temp_uploads(&work).len(),
+        1,
+        "the crash left its temporary file"
+    );
+
+    let _server = Process::start(root.path(), port).await;
+    assert_eq!(temp_uploads(&work), Vec::<std::path::PathBuf>::new());
+    assert_eq!(std::fs::read(&target).expect("read"), b"OLD");
+    let journal = std::fs::read_dir(root.path().join("upload_journal")).expect("journal");
+    assert_eq!(journal.count(), 0);
 }

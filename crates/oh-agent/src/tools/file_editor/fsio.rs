@@ -1,9 +1,11 @@
 //! Reading, validating and atomically writing the files the editor works on.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::regular_file::{self, OpenError};
 
 use super::binary::{SNIFF_LEN, looks_binary};
 use super::encoding::{DecodeError, TextEncoding, detect, has_binary_control};
@@ -29,8 +31,8 @@ pub(crate) struct LoadedText {
 /// Why a file could not be read as text.
 #[derive(Debug)]
 pub(crate) enum LoadFailure {
-    /// The file could not be read.
-    Io(io::Error),
+    /// The file could not be read, or is not a regular file.
+    Open(OpenError),
     /// The bytes are not valid in the detected encoding.
     Decode(DecodeError),
 }
@@ -38,11 +40,12 @@ pub(crate) enum LoadFailure {
 impl LoadFailure {
     /// The reference's `Ran into <error> while trying to read <path>`.
     pub(crate) fn into_read_error(self, path: &Path, display: &str) -> EditorError {
-        let detail = match self {
-            Self::Io(err) => os_error(&err, path),
-            Self::Decode(err) => err.to_string(),
-        };
-        EditorError::Tool(format!("Ran into {detail} while trying to read {display}"))
+        match self {
+            Self::Open(err) => read_error(&err, path, display),
+            Self::Decode(err) => {
+                EditorError::Tool(format!("Ran into {err} while trying to read {display}"))
+            }
+        }
     }
 }
 
@@ -53,14 +56,18 @@ pub(crate) fn is_image(path: &Path) -> bool {
         .is_some_and(|ext| IMAGE_EXTENSIONS.contains(&ext.as_str()))
 }
 
-/// Refuses regular files over [`MAX_FILE_SIZE`] and binary files (images exempt). Missing
-/// paths and directories pass, as in the reference.
+/// Refuses regular files over [`MAX_FILE_SIZE`] and binary files (images exempt), and
+/// anything that is neither a regular file nor a directory. Missing paths and directories
+/// pass, as in the reference.
 pub(crate) fn validate_file(path: &Path, display: &str) -> Result<(), EditorError> {
     let Ok(meta) = fs::metadata(path) else {
         return Ok(());
     };
-    if !meta.is_file() {
+    if meta.is_dir() {
         return Ok(());
+    }
+    if !meta.is_file() {
+        return Err(not_regular(display));
     }
     if meta.len() > MAX_FILE_SIZE {
         #[allow(clippy::cast_precision_loss, reason = "a size in MB for a message")]
@@ -88,16 +95,31 @@ pub(crate) fn validate_file(path: &Path, display: &str) -> Result<(), EditorErro
     })
 }
 
-fn read_error(err: &io::Error, path: &Path, display: &str) -> EditorError {
-    EditorError::Tool(format!(
-        "Ran into {} while trying to read {display}",
-        os_error(err, path)
-    ))
+/// The refusal of a FIFO, socket or device. The reference opens such a path and, for a
+/// FIFO, waits forever for a writer; the editor answers at once instead.
+pub(crate) fn not_regular(display: &str) -> EditorError {
+    EditorError::FileValidation {
+        path: display.to_owned(),
+        reason: "Not a regular file (a FIFO, socket or device); it cannot be read or edited by \
+                 this tool."
+            .to_owned(),
+    }
 }
 
-fn read_sample(path: &Path) -> io::Result<Vec<u8>> {
+fn read_error(err: &OpenError, path: &Path, display: &str) -> EditorError {
+    match err {
+        OpenError::Io(err) => EditorError::Tool(format!(
+            "Ran into {} while trying to read {display}",
+            os_error(err, path)
+        )),
+        _ => not_regular(display),
+    }
+}
+
+fn read_sample(path: &Path) -> Result<Vec<u8>, OpenError> {
     let mut sample = Vec::with_capacity(SNIFF_LEN);
-    fs::File::open(path)?
+    regular_file::open(path)?
+        .0
         .take(SNIFF_LEN as u64)
         .read_to_end(&mut sample)?;
     Ok(sample)
@@ -105,7 +127,7 @@ fn read_sample(path: &Path) -> io::Result<Vec<u8>> {
 
 /// The 1.57.0 override: a file that decodes without stray control characters is text.
 fn decodes_to_clean_text(path: &Path) -> bool {
-    let Ok(bytes) = fs::read(path) else {
+    let Ok(bytes) = regular_file::read(path) else {
         return false;
     };
     detect(&bytes)
@@ -115,7 +137,7 @@ fn decodes_to_clean_text(path: &Path) -> bool {
 
 /// Reads and decodes a file without validating it.
 pub(crate) fn load(path: &Path) -> Result<LoadedText, LoadFailure> {
-    let bytes = fs::read(path).map_err(LoadFailure::Io)?;
+    let bytes = regular_file::read(path).map_err(LoadFailure::Open)?;
     let encoding = detect(&bytes);
     let text = encoding.decode(&bytes).map_err(LoadFailure::Decode)?;
     Ok(LoadedText {

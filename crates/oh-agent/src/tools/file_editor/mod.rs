@@ -11,6 +11,8 @@
 //!   an existing path, missing path, directory with a command other than `view`);
 //! * `view` prints files `cat -n` style, lists directories two levels deep without hidden
 //!   entries, and returns images as data URLs;
+//! * FIFOs, sockets and devices are refused at once (the reference would wait forever on a
+//!   FIFO); files are only opened through [`crate::regular_file`];
 //! * files over 10 MB and binary files are refused; each file keeps its detected encoding
 //!   (UTF-8 unless another decodes it cleanly) and is written atomically with its
 //!   permissions kept;

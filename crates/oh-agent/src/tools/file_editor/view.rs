@@ -7,8 +7,10 @@ use base64::Engine as _;
 use oh_protocol::message::{Content, ImageContent};
 use oh_protocol::tool::{FileEditorCommand, FileEditorObservation};
 
+use crate::regular_file::{self, OpenError};
+
 use super::error::EditorError;
-use super::fsio::{LoadFailure, is_image, load, validate_file};
+use super::fsio::{LoadFailure, is_image, load, not_regular, validate_file};
 use super::pyfmt::{os_error, py_int_list};
 use super::text::{
     DIRECTORY_CONTENT_TRUNCATED_NOTICE, MAX_RESPONSE_LEN_CHAR, cat_n, count_lines, line_range,
@@ -42,7 +44,7 @@ fn view_file(
             "Cannot view {display}: file contains binary content that cannot be decoded as \
              text. Error: {err}"
         )),
-        io @ LoadFailure::Io(_) => io.into_read_error(path, display),
+        open @ LoadFailure::Open(_) => open.into_read_error(path, display),
     })?;
     let text = match view_range {
         None | Some([]) => cat_n(&loaded.text, display, 1),
@@ -106,11 +108,12 @@ fn to_index(value: i64) -> usize {
 }
 
 fn view_image(path: &Path, display: &str) -> Result<FileEditorObservation, EditorError> {
-    let bytes = fs::read(path).map_err(|err| {
-        EditorError::Tool(format!(
+    let bytes = regular_file::read(path).map_err(|err| match err {
+        OpenError::Io(err) => EditorError::Tool(format!(
             "Failed to read image file {display}: {}",
             os_error(&err, path)
-        ))
+        )),
+        _ => not_regular(display),
     })?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
     let url = format!("data:{};base64,{encoded}", image_mime(path));
