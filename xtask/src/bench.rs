@@ -8,14 +8,14 @@
 //! and the bench goes on. The table goes to stdout, everything measured (with
 //! min/median/p99/max of each sample) to `<target>/bench/results.json`.
 
-mod client;
+pub(crate) mod client;
 pub(crate) mod docker;
 mod llm;
 mod measure;
 mod report;
 mod saved;
 pub(crate) mod server;
-mod stats;
+pub(crate) mod stats;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -146,22 +146,19 @@ impl Options {
 }
 
 /// The target directory cargo builds into.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// `cargo xtask bench ARGS...`.
-pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
-    let options = Options::parse(args)?;
-    let bench_dir = target_dir().join("bench");
-    let ours_bin = match &options.bin {
-        Some(bin) => bin.clone(),
-        None => target_dir().join("release").join("openhands-agent-server"),
-    };
-    if options.ours && options.bin.is_none() && options.build {
-        eprintln!("bench: building our server (release)…");
+/// Our server binary: `bin` if given, else the release build (built first if `build`).
+pub(crate) fn our_binary(bin: Option<PathBuf>, build: bool) -> Result<PathBuf> {
+    if let Some(bin) = bin {
+        return Ok(bin);
+    }
+    if build {
+        eprintln!("building our server (release)…");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
@@ -173,6 +170,18 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
             bail!("building our server failed ({status})");
         }
     }
+    Ok(target_dir().join("release").join("openhands-agent-server"))
+}
+
+/// `cargo xtask bench ARGS...`.
+pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
+    let options = Options::parse(args)?;
+    let bench_dir = target_dir().join("bench");
+    let ours_bin = if options.ours {
+        our_binary(options.bin.clone(), options.build)?
+    } else {
+        target_dir().join("release").join("openhands-agent-server")
+    };
     let pyroot = PathBuf::from(String::from_utf8(pyenv_command(["root"]).output()?.stdout)?.trim());
     let launch = Launch {
         ours_bin,
@@ -180,6 +189,7 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
         pyroot,
         key: format!("bench-{}", uuid::Uuid::new_v4().simple()),
         log_dir: bench_dir.join("logs"),
+        env: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -253,6 +253,7 @@ fn rust_suite(
         pyroot,
         key: format!("suite-{}", uuid::Uuid::new_v4().simple()),
         log_dir: logs.path().to_path_buf(),
+        env: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -16,6 +16,7 @@ mod conformance;
 mod examples;
 mod features;
 mod image;
+mod load;
 #[cfg(test)]
 mod tidy;
 
@@ -64,6 +65,17 @@ Tasks:
                     --no-build      use the existing release binary
                     --json PATH     where to write the JSON results
                     --keep          keep the scratch directories
+  load [OPTIONS]  Our server under slow and idle clients, on loopback: holds
+                  1,000 idle connections, runs 200 concurrent commands and a
+                  slow-loris client while /health is probed every 50 ms,
+                  then SIGTERMs the server and times its exit. Prints the
+                  figures and PASS/FAIL (/health max < 50 ms, every command
+                  ok, exit within the drain). Bounded to 60 s.
+                    --bin PATH      our server binary (default: build it)
+                    --no-build      use the existing release binary
+                    --idle N        idle connections (default 1000)
+                    --commands N    concurrent commands (default 200)
+                    --drain S       the server's shutdown drain (default 5)
   examples [NAME...]
                   Build the examples of openhands-examples and run each
                   (or the named ones) against a scripted LLM in this
@@ -134,6 +146,7 @@ fn main() -> Result<ExitCode> {
         Some("features") => features::main(&rest),
         Some("docker-sweep") => docker_sweep(&rest),
         Some("image") => image::main(&rest),
+        Some("load") => load::main(&rest),
         _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),
     }
 }

@@ -1,4 +1,5 @@
-//! The application: shared state, the router, and the serve loop with graceful shutdown.
+//! The application: shared state, the router, and the serve loop with graceful shutdown
+//! (the accept loop and its connection limits are in `listener`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -153,30 +154,40 @@ impl Server {
             .unwrap_or_else(|_| SocketAddr::new(self.state.config.host, self.state.config.port))
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, closes event sockets, pauses
-    /// running conversations (their state is on disk) and returns.
+    /// Serves until `shutdown` completes, then stops accepting, closes event sockets, lets
+    /// requests in flight finish and pauses running conversations (their state is on disk),
+    /// all within [`Config::shutdown_drain_seconds`]; connections still open then are
+    /// aborted. Connections are limited as [`Config`] says (count, header-read, idle and
+    /// body timeouts).
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let state = self.state.clone();
-        let router = router(self.state);
-        let stop = state.shutdown.clone();
+        let limits = crate::listener::Limits::new(&state.config);
+        let drain = limits.drain;
+        let mut connections =
+            crate::listener::Connections::new(self.listener, router(self.state), limits);
         let evictor = tokio::spawn(evict_idle(state.clone()));
         // Stops when dropped, at the end of serving.
         let _retention = state
             .bash
             .spawn_retention(state.config.bash_events_retention_seconds);
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            stop.send_replace(true);
-        };
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(signal)
-            .await?;
+        connections.accept_until(shutdown).await;
+        tracing::info!("shutting down (drain within {drain:?})");
+        let deadline = tokio::time::Instant::now() + drain;
+        state.shutdown.send_replace(true);
         evictor.abort();
-        state.conversations.shutdown().await;
+        let (aborted, paused) = tokio::join!(
+            connections.drain(deadline),
+            tokio::time::timeout_at(deadline, state.conversations.shutdown()),
+        );
+        if aborted > 0 {
+            tracing::warn!("aborted {aborted} connection(s) still open after the drain");
+        }
+        if paused.is_err() {
+            tracing::warn!("pausing and saving conversations did not finish within the drain");
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -1,5 +1,17 @@
 //! Configuration: the reference's JSON config file merged with `OH_*` environment variables
 //! (environment wins), plus the command line (spec §1.1–1.2).
+//!
+//! Beyond the reference's fields, the connection limits of the serve loop (each also as
+//! `OH_<FIELD>`, e.g. `OH_MAX_CONNECTIONS`):
+//!
+//! | field | default | meaning |
+//! | --- | --- | --- |
+//! | `max_connections` | ¾ of the open-files limit, at most 10,000 | open connections (WebSockets included); past it a new connection gets a 503 with a JSON body and is closed |
+//! | `header_read_timeout_seconds` | 10 | from the first byte of a request until its headers are complete |
+//! | `idle_timeout_seconds` | 60 | a keep-alive connection with no request in flight is closed after this |
+//! | `body_read_timeout_seconds` | 30 | a request body must deliver `body_min_rate_bytes_per_second` × this many bytes per this many seconds spent waiting for it |
+//! | `body_min_rate_bytes_per_second` | 1024 | see `body_read_timeout_seconds` (0: any byte is progress) |
+//! | `shutdown_drain_seconds` | 8 | after SIGTERM, in-flight requests finish and conversations are paused and saved within this; what is left is aborted |
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -51,6 +63,22 @@ pub struct Config {
     /// Bash event files older than this many seconds are deleted by a background loop
     /// (every `max(60, n / 2)` s); `None` keeps them.
     pub bash_events_retention_seconds: Option<u64>,
+    /// Open connections at most (WebSockets included); past it a new connection is answered
+    /// 503 with a JSON body and closed. `None`: ¾ of the open-files limit, at most 10,000.
+    pub max_connections: Option<usize>,
+    /// Seconds from the first byte of a request until its headers must be complete.
+    pub header_read_timeout_seconds: f64,
+    /// Seconds a keep-alive connection may stay open with no request in flight.
+    pub idle_timeout_seconds: f64,
+    /// A request body must deliver [`Config::body_min_rate_bytes_per_second`] × this many
+    /// bytes within each this many seconds spent waiting for it, else the request fails.
+    pub body_read_timeout_seconds: f64,
+    /// Slowest request body accepted (bytes per second, averaged over
+    /// [`Config::body_read_timeout_seconds`]); 0 only requires some progress.
+    pub body_min_rate_bytes_per_second: u64,
+    /// After the shutdown signal: seconds for in-flight requests to finish and for running
+    /// conversations to be paused and saved; whatever is left then is aborted.
+    pub shutdown_drain_seconds: f64,
 }
 
 impl Default for Config {
@@ -70,6 +98,12 @@ impl Default for Config {
             conversation_idle_ttl_seconds: Some(1200.0),
             subscriber_buffer: 2048,
             bash_events_retention_seconds: None,
+            max_connections: None,
+            header_read_timeout_seconds: 10.0,
+            idle_timeout_seconds: 60.0,
+            body_read_timeout_seconds: 30.0,
+            body_min_rate_bytes_per_second: 1024,
+            shutdown_drain_seconds: 8.0,
         }
     }
 }
@@ -191,6 +225,40 @@ impl Config {
             .field(&file, "bash_events_retention_seconds")
             .map(|raw| retention_seconds(&raw))
             .transpose()?;
+        if let Some(raw) = env.field(&file, "max_connections") {
+            config.max_connections = Some(
+                raw.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| ConfigError::Value {
+                        field: "max_connections".into(),
+                        message: format!("expected an integer >= 1, got {raw:?}"),
+                    })?,
+            );
+        }
+        for (field, slot) in [
+            (
+                "header_read_timeout_seconds",
+                &mut config.header_read_timeout_seconds,
+            ),
+            ("idle_timeout_seconds", &mut config.idle_timeout_seconds),
+            (
+                "body_read_timeout_seconds",
+                &mut config.body_read_timeout_seconds,
+            ),
+            ("shutdown_drain_seconds", &mut config.shutdown_drain_seconds),
+        ] {
+            if let Some(raw) = env.field(&file, field) {
+                *slot = seconds(field, &raw)?;
+            }
+        }
+        if let Some(raw) = env.field(&file, "body_min_rate_bytes_per_second") {
+            config.body_min_rate_bytes_per_second =
+                raw.parse::<u64>().map_err(|_| ConfigError::Value {
+                    field: "body_min_rate_bytes_per_second".into(),
+                    message: format!("expected an integer >= 0, got {raw:?}"),
+                })?;
+        }
         Ok(config)
     }
 
@@ -221,6 +289,17 @@ fn retention_seconds(raw: &str) -> Result<u64, ConfigError> {
         .ok_or_else(|| ConfigError::Value {
             field: "bash_events_retention_seconds".into(),
             message: format!("expected an integer > 0, got {raw:?}"),
+        })
+}
+
+/// A duration in seconds: a finite number > 0 (at most a year, so it fits a deadline).
+fn seconds(field: &str, raw: &str) -> Result<f64, ConfigError> {
+    raw.parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n > 0.0 && *n <= 365.0 * 86_400.0)
+        .ok_or_else(|| ConfigError::Value {
+            field: field.into(),
+            message: format!("expected a number of seconds > 0, got {raw:?}"),
         })
 }
 
@@ -415,6 +494,38 @@ mod tests {
             assert_eq!(
                 Config::from_vars(&vars)?.bash_events_retention_seconds,
                 want
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn connection_limits_from_env() -> Result<(), ConfigError> {
+        let config = Config::from_vars(&vars(&[
+            ("OH_MAX_CONNECTIONS", "50"),
+            ("OH_HEADER_READ_TIMEOUT_SECONDS", "1.5"),
+            ("OH_IDLE_TIMEOUT_SECONDS", "5"),
+            ("OH_BODY_READ_TIMEOUT_SECONDS", "7"),
+            ("OH_BODY_MIN_RATE_BYTES_PER_SECOND", "0"),
+            ("OH_SHUTDOWN_DRAIN_SECONDS", "3"),
+        ]))?;
+        assert_eq!(config.max_connections, Some(50));
+        assert_eq!(config.header_read_timeout_seconds, 1.5);
+        assert_eq!(config.idle_timeout_seconds, 5.0);
+        assert_eq!(config.body_read_timeout_seconds, 7.0);
+        assert_eq!(config.body_min_rate_bytes_per_second, 0);
+        assert_eq!(config.shutdown_drain_seconds, 3.0);
+        assert_eq!(Config::from_vars(&vars(&[]))?.max_connections, None);
+        for (name, value) in [
+            ("OH_MAX_CONNECTIONS", "0"),
+            ("OH_IDLE_TIMEOUT_SECONDS", "-1"),
+            ("OH_SHUTDOWN_DRAIN_SECONDS", "inf"),
+            ("OH_HEADER_READ_TIMEOUT_SECONDS", "soon"),
+        ] {
+            let bad = Config::from_vars(&vars(&[(name, value)]));
+            assert!(
+                matches!(bad, Err(ConfigError::Value { .. })),
+                "{name}={value}"
             );
         }
         Ok(())

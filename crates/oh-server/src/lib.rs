@@ -6,6 +6,7 @@
 //! the Python one; [`Server`] runs it in-process.
 //!
 //! Module map: [`config`] (flags, `OH_*` environment), `app` (state, router, serve loop),
+//! `listener` (accept loop, connection cap and timeouts, bounded drain),
 //! `auth` and `cors` (middleware), `conversations` and `events` (REST), `sockets` (WebSocket
 //! stream), `bash`, `files`, `git` (workspace routes), `crypto` (secrets at rest).
 
@@ -24,6 +25,7 @@ mod extended;
 mod extract;
 mod files;
 mod git;
+mod listener;
 mod server_details;
 mod service;
 mod sockets;

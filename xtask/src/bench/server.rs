@@ -43,6 +43,8 @@ pub(crate) struct Launch {
     pub(crate) key: String,
     /// Where server logs go.
     pub(crate) log_dir: PathBuf,
+    /// Extra environment for the server.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// A scratch directory, as the bench (host) and as the server see it: the
@@ -164,6 +166,7 @@ pub(crate) async fn start(
         .env("OH_CONVERSATIONS_PATH", scratch.server("conversations"))
         .env("OH_BASH_EVENTS_DIR", scratch.server("bash_events"))
         .env("OH_PERSISTENCE_DIR", scratch.server("persistence"))
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
@@ -252,6 +255,26 @@ impl Running {
                 signal(&pid.to_string(), "KILL");
             }
         }
+    }
+}
+
+impl Running {
+    /// SIGTERM to the server process alone (not its group: its children are its business),
+    /// then how long until it exited; `None` if it still runs after `limit` (it is then
+    /// stopped as by [`Running::stop`]).
+    pub(crate) fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        signal(&self.child.id().to_string(), "TERM");
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let took = start.elapsed();
+                self.stop();
+                return Some(took);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.stop();
+        None
     }
 }
 
