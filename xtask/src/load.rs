@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use hyper::Method;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::USAGE;
@@ -306,31 +306,43 @@ async fn run(options: &Options, launch: &Launch, scratch: &Scratch) -> Result<Fi
 }
 
 /// Answers how long `GET /health` takes on a fresh connection, every 50 ms until `stop`.
+///
+/// The prober is a thread of its own with blocking sockets, so what it measures is the
+/// server's answer and not this process's runtime, busy with the other clients.
 async fn probe_health(port: u16, stop: Arc<AtomicBool>) -> (Vec<f64>, Vec<String>) {
-    let mut latencies = Vec::new();
-    let mut failures = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !stop.load(Ordering::SeqCst) {
-        tick.tick().await;
-        let start = Instant::now();
-        match tokio::time::timeout(Duration::from_secs(2), health_once(port)).await {
-            Ok(Ok(())) => latencies.push(ms(start.elapsed())),
-            Ok(Err(err)) => failures.push(format!("{err:#}")),
-            Err(_) => failures.push("no answer within 2 s".to_owned()),
+    let prober = std::thread::spawn(move || {
+        let mut latencies = Vec::new();
+        let mut failures = Vec::new();
+        let mut next = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            next += Duration::from_millis(50);
+            let start = Instant::now();
+            match health_once(port) {
+                Ok(()) => latencies.push(ms(start.elapsed())),
+                Err(err) => failures.push(format!("{err:#}")),
+            }
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
-    }
-    (latencies, failures)
+        (latencies, failures)
+    });
+    tokio::task::spawn_blocking(move || prober.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| (Vec::new(), vec!["the prober thread failed".to_owned()]))
 }
 
-async fn health_once(port: u16) -> Result<()> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+fn health_once(port: u16) -> Result<()> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_nodelay(true)?;
-    stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .await?;
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
+    stream
+        .read_to_end(&mut response)
+        .context("no answer within 2 s")?;
     let text = String::from_utf8_lossy(&response);
     if !text.starts_with("HTTP/1.1 200") {
         bail!("/health: {}", text.lines().next().unwrap_or("(nothing)"));

@@ -82,7 +82,13 @@ struct Inner {
     clock: AtomicI64,
     /// Every stored event, for live subscribers (the bash socket).
     events: broadcast::Sender<Arc<BashEvent>>,
+    /// Processes being spawned at once (see [`SPAWNS_AT_ONCE`]).
+    spawns: tokio::sync::Semaphore,
 }
+
+/// fork/exec runs on the blocking pool, a few at a time: a burst of commands neither holds up
+/// the async workers (and with them `/health`) nor floods the CPU with spawning threads.
+const SPAWNS_AT_ONCE: usize = 2;
 
 /// A command that was spawned and has not finished yet.
 #[derive(Debug, Clone)]
@@ -377,6 +383,7 @@ impl BashService {
                 running: Mutex::new(HashMap::new()),
                 clock: AtomicI64::new(last),
                 events,
+                spawns: tokio::sync::Semaphore::new(SPAWNS_AT_ONCE),
             }),
         })
     }
@@ -459,7 +466,15 @@ impl Inner {
         };
         // Spawned (and registered) before the command is visible, so a stop that follows its
         // appearance always finds the process.
-        let spawned = spawn(&command);
+        let spawned = match inner.spawns.acquire().await {
+            Ok(_permit) => {
+                let to_spawn = command.clone();
+                tokio::task::spawn_blocking(move || spawn(&to_spawn))
+                    .await
+                    .unwrap_or_else(|err| Err(io::Error::other(err)))
+            }
+            Err(closed) => Err(io::Error::other(closed)),
+        };
         let mut running = None;
         if let Ok(child) = &spawned {
             let pgid = child.id().unwrap_or(0);
