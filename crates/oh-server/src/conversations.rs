@@ -255,6 +255,11 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
     let working_dir = PathBuf::from(&local.working_dir);
     prepare_workspace(&working_dir).await?;
 
+    // A create that would run but finds no run slot answers 429 before it creates anything.
+    let run_slot = match request.initial_message {
+        Some(_) => Some(state.conversations.reserve_run()?),
+        None => None,
+    };
     let id = request.conversation_id.unwrap_or_else(uuid::Uuid::new_v4);
     let mut meta = new_meta(id);
     meta.workspace = Some(request.workspace.clone());
@@ -292,14 +297,14 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
             let message = oh_protocol::Message::new(message.role, message.content);
             let text = message_text(&message);
             live.conv.send_message(message).await.map_err(agent_error)?;
-            live.run_or_rerun()?;
+            live.start_run_with(run_slot)?;
             live.autotitle(&text);
         }
         Ok::<_, ApiError>(())
     };
     if let Err(err) = setup.await {
-        // A failed create leaves nothing behind (a 429 at run capacity included): the client
-        // retries the whole create, and must not find a half-made conversation.
+        // A failed create leaves nothing behind: the client retries the whole create, and must
+        // not find a half-made conversation.
         if let Err(cleanup) = state.conversations.delete(id).await {
             tracing::warn!(%id, %cleanup, "could not remove a conversation whose create failed");
         }

@@ -204,13 +204,25 @@ impl Live {
     /// Starts the agent loop in the background. Fails when a run is in progress (or wrapping
     /// up) or when the server's run capacity is used up.
     pub(crate) fn start_run(self: &Arc<Self>) -> Result<(), ServiceError> {
+        self.start_run_with(None)
+    }
+
+    /// As [`Live::start_run`], with a run slot reserved beforehand
+    /// ([`Conversations::reserve_run`]) instead of one taken now.
+    pub(crate) fn start_run_with(
+        self: &Arc<Self>,
+        reserved: Option<RunSlot>,
+    ) -> Result<(), ServiceError> {
         let mut task = lock(&self.run_task);
         if task.as_ref().is_some_and(|t| !t.is_finished()) {
             return Err(ServiceError::AlreadyRunning);
         }
-        let permit = Arc::clone(&self.runs)
-            .try_acquire_owned()
-            .map_err(|_| ServiceError::Capacity)?;
+        let permit = match reserved {
+            Some(RunSlot(permit)) => permit,
+            None => Arc::clone(&self.runs)
+                .try_acquire_owned()
+                .map_err(|_| ServiceError::Capacity)?,
+        };
         let live = Arc::clone(self);
         *task = Some(tokio::spawn(async move {
             let _permit = permit;
@@ -484,6 +496,10 @@ enum Slot {
     Live(Arc<Live>),
 }
 
+/// One of the server's `max_concurrent_runs` slots, reserved and not yet given to a run.
+#[derive(Debug)]
+pub(crate) struct RunSlot(tokio::sync::OwnedSemaphorePermit);
+
 /// Every conversation of this server.
 pub(crate) struct Conversations {
     root: PathBuf,
@@ -552,6 +568,15 @@ impl Conversations {
     }
 
     /// A turn to list every conversation (held while the listing runs).
+    /// Reserves one of the server's run slots, so that a create with an initial message can
+    /// answer 429 before it creates anything.
+    pub(crate) fn reserve_run(&self) -> Result<RunSlot, ServiceError> {
+        Arc::clone(&self.runs)
+            .try_acquire_owned()
+            .map(RunSlot)
+            .map_err(|_| ServiceError::Capacity)
+    }
+
     pub(crate) async fn listing_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.listings.acquire().await.ok()
     }
