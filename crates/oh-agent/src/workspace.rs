@@ -323,6 +323,10 @@ fn copy2(source: &Path, destination: &Path) -> Result<u64, String> {
     if meta.is_dir() {
         return Err(os_error(&io::Error::from_raw_os_error(21), source));
     }
+    // Opening a FIFO would wait for a writer, possibly forever; shutil refuses it so.
+    if std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
+        return Err(format!("`{}` is a named pipe", source.display()));
+    }
     fs::copy(source, &target).map_err(|err| os_error(&err, &target))?;
     copy_times(&meta, &target).map_err(|err| os_error(&err, &target))?;
     fs::metadata(destination)

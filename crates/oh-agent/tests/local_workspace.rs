@@ -209,6 +209,28 @@ async fn copy_failures_carry_python_error_texts() {
 }
 
 #[tokio::test]
+async fn a_fifo_is_refused_without_waiting_for_a_writer() {
+    // shutil.copy2 raises SpecialFileError for a named pipe; opening it would block.
+    let (dir, workspace) = workspace();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = dir.path().join("out");
+    let copy = workspace.file_download(&fifo, &out);
+    let Ok(result) = tokio::time::timeout(Duration::from_secs(10), copy).await else {
+        // Release the stuck reader so that the runtime can stop, then fail.
+        drop(fs::OpenOptions::new().write(true).open(&fifo));
+        panic!("the copy waits for a writer on the FIFO");
+    };
+    let result = redact(result, dir.path());
+    assert!(!result.success);
+    assert_eq!(result.error.as_deref(), Some("`<D>/pipe` is a named pipe"));
+}
+
+#[tokio::test]
 async fn copying_onto_a_directory_puts_the_file_inside() {
     // As shutil.copy2; the reported size is the directory's, as in the reference.
     let (dir, workspace) = workspace();
