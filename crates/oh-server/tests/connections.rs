@@ -101,7 +101,7 @@ async fn a_partial_request_head_is_closed_after_the_header_read_timeout() {
     // Half a head, then nothing.
     let mut partial = connect(&server).await;
     partial
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
         .expect("write");
     // One header byte every 200 ms: still a head that never completes.
@@ -371,7 +371,7 @@ impl Process {
         loop {
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await {
                 stream
-                    .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                     .await
                     .expect("write");
                 assert_eq!(
@@ -434,7 +434,7 @@ async fn sigterm_exits_within_the_drain_despite_slow_idle_and_busy_clients() {
     .await;
     let mut partial = server.connect().await;
     partial
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
         .expect("write");
     let mut idle = Vec::new();
@@ -448,7 +448,7 @@ async fn sigterm_exits_within_the_drain_despite_slow_idle_and_busy_clients() {
     let body = json!({"command": "sleep 60", "timeout": 120}).to_string();
     busy.write_all(
         format!(
-            "POST /api/bash/execute_bash_command HTTP/1.1\r\nHost: x\r\n\
+            "POST /api/bash/execute_bash_command HTTP/1.1\r\nHost: 127.0.0.1\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
@@ -476,7 +476,7 @@ async fn wait_for_running_command(server: &Process) {
     loop {
         let mut stream = server.connect().await;
         stream
-            .write_all(b"GET /api/bash/bash_events/search HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /api/bash/bash_events/search HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .await
             .expect("write");
         let (status, body) = read_response(&mut stream, Duration::from_secs(10)).await;
@@ -515,7 +515,7 @@ async fn sigterm_exits_within_the_drain_with_blocking_threads_stuck() {
         let mut stream = server.connect().await;
         stream
             .write_all(
-                format!("GET /api/git/diff?path={path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+                format!("GET /api/git/diff?path={path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
             )
             .await
             .expect("write");
