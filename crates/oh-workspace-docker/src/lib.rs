@@ -558,7 +558,7 @@ impl DockerWorkspaceBuilder {
         let host_port = if host_network {
             inner_port
         } else {
-            published_port(&docker, &id).await?
+            published_port(&docker, &id, &name).await?
         };
         let log_task = self
             .detach_logs
@@ -692,19 +692,34 @@ async fn free_loopback_port() -> Result<u16> {
     Ok(port)
 }
 
-/// The host port the Engine published the server's port on.
-async fn published_port(docker: &Docker, id: &str) -> Result<u16> {
+/// The host port the Engine published the server's port on. A container that already
+/// stopped has none: that is [`Error::ContainerExited`], with its logs.
+async fn published_port(docker: &Docker, id: &str, name: &str) -> Result<u16> {
     let info = docker
         .inspect_container(id, None::<InspectContainerOptions>)
         .await?;
     let key = format!("{CONTAINER_PORT}/tcp");
-    info.network_settings
+    let port = info
+        .network_settings
         .and_then(|n| n.ports)
         .and_then(|mut ports| ports.remove(&key))
         .flatten()
         .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| Error::InvalidOption(format!("the Engine published no host port for {key}")))
+        .and_then(|p| p.parse().ok());
+    if let Some(port) = port {
+        return Ok(port);
+    }
+    let state = info.state.unwrap_or_default();
+    if state.running != Some(true) {
+        return Err(Error::ContainerExited {
+            name: name.to_owned(),
+            exit_code: state.exit_code,
+            logs: tail_logs(docker, id).await,
+        });
+    }
+    Err(Error::InvalidOption(format!(
+        "the Engine published no host port for {key}"
+    )))
 }
 
 async fn forward_logs(docker: Docker, id: String, name: String) {
