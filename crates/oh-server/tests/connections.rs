@@ -515,7 +515,8 @@ async fn sigterm_exits_within_the_drain_with_blocking_threads_stuck() {
         let mut stream = server.connect().await;
         stream
             .write_all(
-                format!("GET /api/git/diff?path={path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+                format!("GET /api/git/diff?path={path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    .as_bytes(),
             )
             .await
             .expect("write");

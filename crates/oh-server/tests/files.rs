@@ -458,7 +458,6 @@ async fn upload_in_two_chunks(
     inspect: impl AsyncFnOnce(),
 ) -> Reply {
     use futures::SinkExt as _;
-    use http_body_util::BodyExt as _;
     type Chunk = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>;
     let body = multipart(&[("file", Some("local.bin"), content)]);
     // The first chunk ends inside the file's content.
@@ -489,19 +488,7 @@ async fn upload_in_two_chunks(
         .expect("the upload answers")
         .expect("task")
         .expect("response");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    Reply::read(response).await
 }
 
 /// While an upload streams, its temporary file is private (0600) and journaled; the

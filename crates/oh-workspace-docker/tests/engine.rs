@@ -239,6 +239,43 @@ async fn panicking_mid_use_leaves_no_container() {
     assert!(!exists(&id).await, "the panicking test left its container");
 }
 
+/// Runs the child test `test` of this binary, which starts a workspace and writes its
+/// container id to the file named by `record_var`; returns once the container exists.
+async fn child_holding_a_workspace(
+    test: &str,
+    record_var: &str,
+) -> (tempfile::TempDir, std::process::Child, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("container-id");
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", test])
+        .env(record_var, &record)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !record.exists() || std::fs::read_to_string(&record).unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never started a container"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = std::fs::read_to_string(&record).unwrap();
+    assert!(exists(&id).await);
+    (dir, child, id)
+}
+
+/// SIGINT, as Ctrl-C sends it.
+fn interrupt(child: &std::process::Child) {
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+}
+
 /// The child half of the Ctrl-C test: starts a workspace with the opt-in Ctrl-C handler,
 /// records its container, waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,30 +297,9 @@ async fn ctrl_c_child() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the Docker Engine and `cargo xtask image`"]
 async fn ctrl_c_removes_the_container() {
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("container-id");
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "ctrl_c_child"])
-        .env("OH_DOCKER_CTRLC_RECORD", &record)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !record.exists() || std::fs::read_to_string(&record).unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the child never started a container"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let id = std::fs::read_to_string(&record).unwrap();
-    assert!(exists(&id).await);
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
+    let (_dir, mut child, id) =
+        child_holding_a_workspace("ctrl_c_child", "OH_DOCKER_CTRLC_RECORD").await;
+    interrupt(&child);
     let status = child.wait().unwrap();
     assert_eq!(
         status.code(),
@@ -318,30 +334,9 @@ async fn shutdown_child() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the Docker Engine and `cargo xtask image`"]
 async fn the_shutdown_future_removes_the_container() {
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("container-id");
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "shutdown_child"])
-        .env("OH_DOCKER_SHUTDOWN_RECORD", &record)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !record.exists() || std::fs::read_to_string(&record).unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the child never started a container"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let id = std::fs::read_to_string(&record).unwrap();
-    assert!(exists(&id).await);
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
+    let (_dir, mut child, id) =
+        child_holding_a_workspace("shutdown_child", "OH_DOCKER_SHUTDOWN_RECORD").await;
+    interrupt(&child);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while exists(&id).await {
         assert!(

@@ -161,6 +161,23 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads a whole response.
+    pub async fn read(response: hyper::Response<hyper::body::Incoming>) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|err| {
             panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body))
@@ -207,19 +224,7 @@ pub async fn send_exact(
         .body(Full::new(body.unwrap_or_default()))
         .expect("request");
     let response = client.request(request).await.expect("send");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    Reply::read(response).await
 }
 
 /// The agent JSON the Python SDK sends: the default tools on the scripted LLM at `base_url`.
