@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) activity: Arc<Activity>,
     pub(crate) conversations: Conversations,
     pub(crate) bash: crate::bash::BashService,
+    /// Server-wide WebSocket counters (pending auth, bash subscribers).
+    pub(crate) sockets: crate::sockets::SocketLimits,
     pub(crate) ready: AtomicBool,
     /// Flips to `true` when the server shuts down; sockets watch it to close.
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
@@ -137,6 +139,7 @@ impl Server {
             activity,
             conversations,
             bash,
+            sockets: crate::sockets::SocketLimits::default(),
             ready: AtomicBool::new(false),
             shutdown: tokio::sync::watch::Sender::new(false),
             config,

@@ -7,7 +7,7 @@
 //!
 //! Module map: [`config`] (flags, `OH_*` environment), `app` (state, router, serve loop),
 //! `auth` and `cors` (middleware), `conversations` and `events` (REST), `sockets` (WebSocket
-//! stream), `bash`, `files`, `git` (workspace routes), `crypto` (secrets at rest).
+//! stream; `ws` its upgrade and limits), `bash`, `files`, `git` (workspace routes), `crypto` (secrets at rest).
 
 pub mod config;
 pub mod error;
@@ -26,6 +26,7 @@ mod git;
 mod server_details;
 mod service;
 mod sockets;
+mod ws;
 
 pub use app::{Server, ServerError};
 pub use config::{Config, ConfigError};
