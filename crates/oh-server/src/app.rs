@@ -148,6 +148,13 @@ impl Server {
         Ok(Self { listener, state })
     }
 
+    /// This server's route table, to drive the handlers in-process without a TCP round trip
+    /// (the fuzz tests call it through `tower::ServiceExt::oneshot`). Not a stable API.
+    #[doc(hidden)]
+    pub fn router(&self) -> axum::Router {
+        router(self.state.clone())
+    }
+
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
