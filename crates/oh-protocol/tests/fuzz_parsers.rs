@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use oh_protocol::HexUuid;
 use oh_protocol::time::{naive_timestamp, parse_micros, utc_timestamp};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 
 /// Runs `test` on `strategy` for `PROPTEST_CASES` cases, in rounds until `OH_FUZZ_SECONDS`.
 fn fuzz<S>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
@@ -33,6 +33,11 @@ where
         .map(Duration::from_secs);
     let config = Config {
         source_file: Some(file!()),
+        // `<test>.proptest-regressions` next to this file (the crate-root lookup of the
+        // default does not apply to integration tests).
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
         ..Config::default()
     };
     let started = Instant::now();

@@ -35,7 +35,7 @@ use http_body_util::BodyExt;
 use hyper::{Method, Request, StatusCode};
 use oh_protocol::ExecuteBashRequest;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceExt;
@@ -52,6 +52,11 @@ where
         .map(Duration::from_secs);
     let config = Config {
         source_file: Some(file!()),
+        // `<test>.proptest-regressions` next to this file (the crate-root lookup of the
+        // default does not apply to integration tests).
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
         ..Config::default()
     };
     let started = Instant::now();
