@@ -36,7 +36,10 @@ fn format_micros(micros: i64, suffix: &str) -> String {
 /// An event timestamp for Unix time `micros` shifted by `offset_seconds` (the local offset),
 /// always with six fraction digits: `2026-05-04T10:15:02.118204`.
 pub fn naive_timestamp(micros: i64, offset_seconds: i64) -> String {
-    format_micros(micros + offset_seconds * 1_000_000, "")
+    format_micros(
+        micros.saturating_add(offset_seconds.saturating_mul(1_000_000)),
+        "",
+    )
 }
 
 /// A UTC timestamp with `Z`: `2026-05-04T10:20:11.402118Z`.
@@ -44,71 +47,141 @@ pub fn utc_timestamp(micros: i64) -> String {
     format_micros(micros, "Z")
 }
 
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let m = month;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
 
-/// Parses an ISO 8601 date-time (`YYYY-MM-DD[THH:MM[:SS[.ffffff]]]`, `T` or space, optional
-/// `Z` or `±HH:MM` offset) into Unix microseconds and whether it carried an offset. A naive
-/// value is read as UTC. `None` for anything else.
+/// Parses an ISO 8601 date-time (`YYYY-MM-DD[(T|t| )HH:MM[:SS[.f…]]][Z|±HH[[:]MM]]`) into
+/// Unix microseconds and whether it carried an offset. A naive value is read as UTC; fraction
+/// digits past the sixth are dropped. `None` for anything else.
+///
+/// This reads client text (query parameters), so it works on bytes and only ever slices at
+/// positions it has checked to be ASCII: any input, however malformed, gives `None`, never a
+/// panic, and every field is range-checked before arithmetic (no overflow).
 pub fn parse_micros(text: &str) -> Option<(i64, bool)> {
-    let text = text.trim();
-    let (date, rest) = text.split_at_checked(10)?;
-    let mut parts = date.split('-');
-    let year: i64 = parts.next()?.parse().ok()?;
-    let month: u32 = parts.next()?.parse().ok()?;
-    let day: u32 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || date.len() != 10 {
+    let mut cursor = Cursor(text.trim().as_bytes());
+    let year = cursor.number(4)?;
+    cursor.expect(b'-')?;
+    let month = cursor.number(2)?;
+    cursor.expect(b'-')?;
+    let day = cursor.number(2)?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
     let mut micros = days_from_civil(year, month, day) * 86_400_000_000;
-    let mut rest = rest;
-    let mut aware = false;
-    if let Some(time) = rest.strip_prefix(['T', 't', ' ']) {
-        let (clock, zone) = match time.find(['Z', 'z', '+', '-']) {
-            Some(i) => time.split_at(i),
-            None => (time, ""),
-        };
-        let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-        let mut fields = hms.split(':');
-        let h: i64 = fields.next()?.parse().ok()?;
-        let m: i64 = fields.next()?.parse().ok()?;
-        let s: i64 = fields.next().map_or(Some(0), |s| s.parse().ok())?;
-        if h > 23 || m > 59 || s > 60 || fields.next().is_some() {
+    if let Some(b'T' | b't' | b' ') = cursor.peek() {
+        cursor.advance();
+        let hour = cursor.number(2)?;
+        cursor.expect(b':')?;
+        let minute = cursor.number(2)?;
+        let mut second = 0;
+        let mut fraction = 0;
+        if cursor.peek() == Some(b':') {
+            cursor.advance();
+            second = cursor.number(2)?;
+            if cursor.peek() == Some(b'.') {
+                cursor.advance();
+                fraction = cursor.fraction_micros()?;
+            }
+        }
+        if hour > 23 || minute > 59 || second > 60 {
             return None;
         }
-        let mut frac_micros = 0i64;
-        if !frac.is_empty() {
-            if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        micros += ((hour * 60 + minute) * 60 + second) * 1_000_000 + fraction;
+    }
+    let offset_seconds = match cursor.peek() {
+        None => return Some((micros, false)),
+        Some(b'Z' | b'z') => {
+            cursor.advance();
+            0
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            cursor.advance();
+            let hours = cursor.number(2)?;
+            if cursor.peek() == Some(b':') {
+                cursor.advance();
+            }
+            let minutes = if cursor.peek().is_some() {
+                cursor.number(2)?
+            } else {
+                0
+            };
+            if hours > 23 || minutes > 59 {
                 return None;
             }
-            let digits: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
-            frac_micros = digits.parse().ok()?;
+            let seconds = hours * 3600 + minutes * 60;
+            if sign == b'-' { -seconds } else { seconds }
         }
-        micros += ((h * 60 + m) * 60 + s) * 1_000_000 + frac_micros;
-        rest = zone;
+        Some(_) => return None,
+    };
+    cursor.end()?;
+    Some((micros - offset_seconds * 1_000_000, true))
+}
+
+/// A forward reader over the bytes of a timestamp.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.0.first().copied()
     }
-    if rest.is_empty() {
-        return Some((micros, aware));
+
+    fn advance(&mut self) {
+        self.0 = self.0.get(1..).unwrap_or_default();
     }
-    aware = true;
-    if rest.eq_ignore_ascii_case("z") {
-        return Some((micros, aware));
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.advance())
     }
-    let sign = if rest.starts_with('-') { -1 } else { 1 };
-    let offset = rest.get(1..)?;
-    let (oh, om) = offset
-        .split_once(':')
-        .unwrap_or_else(|| offset.split_at(offset.len().min(2)));
-    let oh: i64 = oh.parse().ok()?;
-    let om: i64 = if om.is_empty() { 0 } else { om.parse().ok()? };
-    Some((micros - sign * (oh * 3600 + om * 60) * 1_000_000, aware))
+
+    fn end(&self) -> Option<()> {
+        self.0.is_empty().then_some(())
+    }
+
+    /// Exactly `width` ASCII digits (`width` ≤ 4, so the value fits easily).
+    fn number(&mut self, width: usize) -> Option<i64> {
+        let digits = self.0.get(..width)?;
+        let mut value = 0i64;
+        for &b in digits {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + i64::from(b - b'0');
+        }
+        self.0 = self.0.get(width..).unwrap_or_default();
+        Some(value)
+    }
+
+    /// One or more digits of a fraction of a second, as microseconds (digits past the sixth
+    /// are read and dropped).
+    fn fraction_micros(&mut self) -> Option<i64> {
+        let count = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+        if count == 0 {
+            return None;
+        }
+        let mut micros = 0i64;
+        for position in 0..6 {
+            let digit = self.0.get(position).filter(|_| position < count);
+            micros = micros * 10 + digit.map_or(0, |b| i64::from(b - b'0'));
+        }
+        self.0 = self.0.get(count..).unwrap_or_default();
+        Some(micros)
+    }
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +207,35 @@ mod tests {
         );
         assert_eq!(parse_micros("yesterday"), None);
         assert_eq!(parse_micros("2026-13-01"), None);
+        assert_eq!(parse_micros("2026-02-29"), None);
+        assert_eq!(
+            parse_micros("2024-02-29T00:00Z"),
+            Some((1_709_164_800_000_000, true))
+        );
+        assert_eq!(
+            parse_micros("2026-05-04T10:15:02.118204-0130"),
+            Some((t + 5_400_000_000, true))
+        );
+    }
+
+    #[test]
+    fn malformed_text_is_none_not_a_panic() {
+        // A multi-byte character where the offset digits go used to panic in `split_at`.
+        for text in [
+            "2026-01-01T00:00:00+a\u{e9}",
+            "2026-01-01T00:00:00+\u{e9}",
+            "2026-05-048.\u{20ac}X",
+            "2026-01-01T00:00:00+99999999999999999:00",
+            "999999-1-1",
+            "+12345-1-1",
+            "2026-05-04T1:2",
+            "2026-05-04T10:15:02.",
+            "2026-05-04T10:15:02+2",
+            "2026-05-04T10:15:02+02:00junk",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}-01-01",
+        ] {
+            assert_eq!(parse_micros(text), None, "{text:?}");
+        }
     }
 
     #[test]

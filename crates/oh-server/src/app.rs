@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) activity: Arc<Activity>,
     pub(crate) conversations: Conversations,
     pub(crate) bash: crate::bash::BashService,
+    /// Server-wide WebSocket counters (pending auth, bash subscribers).
+    pub(crate) sockets: crate::sockets::SocketLimits,
     pub(crate) ready: AtomicBool,
     /// Flips to `true` when the server shuts down; sockets watch it to close.
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
@@ -139,12 +141,20 @@ impl Server {
             activity,
             conversations,
             bash,
+            sockets: crate::sockets::SocketLimits::default(),
             ready: AtomicBool::new(false),
             shutdown: tokio::sync::watch::Sender::new(false),
             config,
         }));
         state.ready.store(true, Ordering::Release);
         Ok(Self { listener, state })
+    }
+
+    /// This server's route table, to drive the handlers in-process without a TCP round trip
+    /// (the fuzz tests call it through `tower::ServiceExt::oneshot`). Not a stable API.
+    #[doc(hidden)]
+    pub fn router(&self) -> axum::Router {
+        router(self.state.clone())
     }
 
     /// The bound address (useful with port 0).

@@ -8,7 +8,7 @@
 //! Module map: [`config`] (flags, `OH_*` environment), `app` (state, router, serve loop),
 //! `listener` (accept loop, connection cap and timeouts, bounded drain),
 //! `auth` and `cors` (middleware), `conversations` and `events` (REST), `sockets` (WebSocket
-//! stream), `bash`, `files`, `git` (workspace routes), `crypto` (secrets at rest).
+//! stream; `ws` its upgrade and limits), `bash`, `files`, `git` (workspace routes), `crypto` (secrets at rest).
 
 pub mod config;
 pub mod error;
@@ -30,6 +30,7 @@ mod server_details;
 mod service;
 mod sockets;
 mod upload_journal;
+mod ws;
 
 pub use app::{Server, ServerError};
 pub use config::{Config, ConfigError};

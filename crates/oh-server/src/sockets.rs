@@ -6,16 +6,21 @@
 //! more than the channel's capacity behind catches up from the persisted log and gets a fresh
 //! snapshot instead of the frames it missed.
 //!
+//! Both sockets run on [`crate::ws`]: small buffers, a few KiB readable until the client is
+//! authenticated, at most [`ws::MAX_PENDING_AUTH`] unauthenticated sockets server-wide (503
+//! past it), a 16 MiB message cap after auth, and a close code after a protocol error. The
+//! query is only interpreted (replay mode, `after_timestamp`) once the socket is
+//! authenticated. `/sockets/bash-events` takes at most [`MAX_BASH_SUBSCRIBERS`] sockets, as
+//! the reference does.
 //! Both sockets (this one and `/sockets/bash-events`) are upgraded only after the `Origin`
 //! and `Host` checks of [`crate::cors`]: a page of a foreign origin gets 403, not a socket.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +34,21 @@ use crate::app::AppState;
 use crate::auth::API_KEY_HEADER;
 use crate::extract::{Query, parse_uuid, path_param};
 use crate::service::{Frame, Live, MAX_SUBSCRIBERS, event_now, serialize};
+use crate::ws::{self, Inbound, PendingAuth, PendingSlot, Socket, Upgrade};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Sockets on `/sockets/bash-events` at once (the reference's `PubSub(max_subscribers=50)`;
+/// only sockets subscribe there).
+pub(crate) const MAX_BASH_SUBSCRIBERS: usize = 50;
+
+/// Server-wide socket counters (part of the app state).
+#[derive(Debug, Default)]
+pub(crate) struct SocketLimits {
+    /// Sockets waiting for their auth frame.
+    pending: PendingAuth,
+    /// Sockets on `/sockets/bash-events`.
+    bash_subscribers: Arc<AtomicUsize>,
+}
 
 /// Largest frame sent: the Python client's default incoming limit.
 pub(crate) const MAX_FRAME: usize = 1024 * 1024;
@@ -63,18 +83,38 @@ fn handshake_auth(
     }
 }
 
-/// Waits for the auth frame when the handshake carried no key; closes with 4001 on failure.
-async fn first_frame_auth(state: &AppState, mut socket: WebSocket) -> Option<WebSocket> {
-    let ok = matches!(
-        tokio::time::timeout(AUTH_TIMEOUT, first_text(&mut socket)).await,
-        Ok(Some(text)) if auth_frame_ok(state, &text)
-    );
-    if ok {
-        Some(socket)
-    } else {
-        close(socket, 4001, "Authentication failed").await;
-        None
+/// Waits (at most [`AUTH_TIMEOUT`]) for the auth frame when the handshake carried no key;
+/// closes with 4001 on failure. On success the socket's pre-auth limits are lifted.
+async fn first_frame_auth(state: &AppState, socket: &mut Socket, authenticated: bool) -> bool {
+    if !authenticated {
+        let ok = matches!(
+            tokio::time::timeout(AUTH_TIMEOUT, first_text(socket)).await,
+            Ok(Some(text)) if auth_frame_ok(state, &text)
+        );
+        if !ok {
+            socket.close(4001, "Authentication failed").await;
+            return false;
+        }
     }
+    socket.authenticated();
+    true
+}
+
+/// A slot for an unauthenticated socket (`Ok(None)` when it is already authenticated), or
+/// the 503 refusing the upgrade past the server-wide cap.
+fn pending_slot(
+    state: &AppState,
+    authenticated: bool,
+) -> Result<Option<PendingSlot>, Box<Response>> {
+    if authenticated {
+        return Ok(None);
+    }
+    state
+        .sockets
+        .pending
+        .try_acquire()
+        .map(Some)
+        .ok_or_else(ws::too_many_pending)
 }
 
 fn resend_all(query: &Query) -> bool {
@@ -90,6 +130,25 @@ enum Replay {
     None,
     All,
     Since(String),
+}
+
+impl Replay {
+    /// The replay the query asks for; an unreadable `after_timestamp` means no replay (as the
+    /// reference, which ignores it). Only called once the socket is authenticated.
+    fn from_query(query: &Query) -> Self {
+        match query.get("resend_mode") {
+            Some("all") => Replay::All,
+            Some("since") => match query
+                .get("after_timestamp")
+                .and_then(oh_protocol::time::parse_micros)
+            {
+                Some((micros, _)) => Replay::Since(oh_protocol::time::naive_timestamp(micros, 0)),
+                None => Replay::None,
+            },
+            _ if resend_all(query) => Replay::All,
+            _ => Replay::None,
+        }
+    }
 }
 
 async fn events_socket(State(state): State<AppState>, req: Request) -> Response {
@@ -119,72 +178,20 @@ async fn events_socket(State(state): State<AppState>, req: Request) -> Response 
     } else {
         true
     };
-    let replay = match query.get("resend_mode") {
-        Some("all") => Replay::All,
-        Some("since") => match query
-            .get("after_timestamp")
-            .and_then(oh_protocol::time::parse_micros)
-        {
-            Some((micros, _)) => Replay::Since(oh_protocol::time::naive_timestamp(micros, 0)),
-            None => Replay::None,
-        },
-        _ if resend_all(&query) => Replay::All,
-        _ => Replay::None,
-    };
-    let upgrade = match upgrade(&mut parts, &state).await {
+    let upgrade = match Upgrade::from_parts(&mut parts) {
         Ok(upgrade) => upgrade,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
-    upgrade
-        .max_message_size(16 * 1024 * 1024)
-        .on_upgrade(move |socket| serve(state, socket, id, authenticated, replay))
-}
-
-/// The upgrade, or 400 with JSON for a plain HTTP request on a socket route.
-async fn upgrade(
-    parts: &mut axum::http::request::Parts,
-    state: &AppState,
-) -> Result<WebSocketUpgrade, Response> {
-    WebSocketUpgrade::from_request_parts(parts, state)
-        .await
-        .map_err(|rejection| {
-            crate::error::ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Expected a WebSocket upgrade: {rejection}"),
-            )
-            .into_response()
-        })
-}
-
-/// What a socket loop does with an inbound frame other than text.
-enum Inbound {
-    /// Nothing to do (ping, pong).
-    Ignore,
-    /// The client left.
-    Closed,
-    /// Binary frames are not supported: report it.
-    Binary,
-}
-
-fn classify(frame: Option<Result<WsMessage, axum::Error>>) -> Result<Utf8Bytes, Inbound> {
-    match frame {
-        Some(Ok(WsMessage::Text(text))) => Ok(text),
-        Some(Ok(WsMessage::Binary(_))) => Err(Inbound::Binary),
-        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Err(Inbound::Ignore),
-        Some(Ok(WsMessage::Close(_)) | Err(_)) | None => Err(Inbound::Closed),
-    }
+    let pending = match pending_slot(&state, authenticated) {
+        Ok(pending) => pending,
+        Err(response) => return *response,
+    };
+    upgrade.accept(pending, move |socket| {
+        serve(state, socket, id, authenticated, query)
+    })
 }
 
 const BINARY_UNSUPPORTED: &str = "Binary frames are not supported";
-
-async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
-    let _ = socket
-        .send(WsMessage::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
-}
 
 /// Whether `text` is a valid auth frame: `{"type": "auth", "session_api_key": <key>}`.
 fn auth_frame_ok(state: &AppState, text: &str) -> bool {
@@ -205,12 +212,12 @@ fn is_auth_frame(text: &str) -> bool {
             && frame.keys().all(|k| k == "type" || k == "session_api_key"))
 }
 
-async fn first_text(socket: &mut WebSocket) -> Option<String> {
+async fn first_text(socket: &mut Socket) -> Option<Utf8Bytes> {
     loop {
-        match socket.recv().await? {
-            Ok(WsMessage::Text(text)) => return Some(text.as_str().to_owned()),
-            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => {}
-            _ => return None,
+        match socket.recv().await {
+            Inbound::Text(text) => return Some(text),
+            Inbound::Control => {}
+            Inbound::Binary | Inbound::Closed => return None,
         }
     }
 }
@@ -226,36 +233,32 @@ impl Drop for Subscription {
 
 async fn serve(
     state: AppState,
-    mut socket: WebSocket,
+    mut socket: Socket,
     id: uuid::Uuid,
     authenticated: bool,
-    replay: Replay,
+    query: Query,
 ) {
-    if !authenticated {
-        let ok = matches!(
-            tokio::time::timeout(AUTH_TIMEOUT, first_text(&mut socket)).await,
-            Ok(Some(text)) if auth_frame_ok(&state, &text)
-        );
-        if !ok {
-            close(socket, 4001, "Authentication failed").await;
-            return;
-        }
+    if !first_frame_auth(&state, &mut socket, authenticated).await {
+        return;
     }
+    let replay = Replay::from_query(&query);
     let live = match state.conversations.get(id) {
         Ok(Some(live)) => live,
         Ok(None) => {
-            close(socket, 4004, "Conversation not found").await;
+            socket.close(4004, "Conversation not found").await;
             return;
         }
         Err(err) => {
             tracing::warn!(%id, %err, "cannot load conversation for a socket");
-            close(socket, 1011, "Conversation could not be loaded").await;
+            socket.close(1011, "Conversation could not be loaded").await;
             return;
         }
     };
     if live.subscribers.fetch_add(1, Ordering::SeqCst) >= MAX_SUBSCRIBERS {
         live.subscribers.fetch_sub(1, Ordering::SeqCst);
-        close(socket, 1013, "Too many connections for this conversation").await;
+        socket
+            .close(1013, "Too many connections for this conversation")
+            .await;
         return;
     }
     let _subscription = Subscription(Arc::clone(&live));
@@ -316,16 +319,16 @@ async fn serve(
                     }
                 }
                 Err(RecvError::Closed) => {
-                    close(socket, 1000, "Conversation closed").await;
+                    socket.close(1000, "Conversation closed").await;
                     return;
                 }
             },
             inbound = socket.recv() => {
-                let error = match classify(inbound) {
-                    Ok(text) => handle_inbound(&live, text.as_str()).await,
-                    Err(Inbound::Binary) => Some(server_error("ValidationError", BINARY_UNSUPPORTED)),
-                    Err(Inbound::Ignore) => None,
-                    Err(Inbound::Closed) => return,
+                let error = match inbound {
+                    Inbound::Text(text) => handle_inbound(&live, text.as_str()).await,
+                    Inbound::Binary => Some(server_error("ValidationError", BINARY_UNSUPPORTED)),
+                    Inbound::Control => None,
+                    Inbound::Closed => return,
                 };
                 if let Some(error) = error
                     && send_frame(&mut socket, &error).await.is_err()
@@ -334,7 +337,7 @@ async fn serve(
                 }
             }
             _ = shutdown.changed() => {
-                close(socket, 1001, "Server shutting down").await;
+                socket.close(1001, "Server shutting down").await;
                 return;
             }
         }
@@ -404,15 +407,22 @@ async fn handle_inbound(live: &Arc<Live>, text: &str) -> Option<Frame> {
 
 /// Sends a frame, keeping it under [`MAX_FRAME`]: an oversize snapshot loses its per-call
 /// usage lists; another oversize event is left for REST (logged).
-async fn send_frame(socket: &mut WebSocket, frame: &Frame) -> Result<(), axum::Error> {
+async fn send_frame(
+    socket: &mut Socket,
+    frame: &Frame,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     if frame.json.len() <= MAX_FRAME {
-        return socket.send(WsMessage::Text(frame.json.clone())).await;
+        // The shared frame's bytes, not a copy (checked again as UTF-8, which they are).
+        let bytes = bytes::Bytes::from(frame.json.clone());
+        let text =
+            Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from(frame.json.as_str()));
+        return socket.send(text).await;
     }
     if frame.persisted_id.is_none()
         && let Some(smaller) = shrink_snapshot(frame.json.as_str())
         && smaller.len() <= MAX_FRAME
     {
-        return socket.send(WsMessage::Text(smaller.into())).await;
+        return socket.send(smaller.into()).await;
     }
     tracing::warn!(
         bytes = frame.json.len(),
@@ -448,16 +458,25 @@ async fn bash_socket(State(state): State<AppState>, req: Request) -> Response {
         Ok(authenticated) => authenticated,
         Err(status) => return status.into_response(),
     };
-    let replay = resend_all(&query);
-    match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-        Ok(upgrade) => {
-            upgrade.on_upgrade(move |socket| serve_bash(state, socket, authenticated, replay))
-        }
-        Err(rejection) => crate::error::ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("Expected a WebSocket upgrade: {rejection}"),
-        )
-        .into_response(),
+    let upgrade = match Upgrade::from_parts(&mut parts) {
+        Ok(upgrade) => upgrade,
+        Err(response) => return *response,
+    };
+    let pending = match pending_slot(&state, authenticated) {
+        Ok(pending) => pending,
+        Err(response) => return *response,
+    };
+    upgrade.accept(pending, move |socket| {
+        serve_bash(state, socket, authenticated, query)
+    })
+}
+
+/// Decrements the bash subscriber count when the socket ends.
+struct BashSubscription(Arc<AtomicUsize>);
+
+impl Drop for BashSubscription {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -477,22 +496,23 @@ fn bash_error(code: &str, detail: String) -> Utf8Bytes {
 
 /// `/sockets/bash-events`: every bash event (stored ones first with `resend_mode=all`);
 /// a frame `{"command", "cwd"?, "timeout"?}` starts a command.
-async fn serve_bash(state: AppState, mut socket: WebSocket, authenticated: bool, replay: bool) {
-    if !authenticated {
-        let Some(authed) = first_frame_auth(&state, socket).await else {
-            return;
-        };
-        socket = authed;
+async fn serve_bash(state: AppState, mut socket: Socket, authenticated: bool, query: Query) {
+    if !first_frame_auth(&state, &mut socket, authenticated).await {
+        return;
     }
+    let subscribers = &state.sockets.bash_subscribers;
+    if subscribers.fetch_add(1, Ordering::SeqCst) >= MAX_BASH_SUBSCRIBERS {
+        subscribers.fetch_sub(1, Ordering::SeqCst);
+        socket.close(1013, "Too many bash event connections").await;
+        return;
+    }
+    let _subscription = BashSubscription(Arc::clone(subscribers));
+    let replay = resend_all(&query);
     let mut events = state.bash.subscribe();
     let mut shutdown = state.shutdown.subscribe();
     if replay {
         for event in state.bash.stored_events() {
-            if socket
-                .send(WsMessage::Text(bash_json(&event)))
-                .await
-                .is_err()
-            {
+            if socket.send(bash_json(&event)).await.is_err() {
                 return;
             }
         }
@@ -501,7 +521,7 @@ async fn serve_bash(state: AppState, mut socket: WebSocket, authenticated: bool,
         tokio::select! {
             event = events.recv() => match event {
                 Ok(event) => {
-                    if socket.send(WsMessage::Text(bash_json(&event))).await.is_err() {
+                    if socket.send(bash_json(&event)).await.is_err() {
                         return;
                     }
                 }
@@ -510,21 +530,21 @@ async fn serve_bash(state: AppState, mut socket: WebSocket, authenticated: bool,
                 Err(RecvError::Closed) => return,
             },
             inbound = socket.recv() => {
-                let error = match classify(inbound) {
-                    Ok(text) if is_auth_frame(text.as_str()) => None,
-                    Ok(text) => start_bash(&state, text.as_str()).await,
-                    Err(Inbound::Binary) => Some(bash_error("ValidationError", BINARY_UNSUPPORTED.into())),
-                    Err(Inbound::Ignore) => None,
-                    Err(Inbound::Closed) => return,
+                let error = match inbound {
+                    Inbound::Text(text) if is_auth_frame(text.as_str()) => None,
+                    Inbound::Text(text) => start_bash(&state, text.as_str()).await,
+                    Inbound::Binary => Some(bash_error("ValidationError", BINARY_UNSUPPORTED.into())),
+                    Inbound::Control => None,
+                    Inbound::Closed => return,
                 };
                 if let Some(error) = error
-                    && socket.send(WsMessage::Text(error)).await.is_err()
+                    && socket.send(error).await.is_err()
                 {
                     return;
                 }
             }
             _ = shutdown.changed() => {
-                close(socket, 1001, "Server shutting down").await;
+                socket.close(1001, "Server shutting down").await;
                 return;
             }
         }
