@@ -110,11 +110,23 @@ async fn off_workers<T: Send + 'static>(
         .map_err(ApiError::internal)?
 }
 
+/// The live conversation, `None` if unknown. One that is only stored is hydrated on the
+/// blocking pool (it reads the disk).
+pub(crate) async fn live(state: &AppState, id: uuid::Uuid) -> ApiResult<Option<Arc<Live>>> {
+    match state.conversations.in_memory(id) {
+        Some(found) => Ok(found),
+        None => off_workers(state, move |state| Ok(state.conversations.get(id)?)).await,
+    }
+}
+
 /// The live conversation or 404 with `detail`.
-pub(crate) fn live_or(state: &AppState, id: uuid::Uuid, detail: &str) -> ApiResult<Arc<Live>> {
-    state
-        .conversations
-        .get(id)?
+pub(crate) async fn live_or(
+    state: &AppState,
+    id: uuid::Uuid,
+    detail: &str,
+) -> ApiResult<Arc<Live>> {
+    live(state, id)
+        .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, detail))
 }
 
@@ -542,7 +554,7 @@ async fn update(
     {
         return Err(err);
     }
-    let Some(live) = state.conversations.get(id)? else {
+    let Some(live) = live(&state, id).await? else {
         return Ok(ok(&Success { success: false }));
     };
     if let Some(tags) = body.tags {
@@ -566,7 +578,7 @@ async fn run(
     State(state): State<AppState>,
     ConversationId(id): ConversationId,
 ) -> ApiResult<Response> {
-    let live = live_or(&state, id, "Not Found")?;
+    let live = live_or(&state, id, "Not Found").await?;
     live.start_run()?;
     state.activity.touch();
     Ok(ok(&Success::TRUE))
@@ -605,7 +617,7 @@ async fn secrets(
     Json(body): Json<UpdateSecretsRequest>,
 ) -> ApiResult<Response> {
     let secrets = plain_secrets(body.secrets)?;
-    let live = live_or(&state, id, "Not Found")?;
+    let live = live_or(&state, id, "Not Found").await?;
     live.update_secrets(secrets).await?;
     Ok(ok(&Success::TRUE))
 }
@@ -615,7 +627,7 @@ async fn confirmation_policy(
     ConversationId(id): ConversationId,
     Json(body): Json<SetConfirmationPolicyRequest>,
 ) -> ApiResult<Response> {
-    let live = live_or(&state, id, "Not Found")?;
+    let live = live_or(&state, id, "Not Found").await?;
     live.conv
         .set_confirmation_policy(body.policy)
         .map_err(agent_error)?;
@@ -636,7 +648,7 @@ async fn security_analyzer(
         ));
     }
     let body: SetSecurityAnalyzerRequest = crate::extract::parse_json(body.to_string().as_bytes())?;
-    let live = live_or(&state, id, "Not Found")?;
+    let live = live_or(&state, id, "Not Found").await?;
     live.conv
         .set_security_analyzer(body.security_analyzer)
         .map_err(agent_error)?;
@@ -647,7 +659,7 @@ async fn condense(
     State(state): State<AppState>,
     ConversationId(id): ConversationId,
 ) -> ApiResult<Response> {
-    let live = live_or(&state, id, "Conversation not found")?;
+    let live = live_or(&state, id, "Conversation not found").await?;
     live.conv.condense().await.map_err(agent_error)?;
     Ok(ok(&Success::TRUE))
 }
@@ -656,7 +668,7 @@ async fn final_response(
     State(state): State<AppState>,
     ConversationId(id): ConversationId,
 ) -> ApiResult<Response> {
-    let live = live_or(&state, id, "Not Found")?;
+    let live = live_or(&state, id, "Not Found").await?;
     let response = live.conv.with_events(|events| {
         events
             .iter()

@@ -140,7 +140,7 @@ async fn search(
         })?
         .unwrap_or_default();
     let page_id = query.get("page_id").map(str::to_owned);
-    let live = live_or(&state, id, &not_found(id))?;
+    let live = live_or(&state, id, &not_found(id)).await?;
     let page = live.conv.with_events(|events| {
         let ordered: Box<dyn Iterator<Item = &Event>> = match order {
             EventSortOrder::TimestampDesc => Box::new(events.iter().rev()),
@@ -172,7 +172,7 @@ async fn count(
     query: Query,
 ) -> ApiResult<Response> {
     let filter = Filter::from_query(&query)?;
-    let live = live_or(&state, id, &not_found(id))?;
+    let live = live_or(&state, id, &not_found(id)).await?;
     let n = live
         .conv
         .with_events(|events| events.iter().filter(|e| filter.matches(e)).count());
@@ -183,7 +183,7 @@ async fn get_one(State(state): State<AppState>, req: Request) -> ApiResult<Respo
     let (mut parts, _) = req.into_parts();
     let ConversationId(id) = ConversationId::from_request_parts(&mut parts, &state).await?;
     let event_id = path_param(&mut parts, &state, "event_id").await?;
-    let live = live_or(&state, id, &not_found(id))?;
+    let live = live_or(&state, id, &not_found(id)).await?;
     let event = live.conv.with_events(|events| {
         events
             .iter()
@@ -205,7 +205,7 @@ async fn batch_get(
     ConversationId(id): ConversationId,
     Json(ids): Json<Vec<String>>,
 ) -> ApiResult<Response> {
-    let live = live_or(&state, id, &not_found(id))?;
+    let live = live_or(&state, id, &not_found(id)).await?;
     let found: Vec<Option<Event>> = live.conv.with_events(|events| {
         ids.iter()
             .map(|wanted| {
@@ -224,7 +224,7 @@ async fn send_message(
     ConversationId(id): ConversationId,
     Json(body): Json<SendMessageRequest>,
 ) -> ApiResult<Response> {
-    let live = live_or(&state, id, &not_found(id))?;
+    let live = live_or(&state, id, &not_found(id)).await?;
     let message = Message::new(body.role, body.content);
     let text = crate::conversations::message_text(&message);
     live.conv.send_message(message).await.map_err(agent_error)?;
@@ -242,7 +242,7 @@ async fn respond_to_confirmation(
     ConversationId(id): ConversationId,
     Json(body): Json<ConfirmationResponseRequest>,
 ) -> ApiResult<Response> {
-    let live = live_or(&state, id, &not_found(id))?;
+    let live = live_or(&state, id, &not_found(id)).await?;
     if body.accept {
         live.run_or_rerun()?;
     } else {

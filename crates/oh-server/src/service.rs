@@ -605,6 +605,12 @@ impl Conversations {
         gate
     }
 
+    /// Without touching the disk: `Some(Some(live))` if it is in memory, `Some(None)` if
+    /// unknown, `None` if it is stored only (then [`Conversations::get`] hydrates it).
+    pub(crate) fn in_memory(&self, id: uuid::Uuid) -> Option<Option<Arc<Live>>> {
+        self.live_slot(id).ok()
+    }
+
     /// The live conversation if it is in memory; `Err(())` if it is stored only.
     fn live_slot(&self, id: uuid::Uuid) -> Result<Option<Arc<Live>>, ()> {
         match lock(&self.slots).get(&id) {

@@ -242,7 +242,7 @@ async fn serve(
         return;
     }
     let replay = Replay::from_query(&query);
-    let live = match state.conversations.get(id) {
+    let live = match crate::conversations::live(&state, id).await {
         Ok(Some(live)) => live,
         Ok(None) => {
             socket.close(4004, "Conversation not found").await;
