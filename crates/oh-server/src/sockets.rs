@@ -100,6 +100,28 @@ async fn first_frame_auth(state: &AppState, socket: &mut Socket, authenticated: 
     true
 }
 
+/// Upgrades the request and runs `serve` on the socket; an unauthenticated one takes a
+/// pending-auth slot first (503 past the cap), a request that is no upgrade gets its error.
+fn upgrade<F, Fut>(
+    state: &AppState,
+    parts: &mut axum::http::request::Parts,
+    authenticated: bool,
+    serve: F,
+) -> Response
+where
+    F: FnOnce(Socket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let upgrade = match Upgrade::from_parts(parts) {
+        Ok(upgrade) => upgrade,
+        Err(response) => return *response,
+    };
+    match pending_slot(state, authenticated) {
+        Ok(pending) => upgrade.accept(pending, serve),
+        Err(response) => *response,
+    }
+}
+
 /// A slot for an unauthenticated socket (`Ok(None)` when it is already authenticated), or
 /// the 503 refusing the upgrade past the server-wide cap.
 fn pending_slot(
@@ -178,16 +200,9 @@ async fn events_socket(State(state): State<AppState>, req: Request) -> Response 
     } else {
         true
     };
-    let upgrade = match Upgrade::from_parts(&mut parts) {
-        Ok(upgrade) => upgrade,
-        Err(response) => return *response,
-    };
-    let pending = match pending_slot(&state, authenticated) {
-        Ok(pending) => pending,
-        Err(response) => return *response,
-    };
-    upgrade.accept(pending, move |socket| {
-        serve(state, socket, id, authenticated, query)
+    let served = state.clone();
+    upgrade(&state, &mut parts, authenticated, move |socket| {
+        serve(served, socket, id, authenticated, query)
     })
 }
 
@@ -458,16 +473,9 @@ async fn bash_socket(State(state): State<AppState>, req: Request) -> Response {
         Ok(authenticated) => authenticated,
         Err(status) => return status.into_response(),
     };
-    let upgrade = match Upgrade::from_parts(&mut parts) {
-        Ok(upgrade) => upgrade,
-        Err(response) => return *response,
-    };
-    let pending = match pending_slot(&state, authenticated) {
-        Ok(pending) => pending,
-        Err(response) => return *response,
-    };
-    upgrade.accept(pending, move |socket| {
-        serve_bash(state, socket, authenticated, query)
+    let served = state.clone();
+    upgrade(&state, &mut parts, authenticated, move |socket| {
+        serve_bash(served, socket, authenticated, query)
     })
 }
 
