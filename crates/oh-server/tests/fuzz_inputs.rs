@@ -596,8 +596,7 @@ enum Outbound {
     Binary(Vec<u8>),
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use common::Ws;
 
 /// Sends `frame` then a ping, and waits for the matching pong: the socket is still served.
 async fn exchange(ws: &mut Ws, frame: Outbound, seq: u64) -> Result<(), TestCaseError> {
@@ -632,19 +631,7 @@ async fn exchange(ws: &mut Ws, frame: Outbound, seq: u64) -> Result<(), TestCase
 }
 
 async fn open(addr: std::net::SocketAddr, path: &str, key: Option<&str>) -> Ws {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{addr}{path}")
-        .into_client_request()
-        .expect("request");
-    if let Some(key) = key {
-        request
-            .headers_mut()
-            .insert("x-session-api-key", key.parse().expect("header"));
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connect")
-        .0
+    common::ws_open(addr, path, key).await.expect("connect")
 }
 
 const KEY: &str = "fuzz-key";

@@ -13,28 +13,17 @@ use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+use common::Ws;
 
 const KEY: &str = "limits-key";
 
 /// Opens a socket, with the key as a header when `key` is given.
 async fn open(server: &TestServer, path: &str, key: Option<&str>) -> Result<Ws, WsError> {
-    let mut request = format!("ws://{}{path}", server.addr)
-        .into_client_request()
-        .expect("request");
-    if let Some(key) = key {
-        request
-            .headers_mut()
-            .insert("x-session-api-key", key.parse().expect("header"));
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(ws, _)| ws)
+    common::ws_open(server.addr, path, key).await
 }
 
 /// The close code the server sends next (other frames skipped), or `None` when the

@@ -348,3 +348,27 @@ impl Socket {
         panic!("socket closed before the run ended; got {frames:?}");
     }
 }
+
+/// A WebSocket client of the server.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the socket at `path`, with the key as the (deprecated) upgrade header when given.
+pub async fn ws_open(
+    addr: SocketAddr,
+    path: &str,
+    key: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
+    if let Some(key) = key {
+        request
+            .headers_mut()
+            .insert("x-session-api-key", key.parse().expect("header"));
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(ws, _)| ws)
+}
