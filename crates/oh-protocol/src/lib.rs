@@ -41,6 +41,7 @@ pub mod bash;
 pub mod event;
 pub mod message;
 pub mod server;
+pub mod runtime;
 pub mod state;
 pub mod time;
 pub mod tool;
