@@ -11,9 +11,10 @@ use crate::error::ApiError;
 /// Header carrying the key on REST calls and (deprecated) WebSocket upgrades.
 pub(crate) const API_KEY_HEADER: &str = "x-session-api-key";
 
-/// The accepted keys. Empty: authentication is off.
+/// The accepted keys, kept as SHA-256 digests. Empty: authentication is off. Also used by the
+/// sandbox server for its own keys.
 #[derive(Clone, Default)]
-pub(crate) struct ApiKeys {
+pub struct ApiKeys {
     digests: Vec<[u8; 32]>,
 }
 
@@ -27,20 +28,20 @@ impl std::fmt::Debug for ApiKeys {
 
 impl ApiKeys {
     /// Keys from the configuration.
-    pub(crate) fn new(keys: &[oh_protocol::SecretString]) -> Self {
+    pub fn new(keys: &[oh_protocol::SecretString]) -> Self {
         Self {
             digests: keys.iter().map(|k| digest(k.expose())).collect(),
         }
     }
 
     /// Whether authentication is required.
-    pub(crate) fn enabled(&self) -> bool {
+    pub fn enabled(&self) -> bool {
         !self.digests.is_empty()
     }
 
     /// Whether `presented` is one of the keys. Digests of equal length are compared without
     /// early exit, and every key is compared, so timing reveals neither the key nor its length.
-    pub(crate) fn accepts(&self, presented: &str) -> bool {
+    pub fn accepts(&self, presented: &str) -> bool {
         let presented = digest(presented);
         let mut found = 0u8;
         for key in &self.digests {

@@ -33,6 +33,7 @@ mod upload_journal;
 mod ws;
 
 pub use app::{Server, ServerError};
+pub use auth::ApiKeys;
 pub use config::{Config, ConfigError};
 pub use extended::NOT_IMPLEMENTED as EXTENDED_ROUTES_501;
 pub use server_details::PROTOCOL_VERSION;

@@ -212,7 +212,9 @@ pub async fn owners() -> Result<Vec<u32>> {
     Ok(pids)
 }
 
-async fn force_remove(docker: &Docker, id: &str) -> Result<()> {
+/// Removes a container and its anonymous volumes, running or not; one already gone (or being
+/// removed) is not an error.
+pub async fn force_remove(docker: &Docker, id: &str) -> Result<()> {
     let options = RemoveContainerOptions {
         force: true,
         v: true,
@@ -558,7 +560,7 @@ impl DockerWorkspaceBuilder {
         let host_port = if host_network {
             inner_port
         } else {
-            published_port(&docker, &id, &name).await?
+            published_port(&docker, &id, &name, CONTAINER_PORT).await?
         };
         let log_task = self
             .detach_logs
@@ -692,13 +694,18 @@ async fn free_loopback_port() -> Result<u16> {
     Ok(port)
 }
 
-/// The host port the Engine published the server's port on. A container that already
-/// stopped has none: that is [`Error::ContainerExited`], with its logs.
-async fn published_port(docker: &Docker, id: &str, name: &str) -> Result<u16> {
+/// The host port the Engine published the container's TCP port `container_port` on. A
+/// container that already stopped has none: that is [`Error::ContainerExited`], with its logs.
+pub async fn published_port(
+    docker: &Docker,
+    id: &str,
+    name: &str,
+    container_port: u16,
+) -> Result<u16> {
     let info = docker
         .inspect_container(id, None::<InspectContainerOptions>)
         .await?;
-    let key = format!("{CONTAINER_PORT}/tcp");
+    let key = format!("{container_port}/tcp");
     let port = info
         .network_settings
         .and_then(|n| n.ports)
@@ -739,7 +746,8 @@ async fn forward_logs(docker: Docker, id: String, name: String) {
     }
 }
 
-async fn tail_logs(docker: &Docker, id: &str) -> String {
+/// The last lines of a container's logs (stdout and stderr), or what could be read of them.
+pub async fn tail_logs(docker: &Docker, id: &str) -> String {
     let options = LogsOptions {
         stdout: true,
         stderr: true,
