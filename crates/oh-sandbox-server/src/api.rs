@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, json_response};
 use crate::sandboxes::Sandboxes;
-use crate::store::PauseKind;
+use crate::store::{Fault, PauseKind, Phase};
 
 /// Header of the runtime API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -102,7 +102,28 @@ async fn start(
     let sandboxes = &state.sandboxes;
     let plan = sandboxes.plan(request).await?;
     let record = sandboxes.start(plan).await?;
-    Ok(json(&sandboxes.runtime(&record)))
+    let runtime = sandboxes.runtime(&record);
+    if record.phase == Phase::Error && record.url.is_none() {
+        // No URL to hand out: the clients cannot parse this as a runtime, so it is an error
+        // naming the sandbox, its state and why (the record stays for `GET /sessions`).
+        let status = match record.fault {
+            Some(Fault::Client) => StatusCode::BAD_REQUEST,
+            Some(Fault::Engine) => StatusCode::SERVICE_UNAVAILABLE,
+            Some(Fault::Sandbox) | None => StatusCode::BAD_GATEWAY,
+        };
+        return Err(ApiError::new(
+            status,
+            format!(
+                "sandbox {} (session {}) failed to start: status {}, pod_status {}: {}",
+                runtime.runtime_id,
+                runtime.session_id,
+                runtime.status,
+                runtime.pod_status,
+                runtime.pod_logs.as_deref().unwrap_or("no logs"),
+            ),
+        ));
+    }
+    Ok(json(&runtime))
 }
 
 async fn session(

@@ -27,7 +27,7 @@ use crate::backend::{Backend, Observed, RUNTIME_LABEL, SESSION_LABEL, Spec};
 use crate::config::Config;
 use crate::error::{ApiError, BackendError};
 use crate::pool::{Claim, Pool};
-use crate::store::{self, PauseKind, Phase, Record, Store};
+use crate::store::{self, Fault, PauseKind, Phase, Record, Store};
 
 /// Variables a client may not set: they carry the sandbox's own keys and boot mode.
 const RESERVED_ENV: &[&str] = &[
@@ -66,8 +66,8 @@ impl Plan {
     pub(crate) fn flavour(&self) -> Flavour {
         Flavour {
             image: self.image.clone(),
-            entrypoint: self.entrypoint.clone(),
-            cmd: self.cmd.clone(),
+            entrypoint: self.entrypoint.as_deref().map(without_port),
+            cmd: self.cmd.as_deref().map(without_port),
             working_dir: self.working_dir.clone(),
             user: self.user.clone(),
             resource_factor: self.resource_factor,
@@ -432,6 +432,7 @@ impl Sandboxes {
             reason: None,
             pod_logs: None,
             from_pool: false,
+            fault: None,
         };
         {
             let mut inner = self.inner();
@@ -550,7 +551,13 @@ impl Sandboxes {
             Ok(handle) => handle,
             Err(e) => {
                 tracing::warn!(runtime_id, "sandbox start failed: {e}");
-                self.fail(&runtime_id, None, e.to_string(), None).await;
+                let fault = match e {
+                    BackendError::ImageMissing { .. } => Fault::Client,
+                    BackendError::Unavailable(_) => Fault::Engine,
+                    BackendError::Engine(_) | BackendError::Other(_) => Fault::Sandbox,
+                };
+                self.fail_as(&runtime_id, None, e.to_string(), None, fault)
+                    .await;
                 return;
             }
         };
@@ -686,13 +693,25 @@ impl Sandboxes {
         }
     }
 
-    /// Marks a runtime failed: its logs are kept, its workload removed.
+    /// Marks a runtime failed by its own fault: its logs are kept, its workload removed.
     async fn fail(
         &self,
         runtime_id: &str,
         handle: Option<&str>,
         reason: String,
         restarts: Option<(u32, Vec<String>)>,
+    ) {
+        self.fail_as(runtime_id, handle, reason, restarts, Fault::Sandbox)
+            .await;
+    }
+
+    async fn fail_as(
+        &self,
+        runtime_id: &str,
+        handle: Option<&str>,
+        reason: String,
+        restarts: Option<(u32, Vec<String>)>,
+        fault: Fault,
     ) {
         let handle = handle
             .map(str::to_owned)
@@ -712,6 +731,7 @@ impl Sandboxes {
             r.reason = Some(reason);
             r.pod_logs = logs;
             r.handle = None;
+            r.fault = Some(fault);
             if let Some((count, reasons)) = restarts {
                 r.restart_count = r.restart_count.max(count);
                 if !reasons.is_empty() {
@@ -1184,6 +1204,22 @@ fn port_of<'a>(argv: impl Iterator<Item = &'a String>) -> Result<u16, ApiError> 
         }
     }
     Ok(port.unwrap_or(8000))
+}
+
+/// The arguments without `--port N` / `--port=N` (host-network sandboxes each get a port).
+fn without_port(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len());
+    let mut skip = false;
+    for arg in argv {
+        if skip {
+            skip = false;
+        } else if arg == "--port" {
+            skip = true;
+        } else if !arg.starts_with("--port=") {
+            out.push(arg.clone());
+        }
+    }
+    out
 }
 
 fn set_port(argv: &mut [String], port: u16) {

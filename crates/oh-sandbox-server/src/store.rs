@@ -79,6 +79,22 @@ pub(crate) struct Record {
     /// Handed out from the warm pool.
     #[serde(default)]
     pub(crate) from_pool: bool,
+    /// Whose fault a failure was.
+    #[serde(default)]
+    pub(crate) fault: Option<Fault>,
+}
+
+/// Whose fault a failed start was: decides the status code of a `/start` that fails before
+/// the sandbox had a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Fault {
+    /// The request (an image that does not exist): 400.
+    Client,
+    /// The engine did not answer: 503.
+    Engine,
+    /// The sandbox itself (crashed, exited, never healthy): 502.
+    Sandbox,
 }
 
 /// Unix time in seconds.
