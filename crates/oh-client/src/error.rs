@@ -5,16 +5,25 @@ use std::time::Duration;
 
 use oh_protocol::ExecutionStatus;
 
-/// Everything that can go wrong talking to an agent server.
+/// Everything that can go wrong talking to an agent server (or, through
+/// [`ServiceClient`](crate::ServiceClient), to another JSON service).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The host is not an `http://` or `https://` URL.
-    #[error("invalid agent server URL {url:?}: {reason}")]
+    #[error("invalid URL {url:?}: {reason}")]
     InvalidUrl {
         /// The URL given.
         url: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A header (a key) cannot be sent: its name or value is not valid in HTTP.
+    #[error("invalid header {name}: {reason}")]
+    InvalidHeader {
+        /// The header's name.
+        name: String,
+        /// What is wrong with it (never the value).
         reason: String,
     },
     /// No HTTP response: the server could not be reached or the connection broke.
@@ -109,7 +118,14 @@ impl Error {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
-            _ => false,
+            Self::InvalidUrl { .. }
+            | Self::InvalidHeader { .. }
+            | Self::Decode { .. }
+            | Self::Io { .. }
+            | Self::SocketClosed { .. }
+            | Self::Run { .. }
+            | Self::Protocol(_)
+            | Self::Closed(_) => false,
         }
     }
 

@@ -1,5 +1,5 @@
-//! HTTP to one agent server: hyper-util's pooled client over rustls, the session key as a
-//! default header, JSON helpers and streamed bodies.
+//! HTTP to one service (an agent server, a runtime API): hyper-util's pooled client over
+//! rustls, keys as default headers, JSON helpers and streamed bodies.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
 use hyper_util::client::legacy::Client;
@@ -70,19 +70,20 @@ pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
     out.finish()
 }
 
-/// The HTTP side of one agent server.
+/// The HTTP side of one service (an agent server, a runtime API): its base URL, a pooled
+/// client and the headers every authenticated request carries.
 #[derive(Clone, Debug)]
 pub(crate) struct Http {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     /// `scheme://authority[/prefix]`, no trailing slash.
     base: String,
-    /// Marked sensitive, so `Debug` shows `Sensitive` instead of the key.
-    api_key: Option<HeaderValue>,
+    /// Default headers (keys). Values are marked sensitive, so `Debug` shows `Sensitive`.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Http {
-    /// A client for `host` (`http[s]://host[:port][/prefix]`).
-    pub(crate) fn new(host: &str, api_key: Option<&str>) -> Result<Self> {
+    /// A client for `host` (`http[s]://host[:port][/prefix]`), without default headers.
+    pub(crate) fn new(host: &str) -> Result<Self> {
         let base = host.trim().trim_end_matches('/').to_owned();
         let invalid = |reason: &str| Error::InvalidUrl {
             url: host.to_owned(),
@@ -99,16 +100,6 @@ impl Http {
         if uri.query().is_some() {
             return Err(invalid("a host URL cannot have a query"));
         }
-        let api_key = match api_key {
-            Some(key) if !key.is_empty() => {
-                let mut value = HeaderValue::from_str(key).map_err(|_| {
-                    invalid("the API key is not a valid header value (control characters?)")
-                })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            _ => None,
-        };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -124,8 +115,25 @@ impl Http {
         Ok(Self {
             client,
             base,
-            api_key,
+            headers: Vec::new(),
         })
+    }
+
+    /// Adds a default header with a secret value (a key), sent on every authenticated
+    /// request; a header of the same name is replaced.
+    pub(crate) fn with_header(mut self, name: &str, value: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidHeader {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid("not a valid header name"))?;
+        let mut value = HeaderValue::from_str(value)
+            .map_err(|_| invalid("the value is not a valid header value (control characters?)"))?;
+        value.set_sensitive(true);
+        self.headers.retain(|(n, _)| *n != header);
+        self.headers.push((header, value));
+        Ok(self)
     }
 
     /// The host, without a trailing slash.
@@ -160,8 +168,10 @@ impl Http {
     ) -> Result<Response<Incoming>> {
         let url = format!("{}{path}", self.base);
         let mut request = Request::builder().method(method.clone()).uri(&url);
-        if authenticated && let Some(key) = &self.api_key {
-            request = request.header(SESSION_KEY_HEADER, key.clone());
+        if authenticated {
+            for (name, value) in &self.headers {
+                request = request.header(name, value.clone());
+            }
         }
         let body = match body {
             Some((body, content_type)) => {
@@ -245,16 +255,22 @@ impl Http {
         timeout: Duration,
     ) -> Result<T> {
         let body = match body {
-            Some(value) => {
-                let bytes = serde_json::to_vec(value)
-                    .map_err(|e| Error::decode(format!("the body of {path}"), e))?;
-                Some((full(bytes), "application/json"))
-            }
+            Some(value) => Some(json_body(path, value)?),
             None => None,
         };
         let bytes = self.call(method, path, body, timeout).await?;
         decode(path, &bytes)
     }
+}
+
+/// A JSON request body.
+pub(crate) fn json_body(
+    path: &str,
+    value: &(impl Serialize + ?Sized),
+) -> Result<(Body, &'static str)> {
+    let bytes =
+        serde_json::to_vec(value).map_err(|e| Error::decode(format!("the body of {path}"), e))?;
+    Ok((full(bytes), "application/json"))
 }
 
 /// Decodes a JSON response body.
@@ -303,27 +319,32 @@ mod tests {
 
     #[test]
     fn hosts_are_validated_and_normalised() {
-        let http = Http::new("http://127.0.0.1:8000/", None).unwrap();
+        let http = Http::new("http://127.0.0.1:8000/").unwrap();
         assert_eq!(http.base(), "http://127.0.0.1:8000");
         assert_eq!(
             http.ws_url("/sockets/events/x"),
             "ws://127.0.0.1:8000/sockets/events/x"
         );
-        let tls = Http::new("https://example.com/prefix/", Some("k")).unwrap();
+        let tls = Http::new("https://example.com/prefix/")
+            .unwrap()
+            .with_header(SESSION_KEY_HEADER, "k")
+            .unwrap();
         assert_eq!(
             tls.ws_url("/sockets/a"),
             "wss://example.com/prefix/sockets/a"
         );
         for bad in ["", "localhost:8000", "ftp://x", "http://", "http://h/?q=1"] {
             assert!(
-                matches!(Http::new(bad, None), Err(Error::InvalidUrl { .. })),
+                matches!(Http::new(bad), Err(Error::InvalidUrl { .. })),
                 "{bad:?} was accepted"
             );
         }
-        assert!(matches!(
-            Http::new("http://h", Some("bad\nkey")),
-            Err(Error::InvalidUrl { .. })
-        ));
+        for (name, value) in [(SESSION_KEY_HEADER, "bad\nkey"), ("bad name", "k")] {
+            assert!(matches!(
+                Http::new("http://h").unwrap().with_header(name, value),
+                Err(Error::InvalidHeader { .. })
+            ));
+        }
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!   confirmation answers, secrets, stats; events arrive over a WebSocket that reconnects with
 //!   backoff and reconciles from REST, so callbacks see every event exactly once.
 //!
+//! - [`ServiceClient`]: JSON over the same HTTP stack to services that are not agent servers
+//!   (a runtime API, the Cloud API), with keys as headers that `Debug` never shows.
+//!
 //! Errors are typed ([`Error`]): connection failures, timeouts, HTTP statuses with the
 //! server's `detail`, fatal socket closes (4001, 4004) and failed runs.
 //!
@@ -38,6 +41,7 @@
 mod conversation;
 mod error;
 mod http;
+mod service;
 mod stream;
 mod workspace;
 
@@ -45,6 +49,7 @@ pub use conversation::{
     Callback, DEFAULT_RUN_TIMEOUT, RemoteConversation, RemoteConversationBuilder,
 };
 pub use error::{Error, Result};
+pub use service::ServiceClient;
 pub use stream::Backoff;
 pub use workspace::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_WORKING_DIR, RemoteWorkspace, RemoteWorkspaceBuilder,

@@ -104,7 +104,10 @@ impl RemoteWorkspaceBuilder {
 
     /// Checks the host URL and builds the workspace.
     pub fn build(self) -> Result<RemoteWorkspace> {
-        let http = Http::new(&self.host, self.api_key.as_ref().map(SecretString::expose))?;
+        let mut http = Http::new(&self.host)?;
+        if let Some(key) = &self.api_key {
+            http = http.with_header(http::SESSION_KEY_HEADER, key.expose())?;
+        }
         Ok(RemoteWorkspace {
             inner: Arc::new(Inner {
                 host: http.base().to_owned(),

@@ -27,6 +27,11 @@ pub enum Error {
     #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
     #[error(transparent)]
     Server(#[from] oh_server::ServerError),
+    /// A sandbox from a runtime API could not be started or used.
+    #[cfg(feature = "api")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
+    #[error(transparent)]
+    Api(#[from] oh_workspace_api::Error),
     /// A run ended in `error` or `stuck` (the reference's `ConversationRunError`).
     #[error("conversation {conversation_id} run failed ({status:?}): {detail}")]
     Run {

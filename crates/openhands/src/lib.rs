@@ -145,6 +145,8 @@ cfg_feature! { "docker" =>
 cfg_feature! { "api" =>
     /// Agent servers in sandboxes from a runtime API.
     pub use oh_workspace_api as api;
+    #[doc(inline)]
+    pub use oh_workspace_api::{ApiRemoteWorkspace, ApiRemoteWorkspaceBuilder};
 }
 cfg_feature! { "cloud" =>
     /// Agent servers in OpenHands Cloud sandboxes.
@@ -182,6 +184,9 @@ pub mod prelude {
     }
     cfg_feature! { "docker" =>
         pub use crate::DockerWorkspace;
+    }
+    cfg_feature! { "api" =>
+        pub use crate::ApiRemoteWorkspace;
     }
     cfg_feature! { "server" =>
         pub use crate::LocalServer;

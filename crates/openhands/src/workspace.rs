@@ -77,6 +77,16 @@ impl From<&oh_workspace_docker::DockerWorkspace> for Workspace {
     }
 }
 
+/// The sandbox's server as a remote workspace (the runtime stays owned by the
+/// `ApiRemoteWorkspace`, which stops it). Convert again after `resume()`: the URL and key
+/// may have changed.
+#[cfg(feature = "api")]
+impl From<&oh_workspace_api::ApiRemoteWorkspace> for Workspace {
+    fn from(workspace: &oh_workspace_api::ApiRemoteWorkspace) -> Self {
+        Self::Remote(workspace.workspace().clone())
+    }
+}
+
 /// Clones the workspace, so `Conversation::new(agent, &workspace, ...)` keeps it usable.
 impl From<&Workspace> for Workspace {
     fn from(workspace: &Workspace) -> Self {

@@ -1,0 +1,5 @@
+//! Integration tests: `ApiRemoteWorkspace` against a fake runtime API and in-process agent
+//! servers.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod suite;
