@@ -25,7 +25,6 @@ mod config;
 mod error;
 mod pool;
 mod sandboxes;
-mod shim;
 mod store;
 
 use std::future::Future;

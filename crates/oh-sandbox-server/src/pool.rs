@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::shim::ServiceClient;
+use oh_client::ServiceClient;
 use oh_protocol::SecretString;
 use oh_protocol::runtime::{BINARY_COMMAND, Command, SANDBOX_USER, StartRequest};
 use tokio::sync::Notify;
