@@ -1,0 +1,437 @@
+//! `ApiRemoteWorkspace` against our sandbox server, on the real Docker Engine. These tests
+//! need the engine and the image `cargo xtask image` builds, so they are ignored by default;
+//! CI runs them with `cargo test -p openhands-e2e --test sandbox -- --ignored`.
+//!
+//! Each test starts its own `SandboxServer` in process (own state directory, so own
+//! instance label) and ends by counting the containers that carry its label: none may be
+//! left, whatever happened.
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::ListContainersOptions;
+use oh_protocol::runtime::PullPolicy;
+use oh_sandbox_server::{Config, SERVER_LABEL, SandboxServer};
+use oh_testkit::{Reply, ScriptedLlm};
+use openhands::prelude::*;
+use openhands::{ApiRemoteWorkspace, Error};
+use serde_json::json;
+
+const IMAGE: &str = "openhands-agent-server:latest";
+const NEEDS: &str = "needs the Docker Engine and `cargo xtask image`";
+
+/// A sandbox server in this process; stopped (its sandboxes left to the test) on drop.
+struct Server {
+    url: String,
+    key: String,
+    instance: String,
+    _state: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    async fn start(configure: impl FnOnce(&mut Config)) -> Self {
+        let state = tempfile::tempdir().unwrap();
+        let key = format!("test-key-{}", uuid::Uuid::new_v4().simple());
+        let mut config = Config::new(state.path(), key.as_str());
+        config.port = 0;
+        config.image = IMAGE.to_owned();
+        config.check_interval = Duration::from_millis(500);
+        configure(&mut config);
+        let server = SandboxServer::bind(config).await.expect(NEEDS);
+        let url = format!("http://{}", server.local_addr());
+        let instance = std::fs::read_to_string(state.path().join("instance")).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            url,
+            key,
+            instance,
+            _state: state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    fn workspace(&self) -> openhands::ApiRemoteWorkspaceBuilder {
+        ApiRemoteWorkspace::builder(&self.url, self.key.as_str(), IMAGE)
+            .image_pull_policy(PullPolicy::Never)
+            .startup_wait_timeout(Duration::from_secs(60))
+    }
+
+    /// Containers carrying this server's label (any state).
+    async fn containers(&self) -> usize {
+        let docker = oh_workspace_docker::connect().await.unwrap();
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![format!("{SERVER_LABEL}={}", self.instance)],
+            )])),
+            ..ListContainersOptions::default()
+        };
+        docker.list_containers(Some(options)).await.unwrap().len()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+async fn runtime_status(server: &Server, session_id: &str) -> serde_json::Value {
+    let client = oh_client::ServiceClient::new(&server.url)
+        .unwrap()
+        .with_header("X-API-Key", &server.key.as_str().into())
+        .unwrap();
+    client
+        .get(&format!("/sessions/{session_id}"))
+        .await
+        .unwrap()
+}
+
+fn scripted_agent(llm: &ScriptedLlm) -> Agent {
+    let mut config = Llm::new("openai/scripted-model");
+    config.base_url = Some(llm.base_url());
+    config.api_key = Some("scripted".into());
+    Agent::new(config, vec![ToolSpec::new("terminal")])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn a_sandbox_runs_commands_files_and_a_conversation_and_cleanup_removes_it() {
+    // Host networking: the sandbox reaches the scripted LLM on the host's loopback.
+    let server = Server::start(|c| c.network = Some("host".into())).await;
+    let llm = ScriptedLlm::start(vec![
+        Reply::tool(
+            "terminal",
+            json!({"command": "echo made-by-$(id -u) > mark.txt && cat mark.txt"}),
+        ),
+        Reply::tool("finish", json!({"message": "done"})),
+    ])
+    .await
+    .unwrap();
+    // SAFETY-free: the variable is read by the workspace at start.
+    let started = Instant::now();
+    let workspace = server
+        .workspace()
+        .forward_env(["PATH"])
+        .working_dir("/workspace/project")
+        .start()
+        .await
+        .expect(NEEDS);
+    println!("provisioned in {:?}", started.elapsed());
+    assert_eq!(server.containers().await, 1);
+    let t = Duration::from_secs(20);
+    let who = workspace
+        .execute_command("id -u; pwd", None, t)
+        .await
+        .unwrap();
+    assert_eq!(who.exit_code, 0, "{who:?}");
+    assert_eq!(who.stdout.lines().next(), Some("10001"));
+    // Files both ways.
+    let local = tempfile::tempdir().unwrap();
+    let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let source = local.path().join("in.bin");
+    std::fs::write(&source, &payload).unwrap();
+    workspace
+        .file_upload(&source, "/workspace/project/in.bin")
+        .await
+        .unwrap();
+    let back = local.path().join("out.bin");
+    workspace
+        .file_download("/workspace/project/in.bin", &back)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), payload);
+    // The facade's conversation runs there.
+    let conversation = Conversation::builder(scripted_agent(&llm), &workspace)
+        .autotitle(false)
+        .build()
+        .await
+        .unwrap();
+    conversation.send_text("Leave a mark.").await.unwrap();
+    assert_eq!(conversation.run().await.unwrap(), ExecutionStatus::Finished);
+    let marked = conversation.events().iter().any(|e| {
+        matches!(e, Event::Observation(_))
+            && serde_json::to_string(e).unwrap().contains("made-by-10001")
+    });
+    assert!(marked, "the agent's command did not run in the sandbox");
+    conversation.close().await;
+    let session_id = workspace.session_id().to_owned();
+    workspace.cleanup().await.unwrap();
+    assert_eq!(
+        runtime_status(&server, &session_id).await["status"],
+        "stopped"
+    );
+    assert_eq!(server.containers().await, 0, "cleanup left a container");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn keep_alive_leaves_the_sandbox_and_the_same_session_reattaches() {
+    let server = Server::start(|_| {}).await;
+    let first = server
+        .workspace()
+        .keep_alive(true)
+        .start()
+        .await
+        .expect(NEEDS);
+    let session_id = first.session_id().to_owned();
+    let runtime_id = first.runtime_id().to_owned();
+    first
+        .execute_command(
+            "echo kept > /workspace/kept.txt",
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    first.cleanup().await.unwrap();
+    drop(first);
+    assert_eq!(
+        runtime_status(&server, &session_id).await["status"],
+        "running"
+    );
+    assert_eq!(
+        server.containers().await,
+        1,
+        "keep_alive removed the sandbox"
+    );
+    let second = server
+        .workspace()
+        .session_id(&session_id)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        second.runtime_id(),
+        runtime_id,
+        "a new sandbox instead of the kept one"
+    );
+    let kept = second
+        .execute_command("cat /workspace/kept.txt", None, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(kept.stdout.trim(), "kept");
+    second.cleanup().await.unwrap();
+    assert_eq!(server.containers().await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn pause_then_resume_keeps_the_workspace_authenticated() {
+    let server = Server::start(|_| {}).await;
+    let mut workspace = server.workspace().start().await.expect(NEEDS);
+    workspace.pause().await.unwrap();
+    assert_eq!(
+        runtime_status(&server, workspace.session_id()).await["status"],
+        "paused"
+    );
+    workspace.resume().await.unwrap();
+    let after = workspace
+        .execute_command("echo back", None, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(after.stdout.trim(), "back");
+    // A paused session is resumed by a workspace that attaches to it.
+    workspace.pause().await.unwrap();
+    let attached = server
+        .workspace()
+        .session_id(workspace.session_id())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(attached.runtime_id(), workspace.runtime_id());
+    let out = attached
+        .execute_command("echo attached", None, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.trim(), "attached");
+    attached.cleanup().await.unwrap();
+    workspace.cleanup().await.unwrap();
+    assert_eq!(server.containers().await, 0);
+    server.stop().await;
+}
+
+/// A typed error names the session, and what the server said names the state.
+fn assert_names(error: &Error, session_id: &str, state: &str) {
+    let chain = {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    };
+    println!("error: {chain}");
+    assert!(chain.contains(session_id), "no session id in: {chain}");
+    assert!(chain.contains(state), "no {state:?} in: {chain}");
+}
+
+/// An image like ours whose agent-server binary is replaced by `script` (a shell script):
+/// built by running a root container from our image and committing it.
+async fn derived_image(tag: &str, script: &str) -> String {
+    use bollard::models::ContainerCreateBody;
+    use bollard::query_parameters::{CommitContainerOptions, CreateContainerOptions};
+    use futures::StreamExt;
+    let docker = oh_workspace_docker::connect().await.unwrap();
+    let write = format!(
+        "printf '#!/bin/sh\\n{script}\\n' > /usr/local/bin/openhands-agent-server && chmod 755 /usr/local/bin/openhands-agent-server"
+    );
+    let body = ContainerCreateBody {
+        image: Some(IMAGE.to_owned()),
+        user: Some("root".to_owned()),
+        entrypoint: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), write]),
+        cmd: Some(Vec::new()),
+        ..ContainerCreateBody::default()
+    };
+    let name = format!("oh-derive-{}", uuid::Uuid::new_v4().simple());
+    let options = CreateContainerOptions {
+        name: Some(name.clone()),
+        platform: String::new(),
+    };
+    let created = docker.create_container(Some(options), body).await.unwrap();
+    docker.start_container(&created.id, None).await.unwrap();
+    let mut wait = docker.wait_container(&created.id, None);
+    while let Some(step) = wait.next().await {
+        step.unwrap();
+    }
+    let (repo, version) = tag.split_once(':').unwrap();
+    let commit = CommitContainerOptions {
+        container: Some(created.id.clone()),
+        repo: Some(repo.to_owned()),
+        tag: Some(version.to_owned()),
+        changes: Some("USER 10001".to_owned()),
+        ..CommitContainerOptions::default()
+    };
+    docker
+        .commit_container(commit, bollard::models::ContainerConfig::default())
+        .await
+        .unwrap();
+    oh_workspace_docker::force_remove(&docker, &created.id)
+        .await
+        .unwrap();
+    tag.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn failures_are_typed_errors_and_leave_nothing_running() {
+    let server = Server::start(|c| {
+        c.start_wait = Duration::from_secs(2);
+        c.startup_deadline = Duration::from_secs(60);
+    })
+    .await;
+    let client = |image: &str, session: &str| {
+        ApiRemoteWorkspace::builder(&server.url, server.key.as_str(), image)
+            .image_pull_policy(PullPolicy::Never)
+            .session_id(session)
+            .startup_wait_timeout(Duration::from_secs(4))
+    };
+    // An image that does not exist.
+    let error = client("no-such-image:42", "missing-image")
+        .start()
+        .await
+        .unwrap_err();
+    assert_names(&Error::from(error), "missing-image", "status error");
+    assert_names(
+        &Error::from(
+            client("no-such-image:42", "missing-image-2")
+                .start()
+                .await
+                .unwrap_err(),
+        ),
+        "missing-image-2",
+        "does not exist",
+    );
+    // An agent server that exits at once, again and again.
+    let crashing = derived_image("oh-sandbox-test-crash:latest", "echo crashing >&2; exit 3").await;
+    let error = client(&crashing, "crash-loop").start().await.unwrap_err();
+    let error = Error::from(error);
+    assert_names(&error, "crash-loop", "crashloopbackoff");
+    assert_names(&error, "crash-loop", "crashing");
+    // An agent server slower than the client's budget: a typed error after the budget, and
+    // the client stops the sandbox.
+    let slow = derived_image("oh-sandbox-test-slow:latest", "sleep 600").await;
+    let started = Instant::now();
+    let error = client(&slow, "too-slow").start().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(error, openhands::api::Error::NotReady { .. }),
+        "{error:?}"
+    );
+    assert_names(&Error::from(error), "too-slow", "running");
+    assert_eq!(
+        runtime_status(&server, "too-slow").await["status"],
+        "stopped"
+    );
+    // A wrong API key.
+    let error = ApiRemoteWorkspace::builder(&server.url, "wrong-key", IMAGE)
+        .session_id("wrong-key")
+        .start()
+        .await
+        .unwrap_err();
+    assert_names(&Error::from(error), "wrong-key", "401");
+    assert_eq!(
+        server.containers().await,
+        0,
+        "a failed start left a container"
+    );
+    server.stop().await;
+    let docker = oh_workspace_docker::connect().await.unwrap();
+    for image in [crashing, slow] {
+        let _ = docker
+            .remove_image(
+                &image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn past_the_cap_a_start_is_429_and_the_warm_pool_serves_starts() {
+    let server = Server::start(|c| {
+        c.max_sandboxes = 2;
+        c.warm = 1;
+    })
+    .await;
+    let first = server.workspace().start().await.expect(NEEDS);
+    let second = server.workspace().start().await.unwrap();
+    let third = server.workspace().start().await.unwrap_err();
+    assert_names(&Error::from(third), "agent-server-", "429");
+    for w in [&first, &second] {
+        let out = w
+            .execute_command("echo ok", None, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout.trim(), "ok");
+    }
+    first.cleanup().await.unwrap();
+    second.cleanup().await.unwrap();
+    server.stop().await;
+}
