@@ -1080,6 +1080,10 @@ impl Sandboxes {
         let (Some(timeout), Some(url)) = (self.config.idle_timeout, record.url.as_deref()) else {
             return;
         };
+        // A sandbox just started or resumed is not idle, whatever its server says.
+        if store::now() - record.changed_at < timeout.as_secs_f64() {
+            return;
+        }
         let Ok(workspace) = oh_client::RemoteWorkspace::builder(url)
             .api_key(record.session_api_key.expose())
             .read_timeout(Duration::from_secs(5))
