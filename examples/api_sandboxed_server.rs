@@ -1,47 +1,186 @@
-//! The agent server in a sandbox from a runtime API: the reference's `APIRemoteWorkspace`
-//! asks the runtime API at `RUNTIME_API_URL` (default `https://runtime.eval.all-hands.dev`)
-//! with `RUNTIME_API_KEY` for a sandbox running an agent-server image, waits until it is
-//! ready and hands back a remote workspace; a command shows the sandbox, and a conversation
-//! runs there (write facts about the project into FACTS.txt, then delete the file), with the
-//! cost printed at the end. The sandbox is stopped afterwards.
+//! The agent server in a sandbox from a runtime API: `ApiRemoteWorkspace` asks the runtime
+//! API for a sandbox running the agent-server image, waits until it is ready and hands back a
+//! remote workspace; a command and a file round trip show the sandbox, then a conversation
+//! runs there (write facts about the project into FACTS.txt), with the cost printed at the
+//! end. The sandbox is stopped afterwards.
 //!
-//! Without `RUNTIME_API_KEY` the example says what it needs and exits successfully. The
-//! runtime-API workspace (`oh-workspace-api`, feature `api`) is not implemented yet, so with
-//! a key it says that instead. It reads `LLM_API_KEY`, `LLM_MODEL` and `LLM_BASE_URL` like
-//! the others.
+//! With `RUNTIME_API_URL` and `RUNTIME_API_KEY` it uses that runtime API (ours, the
+//! `openhands-sandbox-server` binary, or a hosted one). Without them it starts our sandbox
+//! server in this process, on the local Docker Engine, and stops it at the end; without a
+//! reachable Engine or without the image (`cargo xtask image`) it says so (`SKIP: …`) and
+//! exits successfully. It reads `LLM_API_KEY`, `LLM_MODEL` and `LLM_BASE_URL` like the
+//! others; when `LLM_BASE_URL` points at this machine's loopback, the sandboxes share the
+//! host's network so they can reach it.
 //!
 //! ```sh
-//! RUNTIME_API_KEY=... cargo run -p openhands-examples --example api_sandboxed_server
+//! cargo xtask image
+//! cargo run -p openhands-examples --example api_sandboxed_server
+//! # or, against a running sandbox server:
+//! RUNTIME_API_URL=http://127.0.0.1:8090 RUNTIME_API_KEY=... \
+//!   cargo run -p openhands-examples --example api_sandboxed_server
 //! ```
 
 #![allow(clippy::print_stdout, reason = "an example prints what happens")]
 
 mod common;
 
-/// The reference's default runtime API.
-const DEFAULT_RUNTIME_API_URL: &str = "https://runtime.eval.all-hands.dev";
+use std::time::{Duration, Instant};
 
-fn main() {
+use oh_sandbox_server::{Config, SandboxServer};
+use openhands::api::PullPolicy;
+use openhands::prelude::*;
+
+const IMAGE: &str = "openhands-agent-server:latest";
+
+const TASK: &str = "Write the kernel name and the current user id into FACTS.txt in the \
+    current directory, show it, then finish.";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     common::init_tracing();
-    let key = std::env::var("RUNTIME_API_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
-    let url = std::env::var("RUNTIME_API_URL")
+    let llm = common::llm_from_env();
+    let image = std::env::var("AGENT_SERVER_IMAGE").unwrap_or_else(|_| IMAGE.to_owned());
+    let given = std::env::var("RUNTIME_API_URL")
         .ok()
         .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| DEFAULT_RUNTIME_API_URL.to_owned());
-    if common::llm_from_env().is_none() {
-        common::say_conversation_skipped();
-    }
-    if key.is_none() {
-        println!(
-            "SKIP: needs RUNTIME_API_KEY (and RUNTIME_API_URL, default {DEFAULT_RUNTIME_API_URL}) \
-             to ask a runtime API for a sandbox"
+        .zip(
+            std::env::var("RUNTIME_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
         );
-        return;
-    }
+    let (url, key, local) = match given {
+        Some((url, key)) => (url, key, None),
+        None => {
+            let loopback_llm = llm
+                .as_ref()
+                .and_then(|l| l.base_url.as_deref())
+                .is_some_and(|u| u.contains("://127.0.0.1") || u.contains("://localhost"));
+            match start_sandbox_server(&image, loopback_llm).await {
+                Ok(started) => started,
+                Err(skip) => {
+                    println!("SKIP: {skip}");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let started = Instant::now();
+    let workspace = ApiRemoteWorkspace::builder(&url, key.as_str(), &image)
+        .image_pull_policy(if local.is_some() {
+            PullPolicy::Never
+        } else {
+            PullPolicy::IfNotPresent
+        })
+        .working_dir("/workspace/project")
+        .start()
+        .await?;
     println!(
-        "SKIP: needs the runtime-API workspace (oh-workspace-api, not implemented yet) \
-         to start a sandbox at {url}"
+        "Sandbox {} (session {}) ready at {} in {:.2} s",
+        workspace.runtime_id(),
+        workspace.session_id(),
+        workspace.url(),
+        started.elapsed().as_secs_f64()
     );
+    let result = demo(&workspace, llm).await;
+    workspace.cleanup().await?;
+    println!("Sandbox stopped.");
+    if let Some(local) = local {
+        let _ = local.stop.send(());
+        local.served.await??;
+        drop(local.state);
+    }
+    result
+}
+
+/// A sandbox server this example started, and its state directory.
+struct Local {
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<Result<(), oh_sandbox_server::ServerError>>,
+    state: tempfile::TempDir,
+}
+
+/// Our sandbox server on a free loopback port, with a key made up here.
+async fn start_sandbox_server(
+    image: &str,
+    host_network: bool,
+) -> Result<(String, String, Option<Local>), String> {
+    let state = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let key = format!("example-{}", uuid::Uuid::new_v4().simple());
+    let mut config = Config::new(state.path(), key.as_str());
+    config.port = 0;
+    config.image = image.to_owned();
+    config.idle_timeout = None;
+    if host_network {
+        config.network = Some("host".to_owned());
+    }
+    let server = SandboxServer::bind(config)
+        .await
+        .map_err(|e| format!("cannot start a sandbox server here: {e}"))?;
+    let url = format!("http://{}", server.local_addr());
+    println!(
+        "Started a sandbox server at {url} (state in {})",
+        state.path().display()
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    let exists = openhands::client::ServiceClient::new(&url)
+        .and_then(|c| c.with_header("X-API-Key", &key.as_str().into()))
+        .map_err(|e| e.to_string())?
+        .get::<serde_json::Value>(&format!("/image_exists?image={image}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    if exists["exists"] != true {
+        let _ = stop.send(());
+        return Err(format!(
+            "image {image} is not available locally (build it with `cargo xtask image`)"
+        ));
+    }
+    Ok((
+        url,
+        key,
+        Some(Local {
+            stop,
+            served,
+            state,
+        }),
+    ))
+}
+
+async fn demo(workspace: &ApiRemoteWorkspace, llm: Option<Llm>) -> anyhow::Result<()> {
+    let t = Duration::from_secs(30);
+    let uname = workspace
+        .execute_command("uname -sr && id && pwd", None, t)
+        .await?;
+    println!("In the sandbox:\n{}", uname.stdout.trim_end());
+
+    let scratch = tempfile::tempdir()?;
+    let note = scratch.path().join("note.txt");
+    std::fs::write(&note, "uploaded into the sandbox\n")?;
+    workspace.file_upload(&note, "note.txt").await?;
+    let copy = scratch.path().join("copy.txt");
+    workspace.file_download("note.txt", &copy).await?;
+    anyhow::ensure!(
+        std::fs::read(&note)? == std::fs::read(&copy)?,
+        "the downloaded copy differs from the upload"
+    );
+    println!("Uploaded note.txt and downloaded it back: identical.");
+
+    let Some(llm) = llm else {
+        common::say_conversation_skipped();
+        return Ok(());
+    };
+    let conversation = Conversation::new(
+        common::default_agent(llm),
+        workspace,
+        [common::print_events()],
+    )
+    .await?;
+    let outcome = common::run_task(&conversation, TASK).await;
+    conversation.close().await;
+    outcome?;
+    let facts = workspace.execute_command("cat FACTS.txt", None, t).await?;
+    println!("FACTS.txt:\n{}", facts.stdout.trim_end());
+    Ok(())
 }

@@ -28,7 +28,14 @@ struct Binary {
 impl Binary {
     fn start(state: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_openhands-sandbox-server"))
-            .args(["--port", "0", "--api-key", KEY, "--check-interval-seconds", "0.2"])
+            .args([
+                "--port",
+                "0",
+                "--api-key",
+                KEY,
+                "--check-interval-seconds",
+                "0.2",
+            ])
             .arg("--state-dir")
             .arg(state)
             .args(extra)
@@ -80,7 +87,10 @@ async fn labelled(label: &str) -> Vec<String> {
     let docker = oh_workspace_docker::connect().await.unwrap();
     let options = ListContainersOptions {
         all: true,
-        filters: Some(HashMap::from([("label".to_owned(), vec![label.to_owned()])])),
+        filters: Some(HashMap::from([(
+            "label".to_owned(),
+            vec![label.to_owned()],
+        )])),
         ..ListContainersOptions::default()
     };
     docker
@@ -126,17 +136,25 @@ async fn kill_9_mid_start_then_restart_fails_that_start_and_leaves_nothing_runni
         api.post::<_, Value>("/start", &start_body("cut-off", "/bin/sleep 600"), None)
             .await
     });
-    eventually(Duration::from_secs(30), "the sandbox's container exists", || async {
-        !ours(state.path()).await.is_empty()
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the sandbox's container exists",
+        || async { !ours(state.path()).await.is_empty() },
+    )
     .await;
     server.kill();
     let cut = start.await.unwrap();
-    assert!(cut.is_err(), "the start answered although the server was killed: {cut:?}");
+    assert!(
+        cut.is_err(),
+        "the start answered although the server was killed: {cut:?}"
+    );
     // The container outlived the server; the restart removes it and fails the start.
     assert_eq!(ours(state.path()).await.len(), 1);
     let server = Binary::start(state.path(), &[]);
-    assert!(ours(state.path()).await.is_empty(), "the restart left the container");
+    assert!(
+        ours(state.path()).await.is_empty(),
+        "the restart left the container"
+    );
     let runtime: Value = server.api().get("/sessions/cut-off").await.unwrap();
     assert_eq!(runtime["status"], "error", "{runtime}");
     assert!(
@@ -146,7 +164,14 @@ async fn kill_9_mid_start_then_restart_fails_that_start_and_leaves_nothing_runni
     // The same session starts again.
     let again: Value = server
         .api()
-        .post("/start", &start_body("cut-off", "/usr/local/bin/openhands-agent-server --port 60000"), None)
+        .post(
+            "/start",
+            &start_body(
+                "cut-off",
+                "/usr/local/bin/openhands-agent-server --port 60000",
+            ),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(again["status"], "running", "{again}");
@@ -176,7 +201,11 @@ async fn after_kill_9_every_sandbox_is_served_and_the_engine_reconciled() {
         runtimes.push(runtime);
     }
     let _: Value = api
-        .post("/pause", &json!({"runtime_id": runtimes[1]["runtime_id"]}), None)
+        .post(
+            "/pause",
+            &json!({"runtime_id": runtimes[1]["runtime_id"]}),
+            None,
+        )
         .await
         .unwrap();
     server.kill();
@@ -237,13 +266,19 @@ async fn after_kill_9_every_sandbox_is_served_and_the_engine_reconciled() {
     let paused: Value = api.get("/sessions/kept-paused").await.unwrap();
     assert_eq!(paused["status"], "paused");
     let resumed: Value = api
-        .post("/resume", &json!({"runtime_id": paused["runtime_id"]}), None)
+        .post(
+            "/resume",
+            &json!({"runtime_id": paused["runtime_id"]}),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(resumed["status"], "running", "{resumed}");
     let gone: Value = api.get("/sessions/loses-its-container").await.unwrap();
     assert_eq!(gone["status"], "stopped", "{gone}");
-    let stray_left = labelled(&format!("{SERVER_LABEL}")).await.contains(&stray.id);
+    let stray_left = labelled(&format!("{SERVER_LABEL}"))
+        .await
+        .contains(&stray.id);
     assert!(!stray_left, "the stray container was not removed");
     // A container that disappears while the server runs is noticed by the checks.
     let id = running["runtime_id"].as_str().unwrap();
@@ -258,10 +293,14 @@ async fn after_kill_9_every_sandbox_is_served_and_the_engine_reconciled() {
         )
         .await
         .unwrap();
-    eventually(Duration::from_secs(10), "the check marks it stopped", || async {
-        let r: Value = api.get("/sessions/kept-running").await.unwrap();
-        r["status"] == "stopped"
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the check marks it stopped",
+        || async {
+            let r: Value = api.get("/sessions/kept-running").await.unwrap();
+            r["status"] == "stopped"
+        },
+    )
     .await;
     for runtime in [&resumed] {
         let _: Value = api
@@ -269,7 +308,10 @@ async fn after_kill_9_every_sandbox_is_served_and_the_engine_reconciled() {
             .await
             .unwrap();
     }
-    assert!(ours(state.path()).await.is_empty(), "containers left behind");
+    assert!(
+        ours(state.path()).await.is_empty(),
+        "containers left behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,13 +325,21 @@ async fn an_idle_sandbox_is_paused_and_resumes_with_its_key() {
         .post("/start", &start_body("idle", command), None)
         .await
         .unwrap();
-    eventually(Duration::from_secs(20), "the idle sandbox is paused", || async {
-        let r: Value = api.get("/sessions/idle").await.unwrap();
-        r["status"] == "paused"
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the idle sandbox is paused",
+        || async {
+            let r: Value = api.get("/sessions/idle").await.unwrap();
+            r["status"] == "paused"
+        },
+    )
     .await;
     let resumed: Value = api
-        .post("/resume", &json!({"runtime_id": runtime["runtime_id"]}), None)
+        .post(
+            "/resume",
+            &json!({"runtime_id": runtime["runtime_id"]}),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(resumed["status"], "running", "{resumed}");

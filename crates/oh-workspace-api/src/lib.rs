@@ -59,9 +59,11 @@ use std::time::Duration;
 pub use oh_client::RemoteWorkspace;
 use oh_client::ServiceClient;
 use oh_protocol::SecretString;
+/// When the runtime API pulls the image.
+pub use oh_protocol::runtime::PullPolicy;
 use oh_protocol::runtime::{
-    BINARY_COMMAND, Command, PodStatus, PullPolicy, Runtime, RuntimeIdRequest, RuntimeStatus,
-    SANDBOX_USER, SOURCE_COMMAND, StartRequest,
+    BINARY_COMMAND, Command, PodStatus, Runtime, RuntimeIdRequest, RuntimeStatus, SANDBOX_USER,
+    SOURCE_COMMAND, StartRequest,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
