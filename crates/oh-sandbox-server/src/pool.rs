@@ -148,6 +148,7 @@ impl Pool {
                 return;
             }
         };
+        let mut backoff = Duration::from_secs(1);
         loop {
             let wanted = pool.size.saturating_sub(pool.ready());
             let room = sandboxes
@@ -167,11 +168,16 @@ impl Pool {
                     Ok(member) => {
                         tracing::info!(url = %member.url, "warm sandbox ready");
                         pool.members().push(member);
+                        backoff = Duration::from_secs(1);
                         continue;
                     }
                     Err(e) => {
-                        tracing::warn!("warm pool: booting a member failed: {e}");
-                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        tracing::warn!(
+                            retry_in = ?backoff,
+                            "warm pool: booting a member failed: {e}"
+                        );
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
                         continue;
                     }
                 }
