@@ -48,11 +48,18 @@ struct Harness {
     docker: Docker,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
+    /// Handed over to a restarted server: not cleaned up on drop.
+    handed_over: bool,
 }
 
 impl Harness {
     async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), tweak).await
+    }
+
+    /// A server on the state of `dir` (a restart when it holds records).
+    async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
         let docker = Docker::connect_with_local_defaults()
             .expect("docker")
             .negotiate_version()
@@ -63,7 +70,6 @@ impl Harness {
             .inspect_image(IMAGE)
             .await
             .unwrap_or_else(|e| panic!("{IMAGE} is needed (cargo xtask image): {e}"));
-        let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new(dir.path(), API_KEY);
         config.backend = BackendKind::Swarm;
         config.port = 0;
@@ -95,7 +101,8 @@ impl Harness {
             docker,
             stop: Some(stop),
             task: Some(task),
-            _dir: dir,
+            dir: Some(dir),
+            handed_over: false,
         }
     }
 
@@ -200,6 +207,10 @@ impl Harness {
     }
 
     async fn shutdown(mut self) {
+        self.stop_server().await;
+    }
+
+    async fn stop_server(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -207,12 +218,27 @@ impl Harness {
             task.await.expect("server task");
         }
     }
+
+    /// Stops this server and starts another on the same state (its sandboxes keep running).
+    async fn restart(mut self) -> Self {
+        self.stop_server().await;
+        self.handed_over = true;
+        let dir = self.dir.take().expect("state dir");
+        let instance = self.instance.clone();
+        drop(self);
+        let restarted = Self::start_in(dir, |_| {}).await;
+        assert_eq!(restarted.instance, instance);
+        restarted
+    }
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+        if self.handed_over {
+            return;
         }
         // Whatever a failed test left: remove this server's services with the CLI.
         let filter = format!("label={SERVER_LABEL}={}", self.instance);
@@ -441,6 +467,66 @@ async fn a_sandbox_on_the_host_network_publishes_nothing() {
         .unwrap_or_default();
     assert!(ports.is_empty(), "{ports:?}");
     let runtime_id = text(&started, "runtime_id").to_owned();
+    harness
+        .api(
+            Method::POST,
+            "/stop",
+            Some(&json!({"runtime_id": runtime_id})),
+        )
+        .await;
+    harness.assert_all_gone().await;
+    harness.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine, swarm mode and the image"]
+async fn a_restarted_server_adopts_its_running_and_paused_services() {
+    let harness = Harness::start(|_| {}).await;
+    let start = json!({
+        "image": IMAGE,
+        "session_id": "swarm-e2e-adopt",
+        "command": "/usr/local/bin/openhands-agent-server --port 60000",
+    });
+    let started = harness.api(Method::POST, "/start", Some(&start)).await;
+    assert_eq!(started["status"], "running", "{started}");
+    let runtime_id = text(&started, "runtime_id").to_owned();
+    let key = text(&started, "session_api_key").to_owned();
+
+    // Running across a restart: same URL, still serving.
+    let harness = harness.restart().await;
+    let shown = harness
+        .api(Method::GET, "/sessions/swarm-e2e-adopt", None)
+        .await;
+    assert_eq!(shown["status"], "running", "{shown}");
+    assert_eq!(shown["runtime_id"], runtime_id.as_str());
+    assert_eq!(shown["url"], started["url"], "{shown}");
+    echo_hi(&harness, text(&shown, "url"), &key).await;
+
+    // Paused across a restart: still paused (0 replicas), then resumable.
+    let paused = harness
+        .api(
+            Method::POST,
+            "/pause",
+            Some(&json!({"runtime_id": runtime_id})),
+        )
+        .await;
+    assert_eq!(paused["status"], "paused", "{paused}");
+    let harness = harness.restart().await;
+    let shown = harness
+        .api(Method::GET, &format!("/runtime/{runtime_id}"), None)
+        .await;
+    assert_eq!(shown["status"], "paused", "{shown}");
+    assert_eq!(harness.services().await.len(), 1);
+    let resumed = harness
+        .api(
+            Method::POST,
+            "/resume",
+            Some(&json!({"runtime_id": runtime_id})),
+        )
+        .await;
+    assert_eq!(resumed["status"], "running", "{resumed}");
+    echo_hi(&harness, text(&resumed, "url"), &key).await;
+
     harness
         .api(
             Method::POST,
