@@ -5,6 +5,7 @@
 //! (`cargo xtask image`):
 //! `cargo test -p oh-sandbox-server --test swarm -- --ignored --nocapture`.
 //! The swarm is left initialised; every service a test creates is removed.
+#![allow(clippy::expect_used, clippy::print_stdout, reason = "test helpers")]
 
 use std::collections::HashMap;
 use std::time::Duration;

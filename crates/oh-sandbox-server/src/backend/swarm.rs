@@ -44,15 +44,12 @@ use futures::future::{BoxFuture, FutureExt};
 
 use super::engine::{self, Limits, is_status};
 use super::{
-    Backend, Endpoint, MAX_RESTARTS, Managed, Observed, POOL_LABEL, PORT_LABEL, RUNTIME_LABEL,
-    SERVER_LABEL, Spec,
+    Backend, Endpoint, MAX_RESTARTS, Managed, Observed, POOL_LABEL, PORT_LABEL, PUBLIC_ADDR_LABEL,
+    RUNTIME_LABEL, SERVER_LABEL, Spec,
 };
 use crate::config::Config;
 use crate::error::BackendError;
 use crate::store::PauseKind;
-
-/// Node label an operator sets to the address clients reach the node's published ports at.
-pub(crate) const PUBLIC_ADDR_LABEL: &str = "org.openhands-rs.public_addr";
 
 /// Longest service name Swarm accepts.
 const MAX_NAME: usize = 63;
