@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use api::API_KEY_HEADER;
-pub use backend::{POOL_LABEL, RUNTIME_LABEL, SERVER_LABEL, SESSION_LABEL};
+pub use backend::{POOL_LABEL, PUBLIC_ADDR_LABEL, RUNTIME_LABEL, SERVER_LABEL, SESSION_LABEL};
 pub use config::{BackendKind, Config};
 pub use error::{BackendError, ServerError};
 

@@ -22,8 +22,7 @@ use oh_protocol::runtime::{
 };
 use tokio::time::Instant;
 
-use crate::backend::docker::MAX_RESTARTS;
-use crate::backend::{Backend, Observed, RUNTIME_LABEL, SESSION_LABEL, Spec};
+use crate::backend::{Backend, MAX_RESTARTS, Observed, RUNTIME_LABEL, SESSION_LABEL, Spec};
 use crate::config::Config;
 use crate::error::{ApiError, BackendError};
 use crate::pool::{Claim, Pool};

@@ -276,9 +276,7 @@ async fn after_kill_9_every_sandbox_is_served_and_the_engine_reconciled() {
     assert_eq!(resumed["status"], "running", "{resumed}");
     let gone: Value = api.get("/sessions/loses-its-container").await.unwrap();
     assert_eq!(gone["status"], "stopped", "{gone}");
-    let stray_left = labelled(&format!("{SERVER_LABEL}"))
-        .await
-        .contains(&stray.id);
+    let stray_left = labelled(SERVER_LABEL).await.contains(&stray.id);
     assert!(!stray_left, "the stray container was not removed");
     // A container that disappears while the server runs is noticed by the checks.
     let id = running["runtime_id"].as_str().unwrap();

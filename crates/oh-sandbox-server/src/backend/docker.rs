@@ -14,24 +14,18 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    StopContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, StopContainerOptions,
 };
-use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
-use oh_protocol::runtime::PullPolicy;
 
-use super::{Backend, Endpoint, Managed, Observed, POOL_LABEL, RUNTIME_LABEL, SERVER_LABEL, Spec};
+use super::engine::{self, Limits, is_status};
+use super::{
+    Backend, Endpoint, MAX_RESTARTS, Managed, Observed, POOL_LABEL, PORT_LABEL, RUNTIME_LABEL,
+    SERVER_LABEL, Spec,
+};
 use crate::config::Config;
 use crate::error::BackendError;
 use crate::store::PauseKind;
-
-/// Label with the agent server's port inside the container.
-const PORT_LABEL: &str = "org.openhands-rs.sandbox.port";
-
-/// Restarts the Engine makes before a crashing sandbox is given up (it is then reported
-/// `crashloopbackoff` and removed).
-pub(crate) const MAX_RESTARTS: i64 = 3;
 
 /// Seconds a stop waits before killing.
 const STOP_TIMEOUT: i32 = 10;
@@ -75,7 +69,11 @@ impl DockerBackend {
         labels.insert(SERVER_LABEL.to_owned(), self.instance.clone());
         labels.insert(PORT_LABEL.to_owned(), spec.port.to_string());
         let port_key = format!("{}/tcp", spec.port);
-        let factor = i64::from(spec.resource_factor.max(1));
+        let limits = Limits::new(
+            self.cpus_per_factor,
+            self.memory_mib_per_factor,
+            spec.resource_factor,
+        );
         let mut host_config = HostConfig {
             init: Some(true),
             network_mode: self.network.clone(),
@@ -86,21 +84,10 @@ impl DockerBackend {
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             runtime: spec.runtime.clone(),
+            nano_cpus: limits.nano_cpus,
+            memory: limits.memory_bytes,
             ..HostConfig::default()
         };
-        if self.cpus_per_factor > 0.0 {
-            #[allow(
-                clippy::cast_possible_truncation,
-                reason = "a few CPUs in nanoCPUs fits"
-            )]
-            let nano = (self.cpus_per_factor * 1e9) as i64;
-            host_config.nano_cpus = Some(nano.saturating_mul(factor));
-        }
-        if self.memory_mib_per_factor > 0 {
-            let bytes = i64::try_from(self.memory_mib_per_factor.saturating_mul(1 << 20))
-                .unwrap_or(i64::MAX);
-            host_config.memory = Some(bytes.saturating_mul(factor));
-        }
         let exposed = if self.host_network() {
             None
         } else {
@@ -134,45 +121,6 @@ impl DockerBackend {
             ..ContainerCreateBody::default()
         }
     }
-
-    async fn ensure_image(&self, image: &str, pull: PullPolicy) -> Result<(), BackendError> {
-        let present = self.docker.inspect_image(image).await.is_ok();
-        match (pull, present) {
-            (PullPolicy::Never, false) => Err(BackendError::ImageMissing {
-                image: image.to_owned(),
-                detail: "not present and the pull policy is Never".to_owned(),
-            }),
-            (PullPolicy::Never | PullPolicy::IfNotPresent, true) => Ok(()),
-            (PullPolicy::Always, true) => {
-                if let Err(e) = self.pull(image).await {
-                    tracing::warn!(image, "pull failed, using the local image: {e}");
-                }
-                Ok(())
-            }
-            (_, false) => self
-                .pull(image)
-                .await
-                .map_err(|detail| BackendError::ImageMissing {
-                    image: image.to_owned(),
-                    detail: format!("not present and the pull failed: {detail}"),
-                }),
-        }
-    }
-
-    async fn pull(&self, image: &str) -> Result<(), String> {
-        let options = CreateImageOptions {
-            from_image: Some(image.to_owned()),
-            ..CreateImageOptions::default()
-        };
-        let mut stream = self.docker.create_image(Some(options), None, None);
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| e.to_string())?;
-            if let Some(error) = info.error_detail.and_then(|d| d.message) {
-                return Err(error);
-            }
-        }
-        Ok(())
-    }
 }
 
 async fn runtimes(docker: &Docker) -> Vec<String> {
@@ -188,13 +136,6 @@ async fn runtimes(docker: &Docker) -> Vec<String> {
     }
 }
 
-fn is_status(error: &bollard::errors::Error, code: u16) -> bool {
-    matches!(
-        error,
-        bollard::errors::Error::DockerResponseServerError { status_code, .. } if *status_code == code
-    )
-}
-
 impl Backend for DockerBackend {
     fn kind(&self) -> &'static str {
         "docker"
@@ -206,19 +147,12 @@ impl Backend for DockerBackend {
     }
 
     fn image_exists<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<bool, BackendError>> {
-        async move {
-            match self.docker.inspect_image(image).await {
-                Ok(_) => Ok(true),
-                Err(e) if is_status(&e, 404) => Ok(false),
-                Err(e) => Err(e.into()),
-            }
-        }
-        .boxed()
+        engine::image_present(&self.docker, image).boxed()
     }
 
     fn create<'a>(&'a self, spec: &'a Spec) -> BoxFuture<'a, Result<String, BackendError>> {
         async move {
-            self.ensure_image(&spec.image, spec.pull).await?;
+            engine::ensure_image(&self.docker, &spec.image, spec.pull).await?;
             let options = CreateContainerOptions {
                 name: Some(spec.name.clone()),
                 platform: String::new(),

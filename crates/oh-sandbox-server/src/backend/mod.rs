@@ -14,6 +14,7 @@ use crate::error::BackendError;
 use crate::store::PauseKind;
 
 pub(crate) mod docker;
+mod engine;
 pub(crate) mod swarm;
 
 /// Label carrying the id of the sandbox server that owns a workload.
@@ -24,6 +25,15 @@ pub const RUNTIME_LABEL: &str = "org.openhands-rs.sandbox.runtime-id";
 pub const SESSION_LABEL: &str = "org.openhands-rs.sandbox.session-id";
 /// Label of warm-pool members (`1`).
 pub const POOL_LABEL: &str = "org.openhands-rs.sandbox.pool";
+/// Swarm node label: the address clients reach the node's published ports at (else the
+/// address the manager knows the node by).
+pub const PUBLIC_ADDR_LABEL: &str = "org.openhands-rs.public_addr";
+/// Label with the agent server's port inside the workload.
+pub(crate) const PORT_LABEL: &str = "org.openhands-rs.sandbox.port";
+
+/// Restarts the engine makes before a crashing sandbox is given up (it is then reported
+/// `crashloopbackoff` and removed).
+pub(crate) const MAX_RESTARTS: i64 = 3;
 
 /// What to run.
 #[derive(Debug, Clone)]
