@@ -771,6 +771,7 @@ impl Sandboxes {
             .handle
             .clone()
             .ok_or_else(|| ApiError::conflict("the runtime has no workload"))?;
+        let kind = self.backend.pause_kind(kind);
         self.backend.pause(&handle, kind).await?;
         tracing::info!(runtime_id, ?kind, "sandbox paused");
         self.update(runtime_id, |r| {

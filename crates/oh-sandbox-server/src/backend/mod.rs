@@ -124,6 +124,12 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// What the engine sees now.
     fn observe<'a>(&'a self, handle: &'a str) -> BoxFuture<'a, Result<Observed, BackendError>>;
 
+    /// How a pause asked as `requested` is really done: an engine that cannot freeze (Swarm
+    /// scales to zero) always stops, which frees the sandbox's resources.
+    fn pause_kind(&self, requested: PauseKind) -> PauseKind {
+        requested
+    }
+
     /// Pauses a running workload.
     fn pause<'a>(
         &'a self,

@@ -463,6 +463,11 @@ fn classify(replicas: i64, tasks: &[Task]) -> (Observed, Option<&Task>) {
 }
 
 impl Backend for SwarmBackend {
+    fn pause_kind(&self, _requested: PauseKind) -> PauseKind {
+        // Swarm has no freeze: a pause scales the service to zero.
+        PauseKind::Stop
+    }
+
     fn kind(&self) -> &'static str {
         "swarm"
     }
