@@ -559,3 +559,92 @@ async fn a_restarted_server_adopts_its_running_and_paused_services() {
     harness.assert_all_gone().await;
     harness.shutdown().await;
 }
+
+/// The same end-to-end path as on Docker (`tests/sandbox.rs` of `openhands-e2e`), on the
+/// swarm: our `ApiRemoteWorkspace` provisions a sandbox, runs a command, moves a file both
+/// ways, runs a scripted conversation in it, keeps it alive for a second workspace with the
+/// same session, pauses and resumes it, and cleans up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine, swarm mode and the image"]
+async fn api_remote_workspace_end_to_end_on_swarm() {
+    use oh_protocol::runtime::PullPolicy;
+    use oh_protocol::{Agent, Event, ExecutionStatus, Llm, ToolSpec};
+    use oh_testkit::{Reply, ScriptedLlm};
+    use oh_workspace_api::ApiRemoteWorkspace;
+
+    // Host network: the sandbox reaches the scripted LLM on the host's loopback.
+    let harness = Harness::start(|c| c.network = Some("host".into())).await;
+    let builder = || {
+        ApiRemoteWorkspace::builder(&harness.base, API_KEY, IMAGE)
+            .image_pull_policy(PullPolicy::Never)
+            .working_dir("/workspace/project")
+            .startup_wait_timeout(Duration::from_secs(120))
+    };
+    let first = builder().keep_alive(true).start().await.expect("a sandbox");
+    let t = Duration::from_secs(20);
+    let who = first.execute_command("id -u", None, t).await.expect("exec");
+    assert_eq!(who.stdout.trim(), "10001", "{who:?}");
+    let local = tempfile::tempdir().expect("temp dir");
+    let payload: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let source = local.path().join("in.bin");
+    std::fs::write(&source, &payload).expect("write");
+    first.file_upload(&source, "in.bin").await.expect("upload");
+    let back = local.path().join("out.bin");
+    first
+        .file_download("in.bin", &back)
+        .await
+        .expect("download");
+    assert_eq!(std::fs::read(&back).expect("read"), payload);
+    let llm = ScriptedLlm::start(vec![
+        Reply::tool("terminal", json!({"command": "echo swarm-$(id -u)"})),
+        Reply::tool("finish", json!({"message": "done"})),
+    ])
+    .await
+    .expect("scripted llm");
+    let mut config = Llm::new("openai/scripted-model");
+    config.base_url = Some(llm.base_url());
+    config.api_key = Some("scripted".into());
+    let conversation = oh_client::RemoteConversation::builder(&first)
+        .agent(Agent::new(config, vec![ToolSpec::new("terminal")]))
+        .autotitle(false)
+        .create()
+        .await
+        .expect("conversation");
+    conversation
+        .send_text("Say where you are.")
+        .await
+        .expect("send");
+    assert_eq!(
+        conversation.run().await.expect("run"),
+        ExecutionStatus::Finished
+    );
+    assert!(
+        conversation
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Observation(_))
+                && serde_json::to_string(e).is_ok_and(|s| s.contains("swarm-10001")))
+    );
+    conversation.close().await;
+    // keep_alive: the service stays, and the same session reattaches to it.
+    let session_id = first.session_id().to_owned();
+    let runtime_id = first.runtime_id().to_owned();
+    first.cleanup().await.expect("cleanup");
+    drop(first);
+    assert_eq!(harness.services().await.len(), 1);
+    let mut second = builder()
+        .session_id(&session_id)
+        .start()
+        .await
+        .expect("reattach");
+    assert_eq!(second.runtime_id(), runtime_id);
+    second.pause().await.expect("pause");
+    second.resume().await.expect("resume");
+    let after = second
+        .execute_command("echo back", None, t)
+        .await
+        .expect("exec after resume");
+    assert_eq!(after.stdout.trim(), "back");
+    second.cleanup().await.expect("cleanup");
+    harness.assert_all_gone().await;
+}
