@@ -23,7 +23,8 @@ pub const AGENT_SERVER_PORT: u16 = 60000;
 pub const BINARY_COMMAND: &str = "/usr/local/bin/openhands-agent-server --port 60000";
 
 /// The start command of a source image (`target_type = "source"`).
-pub const SOURCE_COMMAND: &str = "/agent-server/.venv/bin/python -m openhands.agent_server --port 60000";
+pub const SOURCE_COMMAND: &str =
+    "/agent-server/.venv/bin/python -m openhands.agent_server --port 60000";
 
 /// The user (and group) the Python client asks sandboxes to run as.
 pub const SANDBOX_USER: u32 = 10001;
@@ -296,7 +297,10 @@ mod tests {
         assert!(!format!("{s:?}").contains("\"v\""));
         let s: StartRequest =
             serde_json::from_str(r#"{"image":"i","session_id":"s","command":["--port","1"]}"#)?;
-        assert_eq!(s.command, Some(Command::Argv(vec!["--port".into(), "1".into()])));
+        assert_eq!(
+            s.command,
+            Some(Command::Argv(vec!["--port".into(), "1".into()]))
+        );
         Ok(())
     }
 }
