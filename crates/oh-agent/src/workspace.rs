@@ -43,6 +43,7 @@ pub const SENSITIVE_ENV_VARS: &[&str] = &[
     "SESSION_API_KEY",
     "OH_SESSION_API_KEYS",
     "OH_SECRET_KEY",
+    "OH_PREVIOUS_SECRET_KEYS",
     "LMNR_PROJECT_API_KEY",
     "OTEL_HEADERS",
     "OTEL_EXPORTER_OTLP_HEADERS",
@@ -50,8 +51,9 @@ pub const SENSITIVE_ENV_VARS: &[&str] = &[
 ];
 
 /// Prefixes of environment variables never passed to commands: the indexed form of the
-/// session keys (`OH_SESSION_API_KEYS_0`, `OH_SESSION_API_KEYS_1`, …).
-pub const SENSITIVE_ENV_PREFIXES: &[&str] = &["OH_SESSION_API_KEYS_"];
+/// session keys (`OH_SESSION_API_KEYS_0`, `OH_SESSION_API_KEYS_1`, …) and of the previous
+/// secret keys (`OH_PREVIOUS_SECRET_KEYS_0`, …).
+pub const SENSITIVE_ENV_PREFIXES: &[&str] = &["OH_SESSION_API_KEYS_", "OH_PREVIOUS_SECRET_KEYS_"];
 
 /// How long output is still collected after a timed-out command was killed, in case a
 /// process outside its group holds the pipes open.
@@ -156,6 +158,23 @@ pub fn sanitized_env() -> Vec<(OsString, OsString)> {
         if !original.is_empty() {
             env.push(("LD_LIBRARY_PATH".into(), original));
         }
+    }
+    env
+}
+
+/// [`sanitized_env`] with `extra` set on top (replacing inherited variables of the same
+/// name), for a server that adds environment after it started without changing its own
+/// (`std::env::set_var` is unsound once threads run). Credentials among `extra` are
+/// dropped too ([`is_sensitive_env`]).
+pub fn sanitized_env_with(extra: &[(String, String)]) -> Vec<(OsString, OsString)> {
+    let mut env = sanitized_env();
+    for (key, value) in extra {
+        let key = OsStr::new(key);
+        if is_sensitive_env(key) {
+            continue;
+        }
+        env.retain(|(name, _)| name != key);
+        env.push((key.to_owned(), value.into()));
     }
     env
 }
@@ -387,11 +406,35 @@ mod tests {
             "OH_SESSION_API_KEYS_12",
             "OH_SECRET_KEY",
             "oh_session_api_keys",
+            "OH_PREVIOUS_SECRET_KEYS",
+            "OH_PREVIOUS_SECRET_KEYS_0",
         ] {
             assert!(is_sensitive_env(OsStr::new(name)), "{name}");
         }
         for name in ["PATH", "HOME", "OH_SESSION", "SESSION_API_KEYS", "AI_AGENT"] {
             assert!(!is_sensitive_env(OsStr::new(name)), "{name}");
         }
+    }
+
+    #[test]
+    fn extra_env_overrides_and_never_adds_a_key() {
+        let extra = [
+            ("OH_TEST_EXTRA_ENV".to_owned(), "one".to_owned()),
+            ("PATH".to_owned(), "/extra/bin".to_owned()),
+            ("OH_SECRET_KEY".to_owned(), "leaked".to_owned()),
+            ("oh_session_api_keys_3".to_owned(), "leaked".to_owned()),
+        ];
+        let env = sanitized_env_with(&extra);
+        let values = |name: &str| -> Vec<&OsString> {
+            env.iter()
+                .filter(|(key, _)| key == name)
+                .map(|(_, value)| value)
+                .collect()
+        };
+        assert_eq!(values("OH_TEST_EXTRA_ENV"), [&OsString::from("one")]);
+        assert_eq!(values("PATH"), [&OsString::from("/extra/bin")]);
+        assert!(values("OH_SECRET_KEY").is_empty());
+        assert!(values("oh_session_api_keys_3").is_empty());
+        assert_eq!(sanitized_env_with(&[]), sanitized_env());
     }
 }

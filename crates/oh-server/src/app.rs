@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) ready: AtomicBool,
     /// Flips to `true` when the server shuts down; sockets watch it to close.
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// Whether this application was built by `POST /api/init` (the server started dormant):
+    /// then `/api/init` reports `ready` instead of 404.
+    pub(crate) from_init: bool,
 }
 
 /// Start time and last activity, for `/server_info` (`uptime`, `idle_time`).
@@ -51,7 +54,7 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             started: Instant::now(),
             last: AtomicU64::new(0),
@@ -96,6 +99,9 @@ pub enum ServerError {
 
 /// A bound agent server, ready to [`serve`](Server::serve).
 ///
+/// With [`Config::deferred_init`] it starts dormant and builds the application only when
+/// `POST /api/init` delivers the configuration (see the `init` module).
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), oh_server::ServerError> {
 /// let config = oh_server::Config::under(std::path::Path::new("/tmp/oh"));
@@ -107,7 +113,18 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    state: AppState,
+    addr: SocketAddr,
+    limits: crate::listener::Limits,
+    mode: Mode,
+}
+
+/// What a bound server serves.
+#[derive(Debug)]
+enum Mode {
+    /// The application, built at bind.
+    Ready(AppState),
+    /// A dormant server waiting for `POST /api/init`.
+    Deferred(Arc<crate::init::Deferred>),
 }
 
 impl std::fmt::Debug for AppState {
@@ -118,84 +135,179 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// Builds the application for `config`: prepares storage and indexes stored conversations
+/// and bash events (blocking file I/O). `activity` carries over from a dormant server.
+pub(crate) fn build_state(
+    config: Config,
+    activity: Arc<Activity>,
+    from_init: bool,
+) -> Result<AppState, ServerError> {
+    let conversations = Conversations::open(&config, Arc::clone(&activity)).map_err(|err| {
+        ServerError::Storage(format!(
+            "conversations_path {}: {err}",
+            config.conversations_path.display()
+        ))
+    })?;
+    let bash = crate::bash::BashService::new(
+        &config.bash_events_dir,
+        config
+            .command_env
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
+    )
+    .map_err(|err| {
+        ServerError::Storage(format!(
+            "bash_events_dir {}: {err}",
+            config.bash_events_dir.display()
+        ))
+    })?;
+    crate::upload_journal::recover(&config.upload_journal_dir);
+    let state = AppState(Arc::new(Shared {
+        keys: ApiKeys::new(&config.session_api_keys),
+        cors: CorsPolicy::new(
+            &config.allow_cors_origins,
+            config.allow_cors_origin_regex.as_deref(),
+        ),
+        activity,
+        conversations,
+        bash,
+        sockets: crate::sockets::SocketLimits::default(),
+        ready: AtomicBool::new(false),
+        shutdown: tokio::sync::watch::Sender::new(false),
+        from_init,
+        config,
+    }));
+    state.ready.store(true, Ordering::Release);
+    Ok(state)
+}
+
+/// An application serving: its background loops (idle eviction, bash-event retention) run
+/// until [`Running::stop`] or until it is dropped.
+#[derive(Debug)]
+pub(crate) struct Running {
+    state: AppState,
+    evictor: tokio::task::JoinHandle<()>,
+    /// Stops when dropped.
+    _retention: Option<crate::bash::RetentionTask>,
+}
+
+impl Running {
+    /// Starts the background loops of `state`.
+    pub(crate) fn start(state: AppState) -> Self {
+        let evictor = tokio::spawn(evict_idle(state.clone()));
+        let retention = state
+            .bash
+            .spawn_retention(state.config.bash_events_retention_seconds);
+        Self {
+            state,
+            evictor,
+            _retention: retention,
+        }
+    }
+
+    /// Closes the event sockets, stops the loops, and pauses and saves running
+    /// conversations, until `deadline`. Returns whether that finished in time.
+    async fn stop(self, deadline: tokio::time::Instant) -> bool {
+        self.state.shutdown.send_replace(true);
+        self.evictor.abort();
+        tokio::time::timeout_at(deadline, self.state.conversations.shutdown())
+            .await
+            .is_ok()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.evictor.abort();
+    }
+}
+
 impl Server {
     /// Prepares storage, indexes stored conversations (without loading them) and binds the
-    /// listener.
+    /// listener. With [`Config::deferred_init`] only the listener is bound: the server is
+    /// dormant until `POST /api/init`.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let limits = crate::listener::Limits::new(&config);
         let activity = Arc::new(Activity::new());
-        let conversations = Conversations::open(&config, Arc::clone(&activity))
-            .map_err(|err| ServerError::Storage(err.to_string()))?;
-        let bash = crate::bash::BashService::new(&config.bash_events_dir)
-            .map_err(|err| ServerError::Storage(err.to_string()))?;
-        crate::upload_journal::recover(&config.upload_journal_dir);
-        let state = AppState(Arc::new(Shared {
-            keys: ApiKeys::new(&config.session_api_keys),
-            cors: CorsPolicy::new(
-                &config.allow_cors_origins,
-                config.allow_cors_origin_regex.as_deref(),
-            ),
-            activity,
-            conversations,
-            bash,
-            sockets: crate::sockets::SocketLimits::default(),
-            ready: AtomicBool::new(false),
-            shutdown: tokio::sync::watch::Sender::new(false),
-            config,
-        }));
-        state.ready.store(true, Ordering::Release);
-        Ok(Self { listener, state })
+        let mode = if config.deferred_init {
+            Mode::Deferred(crate::init::Deferred::new(config, activity))
+        } else {
+            Mode::Ready(build_state(config, activity, false)?)
+        };
+        let addr = listener.local_addr().unwrap_or(addr);
+        Ok(Self {
+            listener,
+            addr,
+            limits,
+            mode,
+        })
     }
 
     /// This server's route table, to drive the handlers in-process without a TCP round trip
-    /// (the fuzz tests call it through `tower::ServiceExt::oneshot`). Not a stable API.
+    /// (the fuzz tests call it through `tower::ServiceExt::oneshot`). A dormant server's is
+    /// its dormant table. Not a stable API.
     #[doc(hidden)]
     pub fn router(&self) -> axum::Router {
-        router(self.state.clone())
+        match &self.mode {
+            Mode::Ready(state) => router(state.clone()),
+            Mode::Deferred(deferred) => crate::init::Deferred::router(deferred),
+        }
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::new(self.state.config.host, self.state.config.port))
+        self.addr
     }
 
     /// Serves until `shutdown` completes, then stops accepting, closes event sockets, lets
     /// requests in flight finish and pauses running conversations (their state is on disk),
     /// all within [`Config::shutdown_drain_seconds`]; connections still open then are
     /// aborted. Connections are limited as [`Config`] says (count, header-read, idle and
-    /// body timeouts).
+    /// body timeouts). A dormant server switches to the application `POST /api/init` builds
+    /// without dropping a connection; it shuts down the same way in either state.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let state = self.state.clone();
-        let limits = crate::listener::Limits::new(&state.config);
-        let drain = limits.drain;
-        let mut connections =
-            crate::listener::Connections::new(self.listener, router(self.state), limits);
-        let evictor = tokio::spawn(evict_idle(state.clone()));
-        // Stops when dropped, at the end of serving.
-        let _retention = state
-            .bash
-            .spawn_retention(state.config.bash_events_retention_seconds);
+        let drain = self.limits.drain;
+        let (routes, running, deferred) = match self.mode {
+            Mode::Ready(state) => (
+                crate::listener::Routes::fixed(router(state.clone())),
+                Some(Running::start(state)),
+                None,
+            ),
+            Mode::Deferred(deferred) => (
+                crate::init::Deferred::routes(&deferred),
+                None,
+                Some(deferred),
+            ),
+        };
+        let mut connections = crate::listener::Connections::new(self.listener, routes, self.limits);
         connections.accept_until(shutdown).await;
         tracing::info!("shutting down (drain within {drain:?})");
         let deadline = tokio::time::Instant::now() + drain;
-        state.shutdown.send_replace(true);
-        evictor.abort();
-        let (aborted, paused) = tokio::join!(
-            connections.drain(deadline),
-            tokio::time::timeout_at(deadline, state.conversations.shutdown()),
-        );
+        // A dormant server: the application, if `POST /api/init` built one; an init still
+        // running is not installed any more.
+        let running = match &deferred {
+            Some(deferred) => deferred.close(),
+            None => running,
+        };
+        let stopped = async move {
+            match running {
+                Some(running) => running.stop(deadline).await,
+                None => true,
+            }
+        };
+        let (aborted, paused) = tokio::join!(connections.drain(deadline), stopped);
         if aborted > 0 {
             tracing::warn!("aborted {aborted} connection(s) still open after the drain");
         }
-        if paused.is_err() {
+        if !paused {
             tracing::warn!("pausing and saving conversations did not finish within the drain");
         }
         tracing::info!("stopped");
@@ -231,6 +343,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::server_details::router())
         .merge(crate::sockets::router())
+        .merge(crate::init::app_routes())
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -243,7 +356,7 @@ pub(crate) fn router(state: AppState) -> Router {
 
 /// Unknown routes: 404, except that `/x/` redirects (307) to `/x` and `/api/tools` to
 /// `/api/tools/`, as FastAPI does between the two spellings of a route.
-async fn not_found(req: axum::extract::Request) -> axum::response::Response {
+pub(crate) async fn not_found(req: axum::extract::Request) -> axum::response::Response {
     match redirect_target(req.uri().path(), req.uri().query()) {
         Some(target) => (
             StatusCode::TEMPORARY_REDIRECT,
@@ -274,7 +387,7 @@ fn redirect_target(path: &str, query: Option<&str>) -> Option<String> {
     })
 }
 
-async fn method_not_allowed() -> axum::response::Response {
+pub(crate) async fn method_not_allowed() -> axum::response::Response {
     ApiError::reason(StatusCode::METHOD_NOT_ALLOWED).into_response()
 }
 

@@ -84,6 +84,8 @@ struct Inner {
     events: broadcast::Sender<Arc<BashEvent>>,
     /// Processes being spawned at once (see [`SPAWNS_AT_ONCE`]).
     spawns: tokio::sync::Semaphore,
+    /// Extra environment of every command (`Config::command_env`).
+    env: Vec<(String, String)>,
 }
 
 /// fork/exec runs on the blocking pool, a few at a time: a burst of commands neither holds up
@@ -341,8 +343,9 @@ impl Serialize for BashEventJson {
 
 impl BashService {
     /// Opens (creating it if needed) the event directory and indexes the events stored there
-    /// (without keeping their bodies).
-    pub(crate) fn new(dir: &Path) -> io::Result<Self> {
+    /// (without keeping their bodies). Commands get this process's environment
+    /// ([`oh_agent::workspace::sanitized_env_with`]) with `env` on top.
+    pub(crate) fn new(dir: &Path, env: Vec<(String, String)>) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut index = Index::default();
         let mut last = 0;
@@ -384,6 +387,7 @@ impl BashService {
                 clock: AtomicI64::new(last),
                 events,
                 spawns: tokio::sync::Semaphore::new(SPAWNS_AT_ONCE),
+                env,
             }),
         })
     }
@@ -469,7 +473,8 @@ impl Inner {
         let spawned = match inner.spawns.acquire().await {
             Ok(_permit) => {
                 let to_spawn = command.clone();
-                tokio::task::spawn_blocking(move || spawn(&to_spawn))
+                let spawner = Arc::clone(&inner);
+                tokio::task::spawn_blocking(move || spawn(&to_spawn, &spawner.env))
                     .await
                     .unwrap_or_else(|err| Err(io::Error::other(err)))
             }
@@ -892,13 +897,13 @@ fn os_error(err: &io::Error, cwd: Option<&str>) -> String {
     format!("[Errno {code}] {description}: '{culprit}'")
 }
 
-fn spawn(command: &BashCommand) -> io::Result<Child> {
+fn spawn(command: &BashCommand, env: &[(String, String)]) -> io::Result<Child> {
     let mut shell = Command::new("/bin/sh");
     shell
         .arg("-c")
         .arg(&command.command)
         .env_clear()
-        .envs(oh_agent::workspace::sanitized_env())
+        .envs(oh_agent::workspace::sanitized_env_with(env))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1462,7 +1467,7 @@ mod tests {
         const COMMANDS: usize = 300;
         const BYTES: usize = 60_000;
         let dir = tempfile::tempdir().expect("temp dir");
-        let service = BashService::new(dir.path()).expect("service");
+        let service = BashService::new(dir.path(), Vec::new()).expect("service");
         run_commands(&service, COMMANDS, BYTES).await;
         // The index: well under 1 KiB per event (two events per command).
         let budget = CACHE_BUDGET + 2 * COMMANDS * 1024;
@@ -1480,7 +1485,7 @@ mod tests {
         );
         drop(service);
 
-        let restarted = BashService::new(dir.path()).expect("restart");
+        let restarted = BashService::new(dir.path(), Vec::new()).expect("restart");
         let resident = restarted.resident_bytes();
         assert!(
             resident < 2 * COMMANDS * 1024,
@@ -1539,7 +1544,7 @@ mod tests {
     #[test]
     fn purge_deletes_events_before_the_cutoff() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let service = BashService::new(dir.path()).expect("service");
+        let service = BashService::new(dir.path(), Vec::new()).expect("service");
         let t0 = 1_777_889_702_118_204;
         let events: Vec<_> = (0..3).map(|n| output_at(t0 + n * 1_000_000)).collect();
         for (n, event) in (0..).zip(&events) {
@@ -1577,7 +1582,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_retention_loop_purges_old_events_until_stopped() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let service = BashService::new(dir.path()).expect("service");
+        let service = BashService::new(dir.path(), Vec::new()).expect("service");
         let hour = 3_600_000_000;
         let now = now_micros();
         let old = output_at(now - hour);

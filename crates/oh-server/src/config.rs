@@ -13,6 +13,7 @@
 //! | `body_min_rate_bytes_per_second` | 1024 | see `body_read_timeout_seconds` (0: any byte is progress) |
 //! | `shutdown_drain_seconds` | 8 | after SIGTERM, in-flight requests finish and conversations are paused and saved within this; what is left is aborted |
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,14 @@ pub struct Config {
     pub session_api_keys: Vec<SecretString>,
     /// Key for secrets at rest; `None` masks secrets on disk (lost on restart).
     pub secret_key: Option<SecretString>,
+    /// Earlier secret keys, used only to decrypt values saved under them (a rotation);
+    /// such values are written under `secret_key` when next saved.
+    /// `OH_PREVIOUS_SECRET_KEYS` (a JSON list) or `OH_PREVIOUS_SECRET_KEYS_0`, `_1`, …
+    pub previous_secret_keys: Vec<SecretString>,
+    /// A blank secret key was configured (`OH_SECRET_KEY=`): it counts as unset (the
+    /// session-key fallback applies), but a dormant server with no key left then refuses
+    /// every `POST /api/init` instead of leaving it open.
+    pub secret_key_was_blank: bool,
     /// Root of conversation persistence.
     pub conversations_path: PathBuf,
     /// Default working directory for tools that need one.
@@ -79,6 +88,16 @@ pub struct Config {
     /// After the shutdown signal: seconds for in-flight requests to finish and for running
     /// conversations to be paused and saved; whatever is left then is aborted.
     pub shutdown_drain_seconds: f64,
+    /// Start *dormant* (`OH_DEFERRED_INIT` / `deferred_init`): only the probes,
+    /// `/server_info` and `/api/init` answer (every other `/api` route and the sockets
+    /// answer 503) until `POST /api/init` delivers the per-user configuration, which then
+    /// overrides this one. For warm pools of servers started before their user is known.
+    pub deferred_init: bool,
+    /// Extra environment variables for every command the server starts (the agent's
+    /// terminal and the bash routes), on top of the process's own; credentials of the
+    /// server among them are dropped. Set by `POST /api/init`'s `env`; not read from the
+    /// environment or the configuration file.
+    pub command_env: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -88,6 +107,8 @@ impl Default for Config {
             port: 8000,
             session_api_keys: Vec::new(),
             secret_key: None,
+            previous_secret_keys: Vec::new(),
+            secret_key_was_blank: false,
             conversations_path: PathBuf::from("workspace/conversations"),
             workspace_path: PathBuf::from("workspace/project"),
             bash_events_dir: PathBuf::from("workspace/bash_events"),
@@ -104,6 +125,8 @@ impl Default for Config {
             body_read_timeout_seconds: 30.0,
             body_min_rate_bytes_per_second: 1024,
             shutdown_drain_seconds: 8.0,
+            deferred_init: false,
+            command_env: BTreeMap::new(),
         }
     }
 }
@@ -164,18 +187,32 @@ impl Config {
             .filter(|k| !k.is_empty())
             .map(SecretString::new)
             .collect();
-        config.secret_key = env
-            .get("OH_SECRET_KEY")
-            .map(str::to_owned)
-            .or_else(|| {
-                file.get("secret_key")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
+        // A blank key counts as unset, so the session-key fallback applies (as in the
+        // reference) rather than encrypting with a key anyone can guess.
+        let configured = env.get("OH_SECRET_KEY").map(str::to_owned).or_else(|| {
+            file.get("secret_key")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        config.secret_key_was_blank = configured.as_ref().is_some_and(|k| k.trim().is_empty());
+        config.secret_key = configured
+            .filter(|k| !k.trim().is_empty())
             .or_else(|| env.get("SESSION_API_KEY").map(str::to_owned))
             .or_else(|| env.get("OH_SESSION_API_KEYS_0").map(str::to_owned))
-            .filter(|k| !k.is_empty())
+            .filter(|k| !k.trim().is_empty())
             .map(SecretString::new);
+        let previous = match env.list("OH_PREVIOUS_SECRET_KEYS")? {
+            Some(keys) => keys,
+            None => match file.get("previous_secret_keys") {
+                Some(value) => strings("previous_secret_keys", value)?,
+                None => Vec::new(),
+            },
+        };
+        config.previous_secret_keys = previous
+            .into_iter()
+            .filter(|k| !k.trim().is_empty())
+            .map(SecretString::new)
+            .collect();
         if !config.session_api_keys.is_empty() {
             config.host = IpAddr::from([0, 0, 0, 0]);
         }
@@ -259,6 +296,9 @@ impl Config {
                     message: format!("expected an integer >= 0, got {raw:?}"),
                 })?;
         }
+        if let Some(raw) = env.field(&file, "deferred_init") {
+            config.deferred_init = boolean("deferred_init", &raw)?;
+        }
         Ok(config)
     }
 
@@ -301,6 +341,19 @@ fn seconds(field: &str, raw: &str) -> Result<f64, ConfigError> {
             field: field.into(),
             message: format!("expected a number of seconds > 0, got {raw:?}"),
         })
+}
+
+/// A boolean as pydantic reads one from text: `true`/`false`, `1`/`0`, `yes`/`no`,
+/// `on`/`off`, `t`/`f`, `y`/`n` (any case, surrounding blanks ignored).
+fn boolean(field: &str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
+        "0" | "false" | "f" | "no" | "n" | "off" => Ok(false),
+        _ => Err(ConfigError::Value {
+            field: field.into(),
+            message: format!("expected a boolean, got {raw:?}"),
+        }),
+    }
 }
 
 fn truthy(raw: &str) -> bool {
@@ -496,6 +549,59 @@ mod tests {
                 want
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn blank_secret_key_falls_back_and_is_remembered() -> Result<(), ConfigError> {
+        let config =
+            Config::from_vars(&vars(&[("OH_SECRET_KEY", "  "), ("SESSION_API_KEY", "k1")]))?;
+        assert_eq!(
+            config.secret_key.as_ref().map(SecretString::expose),
+            Some("k1")
+        );
+        assert!(config.secret_key_was_blank);
+        let none = Config::from_vars(&vars(&[("OH_SECRET_KEY", "")]))?;
+        assert!(none.secret_key.is_none() && none.secret_key_was_blank);
+        assert!(!Config::from_vars(&vars(&[]))?.secret_key_was_blank);
+        Ok(())
+    }
+
+    #[test]
+    fn previous_secret_keys_from_env() -> Result<(), ConfigError> {
+        let expose = |config: &Config| -> Vec<String> {
+            config
+                .previous_secret_keys
+                .iter()
+                .map(|k| k.expose().to_owned())
+                .collect()
+        };
+        let listed = Config::from_vars(&vars(&[("OH_PREVIOUS_SECRET_KEYS", r#"["a","b"]"#)]))?;
+        assert_eq!(expose(&listed), ["a", "b"]);
+        let indexed = Config::from_vars(&vars(&[
+            ("OH_PREVIOUS_SECRET_KEYS_0", "x"),
+            ("OH_PREVIOUS_SECRET_KEYS_1", "y"),
+        ]))?;
+        assert_eq!(expose(&indexed), ["x", "y"]);
+        assert!(
+            Config::from_vars(&vars(&[]))?
+                .previous_secret_keys
+                .is_empty()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn deferred_init_from_env() -> Result<(), ConfigError> {
+        assert!(!Config::from_vars(&vars(&[]))?.deferred_init);
+        for yes in ["true", "True", "1", " yes "] {
+            assert!(Config::from_vars(&vars(&[("OH_DEFERRED_INIT", yes)]))?.deferred_init);
+        }
+        for no in ["false", "0", "off"] {
+            assert!(!Config::from_vars(&vars(&[("OH_DEFERRED_INIT", no)]))?.deferred_init);
+        }
+        let bad = Config::from_vars(&vars(&[("OH_DEFERRED_INIT", "later")]));
+        assert!(matches!(bad, Err(ConfigError::Value { .. })));
         Ok(())
     }
 

@@ -162,13 +162,24 @@ fn forbidden(detail: String) -> Response {
 /// Middleware around every route: the `Host` and `Origin` checks, then CORS (preflights are
 /// answered here; other requests of allowed origins get the allow headers).
 pub(crate) async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !state.keys.enabled() {
+    guard(&state.cors, state.keys.enabled(), req, next).await
+}
+
+/// [`cors`] with the policy given, and whether session keys protect the server (then the
+/// `Host` is not checked); the dormant server of a deferred init uses its boot policy.
+pub(crate) async fn guard(
+    policy: &CorsPolicy,
+    keys_enabled: bool,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !keys_enabled {
         let host = match req.headers().get(header::HOST) {
             Some(value) => Some(value.to_str().unwrap_or("")),
             None => req.uri().authority().map(|a| a.as_str()),
         };
         if let Some(host) = host
-            && !state.cors.allows_host(host)
+            && !policy.allows_host(host)
         {
             return forbidden(format!(
                 "Host {host:?} is not allowed: without a session API key this server only \
@@ -182,7 +193,7 @@ pub(crate) async fn cors(State(state): State<AppState>, req: Request, next: Next
     };
     let allowed = origin
         .to_str()
-        .is_ok_and(|o| state.cors.allows(req.uri().path(), o));
+        .is_ok_and(|o| policy.allows(req.uri().path(), o));
     if !allowed {
         return forbidden(format!(
             "Origin {:?} is not allowed to call {} (see allow_cors_origins)",

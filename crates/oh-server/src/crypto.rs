@@ -16,11 +16,13 @@ type Decryptor = cbc::Decryptor<aes::Aes128>;
 
 const VERSION: u8 = 0x80;
 
-/// Encrypts and decrypts secret values with the server's secret key.
+/// Encrypts secret values with the server's secret key, and decrypts them with it or with
+/// one of its previous keys (`previous_secret_keys`, for a rotation: values saved under an
+/// old key stay readable and are written under the current one when next saved).
 #[derive(Clone)]
 pub(crate) struct Cipher {
-    signing: [u8; 16],
-    encryption: [u8; 16],
+    current: Key,
+    previous: Vec<Key>,
 }
 
 impl std::fmt::Debug for Cipher {
@@ -30,7 +32,47 @@ impl std::fmt::Debug for Cipher {
 }
 
 impl Cipher {
+    #[cfg(test)]
     pub(crate) fn new(secret_key: &str) -> Self {
+        Self::with_previous(secret_key, &[])
+    }
+
+    /// A cipher for `secret_key` that also decrypts tokens of `previous` keys.
+    pub(crate) fn with_previous(secret_key: &str, previous: &[&str]) -> Self {
+        Self {
+            current: Key::new(secret_key),
+            previous: previous.iter().map(|key| Key::new(key)).collect(),
+        }
+    }
+
+    /// A fresh token for `plain`, under the current key.
+    pub(crate) fn encrypt(&self, plain: &str) -> String {
+        self.current.encrypt(plain)
+    }
+
+    /// The plain text of `token`, or `None` when it is not a token of this key or of a
+    /// previous one.
+    pub(crate) fn decrypt(&self, token: &str) -> Option<String> {
+        self.current
+            .decrypt(token)
+            .or_else(|| self.previous.iter().find_map(|key| key.decrypt(token)))
+    }
+
+    /// Whether `token` was made with the current key (else it should be written again).
+    pub(crate) fn is_current(&self, token: &str) -> bool {
+        self.current.decrypt(token).is_some()
+    }
+}
+
+/// The key material of one secret key.
+#[derive(Clone)]
+struct Key {
+    signing: [u8; 16],
+    encryption: [u8; 16],
+}
+
+impl Key {
+    fn new(secret_key: &str) -> Self {
         let key: [u8; 32] = Sha256::digest(secret_key.as_bytes()).into();
         let mut signing = [0; 16];
         let mut encryption = [0; 16];
@@ -42,8 +84,7 @@ impl Cipher {
         }
     }
 
-    /// A fresh token for `plain`.
-    pub(crate) fn encrypt(&self, plain: &str) -> String {
+    fn encrypt(&self, plain: &str) -> String {
         let mut iv = [0u8; 16];
         if getrandom::fill(&mut iv).is_err() {
             // No entropy source: fall back to a UUID's random bits rather than fail a write.
@@ -68,8 +109,7 @@ impl Cipher {
         URL_SAFE.encode(token)
     }
 
-    /// The plain text of `token`, or `None` when it is not a token of this key.
-    pub(crate) fn decrypt(&self, token: &str) -> Option<String> {
+    fn decrypt(&self, token: &str) -> Option<String> {
         let bytes = URL_SAFE.decode(token.trim()).ok()?;
         if bytes.len() < 1 + 8 + 16 + 16 + 32 || bytes[0] != VERSION {
             return None;
@@ -113,9 +153,24 @@ mod tests {
     #[test]
     fn decrypts_a_python_token() {
         let cipher = Cipher::new("s3cret");
-        let token = cipher.encrypt_with("sk-live-123", 1_700_000_000, [7; 16]);
+        let token = cipher
+            .current
+            .encrypt_with("sk-live-123", 1_700_000_000, [7; 16]);
         assert_eq!(cipher.decrypt(&token).as_deref(), Some("sk-live-123"));
         assert_eq!(token, PYTHON_TOKEN);
+    }
+
+    #[test]
+    fn previous_keys_decrypt_only() {
+        let old = Cipher::new("old-key");
+        let token = old.encrypt("sk-live-123");
+        let rotated = Cipher::with_previous("new-key", &["other", "old-key"]);
+        assert_eq!(rotated.decrypt(&token).as_deref(), Some("sk-live-123"));
+        assert!(!rotated.is_current(&token));
+        let fresh = rotated.encrypt("sk-live-123");
+        assert!(rotated.is_current(&fresh));
+        assert_eq!(old.decrypt(&fresh), None);
+        assert_eq!(Cipher::new("new-key").decrypt(&token), None);
     }
 
     const PYTHON_TOKEN: &str = "gAAAAABlU_EABwcHBwcHBwcHBwcHBwcHBxfATK0Qk2yJQUZTRZigaNuGT9X9q7iw5XwrY_H6fuTZHORGoyMWqhAZ3p_PcJ_pPg==";

@@ -118,7 +118,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("/api/file/search_subdirs", &["GET"]),
     ("/api/git/repositories/search", &["GET"]),
     ("/api/hooks", &["POST"]),
-    ("/api/init", &["GET", "POST"]),
     ("/api/llm/models", &["GET"]),
     ("/api/llm/models/verified", &["GET"]),
     ("/api/llm/provider-connections", &["GET", "POST"]),

@@ -207,8 +207,8 @@ fn redact(value: &Value) -> Value {
                     let secret = ["key", "secret", "token", "password", "authorization"]
                         .iter()
                         .any(|word| lower.contains(word));
-                    if secret && value.is_string() {
-                        (key.clone(), Value::String("<redacted>".into()))
+                    if secret && (value.is_string() || value.is_array()) {
+                        (key.clone(), redact_strings(value))
                     } else {
                         (key.clone(), redact(value))
                     }
@@ -217,6 +217,15 @@ fn redact(value: &Value) -> Value {
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
         other => other.clone(),
+    }
+}
+
+/// A secret-named value with every string in it (a list of keys too) replaced.
+fn redact_strings(value: &Value) -> Value {
+    match value {
+        Value::String(_) => Value::String("<redacted>".into()),
+        Value::Array(items) => Value::Array(items.iter().map(redact_strings).collect()),
+        other => redact(other),
     }
 }
 
@@ -399,6 +408,25 @@ mod tests {
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]
     struct Wrapper(Body);
+
+    #[test]
+    fn secret_named_fields_are_redacted_lists_too() {
+        let shown = redact(&serde_json::json!({
+            "api_key": "k1",
+            "session_api_keys": ["k2", "k3"],
+            "nested": {"secret_key": "k4", "name": "visible"},
+            "token_count": 3,
+        }));
+        assert_eq!(
+            shown,
+            serde_json::json!({
+                "api_key": "<redacted>",
+                "session_api_keys": ["<redacted>", "<redacted>"],
+                "nested": {"secret_key": "<redacted>", "name": "visible"},
+                "token_count": 3,
+            })
+        );
+    }
 
     #[test]
     fn structs_want_objects() {

@@ -8,7 +8,8 @@
 //! Module map: [`config`] (flags, `OH_*` environment), `app` (state, router, serve loop),
 //! `listener` (accept loop, connection cap and timeouts, bounded drain),
 //! `auth` and `cors` (middleware), `conversations` and `events` (REST), `sockets` (WebSocket
-//! stream; `ws` its upgrade and limits), `bash`, `files`, `git` (workspace routes), `crypto` (secrets at rest).
+//! stream; `ws` its upgrade and limits), `bash`, `files`, `git` (workspace routes), `crypto` (secrets at rest),
+//! `init` (deferred init: a dormant server and `/api/init`).
 
 pub mod config;
 pub mod error;
@@ -25,6 +26,7 @@ mod extended;
 mod extract;
 mod files;
 mod git;
+mod init;
 mod listener;
 mod server_details;
 mod service;

@@ -94,10 +94,47 @@ fn default_cap() -> usize {
     (soft / 4 * 3).clamp(16, DEFAULT_CAP_MAX)
 }
 
+/// The routes requests are dispatched to: one router for the server's life, or (deferred
+/// init) the dormant server's until the initialised application's is published. Read once
+/// per request: a shared read of a `watch` value and a clone of a router (reference counts).
+#[derive(Clone)]
+pub(crate) struct Routes {
+    base: Router,
+    replaced: Option<watch::Receiver<Option<Router>>>,
+}
+
+impl Routes {
+    /// Always `router`.
+    pub(crate) fn fixed(router: Router) -> Self {
+        Self {
+            base: router,
+            replaced: None,
+        }
+    }
+
+    /// `base` until `replaced` holds a router, then that one.
+    pub(crate) fn switchable(base: Router, replaced: watch::Receiver<Option<Router>>) -> Self {
+        Self {
+            base,
+            replaced: Some(replaced),
+        }
+    }
+
+    /// The router of the next request.
+    fn current(&self) -> Router {
+        if let Some(replaced) = &self.replaced
+            && let Some(router) = &*replaced.borrow()
+        {
+            return router.clone();
+        }
+        self.base.clone()
+    }
+}
+
 /// The listener and its connections.
 pub(crate) struct Connections {
     listener: TcpListener,
-    router: Router,
+    routes: Routes,
     limits: Arc<Limits>,
     permits: Arc<Semaphore>,
     refusing: Arc<Semaphore>,
@@ -107,7 +144,7 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
-    pub(crate) fn new(listener: TcpListener, router: Router, limits: Limits) -> Self {
+    pub(crate) fn new(listener: TcpListener, routes: Routes, limits: Limits) -> Self {
         tracing::info!(
             max_connections = limits.max_connections,
             "accepting at most {} connections",
@@ -115,7 +152,7 @@ impl Connections {
         );
         Self {
             listener,
-            router,
+            routes,
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             limits: Arc::new(limits),
@@ -162,7 +199,7 @@ impl Connections {
                 self.tasks.spawn(connection(
                     stream,
                     permit,
-                    self.router.clone(),
+                    self.routes.clone(),
                     Arc::clone(&self.limits),
                     self.stop.subscribe(),
                 ));
@@ -233,7 +270,7 @@ async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
 async fn connection(
     stream: TcpStream,
     permit: OwnedSemaphorePermit,
-    router: Router,
+    routes: Routes,
     limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -244,7 +281,7 @@ async fn connection(
         _permit: permit,
     });
     let service = ConnService {
-        router,
+        routes,
         activity: Arc::clone(&activity),
         limits: Arc::clone(&limits),
     };
@@ -431,7 +468,7 @@ impl AsyncWrite for Tracked {
 /// and a request counts as in flight until its response body is done.
 #[derive(Clone)]
 struct ConnService {
-    router: Router,
+    routes: Routes,
     activity: Arc<Activity>,
     limits: Arc<Limits>,
 }
@@ -451,7 +488,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
                 limits.body_min_bytes,
             ))
         });
-        let mut router = self.router.clone();
+        let mut router = self.routes.current();
         let response = tower_service::Service::call(&mut router, request);
         Box::pin(async move {
             let response = response.await?;

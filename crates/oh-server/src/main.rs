@@ -53,8 +53,16 @@ fn main() -> ExitCode {
         config.host = host;
     }
     config.port = cli.port;
+    // `--host` is bound as given, also by a dormant server (a warm pool passes
+    // `--host 0.0.0.0`: its session keys only arrive with `POST /api/init`).
     if config.session_api_keys.is_empty() && config.host.is_unspecified() {
-        tracing::warn!("listening on a wildcard address without session API keys");
+        if config.deferred_init {
+            tracing::warn!(
+                "listening on a wildcard address without session API keys (deferred init:                  they arrive with POST /api/init)"
+            );
+        } else {
+            tracing::warn!("listening on a wildcard address without session API keys");
+        }
     }
     raise_fd_limit();
     let drain = Duration::try_from_secs_f64(config.shutdown_drain_seconds)

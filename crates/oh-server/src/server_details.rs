@@ -9,7 +9,7 @@ use axum::response::Response;
 use axum::routing::get;
 use oh_protocol::{HealthStatus, ServerInfo};
 
-use crate::app::AppState;
+use crate::app::{Activity, AppState};
 use crate::error::{json_response, ok};
 
 /// Version of the reference protocol this server speaks.
@@ -24,7 +24,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/", get(server_info))
 }
 
-async fn health() -> Response {
+pub(crate) async fn health() -> Response {
     ok(&HealthStatus {
         status: "ok".into(),
         message: None,
@@ -33,10 +33,7 @@ async fn health() -> Response {
 
 async fn ready(State(state): State<AppState>) -> Response {
     if state.ready.load(Ordering::Acquire) {
-        ok(&HealthStatus {
-            status: "ready".into(),
-            message: None,
-        })
+        ready_now()
     } else {
         json_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -48,11 +45,25 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `/ready` of a server that has finished starting (a dormant one too: it is ready for its
+/// `POST /api/init`, as the reference says).
+pub(crate) fn ready_now() -> Response {
+    ok(&HealthStatus {
+        status: "ready".into(),
+        message: None,
+    })
+}
+
 async fn server_info(State(state): State<AppState>) -> Response {
+    info(&state.activity)
+}
+
+/// The `/server_info` answer.
+pub(crate) fn info(activity: &Activity) -> Response {
     let env = |name: &str| std::env::var(name).unwrap_or_else(|_| "unknown".into());
     ok(&ServerInfo {
-        uptime: state.activity.uptime().as_secs() as f64,
-        idle_time: state.activity.idle().as_secs() as f64,
+        uptime: activity.uptime().as_secs() as f64,
+        idle_time: activity.idle().as_secs() as f64,
         title: "OpenHands Agent Server".into(),
         version: PROTOCOL_VERSION.into(),
         sdk_version: PROTOCOL_VERSION.into(),

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use oh_agent::conversation::{ConversationConfig, LocalConversation, Store};
+use oh_agent::tools::ToolOptions;
 use oh_protocol::agent::{AgentBase, SecretSource, SecretString, StaticSecret};
 use oh_protocol::event::{ConversationStateUpdateEvent, Event, EventBase, Source};
 use oh_protocol::{ConversationInfo, ConversationState, ExecutionStatus, Workspace};
@@ -515,6 +516,8 @@ pub(crate) struct Conversations {
     idle_ttl: Option<Duration>,
     /// Frames kept for subscribers that fall behind.
     buffer: usize,
+    /// Tool settings of every conversation (the extra environment of its terminal).
+    tool_options: ToolOptions,
 }
 
 impl std::fmt::Debug for Conversations {
@@ -547,10 +550,14 @@ impl Conversations {
         tracing::info!(count = slots.len(), "stored conversations found");
         Ok(Self {
             root: config.conversations_path.clone(),
-            cipher: config
-                .secret_key
-                .as_ref()
-                .map(|key| Cipher::new(key.expose())),
+            cipher: config.secret_key.as_ref().map(|key| {
+                let previous: Vec<&str> = config
+                    .previous_secret_keys
+                    .iter()
+                    .map(SecretString::expose)
+                    .collect();
+                Cipher::with_previous(key.expose(), &previous)
+            }),
             slots: Mutex::new(slots),
             gates: Mutex::new(HashMap::new()),
             listings: tokio::sync::Semaphore::new(MAX_LISTINGS),
@@ -560,6 +567,13 @@ impl Conversations {
                 .conversation_idle_ttl_seconds
                 .map(Duration::from_secs_f64),
             buffer: config.subscriber_buffer.max(1),
+            tool_options: ToolOptions::default().env(
+                config
+                    .command_env
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect(),
+            ),
         })
     }
 
@@ -694,7 +708,8 @@ impl Conversations {
             .persistence_dir(&self.root)
             .id(new.id)
             .max_iterations(new.max_iterations)
-            .emit_state_updates(true);
+            .emit_state_updates(true)
+            .tool_options(self.tool_options.clone());
         config.stuck_detection = new.stuck_detection;
         config.secrets = new.secrets;
         config.tags = new.tags;
@@ -716,12 +731,19 @@ impl Conversations {
         agent
     }
 
+    /// Whether a stored token was written under a previous secret key.
+    fn is_stale(&self, token: &SecretString) -> bool {
+        self.cipher
+            .as_ref()
+            .is_some_and(|cipher| !token.is_placeholder() && !cipher.is_current(token.expose()))
+    }
+
     fn hydrate(&self, id: uuid::Uuid) -> Result<Arc<Live>, ServiceError> {
         let dir = self.dir(id);
         let state = Store::open(&dir)
             .and_then(|store| store.load_state())
             .map_err(|err| ServiceError::Io(err.to_string()))?;
-        let meta = read_meta(&dir).unwrap_or_else(|| default_meta(id));
+        let mut meta = read_meta(&dir).unwrap_or_else(|| default_meta(id));
         let stored = meta.agent.clone().unwrap_or_else(|| state.agent.clone());
         let AgentBase::Agent(agent) = stored else {
             return Err(ServiceError::Invalid(
@@ -729,12 +751,22 @@ impl Conversations {
             ));
         };
         let mut agent = *agent;
+        let key_is_stale = meta.agent.is_some()
+            && agent
+                .llm
+                .api_key
+                .as_ref()
+                .is_some_and(|key| self.is_stale(key));
         agent.llm.api_key = agent
             .llm
             .api_key
             .as_ref()
             .and_then(|key| unseal(self.cipher.as_ref(), key))
             .map(SecretString::new);
+        if key_is_stale && agent.llm.api_key.is_some() {
+            // Saved under a previous secret key: written under the current one next time.
+            meta.agent = Some(AgentBase::Agent(Box::new(self.sealed_agent(&agent))));
+        }
         let working_dir = match &state.workspace {
             Workspace::Local(local) => PathBuf::from(&local.working_dir),
             _ => {
@@ -745,12 +777,16 @@ impl Conversations {
             .persistence_dir(&self.root)
             .id(id)
             .max_iterations(state.max_iterations)
-            .emit_state_updates(true);
+            .emit_state_updates(true)
+            .tool_options(self.tool_options.clone());
         config.stuck_detection = state.stuck_detection;
-        for (name, source) in &meta.secrets {
+        for (name, source) in &mut meta.secrets {
             if let SecretSource::Static(StaticSecret { value: Some(v), .. }) = source
                 && let Some(plain) = unseal(self.cipher.as_ref(), v)
             {
+                if self.is_stale(v) {
+                    *v = seal(self.cipher.as_ref(), &plain);
+                }
                 config.secrets.insert(name.clone(), plain);
             }
         }

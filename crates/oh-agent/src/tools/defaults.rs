@@ -35,6 +35,7 @@ impl TerminalTool {
         let mut config = TerminalConfig::new(ctx.working_dir.clone());
         config.secrets = ctx.secrets.clone();
         config.conversation_dir = ctx.conversation_dir.clone();
+        config.env.extend(options.env.iter().cloned());
         if let Some(timeout) = options.terminal_no_change_timeout {
             config.no_change_timeout = timeout;
         }

@@ -91,12 +91,23 @@ pub type SharedTool = Arc<dyn Tool>;
 pub struct ToolOptions {
     /// The terminal's no-output (soft) timeout; default 30 s.
     pub terminal_no_change_timeout: Option<std::time::Duration>,
+    /// Extra environment variables for the terminal's shell, on top of this process's
+    /// (an agent server passes those its deferred init delivered). Names must be shell
+    /// identifiers; credentials of the agent server among them are dropped, as from the
+    /// inherited environment.
+    pub env: Vec<(String, String)>,
 }
 
 impl ToolOptions {
     /// Sets the terminal's no-output timeout.
     pub fn terminal_no_change_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.terminal_no_change_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the extra environment variables of the terminal's shell.
+    pub fn env(mut self, env: Vec<(String, String)>) -> Self {
+        self.env = env;
         self
     }
 }
