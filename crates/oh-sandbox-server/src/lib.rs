@@ -114,14 +114,19 @@ impl SandboxServer {
             sandboxes: Arc::clone(&sandboxes),
             keys: self.keys,
         });
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServerError::Listen);
+        // The agent server's accept loop: a connection cap, header-read, idle and body-rate
+        // timeouts, and a bounded drain, with its defaults.
+        oh_server::serve_router(
+            self.listener,
+            router,
+            &oh_server::Config::default(),
+            shutdown,
+        )
+        .await;
         checks.abort();
         pool.abort();
         sandboxes.pool.drain(sandboxes.backend.as_ref()).await;
-        served
+        Ok(())
     }
 }
 

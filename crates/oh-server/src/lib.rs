@@ -38,4 +38,5 @@ pub use app::{Server, ServerError};
 pub use auth::ApiKeys;
 pub use config::{Config, ConfigError};
 pub use extended::NOT_IMPLEMENTED as EXTENDED_ROUTES_501;
+pub use listener::serve_router;
 pub use server_details::PROTOCOL_VERSION;

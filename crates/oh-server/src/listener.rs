@@ -616,3 +616,23 @@ impl hyper::body::Body for TimedBody {
         self.inner.size_hint()
     }
 }
+
+/// Serves `router` on `listener` with this accept loop (the connection cap, the header-read,
+/// idle and body-rate timeouts of `config`) until `shutdown` completes, then lets requests in
+/// flight finish within `config.shutdown_drain_seconds`. For other servers of this project
+/// (the sandbox server) that want the agent server's defences without its routes.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    config: &Config,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = Limits::new(config);
+    let drain = limits.drain;
+    let mut connections = Connections::new(listener, Routes::fixed(router), limits);
+    connections.accept_until(shutdown).await;
+    let aborted = connections.drain(Instant::now() + drain).await;
+    if aborted > 0 {
+        tracing::warn!("aborted {aborted} connection(s) still open after the drain");
+    }
+}
