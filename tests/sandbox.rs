@@ -70,16 +70,7 @@ impl Server {
 
     /// Containers carrying this server's label (any state).
     async fn containers(&self) -> usize {
-        let docker = oh_workspace_docker::connect().await.unwrap();
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([(
-                "label".to_owned(),
-                vec![format!("{SERVER_LABEL}={}", self.instance)],
-            )])),
-            ..ListContainersOptions::default()
-        };
-        docker.list_containers(Some(options)).await.unwrap().len()
+        containers_of(&self.instance).await
     }
 
     async fn stop(mut self) {
@@ -90,6 +81,20 @@ impl Server {
             task.await.unwrap();
         }
     }
+}
+
+/// Containers carrying the label of the server `instance` (any state).
+async fn containers_of(instance: &str) -> usize {
+    let docker = oh_workspace_docker::connect().await.unwrap();
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{SERVER_LABEL}={instance}")],
+        )])),
+        ..ListContainersOptions::default()
+    };
+    docker.list_containers(Some(options)).await.unwrap().len()
 }
 
 async fn runtime_status(server: &Server, session_id: &str) -> serde_json::Value {
@@ -433,5 +438,88 @@ async fn past_the_cap_a_start_is_429_and_the_warm_pool_serves_starts() {
     }
     first.cleanup().await.unwrap();
     second.cleanup().await.unwrap();
+    let instance = server.instance.clone();
     server.stop().await;
+    assert_eq!(containers_of(&instance).await, 0, "containers left behind");
+}
+
+/// Published host ports of this server's warm-pool containers (claimed or not).
+async fn pool_ports(server: &Server) -> Vec<u16> {
+    let docker = oh_workspace_docker::connect().await.unwrap();
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("{SERVER_LABEL}={}", server.instance),
+                format!("{}=1", oh_sandbox_server::POOL_LABEL),
+            ],
+        )])),
+        ..ListContainersOptions::default()
+    };
+    docker
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| c.ports.unwrap_or_default())
+        .filter_map(|p| p.public_port)
+        .collect()
+}
+
+async fn wait_warm(server: &Server, ready: u64) {
+    let health = oh_client::ServiceClient::new(&server.url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h: serde_json::Value = health.get("/health").await.unwrap();
+        if h["warm_ready"].as_u64() == Some(ready) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the pool did not fill: {h}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn a_start_without_custom_environment_claims_a_warm_sandbox_once() {
+    let server = Server::start(|c| c.warm = 1).await;
+    wait_warm(&server, 1).await;
+    let started = Instant::now();
+    let first = server.workspace().start().await.expect(NEEDS);
+    let out = first
+        .execute_command("echo warm", None, Duration::from_secs(10))
+        .await
+        .unwrap();
+    println!("warm start to first echo: {:?}", started.elapsed());
+    assert_eq!(out.stdout.trim(), "warm");
+    let port = |w: &ApiRemoteWorkspace| -> u16 {
+        w.url().rsplit(':').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        pool_ports(&server).await.contains(&port(&first)),
+        "the start was not served from the pool"
+    );
+    // The claimed server answers only its own key: the pool's bootstrap secret is not a
+    // session key, and a request without a key is refused.
+    let anonymous = oh_client::RemoteWorkspace::new(first.url(), "/").unwrap();
+    let refused = anonymous
+        .execute_command("true", None, Duration::from_secs(10))
+        .await;
+    assert_eq!(refused.err().and_then(|e| e.status()), Some(401));
+    // The pool refills with another container; the next start gets that one.
+    wait_warm(&server, 1).await;
+    let second = server.workspace().start().await.unwrap();
+    assert_ne!(port(&second), port(&first), "a pooled server served two sessions");
+    assert!(pool_ports(&server).await.contains(&port(&second)));
+    // A start with custom environment is not served from the pool.
+    wait_warm(&server, 1).await;
+    let custom = server.workspace().forward_env(["PATH"]).start().await.unwrap();
+    assert!(!pool_ports(&server).await.contains(&port(&custom)));
+    for w in [&first, &second, &custom] {
+        w.cleanup().await.unwrap();
+    }
+    let instance = server.instance.clone();
+    server.stop().await;
+    assert_eq!(containers_of(&instance).await, 0, "the pool left containers");
 }

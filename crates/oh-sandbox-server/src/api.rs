@@ -45,16 +45,22 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/registry_prefix", get(registry_prefix))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
-        .route(
-            "/health",
-            get(|| async { json_response(&serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/health", get(health))
         .merge(api)
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
         .with_state(state)
+}
+
+/// Liveness, with the counts an operator (or a benchmark) watches.
+async fn health(State(state): State<AppState>) -> Response {
+    json_response(&serde_json::json!({
+        "status": "ok",
+        "running": state.sandboxes.running(),
+        "warm_ready": state.sandboxes.pool.ready(),
+    }))
 }
 
 /// `X-API-Key` on every route but `/health`, compared in constant time.
