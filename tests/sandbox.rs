@@ -291,52 +291,6 @@ fn assert_names(error: &Error, session_id: &str, state: &str) {
     assert!(chain.contains(state), "no {state:?} in: {chain}");
 }
 
-/// An image like ours whose agent-server binary is replaced by `script` (a shell script):
-/// built by running a root container from our image and committing it.
-async fn derived_image(tag: &str, script: &str) -> String {
-    use bollard::models::ContainerCreateBody;
-    use bollard::query_parameters::{CommitContainerOptions, CreateContainerOptions};
-    use futures::StreamExt;
-    let docker = oh_workspace_docker::connect().await.unwrap();
-    let write = format!(
-        "printf '#!/bin/sh\\n{script}\\n' > /usr/local/bin/openhands-agent-server && chmod 755 /usr/local/bin/openhands-agent-server"
-    );
-    let body = ContainerCreateBody {
-        image: Some(IMAGE.to_owned()),
-        user: Some("root".to_owned()),
-        entrypoint: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), write]),
-        cmd: Some(Vec::new()),
-        ..ContainerCreateBody::default()
-    };
-    let name = format!("oh-derive-{}", uuid::Uuid::new_v4().simple());
-    let options = CreateContainerOptions {
-        name: Some(name.clone()),
-        platform: String::new(),
-    };
-    let created = docker.create_container(Some(options), body).await.unwrap();
-    docker.start_container(&created.id, None).await.unwrap();
-    let mut wait = docker.wait_container(&created.id, None);
-    while let Some(step) = wait.next().await {
-        step.unwrap();
-    }
-    let (repo, version) = tag.split_once(':').unwrap();
-    let commit = CommitContainerOptions {
-        container: Some(created.id.clone()),
-        repo: Some(repo.to_owned()),
-        tag: Some(version.to_owned()),
-        changes: Some("USER 10001".to_owned()),
-        ..CommitContainerOptions::default()
-    };
-    docker
-        .commit_container(commit, bollard::models::ContainerConfig::default())
-        .await
-        .unwrap();
-    oh_workspace_docker::force_remove(&docker, &created.id)
-        .await
-        .unwrap();
-    tag.to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the Docker Engine and `cargo xtask image`"]
 async fn failures_are_typed_errors_and_leave_nothing_running() {
@@ -368,14 +322,22 @@ async fn failures_are_typed_errors_and_leave_nothing_running() {
         "does not exist",
     );
     // An agent server that exits at once, again and again.
-    let crashing = derived_image("oh-sandbox-test-crash:latest", "echo crashing >&2; exit 3").await;
+    let crashing = oh_testkit::docker::derived_image(
+        IMAGE,
+        "oh-sandbox-test-crash:latest",
+        "echo crashing >&2; exit 3",
+    )
+    .await
+    .unwrap();
     let error = client(&crashing, "crash-loop").start().await.unwrap_err();
     let error = Error::from(error);
     assert_names(&error, "crash-loop", "crashloopbackoff");
     assert_names(&error, "crash-loop", "crashing");
     // An agent server slower than the client's budget: a typed error after the budget, and
     // the client stops the sandbox.
-    let slow = derived_image("oh-sandbox-test-slow:latest", "sleep 600").await;
+    let slow = oh_testkit::docker::derived_image(IMAGE, "oh-sandbox-test-slow:latest", "sleep 600")
+        .await
+        .unwrap();
     let started = Instant::now();
     let error = client(&slow, "too-slow").start().await.unwrap_err();
     assert!(
@@ -493,9 +455,8 @@ async fn a_start_without_custom_environment_claims_a_warm_sandbox_once() {
         .unwrap();
     println!("warm start to first echo: {:?}", started.elapsed());
     assert_eq!(out.stdout.trim(), "warm");
-    let port = |w: &ApiRemoteWorkspace| -> u16 {
-        w.url().rsplit(':').next().unwrap().parse().unwrap()
-    };
+    let port =
+        |w: &ApiRemoteWorkspace| -> u16 { w.url().rsplit(':').next().unwrap().parse().unwrap() };
     assert!(
         pool_ports(&server).await.contains(&port(&first)),
         "the start was not served from the pool"
@@ -510,16 +471,29 @@ async fn a_start_without_custom_environment_claims_a_warm_sandbox_once() {
     // The pool refills with another container; the next start gets that one.
     wait_warm(&server, 1).await;
     let second = server.workspace().start().await.unwrap();
-    assert_ne!(port(&second), port(&first), "a pooled server served two sessions");
+    assert_ne!(
+        port(&second),
+        port(&first),
+        "a pooled server served two sessions"
+    );
     assert!(pool_ports(&server).await.contains(&port(&second)));
     // A start with custom environment is not served from the pool.
     wait_warm(&server, 1).await;
-    let custom = server.workspace().forward_env(["PATH"]).start().await.unwrap();
+    let custom = server
+        .workspace()
+        .forward_env(["PATH"])
+        .start()
+        .await
+        .unwrap();
     assert!(!pool_ports(&server).await.contains(&port(&custom)));
     for w in [&first, &second, &custom] {
         w.cleanup().await.unwrap();
     }
     let instance = server.instance.clone();
     server.stop().await;
-    assert_eq!(containers_of(&instance).await, 0, "the pool left containers");
+    assert_eq!(
+        containers_of(&instance).await,
+        0,
+        "the pool left containers"
+    );
 }

@@ -129,11 +129,18 @@ fn start_body(session: &str, command: &str) -> Value {
 #[ignore = "needs the Docker Engine and `cargo xtask image`"]
 async fn kill_9_mid_start_then_restart_fails_that_start_and_leaves_nothing_running() {
     let state = tempfile::tempdir().unwrap();
+    // An agent server that never answers: the start is still in flight at the kill.
+    let hanging =
+        oh_testkit::docker::derived_image(IMAGE, "oh-sandbox-test-hang:latest", "sleep 600")
+            .await
+            .expect("needs the Docker Engine and `cargo xtask image`");
     let server = Binary::start(state.path(), &["--start-wait-seconds", "60"]);
-    let api = server.api();
-    // A sandbox whose agent server never answers: its start is in flight until the kill.
+    let (url, image) = (server.url.clone(), hanging.clone());
     let start = tokio::spawn(async move {
-        api.post::<_, Value>("/start", &start_body("cut-off", "/bin/sleep 600"), None)
+        oh_workspace_api::ApiRemoteWorkspace::builder(&url, KEY, &image)
+            .image_pull_policy(oh_protocol::runtime::PullPolicy::Never)
+            .session_id("cut-off")
+            .start()
             .await
     });
     eventually(
@@ -143,10 +150,20 @@ async fn kill_9_mid_start_then_restart_fails_that_start_and_leaves_nothing_runni
     )
     .await;
     server.kill();
-    let cut = start.await.unwrap();
+    // Our client's error is typed and names the session and the call it was in.
+    let cut = start
+        .await
+        .unwrap()
+        .err()
+        .expect("the start succeeded although the server was killed");
     assert!(
-        cut.is_err(),
-        "the start answered although the server was killed: {cut:?}"
+        matches!(cut, oh_workspace_api::Error::Api { .. }),
+        "{cut:?}"
+    );
+    let text = cut.to_string();
+    assert!(
+        text.contains("cut-off") && text.contains("POST /start"),
+        "{text}"
     );
     // The container outlived the server; the restart removes it and fails the start.
     assert_eq!(ours(state.path()).await.len(), 1);
@@ -161,27 +178,24 @@ async fn kill_9_mid_start_then_restart_fails_that_start_and_leaves_nothing_runni
         runtime["pod_logs"].as_str().unwrap().contains("restarted"),
         "{runtime}"
     );
-    // The same session starts again.
-    let again: Value = server
-        .api()
-        .post(
-            "/start",
-            &start_body(
-                "cut-off",
-                "/usr/local/bin/openhands-agent-server --port 60000",
-            ),
+    // The same session starts again (the failed runtime is replaced).
+    let again = oh_workspace_api::ApiRemoteWorkspace::builder(&server.url, KEY, IMAGE)
+        .image_pull_policy(oh_protocol::runtime::PullPolicy::Never)
+        .session_id("cut-off")
+        .start()
+        .await
+        .unwrap();
+    assert_ne!(again.runtime_id(), runtime["runtime_id"].as_str().unwrap());
+    again.cleanup().await.unwrap();
+    assert!(ours(state.path()).await.is_empty());
+    let docker = oh_workspace_docker::connect().await.unwrap();
+    let _ = docker
+        .remove_image(
+            &hanging,
+            None::<bollard::query_parameters::RemoveImageOptions>,
             None,
         )
-        .await
-        .unwrap();
-    assert_eq!(again["status"], "running", "{again}");
-    let runtime_id = again["runtime_id"].as_str().unwrap().to_owned();
-    let _: Value = server
-        .api()
-        .post("/stop", &json!({"runtime_id": runtime_id}), None)
-        .await
-        .unwrap();
-    assert!(ours(state.path()).await.is_empty());
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,6 +48,9 @@
 //! optional (`call_N` / `toolu_N` otherwise, N counting generated ids from 1). A bare JSON
 //! string is accepted as shorthand for a text reply.
 
+#[cfg(feature = "docker")]
+pub mod docker;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
