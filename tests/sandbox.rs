@@ -5,7 +5,12 @@
 //! Each test starts its own `SandboxServer` in process (own state directory, so own
 //! instance label) and ends by counting the containers that carry its label: none may be
 //! left, whatever happened.
-#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    reason = "tests print their figures"
+)]
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -154,8 +154,7 @@ async fn kill_9_mid_start_then_restart_fails_that_start_and_leaves_nothing_runni
     let cut = start
         .await
         .unwrap()
-        .err()
-        .expect("the start succeeded although the server was killed");
+        .expect_err("the start succeeded although the server was killed");
     assert!(
         matches!(cut, oh_workspace_api::Error::Api { .. }),
         "{cut:?}"
