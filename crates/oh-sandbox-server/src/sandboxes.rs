@@ -1097,6 +1097,22 @@ impl Sandboxes {
         if info.idle_time < timeout.as_secs_f64() {
             return;
         }
+        // Never pause a sandbox whose agent is running (an LLM call can be silent for long):
+        // it would be stuck `running` after the resume. Unknown counts as running.
+        let running = oh_client::ServiceClient::new(url)
+            .and_then(|c| c.with_header("X-Session-API-Key", &record.session_api_key))
+            .map(|c| c.with_timeout(Duration::from_secs(5)));
+        let running = match running {
+            Ok(client) => client
+                .get::<u64>("/api/conversations/count?status=running")
+                .await
+                .unwrap_or(1),
+            Err(_) => 1,
+        };
+        if running > 0 {
+            tracing::debug!(runtime_id = %record.runtime_id, "idle but a conversation is running");
+            return;
+        }
         tracing::info!(
             runtime_id = %record.runtime_id,
             idle_seconds = info.idle_time,
