@@ -20,6 +20,8 @@
 //! ```
 
 mod api;
+#[cfg(test)]
+mod api_tests;
 mod backend;
 mod config;
 mod error;

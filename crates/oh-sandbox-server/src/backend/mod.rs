@@ -15,6 +15,8 @@ use crate::store::PauseKind;
 
 pub(crate) mod docker;
 mod engine;
+#[cfg(test)]
+pub(crate) mod fake;
 pub(crate) mod swarm;
 
 /// Label carrying the id of the sandbox server that owns a workload.
