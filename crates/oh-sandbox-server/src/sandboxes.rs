@@ -272,20 +272,30 @@ impl Sandboxes {
     }
 
     /// Waits until the runtime leaves `starting` or `budget` passes; the record then.
+    ///
+    /// A starting runtime without a URL yet (an image being pulled) is waited for longer, up
+    /// to `startup_deadline`: the clients cannot use an answer without a URL (the Python
+    /// client fails on it, printing the whole answer, key included).
     pub(crate) async fn settled(&self, runtime_id: &str, budget: Duration) -> Option<Record> {
-        let deadline = Instant::now() + budget;
+        let start = Instant::now();
+        let deadline = start + budget;
+        let hard_deadline = start + budget.max(self.config.startup_deadline);
         let mut changes = self.changed.subscribe();
         loop {
             let record = self.by_runtime(runtime_id)?;
             if record.phase != Phase::Starting {
                 return Some(record);
             }
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
-                return self.by_runtime(runtime_id);
+            let until = if record.url.is_some() {
+                deadline
+            } else {
+                hard_deadline
+            };
+            if Instant::now() >= until {
+                return Some(record);
             }
+            // Wake on every change; re-check at the deadline in any case.
+            let _ = tokio::time::timeout_at(until, changes.changed()).await;
         }
     }
 
