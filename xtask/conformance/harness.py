@@ -104,6 +104,10 @@ class Group:
         self.report(check, bool(ok), "" if ok else detail)
         return bool(ok)
 
+    def timing(self, what: str, seconds: float) -> None:
+        """Print a measured duration (a figure for the reader, not a check)."""
+        self.runner.note(f"TIME {self.qualified(what)} {seconds:.2f} s")
+
     def defer(self, cleanup: Callable[[], None]) -> None:
         self.cleanups.append(cleanup)
 
@@ -124,6 +128,7 @@ class Runner:
         self.results: list[Result] = []
         self.lock = threading.Lock()
         self.current: Group | None = None
+        self.skipped: list[str] = []
 
     def selected(self, group: str) -> bool:
         if not self.filters:
@@ -138,6 +143,16 @@ class Runner:
             if not result.ok and result.detail:
                 for line in result.detail.rstrip().splitlines()[: 40 if self.verbose else 3]:
                     print(f"     {line}", flush=True)
+
+    def note(self, line: str) -> None:
+        """A line of the report that is not a result."""
+        with self.lock:
+            print(line, flush=True)
+
+    def skip(self, name: str, reason: str) -> None:
+        """A group that does not apply to this target: said once, counted apart."""
+        self.skipped.append(name)
+        self.note(f"SKIP {name}: {reason}")
 
     def run_group(self, name: str, checks: list[str], body: Callable[[Group], None], budget: float) -> None:
         group = Group(name, checks, self)
@@ -182,7 +197,8 @@ class Runner:
         failed = sum(1 for r in self.results if not r.ok)
         if extra:
             print(extra, flush=True)
-        print(f"{len(self.results)} checks, {failed} failed", flush=True)
+        skipped = f" ({len(self.skipped)} not applicable: {', '.join(self.skipped)})" if self.skipped else ""
+        print(f"{len(self.results)} checks, {failed} failed{skipped}", flush=True)
         sys.stdout.flush()
         os._exit(1 if failed or extra else 0)
 

@@ -7,6 +7,13 @@ command line in OH_CONFORMANCE_SERVER, with `{port}` standing for the port; the
 suite starts it (once per check group, with a fresh state directory) and stops
 it. An LLM is scripted per group (harness.ScriptedLLM): no provider is needed.
 
+The runtime_api group drives a runtime API server (our openhands-sandbox-server)
+with the SDK's APIRemoteWorkspace instead: the caller starts that server and
+names it in OH_CONFORMANCE_RUNTIME_API_URL and OH_CONFORMANCE_RUNTIME_API_KEY
+(OH_CONFORMANCE_RUNTIME_API_IMAGE: the agent-server image of its sandboxes;
+OH_CONFORMANCE_RUNTIME_API_UNAVAILABLE: why there is no such server). Against
+the Python server (OH_CONFORMANCE_LABEL=python) the group does not apply.
+
 Usage: python suite.py [-v] [GROUP...]      GROUP: a group name or prefix
 
 Output: one PASS/FAIL line per check, then `N checks, M failed`; the exit
@@ -45,6 +52,7 @@ from harness import (  # noqa: E402
     ServerProcess,
     ensure,
     finish,
+    http_status,
     say,
     short,
     terminal,
@@ -69,6 +77,7 @@ from openhands.sdk.git.models import GitChangeStatus  # noqa: E402
 from openhands.sdk.security.confirmation_policy import AlwaysConfirm, NeverConfirm  # noqa: E402
 from openhands.sdk.workspace import RemoteWorkspace  # noqa: E402
 from openhands.tools.preset.default import get_default_tools  # noqa: E402
+from openhands.workspace import APIRemoteWorkspace  # noqa: E402
 
 SERVER_COMMAND = os.environ.get("OH_CONFORMANCE_SERVER", "")
 LABEL = os.environ.get("OH_CONFORMANCE_LABEL", "server")
@@ -78,15 +87,25 @@ RUN_TIMEOUT = 90.0  # one conversation.run()
 INPUT_COST = 0.000003  # per token, so that the server has a cost to add up
 OUTPUT_COST = 0.000015
 
+RUNTIME_API_URL = os.environ.get("OH_CONFORMANCE_RUNTIME_API_URL", "")
+RUNTIME_API_KEY = os.environ.get("OH_CONFORMANCE_RUNTIME_API_KEY", "")
+RUNTIME_API_IMAGE = os.environ.get("OH_CONFORMANCE_RUNTIME_API_IMAGE", "openhands-agent-server:latest")
+RUNTIME_API_UNAVAILABLE = os.environ.get("OH_CONFORMANCE_RUNTIME_API_UNAVAILABLE", "")
+
 STATE_ROOT = Path(tempfile.mkdtemp(prefix="state-", dir=os.getcwd()))
-GROUPS: list[tuple[str, list[str], float, object]] = []
+GROUPS: list[tuple[str, list[str], float, object, object]] = []
 
 
-def group(name: str, checks: list[str], budget: float = 240.0):
-    """Register a check group: its name, its checks (in order) and a time budget."""
+def always() -> str | None:
+    return None
+
+
+def group(name: str, checks: list[str], budget: float = 240.0, applies=always):
+    """Register a check group: its name, its checks (in order), a time budget, and
+    `applies`, which returns why the group does not apply to this target (or None)."""
 
     def register(fn):
-        GROUPS.append((name, checks, budget, fn))
+        GROUPS.append((name, checks, budget, fn, applies))
         return fn
 
     return register
@@ -147,10 +166,18 @@ def make_agent(llm: ScriptedLLM) -> Agent:
 class Session:
     """A RemoteConversation plus the events its callback received."""
 
-    def __init__(self, g: Group, server: ServerProcess, llm: ScriptedLLM, conversation_id=None, **kwargs):
+    def __init__(
+        self,
+        g: Group,
+        server: ServerProcess | None,
+        llm: ScriptedLLM,
+        conversation_id=None,
+        ws: RemoteWorkspace | None = None,
+        **kwargs,
+    ):
         self.events: list = []
         self.lock = threading.Lock()
-        self.workspace = workspace(server)
+        self.workspace = ws if ws is not None else workspace(server)
         self.conversation = Conversation(
             agent=make_agent(llm),
             workspace=self.workspace,
@@ -1044,6 +1071,224 @@ def errors(g: Group) -> None:
         socket_is_fatal(str(uuid.uuid4()), API_KEY)
 
 
+# --------------------------------------------------------------------------- 10. runtime API
+
+
+def runtime_api_applies() -> str | None:
+    if LABEL == "python":
+        return (
+            "the runtime API server under test is ours whatever --server says, and the SDK has "
+            "no runtime API server of its own to hold these checks against"
+        )
+    return None
+
+
+def runtime_api() -> httpx.Client:
+    """The runtime API over plain HTTP, for looking at what APIRemoteWorkspace does not show."""
+    return httpx.Client(base_url=RUNTIME_API_URL, headers={"X-API-Key": RUNTIME_API_KEY}, timeout=30)
+
+
+def runtime_session(session_id: str) -> dict | None:
+    """`GET /sessions/{id}`: the session's runtime, or None on 404."""
+    with runtime_api() as client:
+        resp = client.get(f"/sessions/{session_id}")
+    if resp.status_code == 404:
+        return None
+    resp.raise_for_status()
+    return resp.json()
+
+
+def live_sessions() -> list[str]:
+    """The session ids `GET /list` names."""
+    with runtime_api() as client:
+        resp = client.get("/list")
+    resp.raise_for_status()
+    return [r["session_id"] for r in resp.json()["runtimes"]]
+
+
+def stop_live_runtimes() -> None:
+    """The group's safety net: stop whatever the server still runs (it is this suite's alone),
+    so that a failed check leaves no sandbox behind."""
+    with runtime_api() as client:
+        resp = client.get("/list")
+        resp.raise_for_status()
+        runtimes = resp.json()["runtimes"]
+        for runtime in runtimes:
+            client.post("/stop", json={"runtime_id": runtime["runtime_id"]}).raise_for_status()
+    if runtimes:
+        print(f"     (stopped {len(runtimes)} runtime(s) the checks left running)", flush=True)
+
+
+def api_workspace(**kwargs) -> APIRemoteWorkspace:
+    """The SDK's APIRemoteWorkspace on the runtime API under test. Its defaults stay
+    (runtime_class sysbox-runc, which this engine lacks, among them) except the pull
+    policy: there is no registry to pull from."""
+    options = {
+        "runtime_api_url": RUNTIME_API_URL,
+        "runtime_api_key": RUNTIME_API_KEY,
+        "server_image": RUNTIME_API_IMAGE,
+        "image_pull_policy": "Never",
+    }
+    options.update(kwargs)
+    return APIRemoteWorkspace(**options)
+
+
+def timed(g: Group, what: str, step):
+    """Run `step()` and print how long it took."""
+    started = time.monotonic()
+    value = step()
+    g.timing(what, time.monotonic() - started)
+    return value
+
+
+@group(
+    "runtime_api",
+    [
+        "provision",
+        "session_running",
+        "command_user",
+        "forwarded_env",
+        "session_key_hidden",
+        "file_round_trip",
+        "conversation_finishes",
+        "conversation_observation",
+        "keep_alive_cleanup_leaves_running",
+        "reattach_same_runtime",
+        "reattach_same_sandbox",
+        "pause_reported",
+        "resume_works",
+        "resume_needs_session_key",
+        "cleanup_stops",
+        "stopped_unreachable",
+        "bad_api_key_raises",
+        "bad_api_key_starts_nothing",
+    ],
+    budget=420.0,
+    applies=runtime_api_applies,
+)
+def runtime_api_group(g: Group) -> None:
+    if RUNTIME_API_UNAVAILABLE:
+        raise Abort(f"no runtime API server: {RUNTIME_API_UNAVAILABLE}")
+    if not (RUNTIME_API_URL and RUNTIME_API_KEY):
+        raise Abort("OH_CONFORMANCE_RUNTIME_API_URL and OH_CONFORMANCE_RUNTIME_API_KEY are not set")
+    g.defer(stop_live_runtimes)
+    # With the sandboxes on the host network, the agent inside reaches this loopback LLM.
+    llm = start_llm(g)
+    forwarded = f"forwarded-{uuid.uuid4().hex[:12]}"
+    os.environ["OH_CONFORMANCE_FORWARDED"] = forwarded
+    local = Path(tempfile.mkdtemp(prefix="local-", dir=STATE_ROOT))
+
+    with g.check("provision", fatal=True):
+        ws = timed(g, "provision", lambda: api_workspace(forward_env=["OH_CONFORMANCE_FORWARDED"], keep_alive=True))
+        ensure(ws.runtime_class == "sysbox-runc", f"the SDK's default runtime_class is now {ws.runtime_class!r}")
+        ensure(ws.host.startswith("http://") and ws.api_key, f"host {ws.host!r}, session key set: {bool(ws.api_key)}")
+        ensure(ws.alive, f"{ws.host}/health does not answer")
+    session_id = ws.session_id
+    # APIRemoteWorkspace keeps the runtime id to itself; reattaching must find the same one.
+    runtime_id, url = ws._runtime_id, ws.host
+
+    with g.check("session_running"):
+        info = runtime_session(session_id)
+        ensure(info is not None, f"GET /sessions/{session_id}: 404")
+        ensure((info["status"], info["pod_status"]) == ("running", "ready"), f"status {info['status']}, pod_status {info['pod_status']}")
+        ensure(info["runtime_id"] == runtime_id and info["url"].rstrip("/") == url, f"runtime {short(info)}")
+        ensure(session_id in live_sessions(), "GET /list does not name the session")
+
+    with g.check("command_user"):
+        r = ws.execute_command("id -u")
+        ensure(r.exit_code == 0 and r.stdout == "10001\n", f"exit_code {r.exit_code}, stdout {r.stdout!r}, stderr {short(r.stderr)}")
+
+    with g.check("forwarded_env"):
+        r = ws.execute_command('echo "[${OH_CONFORMANCE_FORWARDED-unset}]"')
+        ensure(r.stdout == f"[{forwarded}]\n", f"stdout {r.stdout!r}")
+
+    with g.check("session_key_hidden"):
+        r = ws.execute_command("env")
+        ensure(r.exit_code == 0 and "PATH=" in r.stdout, f"env printed {short(r.stdout)}")
+        ensure(ws.api_key not in r.stdout, "the command environment holds the sandbox's session API key")
+
+    data = os.urandom(256 * 1024) + "ünïcødé ✓".encode()
+    remote = f"{ws.working_dir}/runtime-api/round-trip.bin"
+    with g.check("file_round_trip"):
+        (local / "up.bin").write_bytes(data)
+        r = ws.file_upload(local / "up.bin", remote)
+        ensure(r.success and r.file_size == len(data), f"upload: success {r.success}, size {r.file_size}, error {r.error}")
+        c = ws.execute_command(f"sha256sum '{remote}'")
+        ensure(c.stdout.split()[:1] == [hashlib.sha256(data).hexdigest()], f"sandbox-side sha256 {c.stdout!r}")
+        d = ws.file_download(remote, local / "down.bin")
+        ensure(d.success and (local / "down.bin").read_bytes() == data, f"download: success {d.success}, error {d.error}")
+
+    llm.script(terminal("echo sandbox-$(id -u)-$((6*7))"), finish("done in the sandbox"))
+    session: Session | None = None
+    with g.check("conversation_finishes"):
+        session = Session(g, None, llm, ws=ws)
+        timed(g, "conversation", lambda: session.say_and_run("Run a command in the sandbox."))
+        ensure(session.status == Status.FINISHED, f"status {session.status}")
+
+    with g.check("conversation_observation"):
+        ensure(session is not None, "no conversation")
+        outputs = [observation_text(o) for o in session.received(ObservationEvent) if o.tool_name == "terminal"]
+        ensure(len(outputs) == 1 and "sandbox-10001-42" in outputs[0], f"terminal observations {[short(o) for o in outputs]}")
+        ensure(len(llm.requests) >= 2 and "sandbox-10001-42" in tool_messages(llm.requests[1]), "the LLM did not get the output")
+    if session is not None:
+        session.close()
+
+    with g.check("keep_alive_cleanup_leaves_running", fatal=True):
+        ws.cleanup()
+        info = runtime_session(session_id)
+        ensure(info is not None and info["status"] == "running", f"after cleanup: {short(info)}")
+        ensure(http_status(f"{url}/health") == 200, "the agent server stopped answering /health")
+
+    with g.check("reattach_same_runtime", fatal=True):
+        again = timed(g, "reattach", lambda: api_workspace(session_id=session_id))
+        ensure(again._runtime_id == runtime_id, f"runtime {again._runtime_id}, first {runtime_id}")
+        ensure(again.host == url, f"url {again.host}, first {url}")
+
+    with g.check("reattach_same_sandbox"):
+        c = again.execute_command(f"sha256sum '{remote}'")
+        ensure(c.stdout.split()[:1] == [hashlib.sha256(data).hexdigest()], f"the uploaded file: {c.stdout!r} {short(c.stderr)}")
+
+    with g.check("pause_reported", fatal=True):
+        timed(g, "pause", again.pause)
+        info = runtime_session(session_id)
+        ensure(info is not None and info["status"] == "paused", f"after pause: {short(info)}")
+
+    with g.check("resume_works", fatal=True):
+        timed(g, "resume", again.resume)
+        info = runtime_session(session_id)
+        ensure(info is not None and (info["status"], info["pod_status"]) == ("running", "ready"), f"after resume: {short(info)}")
+        ensure(info["url"].rstrip("/") == again.host, f"url {info['url']}, the workspace uses {again.host}")
+        r = again.execute_command("echo resumed")
+        ensure(r.exit_code == 0 and r.stdout == "resumed\n", f"exit_code {r.exit_code}, stdout {r.stdout!r}, stderr {short(r.stderr)}")
+
+    with g.check("resume_needs_session_key"):
+        for key in (None, "wrong-session-key"):
+            r = RemoteWorkspace(host=again.host, api_key=key, working_dir=again.working_dir).execute_command("echo should-not-run")
+            ensure(r.exit_code == -1 and "401" in r.stderr, f"key {key!r}: exit_code {r.exit_code}, stderr {short(r.stderr)}")
+
+    with g.check("cleanup_stops"):
+        again.cleanup()
+        info = runtime_session(session_id)
+        ensure(info is None or info["status"] == "stopped", f"after cleanup: {short(info)}")
+        ensure(session_id not in live_sessions(), "GET /list still names the session")
+
+    with g.check("stopped_unreachable"):
+        status = http_status(f"{url}/health")
+        ensure(status is None, f"{url}/health answered {status} after the stop")
+
+    stranger = f"agent-server-{uuid.uuid4()}"
+    with g.check("bad_api_key_raises"):
+        try:
+            api_workspace(runtime_api_key="wrong-runtime-key", session_id=stranger)
+        except httpx.HTTPStatusError as exc:
+            ensure(exc.response.status_code == 401, f"status {exc.response.status_code}")
+        else:
+            raise AssertionError("APIRemoteWorkspace with a wrong runtime_api_key did not raise")
+
+    with g.check("bad_api_key_starts_nothing"):
+        ensure(runtime_session(stranger) is None, "the runtime API knows the session")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -1059,8 +1304,13 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     runner = Runner(filters, verbose)
     print(f"conformance: {LABEL} server: {SERVER_COMMAND}", flush=True)
-    for name, checks, budget, fn in GROUPS:
-        if runner.selected(name):
+    for name, checks, budget, fn, applies in GROUPS:
+        if not runner.selected(name):
+            continue
+        reason = applies()
+        if reason:
+            runner.skip(name, reason)
+        else:
             runner.run_group(name, checks, fn, budget)
     runner.summary_and_exit()
 

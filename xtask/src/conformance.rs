@@ -6,6 +6,12 @@
 //! the suite needs inside the chroot is copied into a fresh temporary directory,
 //! which `pyenv.sh python` shows as `/src`: the suite's files and, for our
 //! server, the freshly built binary.
+//!
+//! The suite's `runtime_api` group drives our runtime API server instead, which
+//! this task starts on the host (see [`runtime_api`]); against the Python server
+//! the group does not apply and the suite skips it.
+
+mod runtime_api;
 
 use std::env;
 use std::ffi::OsString;
@@ -128,15 +134,42 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
     let args = parse_args(args)?;
     let needs_ours = args.target != Some(Target::Python) || args.suites != Suites::Python;
     let binary = if needs_ours {
-        Some(build_server()?)
+        Some(build_binary(SERVER_PACKAGE, SERVER_BIN)?)
+    } else {
+        None
+    };
+    // The runtime API group runs only against our server (its sandboxes run our image).
+    let sandbox_binary = if args.suites != Suites::Rust
+        && args.target.unwrap_or(Target::Rust) == Target::Rust
+        && runtime_api::selected(&args.suite_args)
+    {
+        Some(build_binary(runtime_api::PACKAGE, runtime_api::BIN)?)
     } else {
         None
     };
     let mut rows: Vec<(String, Target, String, bool)> = Vec::new();
     if args.suites != Suites::Rust {
         let target = args.target.unwrap_or(Target::Rust);
-        let (passed, summary) = python_suite(target, binary.as_deref(), &args.suite_args)?;
+        let setup = match &sandbox_binary {
+            Some(binary) => Some(runtime_api::Setup::start(binary)?),
+            None => None,
+        };
+        let env = setup.as_ref().map(|s| s.env()).unwrap_or_default();
+        let (passed, summary) = python_suite(target, binary.as_deref(), &args.suite_args, &env)?;
         rows.push(("python SDK client".into(), target, summary, passed));
+        if let Some(runtime_api::Setup::Running(api)) = setup {
+            let (summary, clean) = match api.finish(!passed) {
+                Ok(left) => (
+                    format!(
+                        "{} sandbox container(s) left by instance {}",
+                        left.count, left.instance
+                    ),
+                    left.count == 0,
+                ),
+                Err(e) => (format!("could not count the sandboxes left: {e:#}"), false),
+            };
+            rows.push(("runtime API cleanup".into(), target, summary, clean));
+        }
     }
     if args.suites != Suites::Python {
         let filters: Vec<String> = args
@@ -146,7 +179,15 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
             .filter(|a| !a.starts_with('-'))
             .map(str::to_owned)
             .collect();
+        let any_group = filters.is_empty()
+            || client_suite::GROUPS
+                .iter()
+                .any(|(name, _)| filters.iter().any(|f| name.starts_with(f.as_str())));
         let targets = match args.target {
+            _ if !any_group => {
+                println!("\nrust oh-client suite: no group matches {filters:?}; not run");
+                Vec::new()
+            }
             Some(t) => vec![t],
             None => vec![Target::Rust, Target::Python],
         };
@@ -169,11 +210,14 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
     for (suite, target, summary, passed) in &rows {
         let mark = if *passed { "PASS" } else { "FAIL" };
         println!(
-            "  {mark}  {suite:<18} vs {:<6} server: {summary}",
+            "  {mark}  {suite:<19} vs {:<6} server: {summary}",
             target.label()
         );
     }
-    let ok = rows.iter().all(|r| r.3);
+    if rows.is_empty() {
+        println!("  FAIL  no suite ran");
+    }
+    let ok = !rows.is_empty() && rows.iter().all(|r| r.3);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -181,12 +225,13 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
     })
 }
 
-/// Runs the Python SDK suite in the chroot against `target`; returns whether it passed and
-/// its last summary line.
+/// Runs the Python SDK suite in the chroot against `target`, with `env` added to its
+/// environment; returns whether it passed and its last summary line.
 fn python_suite(
     target: Target,
     binary: Option<&Path>,
     suite_args: &[OsString],
+    env: &[(&str, String)],
 ) -> Result<(bool, String)> {
     let dir = TempDir::new("oh-conformance")?;
     copy_suite(&workspace_root().join(SUITE_DIR), dir.path())?;
@@ -206,6 +251,7 @@ fn python_suite(
         .current_dir(dir.path())
         .env("OH_CONFORMANCE_SERVER", &server_cmd)
         .env("OH_CONFORMANCE_LABEL", target.label())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped());
     let mut child = cmd
         .spawn()
@@ -280,13 +326,13 @@ fn rust_suite(
     })
 }
 
-/// Build the server binary and return its path, as cargo reports it (so that
+/// Build binary `bin` of `package` and return its path, as cargo reports it (so that
 /// `CARGO_TARGET_DIR` and friends are respected).
-fn build_server() -> Result<PathBuf> {
+fn build_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
-        .args(["build", "--package", SERVER_PACKAGE, "--bin", SERVER_BIN])
+        .args(["build", "--package", package, "--bin", bin])
         .arg("--message-format=json-render-diagnostics")
         .stderr(Stdio::inherit());
     let output = cmd
@@ -301,13 +347,13 @@ fn build_server() -> Result<PathBuf> {
             continue;
         };
         if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == SERVER_BIN
+            && message["target"]["name"] == bin
             && let Some(path) = message["executable"].as_str()
         {
             found = Some(PathBuf::from(path));
         }
     }
-    found.with_context(|| format!("`{}` reported no `{SERVER_BIN}` executable", describe(&cmd)))
+    found.with_context(|| format!("`{}` reported no `{bin}` executable", describe(&cmd)))
 }
 
 /// Copy the suite's files (not its subdirectories, such as `__pycache__`).

@@ -40,7 +40,10 @@ Tasks:
                   both). GROUP names (or prefixes) pick check groups:
                   workspace, files, git, conversation, pause,
                   confirmation, secrets, restart (Python suite only),
-                  errors. -v shows tracebacks.
+                  errors, runtime_api (Python suite vs ours only: the
+                  SDK's APIRemoteWorkspace against our sandbox server on
+                  Docker, image openhands-agent-server:latest from
+                  `cargo xtask image`). -v shows tracebacks.
   pyenv ARGS...   Run xtask/pyenv.sh, the reference Python environment:
                     pyenv setup              build or update it
                     pyenv python ARGS...     run its python, cwd mapped to /src
