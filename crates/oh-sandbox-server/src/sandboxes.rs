@@ -220,11 +220,13 @@ impl Sandboxes {
             (Some(reason), None) if record.phase == Phase::Error => Some(reason.clone()),
             (_, logs) => logs.clone(),
         };
+        // A runtime that is gone has no address and no key to hand out any more.
+        let gone = matches!(record.phase, Phase::Stopped | Phase::Error);
         Runtime {
             runtime_id: record.runtime_id.clone(),
             session_id: record.session_id.clone(),
-            url: record.url.clone(),
-            session_api_key: Some(record.session_api_key.clone()),
+            url: if gone { None } else { record.url.clone() },
+            session_api_key: (!gone).then(|| record.session_api_key.clone()),
             status,
             pod_status,
             restart_count: record.restart_count,
