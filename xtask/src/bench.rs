@@ -7,12 +7,16 @@
 //! server (a route not written yet, a timeout) is reported as `n/a (<reason>)`
 //! and the bench goes on. The table goes to stdout, everything measured (with
 //! min/median/p99/max of each sample) to `<target>/bench/results.json`.
+//!
+//! The `sandbox` group is ours alone (the reference's runtime API is a hosted service): our
+//! sandbox server driven by `ApiRemoteWorkspace`, printed beside third-party figures.
 
 pub(crate) mod client;
 pub(crate) mod docker;
 mod llm;
 mod measure;
 mod report;
+mod sandbox;
 mod saved;
 pub(crate) mod server;
 pub(crate) mod stats;
@@ -41,7 +45,11 @@ const MEASUREMENTS: &[(&str, &[&str])] = &[
     ("saved", &["saved_rss_mib", "saved_ready_ms"]),
     ("ws", &["ws_events_per_s"]),
     ("docker", &["image_mib", "docker_ready_ms"]),
+    ("sandbox", sandbox::KEYS),
 ];
+
+/// Measurements of our side alone (no Python counterpart runs).
+const OURS_ONLY: &[&str] = &["sandbox"];
 
 /// Saved conversations for the `saved` measurement.
 const SAVED_CONVERSATIONS: usize = 1000;
@@ -61,6 +69,7 @@ struct Options {
     json: Option<PathBuf>,
     keep: bool,
     settings: Settings,
+    sandbox: sandbox::SandboxSettings,
 }
 
 impl Options {
@@ -85,6 +94,10 @@ impl Options {
                 ws_conversations: 4,
                 ws_seconds: 3.0,
                 llm_base_url: String::new(),
+            },
+            sandbox: sandbox::SandboxSettings {
+                runs: 20,
+                bursts: 3,
             },
         };
         let mut args = args.iter().map(|arg| arg.to_string_lossy().into_owned());
@@ -122,7 +135,9 @@ impl Options {
                     s.transfer_runs = 1;
                     s.ws_seconds = 1.0;
                     options.starts = 2;
+                    options.sandbox = sandbox::SandboxSettings { runs: 5, bursts: 1 };
                 }
+                "--sandbox-runs" => options.sandbox.runs = value("--sandbox-runs")?.parse()?,
                 "--ws-subscribers" => {
                     options.settings.ws_subscribers = value("--ws-subscribers")?.parse()?;
                 }
@@ -143,6 +158,13 @@ impl Options {
     fn selected(&self, name: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|n| n == name)
     }
+
+    /// Whether a measurement that runs against both agent servers is selected.
+    fn any_shared(&self) -> bool {
+        MEASUREMENTS
+            .iter()
+            .any(|(name, _)| !OURS_ONLY.contains(name) && self.selected(name))
+    }
 }
 
 /// The target directory cargo builds into.
@@ -157,30 +179,46 @@ pub(crate) fn our_binary(bin: Option<PathBuf>, build: bool) -> Result<PathBuf> {
     if let Some(bin) = bin {
         return Ok(bin);
     }
+    release_binary("oh-server", "openhands-agent-server", build)
+}
+
+/// The release build of `package`'s binary `bin` (built first if `build`).
+fn release_binary(package: &str, bin: &str, build: bool) -> Result<PathBuf> {
     if build {
-        eprintln!("building our server (release)…");
+        eprintln!("building {bin} (release)…");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
-            .args(["build", "--release", "--quiet", "-p", "oh-server"])
-            .args(["--bin", "openhands-agent-server"])
+            .args(["build", "--release", "--quiet", "-p", package])
+            .args(["--bin", bin])
             .status()
             .context("running cargo build")?;
         if !status.success() {
-            bail!("building our server failed ({status})");
+            bail!("building {bin} failed ({status})");
         }
     }
-    Ok(target_dir().join("release").join("openhands-agent-server"))
+    Ok(target_dir().join("release").join(bin))
 }
 
 /// `cargo xtask bench ARGS...`.
 pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
     let options = Options::parse(args)?;
     let bench_dir = target_dir().join("bench");
-    let ours_bin = if options.ours {
+    let ours_bin = if options.ours && options.any_shared() {
         our_binary(options.bin.clone(), options.build)?
     } else {
         target_dir().join("release").join("openhands-agent-server")
+    };
+    let sandbox_bin = if options.ours && options.selected("sandbox") {
+        release_binary(
+            "oh-sandbox-server",
+            "openhands-sandbox-server",
+            options.build,
+        )?
+    } else {
+        target_dir()
+            .join("release")
+            .join("openhands-sandbox-server")
     };
     let pyroot = PathBuf::from(String::from_utf8(pyenv_command(["root"]).output()?.stdout)?.trim());
     let launch = Launch {
@@ -194,7 +232,7 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let results = runtime.block_on(run_all(&options, &launch, &bench_dir));
+    let results = runtime.block_on(run_all(&options, &launch, &sandbox_bin, &bench_dir));
     while server::interrupted() {
         // The Ctrl-C handler is stopping the servers and will exit the process.
         std::thread::sleep(Duration::from_millis(100));
@@ -213,18 +251,27 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
         serde_json::to_string_pretty(&report::json(&results))? + "\n",
     )?;
     eprintln!("bench: results written to {}", json_path.display());
+    if !results.failed_checks.is_empty() {
+        for check in &results.failed_checks {
+            eprintln!("bench: FAILED: {check}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_all(
     options: &Options,
     launch: &Launch,
+    sandbox_bin: &std::path::Path,
     bench_dir: &std::path::Path,
 ) -> Result<Results> {
     tokio::spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("bench: interrupted, stopping the servers…");
             server::kill_all();
+            // A stopped sandbox server leaves its sandboxes running: remove them.
+            sandbox::sweep_all();
             // Exiting runs no destructors: remove this process's DockerWorkspace containers.
             let _ = oh_workspace_docker::sweep(Some(std::process::id())).await;
             #[allow(clippy::exit, reason = "interrupted: nothing else is left to do")]
@@ -287,13 +334,22 @@ async fn run_all(
             docker::PYTHON_IMAGE
         ));
     }
+    if options.ours && options.selected("sandbox") {
+        results.notes.push(format!(
+            "sandbox: our sandbox server (release `openhands-sandbox-server`, Docker backend, image {}, state in a temporary directory) and our `ApiRemoteWorkspace` (pull policy Never) in this process. create → first echo = from `start()` until the first `execute_command(\"echo ok\")` returned, cleanup untimed; {} timed runs after 1 warm-up, cold on a server without a pool, warm on one with a pool of 1 (before each run `GET /health` must report `warm_ready` = 1, and each run is checked to be served by a pool container, each cold run by a fresh one). {} concurrent cold creates until all echoed, median of {} burst(s). Containers counted by the servers' instance labels after they stopped. No Python counterpart: the reference's runtime API is hosted. Third-party figures (create → first command, median) as given in the issue, not measured here",
+            docker::OURS_IMAGE,
+            options.sandbox.runs,
+            sandbox::CONCURRENT,
+            options.sandbox.bursts.max(1)
+        ));
+    }
     if options.selected("saved") {
         results.notes.push(format!(
             "saved: {SAVED_CONVERSATIONS} copies of a conversation the Python server wrote (its on-disk layout), server started on them, RSS read after ready + GET /api/conversations/count + 1 s"
         ));
     }
 
-    if options.python {
+    if options.python && options.any_shared() {
         match prepare_python(launch) {
             Ok(overhead) => {
                 results.notes.push(format!(
@@ -317,7 +373,7 @@ async fn run_all(
             ),
         }
     }
-    if options.ours {
+    if options.ours && options.any_shared() {
         if launch.ours_bin.is_file() {
             session(
                 Kind::Ours,
@@ -335,6 +391,19 @@ async fn run_all(
                 &format!("no binary at {}", launch.ours_bin.display()),
             );
         }
+    }
+    if options.ours && options.selected("sandbox") {
+        let outcome = sandbox::measure(
+            sandbox_bin,
+            &bench_dir.join("logs"),
+            options.sandbox,
+            MEASUREMENT_LIMIT,
+        )
+        .await;
+        for (keys, part) in outcome.parts {
+            results.record_values(Kind::Ours, "sandbox", keys, part);
+        }
+        results.failed_checks.extend(outcome.failed_checks);
     }
     results.notes.push(format!(
         "scripted LLM answered {} completion requests",
@@ -624,7 +693,7 @@ impl Results {
     /// Every measurement that needs a live server fails with `reason`.
     fn fail_live(&mut self, kind: Kind, options: &Options, reason: &str) {
         for (name, _) in MEASUREMENTS {
-            if *name != "saved" && options.selected(name) {
+            if *name != "saved" && !OURS_ONLY.contains(name) && options.selected(name) {
                 self.record(kind, name, Err(anyhow::anyhow!("{reason}")));
             }
         }
@@ -633,7 +702,7 @@ impl Results {
     /// Every selected measurement fails with `reason`.
     fn fail_all(&mut self, kind: Kind, options: &Options, reason: &str) {
         for (name, _) in MEASUREMENTS {
-            if options.selected(name) {
+            if !OURS_ONLY.contains(name) && options.selected(name) {
                 self.record(kind, name, Err(anyhow::anyhow!("{reason}")));
             }
         }

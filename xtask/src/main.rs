@@ -50,12 +50,16 @@ Tasks:
                     pyenv server PORT [KEY]  run the Python agent server
                     pyenv root               print where the chroot lives
   bench [OPTIONS] Benchmark our agent server against the Python reference
-                  side by side (needs root for the reference's chroot).
-                  Prints a table, writes <target>/bench/results.json.
+                  side by side (needs root for the reference's chroot),
+                  and our sandbox server (ours only, beside third-party
+                  figures). Prints tables, writes <target>/bench/results.json;
+                  exits 1 if a sandbox check failed (a warm start served
+                  cold, containers left behind).
                     --only a,b,...  measurements: startup, echo, files,
-                                    create, run, saved, ws, docker
-                                    (default: all; docker needs the
-                                    image of `cargo xtask image`)
+                                    create, run, saved, ws, docker,
+                                    sandbox (default: all; docker and
+                                    sandbox need the image of
+                                    `cargo xtask image`)
                     --ours-only     skip the Python server
                     --python-only   skip our server
                     --runs N        echo round trips (default 50)
@@ -64,8 +68,11 @@ Tasks:
                     --poll-ms N     pause between bash-event polls (default 1)
                     --ws-subscribers N, --ws-conversations N
                                     WebSocket fan-out shape (default 100 over 4)
+                    --sandbox-runs N
+                                    sandbox create → echo runs, cold and
+                                    warm each (default 20)
                     --bin PATH      our server binary (default: build it)
-                    --no-build      use the existing release binary
+                    --no-build      use the existing release binaries
                     --json PATH     where to write the JSON results
                     --keep          keep the scratch directories
   load [OPTIONS]  Our server under slow and idle clients, on loopback: holds

@@ -135,6 +135,69 @@ const ROWS: &[Row] = &[
     },
 ];
 
+/// A line of the sandbox table: ours, the goal, third-party figures.
+#[derive(Debug)]
+struct SandboxRow {
+    key: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    /// Ours at most this value.
+    goal: Option<f64>,
+    /// Whether the third-party figures measure the same thing.
+    third_party: bool,
+}
+
+/// Third-party figures the issue gives for create → first command (median), in ms.
+const THIRD_PARTY: &[(&str, f64)] = &[("Daytona", 110.0), ("E2B", 440.0)];
+
+/// Why the sandbox table has no Python figures.
+const NO_REFERENCE: &str = "n/a (hosted runtime API, not available here)";
+
+const SANDBOX_ROWS: &[SandboxRow] = &[
+    SandboxRow {
+        key: "sandbox_cold_median_ms",
+        label: "create → first echo, cold (median)",
+        unit: "ms",
+        goal: Some(600.0),
+        third_party: true,
+    },
+    SandboxRow {
+        key: "sandbox_cold_p95_ms",
+        label: "create → first echo, cold (p95)",
+        unit: "ms",
+        goal: None,
+        third_party: false,
+    },
+    SandboxRow {
+        key: "sandbox_warm_median_ms",
+        label: "create → first echo, warm pool (median)",
+        unit: "ms",
+        goal: Some(100.0),
+        third_party: true,
+    },
+    SandboxRow {
+        key: "sandbox_warm_p95_ms",
+        label: "create → first echo, warm pool (p95)",
+        unit: "ms",
+        goal: None,
+        third_party: false,
+    },
+    SandboxRow {
+        key: "sandbox_concurrent_ms",
+        label: "10 concurrent cold creates → all echoed",
+        unit: "ms",
+        goal: None,
+        third_party: false,
+    },
+    SandboxRow {
+        key: "sandbox_left_containers",
+        label: "containers left behind",
+        unit: "",
+        goal: Some(0.0),
+        third_party: false,
+    },
+];
+
 /// What one server gave.
 #[derive(Debug, Default)]
 pub(crate) struct Side {
@@ -152,6 +215,8 @@ pub(crate) struct Results {
     /// Facts about this run: commit, reference version.
     pub(crate) meta: serde_json::Map<String, Value>,
     settings: Value,
+    /// Checks that failed (not figures missing a goal): the bench exits non-zero.
+    pub(crate) failed_checks: Vec<String>,
 }
 
 impl Results {
@@ -160,6 +225,7 @@ impl Results {
             ours: Side::default(),
             python: Side::default(),
             notes: Vec::new(),
+            failed_checks: Vec::new(),
             meta: serde_json::Map::new(),
             settings: json!({
                 "echo_runs": settings.echo_runs,
@@ -228,6 +294,7 @@ fn number(value: f64) -> String {
 fn cell(value: Option<&Result<f64, String>>, unit: &str) -> String {
     match value {
         None => "—".to_owned(),
+        Some(Ok(v)) if unit.is_empty() => format!("{v:.0}"),
         Some(Ok(v)) => format!("{} {unit}", number(*v)),
         Some(Err(reason)) => {
             let short: String = reason
@@ -249,6 +316,87 @@ fn cell(value: Option<&Result<f64, String>>, unit: &str) -> String {
 
 fn ok_value(value: Option<&Result<f64, String>>) -> Option<f64> {
     value.and_then(|v| v.as_ref().ok().copied())
+}
+
+fn yes_no(met: Option<bool>) -> String {
+    match met {
+        None => "—".to_owned(),
+        Some(true) => "yes".to_owned(),
+        Some(false) => "NO".to_owned(),
+    }
+}
+
+/// A table with a header, as Markdown.
+#[allow(clippy::print_stdout, reason = "the table is the bench's output")]
+fn print_table<const N: usize>(header: [&str; N], lines: &[[String; N]]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for line in lines {
+        for (w, c) in widths.iter_mut().zip(line) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let render = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
+        format!("| {} |", padded.join(" | "))
+    };
+    println!("{}", render(&header.map(str::to_owned)));
+    println!("|{}|", widths.map(|w| "-".repeat(w + 2)).join("|"));
+    for line in lines {
+        println!("{}", render(line));
+    }
+}
+
+/// The sandbox group's lines: ours, the (absent) Python reference, the goal, and the
+/// third-party figures judged against the same goal.
+fn sandbox_lines(results: &Results) -> Vec<[String; 7]> {
+    let mut lines = Vec::new();
+    for row in SANDBOX_ROWS {
+        let ours = results.ours.values.get(row.key);
+        if ours.is_none() {
+            continue;
+        }
+        let goal = row.goal.map_or_else(
+            || "—".to_owned(),
+            |limit| {
+                if row.unit.is_empty() {
+                    format!("= {limit}")
+                } else {
+                    format!("≤ {limit} {}", row.unit)
+                }
+            },
+        );
+        let met = row
+            .goal
+            .and_then(|limit| ok_value(ours).map(|v| v <= limit));
+        let mut third = THIRD_PARTY.iter().map(|(_, value)| {
+            if !row.third_party {
+                return "—".to_owned();
+            }
+            match row.goal {
+                Some(limit) => format!(
+                    "{} {} (goal: {})",
+                    number(*value),
+                    row.unit,
+                    yes_no(Some(*value <= limit))
+                ),
+                None => format!("{} {}", number(*value), row.unit),
+            }
+        });
+        lines.push([
+            row.label.to_owned(),
+            cell(ours, row.unit),
+            NO_REFERENCE.to_owned(),
+            goal,
+            yes_no(met),
+            third.next().unwrap_or_default(),
+            third.next().unwrap_or_default(),
+        ]);
+    }
+    lines
 }
 
 /// Prints the table, the full reasons of every n/a, and the method notes.
@@ -277,32 +425,32 @@ pub(crate) fn print(results: &Results) {
             cell(python, row.unit),
             adv.map_or_else(|| "—".to_owned(), |a| format!("{}× better", number(a))),
             goal_text(row),
-            match met {
-                None => "—".to_owned(),
-                Some(true) => "yes".to_owned(),
-                Some(false) => "NO".to_owned(),
-            },
+            yes_no(met),
         ]);
     }
-    let mut widths = header.map(|h| h.chars().count());
-    for line in &lines {
-        for (w, c) in widths.iter_mut().zip(line) {
-            *w = (*w).max(c.chars().count());
-        }
+    if !lines.is_empty() {
+        println!();
+        print_table(header, &lines);
     }
-    let render = |cells: &[String]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
-            .collect();
-        format!("| {} |", padded.join(" | "))
-    };
-    println!();
-    println!("{}", render(&header.map(str::to_owned)));
-    println!("|{}|", widths.map(|w| "-".repeat(w + 2)).join("|"));
-    for line in &lines {
-        println!("{}", render(line));
+    let sandbox = sandbox_lines(results);
+    if !sandbox.is_empty() {
+        let daytona = format!("Daytona ({} ms)", number(THIRD_PARTY[0].1));
+        let e2b = format!("E2B ({} ms)", number(THIRD_PARTY[1].1));
+        println!(
+            "\nsandbox server + ApiRemoteWorkspace (ours only; third-party figures from the issue):\n"
+        );
+        print_table(
+            [
+                "measurement",
+                "ours",
+                "python reference",
+                "goal",
+                "met",
+                &daytona,
+                &e2b,
+            ],
+            &sandbox,
+        );
     }
     let mut reasons: Vec<(String, String)> = Vec::new();
     for (name, side) in [("ours", &results.ours), ("python", &results.python)] {
@@ -319,6 +467,12 @@ pub(crate) fn print(results: &Results) {
         println!("\nn/a reasons:");
         for (name, reason) in reasons {
             println!("  {name}: {}", reason.replace('\n', "\n    "));
+        }
+    }
+    if !results.failed_checks.is_empty() {
+        println!("\nFAILED checks:");
+        for check in &results.failed_checks {
+            println!("  - {check}");
         }
     }
     println!("\nmethod:");
@@ -373,6 +527,32 @@ pub(crate) fn json(results: &Results) -> Value {
             })
         })
         .collect();
+    let sandbox: Vec<Value> = SANDBOX_ROWS
+        .iter()
+        .filter(|row| results.ours.values.contains_key(row.key))
+        .map(|row| {
+            let ours = ok_value(results.ours.values.get(row.key));
+            let third_party: serde_json::Map<String, Value> = THIRD_PARTY
+                .iter()
+                .filter(|_| row.third_party)
+                .map(|(name, value)| {
+                    let met = row.goal.map(|limit| *value <= limit);
+                    ((*name).to_owned(), json!({"value": value, "goal_met": met}))
+                })
+                .collect();
+            json!({
+                "key": row.key,
+                "label": row.label,
+                "unit": row.unit,
+                "ours": ours,
+                "ours_na": results.ours.values.get(row.key).and_then(|v| v.as_ref().err().cloned()),
+                "python_na": NO_REFERENCE,
+                "goal_at_most": row.goal,
+                "goal_met": row.goal.and_then(|limit| ours.map(|v| v <= limit)),
+                "third_party": third_party,
+            })
+        })
+        .collect();
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -383,6 +563,8 @@ pub(crate) fn json(results: &Results) -> Value {
         "meta": results.meta,
         "settings": results.settings,
         "rows": rows,
+        "sandbox_rows": sandbox,
+        "failed_checks": results.failed_checks,
         "ours": side_json(&results.ours),
         "python": side_json(&results.python),
         "notes": results.notes,

@@ -120,7 +120,7 @@ pub(crate) struct Running {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
@@ -289,7 +289,7 @@ impl Drop for Running {
 /// Process groups of the servers running now, for [`kill_all`].
 static LIVE: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-fn live<T>(f: impl FnOnce(&mut Vec<u32>) -> T) -> T {
+pub(crate) fn live<T>(f: impl FnOnce(&mut Vec<u32>) -> T) -> T {
     f(&mut LIVE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner))
@@ -306,7 +306,7 @@ pub(crate) fn interrupted() -> bool {
 /// Scratch directories not removed yet, for [`kill_all`].
 static SCRATCH: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
-fn scratch_dirs<T>(f: impl FnOnce(&mut Vec<PathBuf>) -> T) -> T {
+pub(crate) fn scratch_dirs<T>(f: impl FnOnce(&mut Vec<PathBuf>) -> T) -> T {
     f(&mut SCRATCH
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner))
@@ -333,7 +333,7 @@ pub(crate) fn kill_all() {
 }
 
 /// `kill -SIG -- target` (a pid, or `-pgid` for a process group).
-fn signal(target: &str, sig: &str) {
+pub(crate) fn signal(target: &str, sig: &str) {
     let _ = Command::new("kill")
         .args([&format!("-{sig}"), "--", target])
         .stdout(Stdio::null())

@@ -41,13 +41,11 @@ impl Summary {
         } else {
             (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
         };
-        // Nearest rank: the smallest value with at least 99 % of the sample at or below it.
-        let rank = (0.99 * n as f64).ceil() as usize;
         Self {
             n,
             min: sorted[0],
             median,
-            p99: sorted[rank.clamp(1, n) - 1],
+            p99: nearest_rank(&sorted, 0.99),
             max: sorted[n - 1],
             mean: sorted.iter().sum::<f64>() / n as f64,
         }
@@ -62,6 +60,24 @@ impl Summary {
     }
 }
 
+/// Nearest rank: the smallest value of `sorted` (ascending, not empty) with at least the
+/// fraction `q` of the sample at or below it.
+fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    let rank = (q * n as f64).ceil() as usize;
+    sorted[rank.clamp(1, n) - 1]
+}
+
+/// The nearest-rank percentile `q` (0 < q ≤ 1) of `values`; NaN for an empty sample.
+pub(crate) fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    nearest_rank(&sorted, q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +89,13 @@ mod tests {
         assert_eq!((s.min, s.median, s.p99, s.max), (1.0, 50.5, 99.0, 100.0));
         let s = Summary::of(&[3.0, 1.0, 2.0]);
         assert_eq!((s.median, s.p99), (2.0, 3.0));
+    }
+
+    #[test]
+    fn p95_by_nearest_rank() {
+        let values: Vec<f64> = (1..=20).rev().map(f64::from).collect();
+        assert_eq!(percentile(&values, 0.95), 19.0);
+        assert_eq!(percentile(&[5.0, 1.0], 0.95), 5.0);
+        assert!(percentile(&[], 0.95).is_nan());
     }
 }
