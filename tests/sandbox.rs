@@ -38,8 +38,16 @@ struct Server {
 
 impl Server {
     async fn start(configure: impl FnOnce(&mut Config)) -> Self {
-        let state = tempfile::tempdir().unwrap();
         let key = format!("test-key-{}", uuid::Uuid::new_v4().simple());
+        Self::start_in(tempfile::tempdir().unwrap(), key, configure).await
+    }
+
+    /// A server on the state in `state` (a restart when it holds records).
+    async fn start_in(
+        state: tempfile::TempDir,
+        key: String,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config::new(state.path(), key.as_str());
         config.port = 0;
         config.image = IMAGE.to_owned();
@@ -78,13 +86,20 @@ impl Server {
         containers_of(&self.instance).await
     }
 
-    async fn stop(mut self) {
+    async fn stop(self) {
+        drop(self.stop_keeping_state().await);
+    }
+
+    /// Stops the server (its sandboxes keep running); its state and key, for a restart.
+    async fn stop_keeping_state(mut self) -> (tempfile::TempDir, String) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
+        let empty = tempfile::tempdir().unwrap();
+        (std::mem::replace(&mut self._state, empty), self.key.clone())
     }
 }
 
@@ -473,6 +488,23 @@ async fn a_start_without_custom_environment_claims_a_warm_sandbox_once() {
         .execute_command("true", None, Duration::from_secs(10))
         .await;
     assert_eq!(refused.err().and_then(|e| e.status()), Some(401));
+    // Stopped right after a claim (its refill in flight) and restarted: the refill leaves
+    // nothing behind, and the claimed sandbox is adopted, not taken for a stray.
+    let instance = server.instance.clone();
+    let (state, key) = server.stop_keeping_state().await;
+    assert_eq!(
+        containers_of(&instance).await,
+        1,
+        "a pool member outlived the server"
+    );
+    let server = Server::start_in(state, key, |c| c.warm = 1).await;
+    let adopted = runtime_status(&server, first.session_id()).await;
+    assert_eq!(adopted["status"], "running", "{adopted}");
+    let out = first
+        .execute_command("echo still here", None, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.trim(), "still here");
     // The pool refills with another container; the next start gets that one.
     wait_warm(&server, 1).await;
     let second = server.workspace().start().await.unwrap();
@@ -491,7 +523,22 @@ async fn a_start_without_custom_environment_claims_a_warm_sandbox_once() {
         .await
         .unwrap();
     assert!(!pool_ports(&server).await.contains(&port(&custom)));
-    for w in [&first, &second, &custom] {
+    // `first` was started through the server before the restart (another port): stop it
+    // through this one; its own cleanup can no longer reach the old address.
+    let client = oh_client::ServiceClient::new(&server.url)
+        .unwrap()
+        .with_header("X-API-Key", &server.key.as_str().into())
+        .unwrap();
+    let stopped: serde_json::Value = client
+        .post("/stop", &json!({"runtime_id": first.runtime_id()}), None)
+        .await
+        .unwrap();
+    assert_eq!(stopped["status"], "stopped");
+    assert!(
+        first.cleanup().await.is_err(),
+        "the old server address still answers"
+    );
+    for w in [&second, &custom] {
         w.cleanup().await.unwrap();
     }
     let instance = server.instance.clone();

@@ -109,9 +109,10 @@ async fn start(
     let plan = sandboxes.plan(request).await?;
     let record = sandboxes.start(plan).await?;
     let runtime = sandboxes.runtime(&record);
-    if record.phase == Phase::Error && record.url.is_none() {
-        // No URL to hand out: the clients cannot parse this as a runtime, so it is an error
-        // naming the sandbox, its state and why (the record stays for `GET /sessions`).
+    if record.phase == Phase::Error {
+        // A failed runtime has no URL to hand out: the clients cannot parse it as a runtime,
+        // so it is an error naming the sandbox, its state, why, and its last log lines (the
+        // record stays for `GET /sessions`).
         let status = match record.fault {
             Some(Fault::Client) => StatusCode::BAD_REQUEST,
             Some(Fault::Engine) => StatusCode::SERVICE_UNAVAILABLE,

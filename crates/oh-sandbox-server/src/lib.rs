@@ -126,7 +126,14 @@ impl SandboxServer {
         )
         .await;
         checks.abort();
-        pool.abort();
+        // The pool's boot in flight finishes (or fails) first, so its container is known.
+        sandboxes.pool.close();
+        if tokio::time::timeout(std::time::Duration::from_secs(30), pool)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the warm pool did not stop within 30 s");
+        }
         sandboxes.pool.drain(sandboxes.backend.as_ref()).await;
         Ok(())
     }

@@ -77,6 +77,9 @@ pub(crate) struct Pool {
     /// Handles of members being booted or held.
     owned: Mutex<Vec<String>>,
     wake: Notify,
+    /// Set at shutdown: the refill loop ends after the boot in flight (a create is never
+    /// cut off halfway, so nothing it made escapes [`Pool::drain`]).
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
@@ -86,6 +89,7 @@ impl Pool {
             members: Mutex::default(),
             owned: Mutex::default(),
             wake: Notify::new(),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -130,6 +134,18 @@ impl Pool {
         })
     }
 
+    fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Asks the refill loop to end after the boot in flight; [`Pool::run`] then returns.
+    pub(crate) fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+    }
+
     /// Asks the refill loop to top the pool up.
     pub(crate) fn refill_soon(&self) {
         self.wake.notify_one();
@@ -149,7 +165,7 @@ impl Pool {
             }
         };
         let mut backoff = Duration::from_secs(1);
-        loop {
+        while !pool.is_closing() {
             let wanted = pool.size.saturating_sub(pool.ready());
             let room = sandboxes
                 .config
@@ -171,12 +187,13 @@ impl Pool {
                         backoff = Duration::from_secs(1);
                         continue;
                     }
+                    Err(_) if pool.is_closing() => break,
                     Err(e) => {
                         tracing::warn!(
                             retry_in = ?backoff,
                             "warm pool: booting a member failed: {e}"
                         );
-                        tokio::time::sleep(backoff).await;
+                        let _ = tokio::time::timeout(backoff, pool.wake.notified()).await;
                         backoff = (backoff * 2).min(Duration::from_secs(60));
                         continue;
                     }
@@ -243,7 +260,11 @@ async fn boot(sandboxes: &Sandboxes, plan: &crate::sandboxes::Plan) -> Result<Me
         .await
         .map_err(|e| e.to_string())?;
     sandboxes.pool.owned().push(handle.clone());
-    let booted = wait_dormant(sandboxes.backend.as_ref(), &handle).await;
+    let booted = if sandboxes.pool.is_closing() {
+        Err("shutting down".to_owned())
+    } else {
+        wait_dormant(&sandboxes.pool, sandboxes.backend.as_ref(), &handle).await
+    };
     match booted {
         Ok((url, port)) => Ok(Member {
             handle,
@@ -260,7 +281,11 @@ async fn boot(sandboxes: &Sandboxes, plan: &crate::sandboxes::Plan) -> Result<Me
     }
 }
 
-async fn wait_dormant(backend: &dyn Backend, handle: &str) -> Result<(String, u16), String> {
+async fn wait_dormant(
+    pool: &Pool,
+    backend: &dyn Backend,
+    handle: &str,
+) -> Result<(String, u16), String> {
     let deadline = Instant::now() + MEMBER_BOOT;
     let mut pause = Duration::from_millis(10);
     loop {
@@ -290,6 +315,9 @@ async fn wait_dormant(backend: &dyn Backend, handle: &str) -> Result<(String, u1
         }
         if Instant::now() >= deadline {
             return Err(format!("not dormant within {MEMBER_BOOT:?}"));
+        }
+        if pool.is_closing() {
+            return Err("shutting down".to_owned());
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));

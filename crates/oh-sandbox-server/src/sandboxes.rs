@@ -901,19 +901,15 @@ impl Sandboxes {
         let managed = self.backend.managed().await?;
         let mut by_runtime: HashMap<String, Vec<String>> = HashMap::new();
         for workload in &managed {
-            let orphan = workload.pool
-                || workload
-                    .runtime_id
-                    .as_ref()
-                    .is_none_or(|id| self.by_runtime(id).is_none_or(|r| !r.phase.is_live()));
-            if orphan {
-                tracing::info!(handle = %workload.handle, "removing a workload without a live record");
-                self.backend.remove(&workload.handle).await?;
-            } else if let Some(id) = &workload.runtime_id {
-                by_runtime
-                    .entry(id.clone())
+            match self.owner_of(workload) {
+                Some(id) => by_runtime
+                    .entry(id)
                     .or_default()
-                    .push(workload.handle.clone());
+                    .push(workload.handle.clone()),
+                None => {
+                    tracing::info!(handle = %workload.handle, "removing a workload without a live record");
+                    self.backend.remove(&workload.handle).await?;
+                }
             }
         }
         let records: Vec<Record> = self.inner().records.values().cloned().collect();
@@ -963,6 +959,29 @@ impl Sandboxes {
             }
         }
         Ok(())
+    }
+
+    /// The live runtime a workload belongs to: the record holding its handle (a claimed pool
+    /// member keeps its pool labels), else, for a workload that is not a pool member, the
+    /// record its runtime label names.
+    fn owner_of(&self, workload: &crate::backend::Managed) -> Option<String> {
+        let inner = self.inner();
+        let by_handle = inner
+            .records
+            .values()
+            .find(|r| r.phase.is_live() && r.handle.as_deref() == Some(workload.handle.as_str()));
+        if let Some(record) = by_handle {
+            return Some(record.runtime_id.clone());
+        }
+        if workload.pool {
+            return None;
+        }
+        let id = workload.runtime_id.as_ref()?;
+        inner
+            .records
+            .get(id)
+            .filter(|r| r.phase.is_live())
+            .map(|r| r.runtime_id.clone())
     }
 
     /// Takes over a sandbox found running (or paused) after a restart.
@@ -1070,15 +1089,12 @@ impl Sandboxes {
         match self.backend.managed().await {
             Ok(managed) => {
                 for workload in managed {
+                    // Pool members (booting or ready) are the pool's; a claimed one belongs
+                    // to its runtime's record.
                     if workload.pool && self.pool.owns(&workload.handle) {
                         continue;
                     }
-                    let known = workload
-                        .runtime_id
-                        .as_deref()
-                        .and_then(|id| self.by_runtime(id))
-                        .is_some_and(|r| r.phase.is_live());
-                    if !known && !workload.pool {
+                    if self.owner_of(&workload).is_none() && !workload.pool {
                         tracing::info!(handle = %workload.handle, "removing a workload without a live record");
                         let _ = self.backend.remove(&workload.handle).await;
                     }
