@@ -24,7 +24,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use oh_sandbox_server::{Config, SandboxServer};
 use openhands::api::PullPolicy;
@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         workspace.url(),
         started.elapsed().as_secs_f64()
     );
-    let result = demo(&workspace, llm).await;
+    let result = common::sandbox_tour(&workspace, llm, TASK).await;
     workspace.cleanup().await?;
     println!("Sandbox stopped.");
     if let Some(local) = local {
@@ -146,41 +146,4 @@ async fn start_sandbox_server(
             state,
         }),
     ))
-}
-
-async fn demo(workspace: &ApiRemoteWorkspace, llm: Option<Llm>) -> anyhow::Result<()> {
-    let t = Duration::from_secs(30);
-    let uname = workspace
-        .execute_command("uname -sr && id && pwd", None, t)
-        .await?;
-    println!("In the sandbox:\n{}", uname.stdout.trim_end());
-
-    let scratch = tempfile::tempdir()?;
-    let note = scratch.path().join("note.txt");
-    std::fs::write(&note, "uploaded into the sandbox\n")?;
-    workspace.file_upload(&note, "note.txt").await?;
-    let copy = scratch.path().join("copy.txt");
-    workspace.file_download("note.txt", &copy).await?;
-    anyhow::ensure!(
-        std::fs::read(&note)? == std::fs::read(&copy)?,
-        "the downloaded copy differs from the upload"
-    );
-    println!("Uploaded note.txt and downloaded it back: identical.");
-
-    let Some(llm) = llm else {
-        common::say_conversation_skipped();
-        return Ok(());
-    };
-    let conversation = Conversation::new(
-        common::default_agent(llm),
-        workspace,
-        [common::print_events()],
-    )
-    .await?;
-    let outcome = common::run_task(&conversation, TASK).await;
-    conversation.close().await;
-    outcome?;
-    let facts = workspace.execute_command("cat FACTS.txt", None, t).await?;
-    println!("FACTS.txt:\n{}", facts.stdout.trim_end());
-    Ok(())
 }

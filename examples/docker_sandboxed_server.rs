@@ -19,8 +19,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use openhands::docker::{DEFAULT_IMAGE, Error as DockerError};
 use openhands::prelude::*;
 
@@ -66,47 +64,8 @@ async fn run() -> anyhow::Result<()> {
         workspace.image(),
         workspace.host()
     );
-    let result = demo(&workspace, llm).await;
+    let result = common::sandbox_tour(&workspace, llm, TASK).await;
     workspace.cleanup().await?;
     println!("Container removed.");
     result
-}
-
-async fn demo(workspace: &DockerWorkspace, llm: Option<Llm>) -> anyhow::Result<()> {
-    let t = Duration::from_secs(30);
-    let uname = workspace
-        .execute_command("uname -sr && id && pwd", Some(workspace.working_dir()), t)
-        .await?;
-    println!("In the sandbox:\n{}", uname.stdout.trim_end());
-
-    let scratch = tempfile::tempdir()?;
-    let note = scratch.path().join("note.txt");
-    std::fs::write(&note, "uploaded into the container\n")?;
-    workspace.file_upload(&note, "note.txt").await?;
-    let copy = scratch.path().join("copy.txt");
-    workspace.file_download("note.txt", &copy).await?;
-    anyhow::ensure!(
-        std::fs::read(&note)? == std::fs::read(&copy)?,
-        "the downloaded copy differs from the upload"
-    );
-    println!("Uploaded note.txt and downloaded it back: identical.");
-
-    let Some(llm) = llm else {
-        common::say_conversation_skipped();
-        return Ok(());
-    };
-    let conversation = Conversation::new(
-        common::default_agent(llm),
-        workspace,
-        [common::print_events()],
-    )
-    .await?;
-    let outcome = common::run_task(&conversation, TASK).await;
-    conversation.close().await;
-    outcome?;
-    let facts = workspace
-        .execute_command("cat FACTS.txt", Some(workspace.working_dir()), t)
-        .await?;
-    println!("FACTS.txt:\n{}", facts.stdout.trim_end());
-    Ok(())
 }

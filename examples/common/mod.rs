@@ -114,3 +114,43 @@ pub(crate) async fn run_task(
 pub(crate) fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
+
+/// The sandbox tour both sandbox examples give: a command showing where it runs, a file
+/// uploaded and downloaded back, then (with an LLM) `task` as a conversation whose
+/// FACTS.txt is shown at the end. Paths are relative to the workspace's working directory.
+pub(crate) async fn sandbox_tour(
+    workspace: &RemoteWorkspace,
+    llm: Option<Llm>,
+    task: &str,
+) -> anyhow::Result<()> {
+    let t = std::time::Duration::from_secs(30);
+    let here = Some(workspace.working_dir());
+    let uname = workspace
+        .execute_command("uname -sr && id && pwd", here, t)
+        .await?;
+    println!("In the sandbox:\n{}", uname.stdout.trim_end());
+
+    let scratch = tempfile::tempdir()?;
+    let note = scratch.path().join("note.txt");
+    std::fs::write(&note, "uploaded into the sandbox\n")?;
+    workspace.file_upload(&note, "note.txt").await?;
+    let copy = scratch.path().join("copy.txt");
+    workspace.file_download("note.txt", &copy).await?;
+    anyhow::ensure!(
+        std::fs::read(&note)? == std::fs::read(&copy)?,
+        "the downloaded copy differs from the upload"
+    );
+    println!("Uploaded note.txt and downloaded it back: identical.");
+
+    let Some(llm) = llm else {
+        say_conversation_skipped();
+        return Ok(());
+    };
+    let conversation = Conversation::new(default_agent(llm), workspace, [print_events()]).await?;
+    let outcome = run_task(&conversation, task).await;
+    conversation.close().await;
+    outcome?;
+    let facts = workspace.execute_command("cat FACTS.txt", here, t).await?;
+    println!("FACTS.txt:\n{}", facts.stdout.trim_end());
+    Ok(())
+}
