@@ -117,6 +117,45 @@ async fn containers_of(instance: &str) -> usize {
     docker.list_containers(Some(options)).await.unwrap().len()
 }
 
+/// A test that panicked never stopped its server: remove what carries its label, so a
+/// failed test leaves no container behind either.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.stop.is_none() {
+            return;
+        }
+        let label = format!("{SERVER_LABEL}={}", self.instance);
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let Ok(docker) = oh_workspace_docker::connect().await else {
+                    return;
+                };
+                let options = ListContainersOptions {
+                    all: true,
+                    filters: Some(HashMap::from([("label".to_owned(), vec![label])])),
+                    ..ListContainersOptions::default()
+                };
+                for c in docker
+                    .list_containers(Some(options))
+                    .await
+                    .unwrap_or_default()
+                {
+                    if let Some(id) = c.id {
+                        let _ = oh_workspace_docker::force_remove(&docker, &id).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
 async fn runtime_status(server: &Server, session_id: &str) -> serde_json::Value {
     let client = oh_client::ServiceClient::new(&server.url)
         .unwrap()
