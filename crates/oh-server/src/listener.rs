@@ -20,6 +20,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -481,17 +482,30 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
         let limits = &self.limits;
+        let body_read = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
+            body_read.store(hyper::body::Body::is_end_stream(&body), Ordering::SeqCst);
             Body::new(TimedBody::new(
                 body,
                 limits.body_read_timeout,
                 limits.body_min_bytes,
+                Arc::clone(&body_read),
             ))
         });
         let mut router = self.routes.current();
         let response = tower_service::Service::call(&mut router, request);
         Box::pin(async move {
-            let response = response.await?;
+            let mut response = response.await?;
+            if !body_read.load(Ordering::SeqCst) {
+                // Answered before the request body was read (a 401, 403, 415…): hyper will
+                // close the connection rather than read the rest, so say so. A client that
+                // put the connection back in its pool would otherwise send its next request
+                // on a socket about to close ("server disconnected without a response").
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
             Ok(response.map(|body| {
                 Body::new(Tracking {
                     inner: body,
@@ -548,10 +562,12 @@ struct TimedBody {
     waited: Duration,
     waiting_since: Option<Instant>,
     timer: Pin<Box<Sleep>>,
+    /// Set once the body has been read to its end.
+    read: Arc<AtomicBool>,
 }
 
 impl TimedBody {
-    fn new(inner: Incoming, window: Duration, min_bytes: u64) -> Self {
+    fn new(inner: Incoming, window: Duration, min_bytes: u64, read: Arc<AtomicBool>) -> Self {
         Self {
             inner,
             window,
@@ -560,6 +576,7 @@ impl TimedBody {
             waited: Duration::ZERO,
             waiting_since: None,
             timer: Box::pin(tokio::time::sleep(window)),
+            read,
         }
     }
 }
@@ -588,7 +605,10 @@ impl hyper::body::Body for TimedBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.read.store(true, Ordering::SeqCst);
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 if this.waiting_since.is_none() {
                     let now = Instant::now();

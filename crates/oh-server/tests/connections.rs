@@ -528,3 +528,59 @@ async fn sigterm_exits_within_the_drain_with_blocking_threads_stuck() {
     took.expect("still running after the drain (2 s) + margin");
     drop(stuck);
 }
+
+/// A request answered before its body was read (here a 401 on an upload) says
+/// `Connection: close`, so clients do not reuse a connection the server is about to close
+/// (the Python client then failed its next request: "Server disconnected without sending a
+/// response"). A request whose body was read, or that had none, keeps the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_before_the_body_was_read_closes_the_connection_and_says_so() {
+    let server = TestServer::with_key("right-key").await;
+    let head = |path: &str, key: &str, length: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Session-API-Key: {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    let read_head = |mut stream: TcpStream| async move {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("read");
+        String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+    };
+    // Wrong key, a body announced and only partly sent: refused before reading it.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let body = "x".repeat(1000);
+    stream
+        .write_all(
+            format!(
+                "{}{}",
+                head("/api/file/upload?path=/tmp/x", "wrong", 100_000),
+                body
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = read_head(stream).await;
+    assert!(answer.starts_with("http/1.1 401"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    // The right key and a body that is read: the connection stays open.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let json = r#"{"command":"true"}"#;
+    stream
+        .write_all(
+            format!(
+                "{}{json}",
+                head("/api/bash/start_bash_command", "right-key", json.len())
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = read_head(stream).await;
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(!answer.contains("connection: close"), "{answer}");
+}
