@@ -38,6 +38,7 @@ mod tagged;
 pub mod agent;
 pub mod api;
 pub mod bash;
+pub mod cloud;
 pub mod event;
 pub mod message;
 pub mod runtime;
