@@ -104,6 +104,17 @@ impl ServiceClient {
             .await
     }
 
+    /// `POST {base}{path_and_query}` without a body, answer decoded from JSON, within
+    /// `timeout` (default: the client's).
+    pub async fn post_empty<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+        timeout: Option<Duration>,
+    ) -> Result<T> {
+        self.json(Method::POST, path_and_query, None::<&()>, timeout)
+            .await
+    }
+
     /// `GET {base}{path_and_query}`, answer as text (UTF-8).
     pub async fn get_text(&self, path_and_query: &str) -> Result<String> {
         let path = slashed(path_and_query);
@@ -134,6 +145,29 @@ impl ServiceClient {
         }
         http::decode(&path, &bytes)
     }
+}
+
+/// `key=value&…`, form-encoded, for the query string of a service call.
+pub fn query_string(pairs: &[(&str, &str)]) -> String {
+    http::query(pairs)
+}
+
+/// `segment` percent-encoded as one URL path segment (everything but `A-Za-z0-9-._~`).
+pub fn path_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// An error followed by its causes (`error: cause: cause`), for log lines and messages.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    http::describe(error)
 }
 
 /// `path` with a leading `/` (an empty path stays empty: the base URL itself).

@@ -684,27 +684,12 @@ fn api_error(call: String, session_id: &str, source: oh_client::Error) -> Error 
 
 /// `/sessions/<id>`, the id percent-encoded as a path segment.
 fn session_path(session_id: &str) -> String {
-    let mut path = String::from("/sessions/");
-    for byte in session_id.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            path.push(char::from(byte));
-        } else {
-            path.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    path
+    format!("/sessions/{}", oh_client::path_segment(session_id))
 }
 
 /// An error with its causes, for log lines.
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
+    oh_client::error_chain(error)
 }
 
 /// The runtime a workspace holds: closing it (pause or stop, or nothing with `keep_alive`)
