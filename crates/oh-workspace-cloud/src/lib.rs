@@ -53,10 +53,10 @@ use std::time::Duration;
 
 pub use oh_client::RemoteWorkspace;
 use oh_client::{ServiceClient, error_chain, path_segment, query_string};
+use oh_protocol::Llm;
 use oh_protocol::SecretString;
 use oh_protocol::agent::{LookupSecret, SecretSource};
 use oh_protocol::cloud::{SandboxInfo, SandboxStatus, SecretNames};
-use oh_protocol::Llm;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -450,7 +450,9 @@ impl OpenHandsCloudWorkspaceBuilder {
                 .map(SecretString::new)
         });
         if sandbox_id.is_none() {
-            tracing::warn!("local agent-server mode without a sandbox id: settings calls will fail");
+            tracing::warn!(
+                "local agent-server mode without a sandbox id: settings calls will fail"
+            );
         }
         if key.is_none() {
             tracing::warn!(
@@ -464,7 +466,9 @@ impl OpenHandsCloudWorkspaceBuilder {
         if let Some(key) = &key {
             builder = builder.api_key(key.expose());
         }
-        let remote = builder.build().map_err(invalid_option("agent_server_port"))?;
+        let remote = builder
+            .build()
+            .map_err(invalid_option("agent_server_port"))?;
         tracing::info!(url = %host, "local agent-server mode");
         Ok(OpenHandsCloudWorkspace {
             remote,
@@ -517,7 +521,12 @@ async fn wait_running(
             Err(_) if attempt > 1 => {}
             Err(_) => last_state = format!("GET {path} did not answer in time"),
             Ok(Err(e)) if e.is_transient() => {
-                tracing::warn!(sandbox_id, attempt, "status call failed, retrying: {}", error_chain(&e));
+                tracing::warn!(
+                    sandbox_id,
+                    attempt,
+                    "status call failed, retrying: {}",
+                    error_chain(&e)
+                );
                 last_state = format!("GET {path} failed: {e}");
             }
             Ok(Err(source)) => return Err(api_error(format!("GET {path}"), source)),
@@ -587,7 +596,11 @@ async fn wait_running(
 }
 
 /// The agent server's workspace of a running sandbox.
-fn running(info: &SandboxInfo, working_dir: &str, api_timeout: Duration) -> Result<RemoteWorkspace> {
+fn running(
+    info: &SandboxInfo,
+    working_dir: &str,
+    api_timeout: Duration,
+) -> Result<RemoteWorkspace> {
     let url = info
         .agent_server_url()
         .filter(|u| !u.trim().is_empty())

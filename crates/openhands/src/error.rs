@@ -32,6 +32,11 @@ pub enum Error {
     #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
     #[error(transparent)]
     Api(#[from] oh_workspace_api::Error),
+    /// An OpenHands Cloud sandbox could not be started or used.
+    #[cfg(feature = "cloud")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cloud")))]
+    #[error(transparent)]
+    Cloud(#[from] oh_workspace_cloud::Error),
     /// A run ended in `error` or `stuck` (the reference's `ConversationRunError`).
     #[error("conversation {conversation_id} run failed ({status:?}): {detail}")]
     Run {

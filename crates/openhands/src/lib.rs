@@ -151,6 +151,8 @@ cfg_feature! { "api" =>
 cfg_feature! { "cloud" =>
     /// Agent servers in OpenHands Cloud sandboxes.
     pub use oh_workspace_cloud as cloud;
+    #[doc(inline)]
+    pub use oh_workspace_cloud::{OpenHandsCloudWorkspace, OpenHandsCloudWorkspaceBuilder};
 }
 cfg_feature! { "local" =>
     /// The agent core, for conversations in this process.
@@ -187,6 +189,9 @@ pub mod prelude {
     }
     cfg_feature! { "api" =>
         pub use crate::ApiRemoteWorkspace;
+    }
+    cfg_feature! { "cloud" =>
+        pub use crate::OpenHandsCloudWorkspace;
     }
     cfg_feature! { "server" =>
         pub use crate::LocalServer;

@@ -87,6 +87,16 @@ impl From<&oh_workspace_api::ApiRemoteWorkspace> for Workspace {
     }
 }
 
+/// The sandbox's server as a remote workspace (the sandbox stays owned by the
+/// `OpenHandsCloudWorkspace`, which deletes it). Convert again after `resume()`: the URL and
+/// key may have changed.
+#[cfg(feature = "cloud")]
+impl From<&oh_workspace_cloud::OpenHandsCloudWorkspace> for Workspace {
+    fn from(workspace: &oh_workspace_cloud::OpenHandsCloudWorkspace) -> Self {
+        Self::Remote(workspace.workspace().clone())
+    }
+}
+
 /// Clones the workspace, so `Conversation::new(agent, &workspace, ...)` keeps it usable.
 impl From<&Workspace> for Workspace {
     fn from(workspace: &Workspace) -> Self {

@@ -117,7 +117,10 @@ async fn error_and_missing_are_fatal_and_the_sandbox_is_deleted() {
         let text = error.to_string();
         assert!(text.contains("sb-1") && text.contains(word), "{text}");
         match error {
-            Error::Failed { sandbox_id, status: got } => {
+            Error::Failed {
+                sandbox_id,
+                status: got,
+            } => {
                 assert_eq!(sandbox_id, "sb-1");
                 assert_eq!(got, status);
             }
@@ -162,11 +165,18 @@ async fn the_wait_is_bounded_by_init_timeout() {
 async fn transient_status_errors_are_retried() {
     let agent = AgentServer::start("sk-session-5555").await;
     let cloud = FakeCloud::start(&agent.url, &agent.key).await;
-    cloud.script(vec![Step::Fail(503), Step::Fail(502), Step::Status("RUNNING")]);
+    cloud.script(vec![
+        Step::Fail(503),
+        Step::Fail(502),
+        Step::Status("RUNNING"),
+    ]);
 
     let workspace = builder(&cloud).start().await.unwrap();
 
-    assert_eq!(cloud.lines()[1..], [get_line("sb-1"), get_line("sb-1"), get_line("sb-1")]);
+    assert_eq!(
+        cloud.lines()[1..],
+        [get_line("sb-1"), get_line("sb-1"), get_line("sb-1")]
+    );
     workspace.cleanup().await.unwrap();
 }
 
@@ -197,7 +207,11 @@ async fn a_wrong_key_is_a_typed_error() {
         }
         other => panic!("expected Unauthorized, got {other:?}"),
     }
-    assert_eq!(cloud.lines(), ["POST /api/v1/sandboxes"], "nothing to delete");
+    assert_eq!(
+        cloud.lines(),
+        ["POST /api/v1/sandboxes"],
+        "nothing to delete"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,11 +247,7 @@ async fn an_existing_sandbox_is_resumed_and_resume_refreshes_url_and_key() {
     let cloud = FakeCloud::start(&agent.url, &agent.key).await;
     cloud.seed("sb-old", "PAUSED", Vec::new());
 
-    let mut workspace = builder(&cloud)
-        .sandbox_id("sb-old")
-        .start()
-        .await
-        .unwrap();
+    let mut workspace = builder(&cloud).sandbox_id("sb-old").start().await.unwrap();
 
     assert_eq!(
         cloud.lines(),

@@ -139,10 +139,7 @@ async fn mcp_servers_come_from_the_user_settings() {
             "fetch": {"command": "uvx", "args": ["mcp-server-fetch"]},
         })
     );
-    assert_eq!(
-        cloud.calls().last().unwrap().line(),
-        "GET /api/v1/users/me"
-    );
+    assert_eq!(cloud.calls().last().unwrap().line(), "GET /api/v1/users/me");
     workspace.cleanup().await.unwrap();
 }
 
@@ -161,7 +158,10 @@ async fn settings_calls_retry_transient_errors_only() {
     };
 
     cloud.fail_settings(vec![503]);
-    assert_eq!(workspace.get_llm(None).await.unwrap().model, "openai/gpt-4o");
+    assert_eq!(
+        workspace.get_llm(None).await.unwrap().model,
+        "openai/gpt-4o"
+    );
     assert_eq!(users_me(&cloud), 2);
 
     cloud.fail_settings(vec![400, 503]);
