@@ -201,8 +201,14 @@ async fn lookup_secrets_are_fetched_when_used_and_masked() {
         assert!(!body.contains(VALUE) && !body.contains("letmein"));
     }
     let state = serde_json::to_string(&conv.state()).unwrap();
-    assert!(state.contains("LookupSecret") && state.contains("/secret"), "{state}");
-    assert!(!state.contains("letmein") && !state.contains(VALUE), "{state}");
+    assert!(
+        state.contains("LookupSecret") && state.contains("/secret"),
+        "{state}"
+    );
+    assert!(
+        !state.contains("letmein") && !state.contains(VALUE),
+        "{state}"
+    );
     conv.close().await;
 }
 
@@ -216,8 +222,14 @@ async fn failed_lookups_are_reported_and_the_run_goes_on() {
     };
     let dir = tempfile::tempdir().unwrap();
     let llm = ScriptedLlm::start(vec![
-        Reply::tool("terminal", json!({"command": "echo missing=[$MISSING_TOKEN]"})),
-        Reply::tool("terminal", json!({"command": "echo denied=[$DENIED_TOKEN]"})),
+        Reply::tool(
+            "terminal",
+            json!({"command": "echo missing=[$MISSING_TOKEN]"}),
+        ),
+        Reply::tool(
+            "terminal",
+            json!({"command": "echo denied=[$DENIED_TOKEN]"}),
+        ),
         Reply::tool("terminal", json!({"command": "echo gone=[$GONE_TOKEN]"})),
         Reply::tool("finish", json!({"message": "done"})),
     ])
@@ -230,7 +242,10 @@ async fn failed_lookups_are_reported_and_the_run_goes_on() {
     };
     let config = common::config(common::agent(&llm.base_url()), dir.path(), None)
         .lookup_secret("MISSING_TOKEN", server.lookup("/nothing", Some("letmein")))
-        .lookup_secret("DENIED_TOKEN", server.lookup("/secret", Some("bad-pass-77")))
+        .lookup_secret(
+            "DENIED_TOKEN",
+            server.lookup("/secret", Some("bad-pass-77")),
+        )
         .lookup_secret("GONE_TOKEN", gone);
     let conv = common::start(config);
     conv.send_text("try the tokens").await.unwrap();
@@ -238,12 +253,24 @@ async fn failed_lookups_are_reported_and_the_run_goes_on() {
 
     let texts = terminal_texts(&conv.events());
     assert_eq!(texts.len(), 3, "{texts:?}");
-    assert!(texts[0].contains("MISSING_TOKEN could not be fetched"), "{}", texts[0]);
+    assert!(
+        texts[0].contains("MISSING_TOKEN could not be fetched"),
+        "{}",
+        texts[0]
+    );
     assert!(texts[0].contains("HTTP 404"), "{}", texts[0]);
-    assert!(texts[0].contains("missing=[]"), "ran without it: {}", texts[0]);
+    assert!(
+        texts[0].contains("missing=[]"),
+        "ran without it: {}",
+        texts[0]
+    );
     assert!(texts[1].contains("HTTP 401"), "{}", texts[1]);
     assert!(texts[1].contains("denied=[]"), "{}", texts[1]);
-    assert!(texts[2].contains("GONE_TOKEN could not be fetched"), "{}", texts[2]);
+    assert!(
+        texts[2].contains("GONE_TOKEN could not be fetched"),
+        "{}",
+        texts[2]
+    );
     assert!(texts[2].contains("gone=[]"), "{}", texts[2]);
     let all = serde_json::to_string(&conv.events()).unwrap();
     assert!(!all.contains("letmein") && !all.contains("bad-pass-77"));
