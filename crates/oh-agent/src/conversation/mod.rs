@@ -945,10 +945,8 @@ fn restore_secrets(registry: &SecretRegistry, secrets: &Secrets) {
                     );
                 }
             }
-            SecretSource::Lookup(l) => {
-                if l.headers.values().all(|v| !v.is_placeholder()) {
-                    secrets.set_lookup(name.clone(), l.clone());
-                }
+            SecretSource::Lookup(l) if l.headers.values().all(|v| !v.is_placeholder()) => {
+                secrets.set_lookup(name.clone(), l.clone());
             }
             _ => {}
         }
