@@ -263,7 +263,7 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
             "Parent conversation {parent} not found"
         )));
     }
-    let secrets = plain_secrets(request.secrets)?;
+    let (secrets, lookup_secrets) = plain_secrets(request.secrets)?;
     let working_dir = PathBuf::from(&local.working_dir);
     prepare_workspace(&working_dir).await?;
 
@@ -289,6 +289,7 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
         max_iterations: request.max_iterations.max(1),
         stuck_detection: request.stuck_detection,
         secrets,
+        lookup_secrets,
         tags: request.tags,
         meta,
     };
@@ -325,9 +326,11 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
     Ok(json_response(StatusCode::CREATED, &live.info()))
 }
 
-/// Secret values in clear; lookup secrets are not supported yet.
-fn plain_secrets(secrets: BTreeMap<String, SecretSource>) -> ApiResult<BTreeMap<String, String>> {
+/// Static secret values in clear, and lookups (their values are fetched by the agent when a
+/// command needs them). Masked header values are dropped, as the reference does.
+fn plain_secrets(secrets: BTreeMap<String, SecretSource>) -> ApiResult<PlainSecrets> {
     let mut plain = BTreeMap::new();
+    let mut lookups = BTreeMap::new();
     for (name, source) in secrets {
         if !oh_agent::secrets::is_env_name(&name) {
             return Err(ApiError::validation(
@@ -343,10 +346,17 @@ fn plain_secrets(secrets: BTreeMap<String, SecretSource>) -> ApiResult<BTreeMap<
                     plain.insert(name, value.expose().to_owned());
                 }
             }
-            SecretSource::Lookup(_) => {
-                return Err(ApiError::not_implemented(&format!(
-                    "LookupSecret (secret {name:?})"
-                )));
+            SecretSource::Lookup(mut lookup) => {
+                if lookup.url.trim().is_empty() {
+                    return Err(ApiError::validation(
+                        &["body", "secrets", &name, "LookupSecret", "url"],
+                        "value_error",
+                        "Value error, url must not be empty",
+                        Value::Null,
+                    ));
+                }
+                lookup.headers.retain(|_, v| !v.is_placeholder());
+                lookups.insert(name, lookup);
             }
             _ => {
                 return Err(ApiError::validation(
@@ -358,8 +368,14 @@ fn plain_secrets(secrets: BTreeMap<String, SecretSource>) -> ApiResult<BTreeMap<
             }
         }
     }
-    Ok(plain)
+    Ok((plain, lookups))
 }
+
+/// Static secrets by name in clear, and lookup secrets by name.
+type PlainSecrets = (
+    BTreeMap<String, String>,
+    BTreeMap<String, oh_protocol::agent::LookupSecret>,
+);
 
 /// `mkdir -p` the working directory and `git init` it unless it is inside a repository.
 async fn prepare_workspace(dir: &PathBuf) -> ApiResult<()> {
@@ -616,9 +632,9 @@ async fn secrets(
     ConversationId(id): ConversationId,
     Json(body): Json<UpdateSecretsRequest>,
 ) -> ApiResult<Response> {
-    let secrets = plain_secrets(body.secrets)?;
+    let (secrets, lookups) = plain_secrets(body.secrets)?;
     let live = live_or(&state, id, "Not Found").await?;
-    live.update_secrets(secrets).await?;
+    live.update_secrets(secrets, lookups).await?;
     Ok(ok(&Success::TRUE))
 }
 

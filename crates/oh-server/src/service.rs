@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Utf8Bytes;
 use oh_agent::conversation::{ConversationConfig, LocalConversation, Store};
 use oh_agent::tools::ToolOptions;
-use oh_protocol::agent::{AgentBase, SecretSource, SecretString, StaticSecret};
+use oh_protocol::agent::{AgentBase, LookupSecret, SecretSource, SecretString, StaticSecret};
 use oh_protocol::event::{ConversationStateUpdateEvent, Event, EventBase, Source};
 use oh_protocol::{ConversationInfo, ConversationState, ExecutionStatus, Workspace};
 use serde::{Deserialize, Serialize};
@@ -296,10 +296,12 @@ impl Live {
         }
     }
 
-    /// Adds secrets: live in the conversation, encrypted in `meta.json`.
+    /// Adds secrets (static values and lookups): live in the conversation, encrypted in
+    /// `meta.json` (a lookup's URL in clear, its header values encrypted).
     pub(crate) async fn update_secrets(
         &self,
         secrets: BTreeMap<String, String>,
+        lookups: BTreeMap<String, LookupSecret>,
     ) -> Result<(), ServiceError> {
         {
             let mut meta = lock(&self.meta);
@@ -309,8 +311,17 @@ impl Live {
                     SecretSource::Static(StaticSecret::new(seal(self.cipher.as_ref(), value))),
                 );
             }
+            for (name, lookup) in &lookups {
+                meta.secrets
+                    .insert(name.clone(), sealed_lookup(self.cipher.as_ref(), lookup));
+            }
         }
-        self.conv.update_secrets(secrets)?;
+        if !secrets.is_empty() {
+            self.conv.update_secrets(secrets)?;
+        }
+        if !lookups.is_empty() {
+            self.conv.update_lookup_secrets(lookups)?;
+        }
         self.save_meta().await;
         Ok(())
     }
@@ -407,6 +418,15 @@ fn seal(cipher: Option<&Cipher>, value: &str) -> SecretString {
     })
 }
 
+/// A lookup as stored: its header values sealed.
+fn sealed_lookup(cipher: Option<&Cipher>, lookup: &LookupSecret) -> SecretSource {
+    let mut stored = lookup.clone();
+    for value in stored.headers.values_mut() {
+        *value = seal(cipher, value.expose());
+    }
+    SecretSource::Lookup(stored)
+}
+
 fn unseal(cipher: Option<&Cipher>, stored: &SecretString) -> Option<String> {
     if stored.is_placeholder() {
         return None;
@@ -487,6 +507,7 @@ pub(crate) struct NewConversation {
     pub(crate) max_iterations: u64,
     pub(crate) stuck_detection: bool,
     pub(crate) secrets: BTreeMap<String, String>,
+    pub(crate) lookup_secrets: BTreeMap<String, LookupSecret>,
     pub(crate) tags: BTreeMap<String, String>,
     pub(crate) meta: Meta,
 }
@@ -704,6 +725,10 @@ impl Conversations {
                 SecretSource::Static(StaticSecret::new(seal(self.cipher.as_ref(), value))),
             );
         }
+        for (name, lookup) in &new.lookup_secrets {
+            meta.secrets
+                .insert(name.clone(), sealed_lookup(self.cipher.as_ref(), lookup));
+        }
         let mut config = ConversationConfig::new(new.agent, new.working_dir)
             .persistence_dir(&self.root)
             .id(new.id)
@@ -712,6 +737,7 @@ impl Conversations {
             .tool_options(self.tool_options.clone());
         config.stuck_detection = new.stuck_detection;
         config.secrets = new.secrets;
+        config.lookup_secrets = new.lookup_secrets;
         config.tags = new.tags;
         let live = self.make_live(config, meta, dir)?;
         // Not shared yet: no other writer of its meta.json can exist.
@@ -781,13 +807,33 @@ impl Conversations {
             .tool_options(self.tool_options.clone());
         config.stuck_detection = state.stuck_detection;
         for (name, source) in &mut meta.secrets {
-            if let SecretSource::Static(StaticSecret { value: Some(v), .. }) = source
-                && let Some(plain) = unseal(self.cipher.as_ref(), v)
-            {
-                if self.is_stale(v) {
-                    *v = seal(self.cipher.as_ref(), &plain);
+            match source {
+                SecretSource::Static(StaticSecret { value: Some(v), .. }) => {
+                    if let Some(plain) = unseal(self.cipher.as_ref(), v) {
+                        if self.is_stale(v) {
+                            *v = seal(self.cipher.as_ref(), &plain);
+                        }
+                        config.secrets.insert(name.clone(), plain);
+                    }
                 }
-                config.secrets.insert(name.clone(), plain);
+                SecretSource::Lookup(stored) => {
+                    // Headers that cannot be decrypted (no or another secret key) are left
+                    // out; the lookup then fails at the source and the agent is told.
+                    let mut lookup = stored.clone();
+                    lookup.headers.clear();
+                    for (header, v) in &mut stored.headers {
+                        if let Some(plain) = unseal(self.cipher.as_ref(), v) {
+                            if self.is_stale(v) {
+                                *v = seal(self.cipher.as_ref(), &plain);
+                            }
+                            lookup
+                                .headers
+                                .insert(header.clone(), SecretString::new(plain));
+                        }
+                    }
+                    config.lookup_secrets.insert(name.clone(), lookup);
+                }
+                _ => {}
             }
         }
         config.tags = state.tags.clone();

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use oh_protocol::agent::{AgentBase, SecretSource, StaticSecret};
+use oh_protocol::agent::{AgentBase, LookupSecret, SecretSource, StaticSecret};
 use oh_protocol::event::{
     ConversationErrorEvent, ConversationStateUpdateEvent, PauseEvent, RejectionSource,
 };
@@ -136,6 +136,9 @@ pub struct ConversationConfig {
     pub stuck_thresholds: StuckThresholds,
     /// Secrets by name, injected into the terminal and masked in its output.
     pub secrets: BTreeMap<String, String>,
+    /// Secrets fetched with `GET url` (and headers) whenever a terminal command mentions
+    /// them; fetched values are injected and masked like [`ConversationConfig::secrets`].
+    pub lookup_secrets: BTreeMap<String, LookupSecret>,
     /// Free-form tags stored with the state.
     pub tags: BTreeMap<String, String>,
     /// Stop a run once the conversation's total LLM cost reaches this many USD.
@@ -156,6 +159,10 @@ impl std::fmt::Debug for ConversationConfig {
             .field("id", &self.id)
             .field("max_iterations", &self.max_iterations)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field(
+                "lookup_secrets",
+                &self.lookup_secrets.keys().collect::<Vec<_>>(),
+            )
             .field("callbacks", &self.callbacks.len())
             .finish_non_exhaustive()
     }
@@ -173,6 +180,7 @@ impl ConversationConfig {
             stuck_detection: true,
             stuck_thresholds: StuckThresholds::default(),
             secrets: BTreeMap::new(),
+            lookup_secrets: BTreeMap::new(),
             tags: BTreeMap::new(),
             max_budget_per_run: None,
             emit_state_updates: false,
@@ -202,6 +210,12 @@ impl ConversationConfig {
     /// Adds a secret.
     pub fn secret(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.secrets.insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds a secret fetched with `GET lookup.url` when a command mentions it.
+    pub fn lookup_secret(mut self, name: impl Into<String>, lookup: LookupSecret) -> Self {
+        self.lookup_secrets.insert(name.into(), lookup);
         self
     }
 
@@ -331,6 +345,9 @@ impl LocalConversation {
         for (name, value) in &config.secrets {
             secrets.set(name.clone(), value.clone(), None);
         }
+        for (name, lookup) in &config.lookup_secrets {
+            secrets.set_lookup(name.clone(), lookup.clone());
+        }
 
         let (tx, rx) = mpsc::unbounded_channel();
         let callbacks = Arc::new(Mutex::new(config.callbacks.clone()));
@@ -370,6 +387,12 @@ impl LocalConversation {
                 name.clone(),
                 SecretSource::Static(StaticSecret::new(SecretString::MASK)),
             );
+        }
+        for (name, lookup) in &config.lookup_secrets {
+            state
+                .secret_registry
+                .secret_sources
+                .insert(name.clone(), stored_lookup(lookup));
         }
         if conversation_dir.is_none() {
             state.persistence_dir = None;
@@ -649,6 +672,21 @@ impl LocalConversation {
         })
     }
 
+    /// Adds or replaces secrets fetched by URL when a command mentions them.
+    pub fn update_lookup_secrets(&self, lookups: BTreeMap<String, LookupSecret>) -> Result<()> {
+        let mut core = self.inner.lock();
+        for (name, lookup) in &lookups {
+            self.inner.secrets.set_lookup(name.clone(), lookup.clone());
+        }
+        core.set_field("secret_registry", |s| {
+            for (name, lookup) in &lookups {
+                s.secret_registry
+                    .secret_sources
+                    .insert(name.clone(), stored_lookup(lookup));
+            }
+        })
+    }
+
     /// Replaces the tags.
     pub fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<()> {
         self.inner.lock().set_field("tags", |s| s.tags = tags)
@@ -888,21 +926,40 @@ fn recover_interrupted_run(core: &mut Core) -> Result<()> {
 /// Result text of a call that an interrupt stopped before it started.
 pub const CANCELLED_BY_INTERRUPT: &str = "Tool call cancelled by interrupt.";
 
-/// Stored static secrets are masked without a cipher; only unmasked values come back.
+/// Stored static secrets are masked without a cipher; only unmasked values come back, and
+/// only lookups none of whose headers is masked.
 fn restore_secrets(registry: &SecretRegistry, secrets: &Secrets) {
     for (name, source) in &registry.secret_sources {
-        if let SecretSource::Static(s) = source
-            && let Some(value) = &s.value
-            && !value.is_placeholder()
-            && secrets.get(name).is_none()
-        {
-            secrets.set(
-                name.clone(),
-                value.expose().to_owned(),
-                s.description.clone(),
-            );
+        if secrets.contains(name) {
+            continue;
+        }
+        match source {
+            SecretSource::Static(s) => {
+                if let Some(value) = &s.value
+                    && !value.is_placeholder()
+                {
+                    secrets.set(
+                        name.clone(),
+                        value.expose().to_owned(),
+                        s.description.clone(),
+                    );
+                }
+            }
+            SecretSource::Lookup(l) if l.headers.values().all(|v| !v.is_placeholder()) => {
+                secrets.set_lookup(name.clone(), l.clone());
+            }
+            _ => {}
         }
     }
+}
+
+/// A lookup as the state stores it: URL and description, header values masked.
+fn stored_lookup(lookup: &LookupSecret) -> SecretSource {
+    let mut stored = lookup.clone();
+    for value in stored.headers.values_mut() {
+        *value = SecretString::new(SecretString::MASK);
+    }
+    SecretSource::Lookup(stored)
 }
 
 /// The supplied agent may add tools to a stored conversation but not remove any.

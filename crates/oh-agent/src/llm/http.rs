@@ -110,25 +110,49 @@ impl HttpClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<HttpResponse, TransportError> {
+        let json = HeaderValue::from_static("application/json");
+        let defaults = [
+            (hyper::header::CONTENT_TYPE, json.clone()),
+            (hyper::header::ACCEPT, json),
+        ];
+        self.send(hyper::Method::POST, url, &defaults, headers, body, timeout)
+            .await
+    }
+
+    /// GETs `url` with `headers`, and reads the whole response, all within `timeout`.
+    pub(crate) async fn get(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<HttpResponse, TransportError> {
+        self.send(hyper::Method::GET, url, &[], headers, Bytes::new(), timeout)
+            .await
+    }
+
+    /// Sends one request: `defaults` first, then `headers` (which replace defaults of the same
+    /// name).
+    async fn send(
+        &self,
+        method: hyper::Method,
+        url: &str,
+        defaults: &[(HeaderName, HeaderValue)],
+        headers: &[(String, String)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<HttpResponse, TransportError> {
         let uri: hyper::Uri = url
             .parse()
             .map_err(|e| TransportError::Request(format!("invalid URL {url:?}: {e}")))?;
-        let mut request = hyper::Request::builder()
-            .method(hyper::Method::POST)
-            .uri(uri);
+        let mut request = hyper::Request::builder().method(method).uri(uri);
         let Some(map) = request.headers_mut() else {
             return Err(TransportError::Request(format!(
                 "invalid request to {url:?}"
             )));
         };
-        map.insert(
-            hyper::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        map.insert(
-            hyper::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
+        for (name, value) in defaults {
+            map.insert(name.clone(), value.clone());
+        }
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
                 TransportError::Request(format!("invalid header name {name:?}: {e}"))

@@ -39,7 +39,7 @@
 
 mod anthropic;
 mod error;
-mod http;
+pub(crate) mod http;
 mod metrics;
 mod model;
 mod openai;

@@ -148,16 +148,15 @@ impl Terminal {
     /// closed.
     pub async fn execute(&self, action: &TerminalAction) -> Result<TerminalObservation, ToolError> {
         let mut observation = self.execute_unmasked(action).await?;
+        // Always: values fetched by lookups are masked even once no secret is registered.
         let secrets = &self.config.secrets;
-        if !secrets.is_empty() {
-            for block in &mut observation.content {
-                if let Content::Text(text) = block {
-                    text.text = secrets.mask(&text.text);
-                }
+        for block in &mut observation.content {
+            if let Content::Text(text) = block {
+                text.text = secrets.mask(&text.text);
             }
-            observation.metadata.prefix = secrets.mask(&observation.metadata.prefix);
-            observation.metadata.suffix = secrets.mask(&observation.metadata.suffix);
         }
+        observation.metadata.prefix = secrets.mask(&observation.metadata.prefix);
+        observation.metadata.suffix = secrets.mask(&observation.metadata.suffix);
         if let Some(dir) = &self.config.conversation_dir
             && !output::observation_text(&observation).is_empty()
         {

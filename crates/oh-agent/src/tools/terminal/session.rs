@@ -232,10 +232,13 @@ impl Session {
         }
 
         // Secrets the command mentions are exported first, by a separate command.
+        // Lookups are fetched now; one that fails is left out, and the observation says so.
+        let mut lookup_failures = Vec::new();
         if !is_input && !command.is_empty() {
-            let exports: Vec<String> = config
-                .secrets
-                .referenced_in(&command)
+            let resolved = config.secrets.resolve_referenced(&command).await;
+            lookup_failures = resolved.failures;
+            let exports: Vec<String> = resolved
+                .values
                 .into_iter()
                 .map(|(name, value)| format!("export {name}={}", ansi_c_quote(&value)))
                 .collect();
@@ -337,6 +340,27 @@ impl Session {
                 leftover
             } else {
                 format!("{leftover}\n{text}")
+            };
+            observation.content = vec![Content::text(joined)];
+        }
+        if !lookup_failures.is_empty() {
+            let notes: Vec<String> = lookup_failures
+                .iter()
+                .map(|(name, reason)| {
+                    format!(
+                        "[Secret {name} could not be fetched ({reason}); the command ran without it.]"
+                    )
+                })
+                .collect();
+            let text = observation
+                .content
+                .first()
+                .and_then(Content::as_text)
+                .unwrap_or_default();
+            let joined = if text.is_empty() {
+                notes.join("\n")
+            } else {
+                format!("{}\n{text}", notes.join("\n"))
             };
             observation.content = vec![Content::text(joined)];
         }
