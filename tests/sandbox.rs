@@ -125,34 +125,25 @@ impl Drop for Server {
             return;
         }
         let label = format!("{SERVER_LABEL}={}", self.instance);
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+        oh_client::block_on_own_thread(async move {
+            let Ok(docker) = oh_workspace_docker::connect().await else {
                 return;
             };
-            runtime.block_on(async {
-                let Ok(docker) = oh_workspace_docker::connect().await else {
-                    return;
-                };
-                let options = ListContainersOptions {
-                    all: true,
-                    filters: Some(HashMap::from([("label".to_owned(), vec![label])])),
-                    ..ListContainersOptions::default()
-                };
-                for c in docker
-                    .list_containers(Some(options))
-                    .await
-                    .unwrap_or_default()
-                {
-                    if let Some(id) = c.id {
-                        let _ = oh_workspace_docker::force_remove(&docker, &id).await;
-                    }
+            let options = ListContainersOptions {
+                all: true,
+                filters: Some(HashMap::from([("label".to_owned(), vec![label])])),
+                ..ListContainersOptions::default()
+            };
+            for c in docker
+                .list_containers(Some(options))
+                .await
+                .unwrap_or_default()
+            {
+                if let Some(id) = c.id {
+                    let _ = oh_workspace_docker::force_remove(&docker, &id).await;
                 }
-            });
-        })
-        .join();
+            }
+        });
     }
 }
 

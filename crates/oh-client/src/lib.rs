@@ -49,7 +49,7 @@ pub use conversation::{
     Callback, DEFAULT_RUN_TIMEOUT, RemoteConversation, RemoteConversationBuilder,
 };
 pub use error::{Error, Result};
-pub use service::{ServiceClient, error_chain, path_segment, query_string};
+pub use service::{ServiceClient, block_on_own_thread, error_chain, path_segment, query_string};
 pub use stream::Backoff;
 pub use workspace::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_WORKING_DIR, RemoteWorkspace, RemoteWorkspaceBuilder,

@@ -179,6 +179,27 @@ fn slashed(path: &str) -> Cow<'_, str> {
     }
 }
 
+/// Runs `future` to completion on a short-lived thread with its own single-threaded runtime,
+/// and waits for it. For `Drop` implementations, which cannot await (this also works while
+/// unwinding from a panic, and from inside or outside a Tokio runtime); nothing global is
+/// touched. `None` when no runtime could be built or the future panicked.
+pub fn block_on_own_thread<F>(future: F) -> Option<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()
+            .map(|runtime| runtime.block_on(future))
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;

@@ -747,43 +747,39 @@ impl Drop for Lease {
         if self.keep_alive || self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Drop cannot await; a short-lived thread with its own runtime and its own client
-        // closes the runtime (this also runs while unwinding from a panic). Nothing global
-        // is touched.
+        // Drop cannot await: a short-lived thread with its own runtime and its own client
+        // closes the runtime (also while unwinding from a panic).
         let action = self.close_action();
         let base = self.api.base().to_owned();
         let api_key = self.api_key.clone();
         let session_key = self.session_key.clone();
-        let session_id = self.session_id.clone();
         let runtime_id = self.runtime_id.clone();
-        let closing = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let Ok(runtime) = runtime else { return };
-            let result = runtime.block_on(async {
-                let mut api = ServiceClient::new(&base)?.with_header(API_KEY_HEADER, &api_key)?;
-                if let Some(key) = &session_key {
-                    api = api.with_header(SESSION_KEY_HEADER, key)?;
-                }
-                let body = RuntimeIdRequest {
-                    runtime_id: runtime_id.clone(),
-                };
-                api.post::<_, IgnoredAny>(&format!("/{action}"), &body, Some(CLOSE_TIMEOUT))
-                    .await
-                    .map(drop)
-            });
-            match result {
-                Ok(()) => {
-                    tracing::info!(%session_id, %runtime_id, action, "dropped: runtime closed")
-                }
-                Err(e) => tracing::warn!(
-                    %session_id, %runtime_id, action,
-                    "dropped: closing the runtime failed: {}", chain(&e)
-                ),
+        let result = oh_client::block_on_own_thread(async move {
+            let mut api = ServiceClient::new(&base)?.with_header(API_KEY_HEADER, &api_key)?;
+            if let Some(key) = &session_key {
+                api = api.with_header(SESSION_KEY_HEADER, key)?;
             }
+            let body = RuntimeIdRequest {
+                runtime_id: runtime_id.clone(),
+            };
+            api.post::<_, IgnoredAny>(&format!("/{action}"), &body, Some(CLOSE_TIMEOUT))
+                .await
+                .map(drop)
         });
-        let _ = closing.join();
+        let (session_id, runtime_id) = (&self.session_id, &self.runtime_id);
+        match result {
+            Some(Ok(())) => {
+                tracing::info!(%session_id, %runtime_id, action, "dropped: runtime closed")
+            }
+            Some(Err(e)) => tracing::warn!(
+                %session_id, %runtime_id, action,
+                "dropped: closing the runtime failed: {}", chain(&e)
+            ),
+            None => tracing::warn!(
+                %session_id, %runtime_id, action,
+                "dropped: closing the runtime failed: no runtime for the call"
+            ),
+        }
     }
 }
 

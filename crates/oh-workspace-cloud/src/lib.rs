@@ -675,29 +675,26 @@ impl Drop for Lease {
         let Some(sandbox_id) = self.sandbox_id.clone() else {
             return;
         };
-        // Drop cannot await; a short-lived thread with its own runtime and its own client
-        // deletes the sandbox (this also runs while unwinding from a panic). Nothing global
-        // is touched.
+        // Drop cannot await: a short-lived thread with its own runtime and its own client
+        // deletes the sandbox (also while unwinding from a panic).
         let base = self.api.base().to_owned();
         let api_key = self.api_key.clone();
-        let deleting = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let Ok(runtime) = runtime else { return };
-            let result = runtime.block_on(async {
-                let api = cloud_client(&base, &api_key, DELETE_TIMEOUT)?;
-                delete_call(&api, &sandbox_id).await
-            });
-            match result {
-                Ok(()) => tracing::info!(%sandbox_id, "dropped: sandbox deleted"),
-                Err(e) => tracing::warn!(
-                    %sandbox_id,
-                    "dropped: deleting the sandbox failed: {}", error_chain(&e)
-                ),
-            }
+        let id = sandbox_id.clone();
+        let result = oh_client::block_on_own_thread(async move {
+            let api = cloud_client(&base, &api_key, DELETE_TIMEOUT)?;
+            delete_call(&api, &id).await
         });
-        let _ = deleting.join();
+        match result {
+            Some(Ok(())) => tracing::info!(%sandbox_id, "dropped: sandbox deleted"),
+            Some(Err(e)) => tracing::warn!(
+                %sandbox_id,
+                "dropped: deleting the sandbox failed: {}", error_chain(&e)
+            ),
+            None => tracing::warn!(
+                %sandbox_id,
+                "dropped: deleting the sandbox failed: no runtime for the call"
+            ),
+        }
     }
 }
 

@@ -794,20 +794,12 @@ impl Drop for Container {
         // Drop cannot await; a short-lived thread with its own runtime removes the
         // container (this also runs while unwinding from a panic).
         let id = self.id.clone();
-        let removal = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(runtime) = runtime {
-                runtime.block_on(async {
-                    if let Ok(docker) = connect().await {
-                        let _ = force_remove(&docker, &id).await;
-                    }
-                });
+        oh_client::block_on_own_thread(async move {
+            if let Ok(docker) = connect().await {
+                let _ = force_remove(&docker, &id).await;
             }
-            track(&id, false);
         });
-        let _ = removal.join();
+        track(&self.id, false);
     }
 }
 
