@@ -17,13 +17,13 @@ use crate::config::Config;
 use crate::sandboxes::Sandboxes;
 use crate::store::Store;
 
-const KEY: &str = "unit-test-key";
+pub(crate) const KEY: &str = "unit-test-key";
 
-struct Harness {
-    router: axum::Router,
-    fake: FakeBackend,
-    sandboxes: Arc<Sandboxes>,
-    state: tempfile::TempDir,
+pub(crate) struct Harness {
+    pub(crate) router: axum::Router,
+    pub(crate) fake: FakeBackend,
+    pub(crate) sandboxes: Arc<Sandboxes>,
+    pub(crate) state: tempfile::TempDir,
 }
 
 /// A server answering `/health` (what sandboxes of the fake backend point at).
@@ -35,7 +35,7 @@ async fn health_server() -> std::net::SocketAddr {
     addr
 }
 
-async fn harness(configure: impl FnOnce(&mut Config)) -> Harness {
+pub(crate) async fn harness(configure: impl FnOnce(&mut Config)) -> Harness {
     let state = tempfile::tempdir().unwrap();
     let fake = FakeBackend::new(health_server().await);
     harness_on(state, fake, configure).await
@@ -59,10 +59,16 @@ async fn harness_on(
         records,
     ));
     sandboxes.recover().await.unwrap();
-    let router = api::router(AppState {
+    let mut router = api::router(AppState {
         sandboxes: Arc::clone(&sandboxes),
         keys: oh_server::ApiKeys::new(&config.api_keys),
     });
+    if let Some(users) = &config.users_file {
+        router = router.merge(crate::cloud::router(crate::cloud::CloudState {
+            sandboxes: Arc::clone(&sandboxes),
+            users: crate::users::UsersHandle::open(users).unwrap(),
+        }));
+    }
     Harness {
         router,
         fake,

@@ -55,6 +55,9 @@ pub struct Config {
     pub cpus_per_factor: f64,
     /// Memory per unit of `resource_factor`, in MiB (0: no limit).
     pub memory_mib_per_factor: u64,
+    /// The users of the Cloud API (`/api/v1`), a JSON file re-read when it changes; `None`:
+    /// no Cloud API.
+    pub users_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -79,6 +82,7 @@ impl Config {
             stopped_retention: Duration::from_secs(60 * 60),
             cpus_per_factor: 0.0,
             memory_mib_per_factor: 0,
+            users_file: None,
         }
     }
 

@@ -71,6 +71,14 @@ pub enum ServerError {
     /// The engine failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The users file (`--users`) could not be read or is not valid.
+    #[error("users file {path}: {reason}")]
+    Users {
+        /// The path.
+        path: std::path::PathBuf,
+        /// What is wrong (never a key or a secret).
+        reason: String,
+    },
     /// The listener could not be bound or failed.
     #[error("listener: {0}")]
     Listen(#[source] std::io::Error),

@@ -23,11 +23,15 @@ mod api;
 #[cfg(test)]
 mod api_tests;
 mod backend;
+mod cloud;
+#[cfg(test)]
+mod cloud_tests;
 mod config;
 mod error;
 mod pool;
 mod sandboxes;
 mod store;
+mod users;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +41,7 @@ pub use api::API_KEY_HEADER;
 pub use backend::{POOL_LABEL, PUBLIC_ADDR_LABEL, RUNTIME_LABEL, SERVER_LABEL, SESSION_LABEL};
 pub use config::{BackendKind, Config};
 pub use error::{BackendError, ServerError};
+pub use users::UsersHandle;
 
 use crate::backend::Backend;
 use crate::sandboxes::Sandboxes;
@@ -47,6 +52,7 @@ pub struct SandboxServer {
     listener: tokio::net::TcpListener,
     sandboxes: Arc<Sandboxes>,
     keys: oh_server::ApiKeys,
+    users: Option<UsersHandle>,
 }
 
 impl SandboxServer {
@@ -66,6 +72,11 @@ impl SandboxServer {
                 "max_sandboxes must be at least 1".into(),
             ));
         }
+        let users = config
+            .users_file
+            .as_deref()
+            .map(UsersHandle::open)
+            .transpose()?;
         let store = store::Store::open(&config.state_dir)?;
         let instance = store::instance_id(&config.state_dir)?;
         let records = store.load()?;
@@ -93,6 +104,7 @@ impl SandboxServer {
             listener,
             sandboxes,
             keys,
+            users,
         })
     }
 
@@ -101,6 +113,11 @@ impl SandboxServer {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The users of the Cloud API, when it is on: [`UsersHandle::reload`] re-reads the file.
+    pub fn users(&self) -> Option<UsersHandle> {
+        self.users.clone()
     }
 
     /// Serves until `shutdown` completes. Sandboxes keep running (a restarted server adopts
@@ -112,10 +129,16 @@ impl SandboxServer {
         let sandboxes = Arc::clone(&self.sandboxes);
         let checks = tokio::spawn(check_loop(Arc::clone(&sandboxes)));
         let pool = tokio::spawn(pool::Pool::run(Arc::clone(&sandboxes)));
-        let router = api::router(api::AppState {
+        let mut router = api::router(api::AppState {
             sandboxes: Arc::clone(&sandboxes),
             keys: self.keys,
         });
+        if let Some(users) = self.users {
+            router = router.merge(cloud::router(cloud::CloudState {
+                sandboxes: Arc::clone(&sandboxes),
+                users,
+            }));
+        }
         // The agent server's accept loop: a connection cap, header-read, idle and body-rate
         // timeouts, and a bounded drain, with its defaults.
         oh_server::serve_router(

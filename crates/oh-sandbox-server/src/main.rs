@@ -1,7 +1,9 @@
-//! `openhands-sandbox-server`: the runtime API over Docker or Docker Swarm.
+//! `openhands-sandbox-server`: the runtime API (and, with `--users`, the Cloud API) over
+//! Docker or Docker Swarm.
 //!
-//! Process-wide settings are made here, not in the library: logging, and the signals that
-//! stop the server (SIGINT, SIGTERM). Sandboxes keep running across a restart.
+//! Process-wide settings are made here, not in the library: logging, the signals that stop
+//! the server (SIGINT, SIGTERM), and SIGHUP, which re-reads the users file. Sandboxes keep
+//! running across a restart.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -76,6 +78,10 @@ struct Cli {
     /// MiB of memory per unit of resource_factor (0: no limit).
     #[arg(long, default_value_t = 0)]
     memory_mib_per_factor: u64,
+    /// Users of the Cloud API (`/api/v1`, Bearer keys): a JSON file, re-read when it changes
+    /// or on SIGHUP. Without it there is no Cloud API.
+    #[arg(long, env = "OH_SANDBOX_USERS_FILE")]
+    users: Option<PathBuf>,
 }
 
 fn seconds(name: &str, value: f64) -> Result<Duration, String> {
@@ -111,6 +117,7 @@ fn config(cli: Cli) -> Result<Config, String> {
     config.stopped_retention = seconds("stopped-retention-seconds", cli.stopped_retention_seconds)?;
     config.cpus_per_factor = cli.cpus_per_factor.max(0.0);
     config.memory_mib_per_factor = cli.memory_mib_per_factor;
+    config.users_file = cli.users;
     Ok(config)
 }
 
@@ -138,6 +145,10 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!("runtime API listening on http://{}", server.local_addr());
+    if let Some(users) = server.users() {
+        tracing::info!("Cloud API on http://{}/api/v1", server.local_addr());
+        reload_on_hangup(users);
+    }
     match server.serve(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -145,6 +156,25 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Re-reads the users file on every SIGHUP.
+fn reload_on_hangup(users: oh_sandbox_server::UsersHandle) {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: re-reading the users file");
+                    let users = users.clone();
+                    let _ = tokio::task::spawn_blocking(move || users.reload()).await;
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot listen for SIGHUP: {e}"),
+    }
+    #[cfg(not(unix))]
+    drop(users);
 }
 
 async fn shutdown_signal() {

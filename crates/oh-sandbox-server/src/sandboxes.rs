@@ -57,6 +57,8 @@ pub(crate) struct Plan {
     pub(crate) port: u16,
     pub(crate) resource_factor: u32,
     pub(crate) runtime: Option<String>,
+    /// The Cloud API user asking (`None` for the runtime API).
+    pub(crate) owner: Option<String>,
 }
 
 impl Plan {
@@ -163,6 +165,25 @@ impl Sandboxes {
         self.inner().records.get(runtime_id).cloned()
     }
 
+    /// The live runtime whose session key this is, compared in constant time with every
+    /// live runtime's key.
+    pub(crate) fn by_session_key(&self, presented: &str) -> Option<Record> {
+        let inner = self.inner();
+        let mut found = None;
+        for record in inner.records.values().filter(|r| r.phase.is_live()) {
+            let key = record.session_api_key.expose().as_bytes();
+            let given = presented.as_bytes();
+            let mut diff = u8::from(key.len() != given.len());
+            for (i, k) in key.iter().enumerate() {
+                diff |= k ^ given.get(i).copied().unwrap_or(0);
+            }
+            if diff == 0 {
+                found = Some(record);
+            }
+        }
+        found.cloned()
+    }
+
     /// Runtimes that are starting, running or paused, oldest first.
     pub(crate) fn live(&self) -> Vec<Record> {
         let mut live: Vec<Record> = self
@@ -174,6 +195,16 @@ impl Sandboxes {
             .collect();
         live.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
         live
+    }
+
+    /// Every sandbox a Cloud API user owns, in no particular order.
+    pub(crate) fn owned_by(&self, user_id: &str) -> Vec<Record> {
+        self.inner()
+            .records
+            .values()
+            .filter(|r| r.owner.as_deref() == Some(user_id))
+            .cloned()
+            .collect()
     }
 
     /// Sandboxes holding engine resources (what the capacity counts).
@@ -406,22 +437,28 @@ impl Sandboxes {
             port,
             resource_factor,
             runtime,
+            owner: None,
         })
     }
 
     /// `POST /start`: the live runtime of this session, or a new one (from the warm pool
     /// when it fits). Answers once it is healthy, failed, or `start_wait` passed.
     pub(crate) async fn start(self: &Arc<Self>, plan: Plan) -> Result<Record, ApiError> {
+        let runtime_id = self.launch(plan).await?;
+        self.settled(&runtime_id, self.config.start_wait)
+            .await
+            .ok_or_else(|| ApiError::not_found("runtime"))
+    }
+
+    /// Starts the runtime of a start request (or finds the live one of its session) and
+    /// returns its id at once; it may still be starting.
+    pub(crate) async fn launch(self: &Arc<Self>, plan: Plan) -> Result<String, ApiError> {
         let lock = self.session_lock(&plan.session_id);
         let guard = lock.lock().await;
         if let Some(existing) = self.by_session(&plan.session_id)
             && existing.phase.is_live()
         {
-            drop(guard);
-            return self
-                .settled(&existing.runtime_id, self.config.start_wait)
-                .await
-                .ok_or_else(|| ApiError::not_found("runtime"));
+            return Ok(existing.runtime_id);
         }
         let runtime_id = store::random_hex(12).map_err(internal)?;
         let key = SecretString::new(store::random_hex(32).map_err(internal)?);
@@ -444,6 +481,7 @@ impl Sandboxes {
             pod_logs: None,
             from_pool: false,
             fault: None,
+            owner: plan.owner.clone(),
         };
         {
             let mut inner = self.inner();
@@ -477,9 +515,7 @@ impl Sandboxes {
                 Ok(()) => {
                     drop(guard);
                     self.pool.refill_soon();
-                    return self
-                        .by_runtime(&runtime_id)
-                        .ok_or_else(|| ApiError::not_found("runtime"));
+                    return Ok(runtime_id);
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -495,9 +531,7 @@ impl Sandboxes {
         let id = runtime_id.clone();
         tokio::spawn(async move { this.bring_up(id, spec).await });
         drop(guard);
-        self.settled(&runtime_id, self.config.start_wait)
-            .await
-            .ok_or_else(|| ApiError::not_found("runtime"))
+        Ok(runtime_id)
     }
 
     /// Hands a warm member to a runtime: its key goes to the dormant server's `/api/init`.
@@ -1151,8 +1185,8 @@ impl Sandboxes {
         }
     }
 
-    /// Drops a record for good.
-    async fn forget(&self, runtime_id: &str) {
+    /// Drops a record for good (purged, or a Cloud sandbox its owner deleted).
+    pub(crate) async fn forget(&self, runtime_id: &str) {
         {
             let mut inner = self.inner();
             if let Some(record) = inner.records.remove(runtime_id)

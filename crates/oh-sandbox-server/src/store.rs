@@ -82,6 +82,9 @@ pub(crate) struct Record {
     /// Whose fault a failure was.
     #[serde(default)]
     pub(crate) fault: Option<Fault>,
+    /// The Cloud API user who created it (`None`: made through the runtime API).
+    #[serde(default)]
+    pub(crate) owner: Option<String>,
 }
 
 /// Whose fault a failed start was: decides the status code of a `/start` that fails before
