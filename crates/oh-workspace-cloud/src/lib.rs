@@ -375,6 +375,13 @@ impl OpenHandsCloudWorkspaceBuilder {
         // is dropped.
         let ready = async {
             if resume {
+                // A sandbox that cannot come back is named as such, not as a failed resume.
+                if let Some(status) = fatal_status(&api, &sandbox_id).await? {
+                    return Err(Error::Failed {
+                        sandbox_id: sandbox_id.clone(),
+                        status,
+                    });
+                }
                 tracing::info!(sandbox_id, "resuming the sandbox");
                 resume_call(&api, &sandbox_id, self.init_timeout).await?;
             }
@@ -486,6 +493,22 @@ impl OpenHandsCloudWorkspaceBuilder {
             working_dir: self.working_dir,
         })
     }
+}
+
+/// The status of a sandbox when it is `ERROR` or `MISSING` (`None` otherwise, and for a
+/// sandbox the Cloud does not show: the resume call then says why).
+async fn fatal_status(api: &ServiceClient, sandbox_id: &str) -> Result<Option<SandboxStatus>> {
+    let path = format!("{SANDBOXES}?{}", query_string(&[("id", sandbox_id)]));
+    let list = api
+        .get::<Vec<Option<SandboxInfo>>>(&path)
+        .await
+        .map_err(|source| api_error(format!("GET {path}"), source))?;
+    Ok(list
+        .into_iter()
+        .flatten()
+        .find(|i| i.id == sandbox_id)
+        .map(|i| i.status)
+        .filter(SandboxStatus::is_fatal))
 }
 
 /// `POST /api/v1/sandboxes/{id}/resume` within `timeout`.

@@ -242,6 +242,30 @@ async fn dropping_the_workspace_deletes_the_sandbox() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_to_a_sandbox_that_cannot_come_back_names_its_status() {
+    let agent = AgentServer::start("sk-session-8889").await;
+    let cloud = FakeCloud::start(&agent.url, &agent.key).await;
+    for (id, status) in [("sb-gone", "MISSING"), ("sb-broken", "ERROR")] {
+        cloud.seed(id, status, Vec::new());
+        let error = builder(&cloud).sandbox_id(id).start().await.unwrap_err();
+        match error {
+            Error::Failed {
+                sandbox_id,
+                status: seen,
+            } => {
+                assert_eq!((sandbox_id.as_str(), seen.as_str()), (id, status));
+            }
+            other => panic!("{id}: {other:?}"),
+        }
+        assert!(
+            !cloud.lines().iter().any(|l| l.contains("/resume")),
+            "{:?}",
+            cloud.lines()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_sandbox_is_resumed_and_resume_refreshes_url_and_key() {
     let agent = AgentServer::start("sk-session-8888").await;
     let cloud = FakeCloud::start(&agent.url, &agent.key).await;
@@ -252,6 +276,7 @@ async fn an_existing_sandbox_is_resumed_and_resume_refreshes_url_and_key() {
     assert_eq!(
         cloud.lines(),
         [
+            get_line("sb-old"),
             "POST /api/v1/sandboxes/sb-old/resume".to_owned(),
             get_line("sb-old")
         ]
