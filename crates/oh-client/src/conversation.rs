@@ -9,8 +9,8 @@ use hyper::Method;
 use oh_protocol::{
     AgentBase, ConfirmationPolicy, ConfirmationResponseRequest, ConversationInfo,
     ConversationStats, Event, EventPage, ExecutionStatus, Message, SecretSource,
-    SendMessageRequest, SetConfirmationPolicyRequest, StartConversationRequest, StaticSecret,
-    Success, UpdateConversationRequest, UpdateSecretsRequest, Workspace,
+    SendMessageRequest, SetConfirmationPolicyRequest, StartConversationRequest, Success,
+    UpdateConversationRequest, UpdateSecretsRequest, Workspace,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -304,7 +304,7 @@ pub struct RemoteConversationBuilder {
     agent: Option<AgentBase>,
     request: Option<StartConversationRequest>,
     callbacks: Vec<Callback>,
-    secrets: BTreeMap<String, String>,
+    secrets: BTreeMap<String, SecretSource>,
     conversation_id: Option<uuid::Uuid>,
     delete_on_close: bool,
     backoff: Backoff,
@@ -383,8 +383,10 @@ impl RemoteConversationBuilder {
         self
     }
 
-    /// A secret, sent once the conversation is open (never in the create request).
-    pub fn secret(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    /// A secret, sent once the conversation is open (never in the create request): a value
+    /// (`&str`, `String`), or a [`LookupSecret`](oh_protocol::LookupSecret) the agent server
+    /// resolves when the agent needs it.
+    pub fn secret(mut self, name: impl Into<String>, value: impl Into<SecretSource>) -> Self {
         self.secrets.insert(name.into(), value.into());
         self
     }
@@ -887,11 +889,16 @@ impl RemoteConversation {
         .await
     }
 
-    /// Adds or replaces secrets (`POST …/secrets`); values never appear in REST answers.
-    pub async fn update_secrets(&self, secrets: BTreeMap<String, String>) -> Result<()> {
+    /// Adds or replaces secrets (`POST …/secrets`): values (`String`) or lookups the agent
+    /// server resolves itself ([`LookupSecret`](oh_protocol::LookupSecret)); values never
+    /// appear in REST answers.
+    pub async fn update_secrets<V: Into<SecretSource>>(
+        &self,
+        secrets: impl IntoIterator<Item = (String, V)>,
+    ) -> Result<()> {
         let secrets = secrets
             .into_iter()
-            .map(|(name, value)| (name, SecretSource::Static(StaticSecret::new(value))))
+            .map(|(name, value)| (name, value.into()))
             .collect();
         self.post("/secrets", Some(&UpdateSecretsRequest { secrets }))
             .await

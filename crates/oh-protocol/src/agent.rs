@@ -547,6 +547,30 @@ impl StaticSecret {
     }
 }
 
+impl From<String> for SecretSource {
+    fn from(value: String) -> Self {
+        Self::Static(StaticSecret::new(value))
+    }
+}
+
+impl From<&str> for SecretSource {
+    fn from(value: &str) -> Self {
+        Self::Static(StaticSecret::new(value))
+    }
+}
+
+impl From<StaticSecret> for SecretSource {
+    fn from(secret: StaticSecret) -> Self {
+        Self::Static(secret)
+    }
+}
+
+impl From<LookupSecret> for SecretSource {
+    fn from(secret: LookupSecret) -> Self {
+        Self::Lookup(secret)
+    }
+}
+
 /// A secret fetched with `GET url` and `headers` when first used (`LookupSecret`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LookupSecret {

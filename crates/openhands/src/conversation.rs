@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use oh_protocol::{Agent, ConfirmationPolicy, ConversationStats, Event, ExecutionStatus, Message};
+use oh_protocol::{
+    Agent, ConfirmationPolicy, ConversationStats, Event, ExecutionStatus, Message, SecretSource,
+};
 
 use crate::error::{Error, Result};
 use crate::workspace::Workspace;
@@ -73,7 +75,7 @@ pub struct ConversationBuilder {
     max_iterations: Option<u64>,
     stuck_detection: Option<bool>,
     confirmation_policy: Option<ConfirmationPolicy>,
-    secrets: BTreeMap<String, String>,
+    secrets: BTreeMap<String, SecretSource>,
     tags: BTreeMap<String, String>,
     persistence_dir: Option<PathBuf>,
     autotitle: Option<bool>,
@@ -128,9 +130,21 @@ impl ConversationBuilder {
         self
     }
 
-    /// A secret, injected into the agent's terminal and masked in its output.
-    pub fn secret(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    /// A secret, injected into the agent's terminal and masked in its output: a value
+    /// (`&str`, `String`), or a [`LookupSecret`](oh_protocol::LookupSecret) fetched by the
+    /// agent (its server, for a remote conversation) when a command needs it.
+    pub fn secret(mut self, name: impl Into<String>, value: impl Into<SecretSource>) -> Self {
         self.secrets.insert(name.into(), value.into());
+        self
+    }
+
+    /// Several secrets, e.g. what `OpenHandsCloudWorkspace::get_secrets` returns.
+    pub fn secrets<K: Into<String>, V: Into<SecretSource>>(
+        mut self,
+        secrets: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.secrets
+            .extend(secrets.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
 
@@ -173,7 +187,7 @@ impl ConversationBuilder {
                 config.callbacks = self.callbacks;
                 config.id = self.conversation_id;
                 config.persistence_dir = self.persistence_dir;
-                config.secrets = self.secrets;
+                (config.secrets, config.lookup_secrets) = split_secrets(self.secrets)?;
                 config.tags = self.tags;
                 if let Some(n) = self.max_iterations {
                     config.max_iterations = n;
@@ -225,6 +239,38 @@ impl ConversationBuilder {
             }
         }
     }
+}
+
+/// Values and lookups of a local conversation's secrets.
+#[cfg(feature = "local")]
+type SplitSecrets = (
+    BTreeMap<String, String>,
+    BTreeMap<String, oh_protocol::LookupSecret>,
+);
+
+#[cfg(feature = "local")]
+fn split_secrets(secrets: BTreeMap<String, SecretSource>) -> Result<SplitSecrets> {
+    let mut values = BTreeMap::new();
+    let mut lookups = BTreeMap::new();
+    for (name, source) in secrets {
+        match source {
+            SecretSource::Static(secret) => {
+                let value = secret.value.ok_or_else(|| {
+                    Error::InvalidOption(format!("secret {name} has no value"))
+                })?;
+                values.insert(name, value.expose().to_owned());
+            }
+            SecretSource::Lookup(lookup) => {
+                lookups.insert(name, lookup);
+            }
+            _ => {
+                return Err(Error::InvalidOption(format!(
+                    "secret {name} has a kind this crate cannot resolve"
+                )));
+            }
+        }
+    }
+    Ok((values, lookups))
 }
 
 impl Conversation {
@@ -378,11 +424,23 @@ impl Conversation {
         }
     }
 
-    /// Adds or replaces secrets.
-    pub async fn update_secrets(&self, secrets: BTreeMap<String, String>) -> Result<()> {
+    /// Adds or replaces secrets: values (`String`) or lookups
+    /// ([`LookupSecret`](oh_protocol::LookupSecret)).
+    pub async fn update_secrets<V: Into<SecretSource>>(
+        &self,
+        secrets: impl IntoIterator<Item = (String, V)>,
+    ) -> Result<()> {
+        let secrets: BTreeMap<String, SecretSource> = secrets
+            .into_iter()
+            .map(|(name, value)| (name, value.into()))
+            .collect();
         match self {
             #[cfg(feature = "local")]
-            Self::Local(c) => Ok(c.update_secrets(secrets)?),
+            Self::Local(c) => {
+                let (values, lookups) = split_secrets(secrets)?;
+                c.update_secrets(values)?;
+                Ok(c.update_lookup_secrets(lookups)?)
+            }
             #[cfg(feature = "client")]
             Self::Remote(c) => Ok(c.update_secrets(secrets).await?),
         }
