@@ -50,6 +50,8 @@
 
 #[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "logs")]
+pub mod logs;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;

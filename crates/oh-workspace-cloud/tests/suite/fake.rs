@@ -370,40 +370,4 @@ impl AgentServer {
     }
 }
 
-/// Everything `oh_workspace_cloud` and `oh_client` log in this test process once
-/// [`Logs::global`] was first called (a global subscriber: per-thread ones miss events).
-#[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    pub fn global() -> &'static Self {
-        static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
-        LOGS.get_or_init(|| {
-            let logs = Self::default();
-            let writer = logs.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_env_filter("oh_workspace_cloud=trace,oh_client=trace")
-                .with_ansi(false)
-                .with_writer(move || writer.clone())
-                .finish();
-            tracing::subscriber::set_global_default(subscriber).unwrap();
-            logs
-        })
-    }
-
-    /// Every line logged so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+pub use oh_testkit::logs::Logs;
