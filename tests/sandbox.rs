@@ -12,158 +12,20 @@
     reason = "tests print their figures"
 )]
 
+#[path = "support/server.rs"]
+mod server;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::ListContainersOptions;
 use oh_protocol::runtime::PullPolicy;
-use oh_sandbox_server::{Config, SERVER_LABEL, SandboxServer};
+use oh_sandbox_server::SERVER_LABEL;
 use oh_testkit::{Reply, ScriptedLlm};
 use openhands::prelude::*;
 use openhands::{ApiRemoteWorkspace, Error};
 use serde_json::json;
-
-const IMAGE: &str = "openhands-agent-server:latest";
-const NEEDS: &str = "needs the Docker Engine and `cargo xtask image`";
-
-/// A sandbox server in this process; stopped (its sandboxes left to the test) on drop.
-struct Server {
-    url: String,
-    key: String,
-    instance: String,
-    _state: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Server {
-    async fn start(configure: impl FnOnce(&mut Config)) -> Self {
-        let key = format!("test-key-{}", uuid::Uuid::new_v4().simple());
-        Self::start_in(tempfile::tempdir().unwrap(), key, configure).await
-    }
-
-    /// A server on the state in `state` (a restart when it holds records).
-    async fn start_in(
-        state: tempfile::TempDir,
-        key: String,
-        configure: impl FnOnce(&mut Config),
-    ) -> Self {
-        let mut config = Config::new(state.path(), key.as_str());
-        config.port = 0;
-        config.image = IMAGE.to_owned();
-        config.check_interval = Duration::from_millis(500);
-        configure(&mut config);
-        let server = SandboxServer::bind(config).await.expect(NEEDS);
-        let url = format!("http://{}", server.local_addr());
-        let instance = std::fs::read_to_string(state.path().join("instance")).unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server
-                .serve(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        Self {
-            url,
-            key,
-            instance,
-            _state: state,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    fn workspace(&self) -> openhands::ApiRemoteWorkspaceBuilder {
-        ApiRemoteWorkspace::builder(&self.url, self.key.as_str(), IMAGE)
-            .image_pull_policy(PullPolicy::Never)
-            .startup_wait_timeout(Duration::from_secs(60))
-    }
-
-    /// Containers carrying this server's label (any state).
-    async fn containers(&self) -> usize {
-        containers_of(&self.instance).await
-    }
-
-    async fn stop(self) {
-        drop(self.stop_keeping_state().await);
-    }
-
-    /// Stops the server (its sandboxes keep running); its state and key, for a restart.
-    async fn stop_keeping_state(mut self) -> (tempfile::TempDir, String) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
-        let empty = tempfile::tempdir().unwrap();
-        (std::mem::replace(&mut self._state, empty), self.key.clone())
-    }
-}
-
-/// Containers carrying the label of the server `instance` (any state).
-async fn containers_of(instance: &str) -> usize {
-    let docker = oh_workspace_docker::connect().await.unwrap();
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{SERVER_LABEL}={instance}")],
-        )])),
-        ..ListContainersOptions::default()
-    };
-    docker.list_containers(Some(options)).await.unwrap().len()
-}
-
-/// A test that panicked never stopped its server: remove what carries its label, so a
-/// failed test leaves no container behind either.
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.stop.is_none() {
-            return;
-        }
-        let label = format!("{SERVER_LABEL}={}", self.instance);
-        oh_client::block_on_own_thread(async move {
-            let Ok(docker) = oh_workspace_docker::connect().await else {
-                return;
-            };
-            let options = ListContainersOptions {
-                all: true,
-                filters: Some(HashMap::from([("label".to_owned(), vec![label])])),
-                ..ListContainersOptions::default()
-            };
-            for c in docker
-                .list_containers(Some(options))
-                .await
-                .unwrap_or_default()
-            {
-                if let Some(id) = c.id {
-                    let _ = oh_workspace_docker::force_remove(&docker, &id).await;
-                }
-            }
-        });
-    }
-}
-
-async fn runtime_status(server: &Server, session_id: &str) -> serde_json::Value {
-    let client = oh_client::ServiceClient::new(&server.url)
-        .unwrap()
-        .with_header("X-API-Key", &server.key.as_str().into())
-        .unwrap();
-    client
-        .get(&format!("/sessions/{session_id}"))
-        .await
-        .unwrap()
-}
-
-fn scripted_agent(llm: &ScriptedLlm) -> Agent {
-    let mut config = Llm::new("openai/scripted-model");
-    config.base_url = Some(llm.base_url());
-    config.api_key = Some("scripted".into());
-    Agent::new(config, vec![ToolSpec::new("terminal")])
-}
+use server::{IMAGE, NEEDS, Server, containers_of, runtime_status, scripted_agent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the Docker Engine and `cargo xtask image`"]

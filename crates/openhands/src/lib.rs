@@ -171,7 +171,8 @@ cfg_feature! { "server" =>
 pub mod prelude {
     pub use crate::protocol::{
         Agent, CommandResult, ConfirmationPolicy, ConversationStats, Event, ExecutionStatus,
-        FileOperationResult, GitChange, GitDiff, Llm, Message, Observation, ToolSpec,
+        FileOperationResult, GitChange, GitDiff, Llm, LookupSecret, Message, Observation,
+        SecretSource, ToolSpec,
     };
     pub use crate::{Error, Result};
 
