@@ -347,6 +347,7 @@ async fn keep_alive_and_sandbox_id_reattach_and_other_users_see_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the Docker Engine and `cargo xtask image`"]
 async fn failures_are_typed_errors_and_leave_nothing_running() {
+    Logs::global();
     let cloud = Cloud::start("http://127.0.0.1:9/v1", |c| {
         c.startup_deadline = Duration::from_secs(60);
     })

@@ -281,6 +281,7 @@ class ScriptedLLM:
         self.lock = threading.Lock()
         self.queue: list[Step] = []
         self.requests: list[dict] = []  # bodies of the agent's (tool-bearing) requests
+        self.authorizations: list[str] = []  # the Authorization header of every request
         self.side_requests: list[dict] = []
         self.exhausted = 0
         self.calls = 0
@@ -362,7 +363,8 @@ class ScriptedLLM:
         }
         return reply, step.delay
 
-    def start(self) -> ScriptedLLM:
+    def start(self, port: int = 0) -> ScriptedLLM:
+        """Listen on 127.0.0.1:`port` (0: a free port)."""
         llm = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -382,6 +384,8 @@ class ScriptedLLM:
                 if body.get("stream"):
                     self.send_json(400, {"error": {"message": "the scripted LLM does not stream"}})
                     return
+                with llm.lock:
+                    llm.authorizations.append(self.headers.get("authorization", ""))
                 reply, delay = llm.answer(body)
                 if delay:
                     time.sleep(delay)
@@ -401,7 +405,7 @@ class ScriptedLLM:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

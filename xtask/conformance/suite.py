@@ -13,6 +13,12 @@ names it in OH_CONFORMANCE_RUNTIME_API_URL and OH_CONFORMANCE_RUNTIME_API_KEY
 (OH_CONFORMANCE_RUNTIME_API_IMAGE: the agent-server image of its sandboxes;
 OH_CONFORMANCE_RUNTIME_API_UNAVAILABLE: why there is no such server). Against
 the Python server (OH_CONFORMANCE_LABEL=python) the group does not apply.
+The cloud group drives the same server's Cloud API with the SDK's
+OpenHandsCloudWorkspace: OH_CONFORMANCE_CLOUD_API_URL, the user keys
+OH_CONFORMANCE_CLOUD_API_KEY and OH_CONFORMANCE_CLOUD_API_KEY_OTHER, and what
+the caller put in that user's settings: the LLM key OH_CONFORMANCE_CLOUD_LLM_KEY
+(its base URL is the scripted LLM on OH_CONFORMANCE_CLOUD_LLM_PORT) and the
+secret CONFORMANCE_TOKEN with the value OH_CONFORMANCE_CLOUD_SECRET.
 
 Usage: python suite.py [-v] [GROUP...]      GROUP: a group name or prefix
 
@@ -77,7 +83,8 @@ from openhands.sdk.git.models import GitChangeStatus  # noqa: E402
 from openhands.sdk.security.confirmation_policy import AlwaysConfirm, NeverConfirm  # noqa: E402
 from openhands.sdk.workspace import RemoteWorkspace  # noqa: E402
 from openhands.tools.preset.default import get_default_tools  # noqa: E402
-from openhands.workspace import APIRemoteWorkspace  # noqa: E402
+from openhands.sdk.secret import LookupSecret  # noqa: E402
+from openhands.workspace import APIRemoteWorkspace, OpenHandsCloudWorkspace  # noqa: E402
 
 SERVER_COMMAND = os.environ.get("OH_CONFORMANCE_SERVER", "")
 LABEL = os.environ.get("OH_CONFORMANCE_LABEL", "server")
@@ -91,6 +98,12 @@ RUNTIME_API_URL = os.environ.get("OH_CONFORMANCE_RUNTIME_API_URL", "")
 RUNTIME_API_KEY = os.environ.get("OH_CONFORMANCE_RUNTIME_API_KEY", "")
 RUNTIME_API_IMAGE = os.environ.get("OH_CONFORMANCE_RUNTIME_API_IMAGE", "openhands-agent-server:latest")
 RUNTIME_API_UNAVAILABLE = os.environ.get("OH_CONFORMANCE_RUNTIME_API_UNAVAILABLE", "")
+CLOUD_API_URL = os.environ.get("OH_CONFORMANCE_CLOUD_API_URL", "")
+CLOUD_API_KEY = os.environ.get("OH_CONFORMANCE_CLOUD_API_KEY", "")
+CLOUD_API_KEY_OTHER = os.environ.get("OH_CONFORMANCE_CLOUD_API_KEY_OTHER", "")
+CLOUD_LLM_PORT = int(os.environ.get("OH_CONFORMANCE_CLOUD_LLM_PORT", "0") or 0)
+CLOUD_LLM_KEY = os.environ.get("OH_CONFORMANCE_CLOUD_LLM_KEY", "")
+CLOUD_SECRET = os.environ.get("OH_CONFORMANCE_CLOUD_SECRET", "")
 
 STATE_ROOT = Path(tempfile.mkdtemp(prefix="state-", dir=os.getcwd()))
 GROUPS: list[tuple[str, list[str], float, object, object]] = []
@@ -1287,6 +1300,225 @@ def runtime_api_group(g: Group) -> None:
 
     with g.check("bad_api_key_starts_nothing"):
         ensure(runtime_session(stranger) is None, "the runtime API knows the session")
+
+
+
+def cloud_api(key: str = CLOUD_API_KEY) -> httpx.Client:
+    """The Cloud API as a user, over plain HTTP."""
+    return httpx.Client(base_url=CLOUD_API_URL, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def cloud_sandbox(sandbox_id: str, key: str = CLOUD_API_KEY) -> dict | None:
+    """`GET /api/v1/sandboxes?id=…`: the sandbox as `key`'s user sees it (None: not at all)."""
+    with cloud_api(key) as client:
+        resp = client.get("/api/v1/sandboxes", params={"id": sandbox_id})
+    resp.raise_for_status()
+    found = resp.json()
+    ensure(isinstance(found, list) and len(found) == 1, f"batch get answered {short(found)}")
+    return found[0]
+
+
+def delete_own_sandboxes() -> None:
+    """The group's safety net: delete whatever the user still has."""
+    with cloud_api() as client:
+        items = client.get("/api/v1/sandboxes/search").json().get("items", [])
+        for item in items:
+            client.delete(f"/api/v1/sandboxes/{item['id']}", params={"sandbox_id": item["id"]})
+    if items:
+        print(f"     (deleted {len(items)} sandbox(es) the checks left)", flush=True)
+
+
+def cloud_workspace(**kwargs) -> OpenHandsCloudWorkspace:
+    """The SDK's OpenHandsCloudWorkspace on the Cloud API under test."""
+    options = {
+        "cloud_api_url": CLOUD_API_URL,
+        "cloud_api_key": CLOUD_API_KEY,
+        "sandbox_spec_id": RUNTIME_API_IMAGE,
+    }
+    options.update(kwargs)
+    return OpenHandsCloudWorkspace(**options)
+
+
+@group(
+    "cloud",
+    [
+        "provision",
+        "sandbox_running",
+        "command_user",
+        "file_round_trip",
+        "get_llm",
+        "get_llm_profile",
+        "get_secrets",
+        "get_mcp_config",
+        "conversation_with_cloud_llm",
+        "secret_reaches_shell_masked",
+        "secret_not_sent_to_llm",
+        "secret_not_exposed_by_rest",
+        "other_user_sees_nothing",
+        "foreign_session_key_refused",
+        "keep_alive_cleanup_leaves_running",
+        "reattach_by_sandbox_id",
+        "cleanup_deletes",
+        "bad_cloud_key_raises",
+    ],
+    budget=420.0,
+    applies=runtime_api_applies,
+)
+def cloud_group(g: Group) -> None:
+    if RUNTIME_API_UNAVAILABLE:
+        raise Abort(f"no sandbox server: {RUNTIME_API_UNAVAILABLE}")
+    if not (CLOUD_API_URL and CLOUD_API_KEY and CLOUD_LLM_PORT and CLOUD_SECRET):
+        raise Abort("OH_CONFORMANCE_CLOUD_API_* are not set")
+    g.defer(delete_own_sandboxes)
+    # The user's LLM settings point at this port; the sandboxes share the host's loopback.
+    llm = ScriptedLLM().start(CLOUD_LLM_PORT)
+    g.defer(llm.stop)
+    local = Path(tempfile.mkdtemp(prefix="local-", dir=STATE_ROOT))
+
+    with g.check("provision", fatal=True):
+        ws = timed(g, "provision", lambda: cloud_workspace(keep_alive=True))
+        ensure(ws.host.startswith("http://") and ws.api_key, f"host {ws.host!r}, session key set: {bool(ws.api_key)}")
+        ensure(ws.alive, f"{ws.host}/health does not answer")
+    sandbox_id = ws._sandbox_id
+    url = ws.host
+
+    with g.check("sandbox_running"):
+        info = cloud_sandbox(sandbox_id)
+        ensure(info is not None and info["status"] == "RUNNING", f"sandbox {short(info)}")
+        ensure(info["sandbox_spec_id"] == RUNTIME_API_IMAGE, f"sandbox_spec_id {info['sandbox_spec_id']!r}")
+        urls = {u["name"]: u["url"].rstrip("/") for u in info["exposed_urls"] or []}
+        ensure(urls == {"AGENT_SERVER": url}, f"exposed_urls {info['exposed_urls']}")
+        ensure(info["session_api_key"] == ws.api_key, "the session key differs from the workspace's")
+
+    with g.check("command_user"):
+        r = ws.execute_command("id -u")
+        ensure(r.exit_code == 0 and r.stdout == "10001\n", f"exit_code {r.exit_code}, stdout {r.stdout!r}, stderr {short(r.stderr)}")
+
+    data = os.urandom(128 * 1024)
+    remote = f"{ws.working_dir}/cloud/round-trip.bin"
+    with g.check("file_round_trip"):
+        (local / "up.bin").write_bytes(data)
+        r = ws.file_upload(local / "up.bin", remote)
+        ensure(r.success and r.file_size == len(data), f"upload: success {r.success}, size {r.file_size}, error {r.error}")
+        d = ws.file_download(remote, local / "down.bin")
+        ensure(d.success and (local / "down.bin").read_bytes() == data, f"download: success {d.success}, error {d.error}")
+
+    cloud_llm = None
+    with g.check("get_llm", fatal=True):
+        cloud_llm = ws.get_llm(num_retries=0, usage_id="agent")
+        ensure(cloud_llm.model == "openai/scripted", f"model {cloud_llm.model!r}")
+        ensure(cloud_llm.base_url == llm.base_url, f"base_url {cloud_llm.base_url!r}, the LLM is at {llm.base_url}")
+        ensure(cloud_llm.api_key is not None and cloud_llm.api_key.get_secret_value() == CLOUD_LLM_KEY, "api_key is not the user's")
+
+    with g.check("get_llm_profile"):
+        fast = ws.get_llm("fast")
+        ensure(fast.model == "openai/scripted-fast" and fast.usage_id == "profile:fast", f"profile: model {fast.model!r}, usage_id {fast.usage_id!r}")
+        try:
+            ws.get_llm("no-such-profile")
+        except FileNotFoundError:
+            pass
+        else:
+            raise AssertionError("get_llm of an unknown profile did not raise FileNotFoundError")
+
+    secrets = {}
+    with g.check("get_secrets", fatal=True):
+        secrets = ws.get_secrets()
+        ensure(list(secrets) == ["CONFORMANCE_TOKEN"], f"names {list(secrets)}")
+        token = secrets["CONFORMANCE_TOKEN"]
+        ensure(isinstance(token, LookupSecret), f"a {type(token).__name__}")
+        ensure(token.url == f"{CLOUD_API_URL}/api/v1/sandboxes/{sandbox_id}/settings/secrets/CONFORMANCE_TOKEN", f"url {token.url}")
+        ensure(ws.get_secrets(names=["NOPE"]) == {}, "a filter by name kept other names")
+
+    with g.check("get_mcp_config"):
+        mcp = ws.get_mcp_config()
+        ensure(set(mcp) == {"sse_0"}, f"servers {sorted(mcp)}")
+        server = mcp["sse_0"]
+        ensure(getattr(server, "url", None) == "http://127.0.0.1:9/sse", f"sse_0 {short(server)}")
+
+    events: list = []
+    conversation = None
+    llm.script(
+        terminal('printf %s "$CONFORMANCE_TOKEN" | sha256sum; echo "token=$CONFORMANCE_TOKEN"'),
+        finish("done with the token"),
+    )
+    with g.check("conversation_with_cloud_llm", fatal=True):
+        agent = Agent(llm=cloud_llm, tools=get_default_tools(enable_browser=False))
+        conversation = Conversation(
+            agent=agent, workspace=ws, secrets=secrets, callbacks=[events.append], visualizer=None
+        )
+        g.defer(conversation.close)
+        conversation.send_message("Use the deploy token.")
+        timed(g, "conversation", lambda: conversation.run(timeout=RUN_TIMEOUT))
+        status = conversation.state.execution_status
+        ensure(status == Status.FINISHED, f"status {status}")
+        ensure(llm.authorizations and all(a == f"Bearer {CLOUD_LLM_KEY}" for a in llm.authorizations),
+               f"{len(llm.authorizations)} LLM requests, not all with the user's key")
+
+    with g.check("secret_reaches_shell_masked"):
+        outputs = [observation_text(e) for e in events if isinstance(e, ObservationEvent) and e.tool_name == "terminal"]
+        ensure(len(outputs) == 1, f"{len(outputs)} terminal observations")
+        digest = hashlib.sha256(CLOUD_SECRET.encode()).hexdigest()
+        ensure(digest in outputs[0], f"the shell did not get the value: {short(outputs[0])}")
+        ensure(CLOUD_SECRET not in outputs[0] and "token=<secret-hidden>" in outputs[0], f"observation {short(outputs[0])}")
+
+    with g.check("secret_not_sent_to_llm"):
+        ensure(llm.requests and all(CLOUD_SECRET not in str(r) for r in llm.requests), "an LLM request holds the value")
+
+    with g.check("secret_not_exposed_by_rest"):
+        with httpx.Client(base_url=url, headers={"X-Session-API-Key": ws.api_key}, timeout=30) as client:
+            for path in (f"/api/conversations/{conversation.id}", f"/api/conversations/{conversation.id}/events/search"):
+                text = client.get(path).text
+                ensure(CLOUD_SECRET not in text, f"{path} shows the value")
+        with cloud_api() as client:
+            for path in ("/api/v1/users/me", "/api/v1/sandboxes/search"):
+                text = client.get(path).text
+                ensure(CLOUD_SECRET not in text and CLOUD_LLM_KEY not in text, f"{path} shows a secret")
+
+    with g.check("other_user_sees_nothing"):
+        ensure(cloud_sandbox(sandbox_id, CLOUD_API_KEY_OTHER) is None, "the other user sees the sandbox")
+        with cloud_api(CLOUD_API_KEY_OTHER) as client:
+            status = client.delete(f"/api/v1/sandboxes/{sandbox_id}", params={"sandbox_id": sandbox_id}).status_code
+            ensure(status == 404, f"the other user's delete: {status}")
+            status = client.post(f"/api/v1/sandboxes/{sandbox_id}/resume").status_code
+            ensure(status == 404, f"the other user's resume: {status}")
+        info = cloud_sandbox(sandbox_id)
+        ensure(info is not None and info["status"] == "RUNNING", f"after the other user: {short(info)}")
+
+    with g.check("foreign_session_key_refused"):
+        second = cloud_workspace()
+        try:
+            with httpx.Client(base_url=CLOUD_API_URL, headers={"X-Session-API-Key": second.api_key}, timeout=30) as client:
+                resp = client.get(f"/api/v1/sandboxes/{sandbox_id}/settings/secrets/CONFORMANCE_TOKEN")
+            ensure(resp.status_code == 403, f"another sandbox's key: {resp.status_code}")
+            ensure(CLOUD_SECRET not in resp.text, "the refusal shows the value")
+        finally:
+            second.cleanup()
+
+    conversation.close()
+    with g.check("keep_alive_cleanup_leaves_running", fatal=True):
+        ws.cleanup()
+        info = cloud_sandbox(sandbox_id)
+        ensure(info is not None and info["status"] == "RUNNING", f"after cleanup: {short(info)}")
+
+    with g.check("reattach_by_sandbox_id", fatal=True):
+        again = timed(g, "reattach", lambda: cloud_workspace(sandbox_id=sandbox_id))
+        ensure(again.host == url, f"url {again.host}, first {url}")
+        d = again.file_download(remote, local / "again.bin")
+        ensure(d.success and (local / "again.bin").read_bytes() == data, "the uploaded file is gone")
+
+    with g.check("cleanup_deletes"):
+        again.cleanup()
+        ensure(cloud_sandbox(sandbox_id) is None, "the sandbox is still listed")
+        status = http_status(f"{url}/health")
+        ensure(status is None, f"{url}/health answered {status} after the delete")
+
+    with g.check("bad_cloud_key_raises"):
+        try:
+            cloud_workspace(cloud_api_key="not-a-user-key")
+        except httpx.HTTPStatusError as exc:
+            ensure(exc.response.status_code == 401, f"status {exc.response.status_code}")
+        else:
+            raise AssertionError("OpenHandsCloudWorkspace with a wrong key did not raise")
 
 
 # --------------------------------------------------------------------------- main

@@ -7,9 +7,9 @@
 //! which `pyenv.sh python` shows as `/src`: the suite's files and, for our
 //! server, the freshly built binary.
 //!
-//! The suite's `runtime_api` group drives our runtime API server instead, which
+//! The suite's `runtime_api` and `cloud` groups drive our sandbox server instead, which
 //! this task starts on the host (see [`runtime_api`]); against the Python server
-//! the group does not apply and the suite skips it.
+//! the groups do not apply and the suite skips them.
 
 mod runtime_api;
 
@@ -138,7 +138,8 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
     } else {
         None
     };
-    // The runtime API group runs only against our server (its sandboxes run our image).
+    // The runtime API and Cloud groups run only against our server (its sandboxes run our
+    // image).
     let sandbox_binary = if args.suites != Suites::Rust
         && args.target.unwrap_or(Target::Rust) == Target::Rust
         && runtime_api::selected(&args.suite_args)
@@ -168,7 +169,7 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
                 ),
                 Err(e) => (format!("could not count the sandboxes left: {e:#}"), false),
             };
-            rows.push(("runtime API cleanup".into(), target, summary, clean));
+            rows.push(("sandbox server cleanup".into(), target, summary, clean));
         }
     }
     if args.suites != Suites::Python {

@@ -43,7 +43,9 @@ Tasks:
                   errors, runtime_api (Python suite vs ours only: the
                   SDK's APIRemoteWorkspace against our sandbox server on
                   Docker, image openhands-agent-server:latest from
-                  `cargo xtask image`). -v shows tracebacks.
+                  `cargo xtask image`), cloud (likewise, the SDK's
+                  OpenHandsCloudWorkspace against the same server's Cloud
+                  API). -v shows tracebacks.
   pyenv ARGS...   Run xtask/pyenv.sh, the reference Python environment:
                     pyenv setup              build or update it
                     pyenv python ARGS...     run its python, cwd mapped to /src

@@ -34,6 +34,9 @@ pub async fn derived_image(base: &str, tag: &str, script: &str) -> Result<String
         name: Some(format!("oh-derive-{}", uuid::Uuid::new_v4().simple())),
         platform: String::new(),
     };
+    // The commit takes the container's config, entrypoint included, unless told otherwise:
+    // the derived image must start like its base.
+    let base_config = docker.inspect_image(base).await?.config.unwrap_or_default();
     let created = docker.create_container(Some(options), body).await?;
     let result = async {
         docker.start_container(&created.id, None).await?;
@@ -49,9 +52,12 @@ pub async fn derived_image(base: &str, tag: &str, script: &str) -> Result<String
             changes: Some("USER 10001".to_owned()),
             ..CommitContainerOptions::default()
         };
-        docker
-            .commit_container(commit, bollard::models::ContainerConfig::default())
-            .await
+        let config = bollard::models::ContainerConfig {
+            entrypoint: base_config.entrypoint.clone(),
+            cmd: base_config.cmd.clone(),
+            ..bollard::models::ContainerConfig::default()
+        };
+        docker.commit_container(commit, config).await
     }
     .await;
     let removal = RemoveContainerOptions {

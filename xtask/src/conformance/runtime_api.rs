@@ -7,6 +7,11 @@
 //! key from `OH_CONFORMANCE_RUNTIME_API_*`. Afterwards the server is stopped and the
 //! containers carrying its instance label are counted: the suite stops every sandbox it
 //! starts, so any left over is a failure; they are removed either way.
+//!
+//! The same server serves the suite's `cloud` group (the SDK's `OpenHandsCloudWorkspace`):
+//! it gets a users file with two users, the first with LLM settings (a key, and a base URL
+//! on a free loopback port where the suite then starts its scripted LLM), an LLM profile,
+//! one secret and one MCP server; the suite learns them from `OH_CONFORMANCE_CLOUD_*`.
 
 use std::ffi::OsString;
 use std::fs;
@@ -20,8 +25,8 @@ use anyhow::{Context, Result, bail};
 
 use super::TempDir;
 
-/// The Python suite's group that needs this server.
-pub(super) const GROUP: &str = "runtime_api";
+/// The Python suite's groups that need this server.
+pub(super) const GROUPS: [&str; 2] = ["runtime_api", "cloud"];
 
 /// The runtime API server and its package.
 pub(super) const PACKAGE: &str = "oh-sandbox-server";
@@ -41,8 +46,8 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 /// How long it may take to exit after SIGTERM.
 const STOP_WITHIN: Duration = Duration::from_secs(20);
 
-/// Whether the Python suite's filters select [`GROUP`] (its rule: none, a prefix of the
-/// group's name, or a check of the group).
+/// Whether the Python suite's filters select one of [`GROUPS`] (its rule: none, a prefix
+/// of the group's name, or a check of the group).
 pub(super) fn selected(suite_args: &[OsString]) -> bool {
     let filters: Vec<&str> = suite_args
         .iter()
@@ -50,9 +55,11 @@ pub(super) fn selected(suite_args: &[OsString]) -> bool {
         .filter(|a| !a.starts_with('-'))
         .collect();
     filters.is_empty()
-        || filters
-            .iter()
-            .any(|f| GROUP.starts_with(f) || f.starts_with(&format!("{GROUP}.")))
+        || filters.iter().any(|f| {
+            GROUPS
+                .iter()
+                .any(|g| g.starts_with(f) || f.starts_with(&format!("{g}.")))
+        })
 }
 
 /// The server for one run of the suite, or why there is none (the group's checks then fail
@@ -89,6 +96,21 @@ impl Setup {
                 ),
                 ("OH_CONFORMANCE_RUNTIME_API_KEY", api.key.clone()),
                 ("OH_CONFORMANCE_RUNTIME_API_IMAGE", IMAGE.to_owned()),
+                (
+                    "OH_CONFORMANCE_CLOUD_API_URL",
+                    format!("http://127.0.0.1:{}", api.port),
+                ),
+                ("OH_CONFORMANCE_CLOUD_API_KEY", api.users.key.clone()),
+                (
+                    "OH_CONFORMANCE_CLOUD_API_KEY_OTHER",
+                    api.users.other_key.clone(),
+                ),
+                (
+                    "OH_CONFORMANCE_CLOUD_LLM_PORT",
+                    api.users.llm_port.to_string(),
+                ),
+                ("OH_CONFORMANCE_CLOUD_LLM_KEY", api.users.llm_key.clone()),
+                ("OH_CONFORMANCE_CLOUD_SECRET", api.users.secret.clone()),
             ],
             Self::Unavailable(reason) => {
                 vec![("OH_CONFORMANCE_RUNTIME_API_UNAVAILABLE", reason.clone())]
@@ -104,7 +126,53 @@ pub(super) struct RuntimeApi {
     child: Option<Child>,
     port: u16,
     key: String,
+    users: Users,
     dir: TempDir,
+}
+
+/// What the users file of the Cloud API holds (random per run).
+#[derive(Debug)]
+struct Users {
+    key: String,
+    other_key: String,
+    llm_port: u16,
+    llm_key: String,
+    secret: String,
+}
+
+impl Users {
+    fn new() -> Result<Self> {
+        let random = |prefix: &str| format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+        Ok(Self {
+            key: random("cloud-user"),
+            other_key: random("cloud-other"),
+            llm_port: TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port(),
+            llm_key: random("sk-cloud-llm"),
+            secret: random("conformance-token"),
+        })
+    }
+
+    /// Writes the file (`0600`: it holds keys) and returns its path.
+    fn write(&self, dir: &Path) -> Result<PathBuf> {
+        let base_url = format!("http://127.0.0.1:{}/v1", self.llm_port);
+        let file = serde_json::json!({"users": [
+            {"id": "conformance", "api_key": self.key,
+             "llm": {"model": "openai/scripted", "api_key": self.llm_key, "base_url": base_url},
+             "llm_profiles": {"fast": {"model": "openai/scripted-fast", "api_key": self.llm_key,
+                                       "base_url": base_url}},
+             "secrets": {"CONFORMANCE_TOKEN": {"value": self.secret,
+                                               "description": "a token for the conformance suite"}},
+             "mcp_config": {"sse_servers": [{"url": "http://127.0.0.1:9/sse", "api_key": "mcp-key"}]}},
+            {"id": "other", "api_key": self.other_key}
+        ]});
+        let path = dir.join("users.json");
+        let mut out = fs::OpenOptions::new();
+        out.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut out, 0o600);
+        out.open(&path)?.write_all(file.to_string().as_bytes())?;
+        Ok(path)
+    }
 }
 
 /// What [`RuntimeApi::finish`] found.
@@ -121,6 +189,8 @@ impl RuntimeApi {
     fn start(binary: &Path, dir: TempDir) -> Result<Result<Self, String>> {
         let port = TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
         let key = format!("runtime-api-{}", uuid::Uuid::new_v4().simple());
+        let users = Users::new()?;
+        let users_file = users.write(dir.path())?;
         let log = fs::File::create(dir.path().join("server.log"))?;
         let mut cmd = Command::new(binary);
         cmd.arg("--host")
@@ -131,6 +201,8 @@ impl RuntimeApi {
             .arg(dir.path().join("state"))
             .args(["--backend", "docker", "--image", IMAGE])
             .args(["--network", "host", "--public-host", "127.0.0.1"])
+            .arg("--users")
+            .arg(&users_file)
             // No idle pauses in the middle of a check; crashes noticed within a second.
             .args([
                 "--idle-timeout-seconds",
@@ -156,6 +228,7 @@ impl RuntimeApi {
             child: Some(child),
             port,
             key,
+            users,
             dir,
         };
         let deadline = Instant::now() + READY_WITHIN;
@@ -336,6 +409,8 @@ mod tests {
         assert!(selected(&os(&["runtime"])));
         assert!(selected(&os(&["runtime_api.provision"])));
         assert!(selected(&os(&["files", "runtime_api"])));
+        assert!(selected(&os(&["cloud"])));
+        assert!(selected(&os(&["cloud.get_llm"])));
         assert!(!selected(&os(&["files"])));
         assert!(!selected(&os(&["runtime_api_more"])));
         assert!(!selected(&os(&["-v", "errors"])));
