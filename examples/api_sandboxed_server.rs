@@ -26,7 +26,6 @@ mod common;
 
 use std::time::Instant;
 
-use oh_sandbox_server::{Config, SandboxServer};
 use openhands::api::PullPolicy;
 use openhands::prelude::*;
 
@@ -55,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
                 .as_ref()
                 .and_then(|l| l.base_url.as_deref())
                 .is_some_and(|u| u.contains("://127.0.0.1") || u.contains("://localhost"));
-            match start_sandbox_server(&image, loopback_llm).await {
+            match common::start_sandbox_server(&image, loopback_llm, |_| {}).await {
                 Ok(started) => started,
                 Err(skip) => {
                     println!("SKIP: {skip}");
@@ -85,65 +84,7 @@ async fn main() -> anyhow::Result<()> {
     workspace.cleanup().await?;
     println!("Sandbox stopped.");
     if let Some(local) = local {
-        let _ = local.stop.send(());
-        local.served.await??;
-        drop(local.state);
+        local.stop().await?;
     }
     result
-}
-
-/// A sandbox server this example started, and its state directory.
-struct Local {
-    stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<Result<(), oh_sandbox_server::ServerError>>,
-    state: tempfile::TempDir,
-}
-
-/// Our sandbox server on a free loopback port, with a key made up here.
-async fn start_sandbox_server(
-    image: &str,
-    host_network: bool,
-) -> Result<(String, String, Option<Local>), String> {
-    let state = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let key = format!("example-{}", uuid::Uuid::new_v4().simple());
-    let mut config = Config::new(state.path(), key.as_str());
-    config.port = 0;
-    config.image = image.to_owned();
-    config.idle_timeout = None;
-    if host_network {
-        config.network = Some("host".to_owned());
-    }
-    let server = SandboxServer::bind(config)
-        .await
-        .map_err(|e| format!("cannot start a sandbox server here: {e}"))?;
-    let url = format!("http://{}", server.local_addr());
-    println!(
-        "Started a sandbox server at {url} (state in {})",
-        state.path().display()
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(server.serve(async move {
-        let _ = stopped.await;
-    }));
-    let exists = openhands::client::ServiceClient::new(&url)
-        .and_then(|c| c.with_header("X-API-Key", &key.as_str().into()))
-        .map_err(|e| e.to_string())?
-        .get::<serde_json::Value>(&format!("/image_exists?image={image}"))
-        .await
-        .map_err(|e| e.to_string())?;
-    if exists["exists"] != true {
-        let _ = stop.send(());
-        return Err(format!(
-            "image {image} is not available locally (build it with `cargo xtask image`)"
-        ));
-    }
-    Ok((
-        url,
-        key,
-        Some(Local {
-            stop,
-            served,
-            state,
-        }),
-    ))
 }

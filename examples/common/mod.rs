@@ -154,3 +154,72 @@ pub(crate) async fn sandbox_tour(
     println!("FACTS.txt:\n{}", facts.stdout.trim_end());
     Ok(())
 }
+
+/// A sandbox server an example started, and its state directory.
+pub(crate) struct Local {
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<Result<(), oh_sandbox_server::ServerError>>,
+    state: tempfile::TempDir,
+}
+
+impl Local {
+    /// Stops the server (it removes its warm pool; sandboxes were cleaned up by then).
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.served.await??;
+        drop(self.state);
+        Ok(())
+    }
+}
+
+/// Our sandbox server on a free loopback port, with a key made up here and `configure`'s
+/// settings; its URL and key. `Err` says why it cannot run here (no Engine, no image).
+pub(crate) async fn start_sandbox_server(
+    image: &str,
+    host_network: bool,
+    configure: impl FnOnce(&mut oh_sandbox_server::Config),
+) -> Result<(String, String, Option<Local>), String> {
+    let state = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let key = format!("example-{}", uuid::Uuid::new_v4().simple());
+    let mut config = oh_sandbox_server::Config::new(state.path(), key.as_str());
+    config.port = 0;
+    config.image = image.to_owned();
+    config.idle_timeout = None;
+    if host_network {
+        config.network = Some("host".to_owned());
+    }
+    configure(&mut config);
+    let server = oh_sandbox_server::SandboxServer::bind(config)
+        .await
+        .map_err(|e| format!("cannot start a sandbox server here: {e}"))?;
+    let url = format!("http://{}", server.local_addr());
+    println!(
+        "Started a sandbox server at {url} (state in {})",
+        state.path().display()
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    let exists = openhands::client::ServiceClient::new(&url)
+        .and_then(|c| c.with_header("X-API-Key", &key.as_str().into()))
+        .map_err(|e| e.to_string())?
+        .get::<serde_json::Value>(&format!("/image_exists?image={image}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    if exists["exists"] != true {
+        let _ = stop.send(());
+        return Err(format!(
+            "image {image} is not available locally (build it with `cargo xtask image`)"
+        ));
+    }
+    Ok((
+        url,
+        key,
+        Some(Local {
+            stop,
+            served,
+            state,
+        }),
+    ))
+}

@@ -135,8 +135,20 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "cloud_workspace",
-        script: no_script,
-        expect: Expect::Skip,
+        script: || {
+            vec![
+                Reply::tool(
+                    "terminal",
+                    json!({ "command": "printf '%s %s\\n' \"$(uname -s)\" \"$(id -u)\" > FACTS.txt && cat FACTS.txt" }),
+                ),
+                Reply::tool("terminal", json!({ "command": "rm FACTS.txt" })),
+                Reply::tool(
+                    "finish",
+                    json!({ "message": "FACTS.txt written, shown and deleted." }),
+                ),
+            ]
+        },
+        expect: Expect::FinishedWithDocker,
     },
 ];
 
