@@ -120,29 +120,8 @@ async fn a_cloud_sandbox_runs_a_conversation_with_the_users_llm_and_secret() {
     println!("provisioned in {:?}", started.elapsed());
     assert_eq!(cloud.server.containers().await, 1);
     let sandbox_id = workspace.sandbox_id().unwrap().to_owned();
-    let t = Duration::from_secs(20);
-
-    let who = workspace
-        .execute_command("id -u; pwd", None, t)
-        .await
-        .unwrap();
-    assert_eq!(who.exit_code, 0, "{who:?}");
-    assert_eq!(who.stdout.lines().next(), Some("10001"));
+    server::runs_commands_and_files(&workspace).await;
     let local = tempfile::tempdir().unwrap();
-    let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(local.path().join("in.bin"), &payload).unwrap();
-    workspace
-        .file_upload(local.path().join("in.bin"), "/workspace/project/in.bin")
-        .await
-        .unwrap();
-    workspace
-        .file_download("/workspace/project/in.bin", local.path().join("out.bin"))
-        .await
-        .unwrap();
-    assert_eq!(
-        std::fs::read(local.path().join("out.bin")).unwrap(),
-        payload
-    );
 
     // The user's LLM settings and secrets follow them into the sandbox.
     let llm_config = workspace.get_llm(None).await.unwrap();

@@ -52,28 +52,7 @@ async fn a_sandbox_runs_commands_files_and_a_conversation_and_cleanup_removes_it
         .expect(NEEDS);
     println!("provisioned in {:?}", started.elapsed());
     assert_eq!(server.containers().await, 1);
-    let t = Duration::from_secs(20);
-    let who = workspace
-        .execute_command("id -u; pwd", None, t)
-        .await
-        .unwrap();
-    assert_eq!(who.exit_code, 0, "{who:?}");
-    assert_eq!(who.stdout.lines().next(), Some("10001"));
-    // Files both ways.
-    let local = tempfile::tempdir().unwrap();
-    let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    let source = local.path().join("in.bin");
-    std::fs::write(&source, &payload).unwrap();
-    workspace
-        .file_upload(&source, "/workspace/project/in.bin")
-        .await
-        .unwrap();
-    let back = local.path().join("out.bin");
-    workspace
-        .file_download("/workspace/project/in.bin", &back)
-        .await
-        .unwrap();
-    assert_eq!(std::fs::read(&back).unwrap(), payload);
+    server::runs_commands_and_files(&workspace).await;
     // The facade's conversation runs there.
     let conversation = Conversation::builder(scripted_agent(&llm), &workspace)
         .autotitle(false)

@@ -10,8 +10,8 @@ use bollard::query_parameters::ListContainersOptions;
 use oh_protocol::runtime::PullPolicy;
 use oh_sandbox_server::{Config, SERVER_LABEL, SandboxServer};
 use oh_testkit::ScriptedLlm;
-use openhands::ApiRemoteWorkspace;
 use openhands::prelude::*;
+use openhands::{ApiRemoteWorkspace, RemoteWorkspace};
 
 pub(crate) const IMAGE: &str = "openhands-agent-server:latest";
 pub(crate) const NEEDS: &str = "needs the Docker Engine and `cargo xtask image`";
@@ -153,4 +153,30 @@ pub(crate) fn scripted_agent(llm: &ScriptedLlm) -> Agent {
     config.base_url = Some(llm.base_url());
     config.api_key = Some("scripted".into());
     Agent::new(config, vec![ToolSpec::new("terminal")])
+}
+
+/// What every sandbox must do: run a command as uid 10001, and take a 100 kB file in and give
+/// it back unchanged (under `/workspace/project`, where the file is left as `in.bin`).
+pub(crate) async fn runs_commands_and_files(workspace: &RemoteWorkspace) {
+    let t = Duration::from_secs(20);
+    let who = workspace
+        .execute_command("id -u; pwd", None, t)
+        .await
+        .unwrap();
+    assert_eq!(who.exit_code, 0, "{who:?}");
+    assert_eq!(who.stdout.lines().next(), Some("10001"));
+    let local = tempfile::tempdir().unwrap();
+    let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let source = local.path().join("in.bin");
+    std::fs::write(&source, &payload).unwrap();
+    workspace
+        .file_upload(&source, "/workspace/project/in.bin")
+        .await
+        .unwrap();
+    let back = local.path().join("out.bin");
+    workspace
+        .file_download("/workspace/project/in.bin", &back)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), payload);
 }
