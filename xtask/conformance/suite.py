@@ -861,6 +861,40 @@ def secrets(g: Group) -> None:
         ensure(value not in events, "events/search shows the raw secret")
 
 
+@group("ask_agent", ["answers", "records_nothing", "sees_history", "unknown_conversation_404"])
+def ask_agent(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    s = Session(g, server, llm)
+    llm.script(terminal("echo the-answer-is-$((6*7))"), finish("computed"))
+    s.say_and_run("Compute the answer.")
+    before = len(rest_events(server, s.conversation.id))
+    status_before = rest_info(server, s.conversation.id)["execution_status"]
+    llm.script(say("The command printed the-answer-is-42."))
+    answer = None
+
+    with g.check("answers", fatal=True):
+        answer = s.conversation.ask_agent("What did the command print?")
+        ensure(answer == "The command printed the-answer-is-42.", f"answer {answer!r}")
+
+    with g.check("records_nothing"):
+        after = len(rest_events(server, s.conversation.id))
+        ensure(after == before, f"{after} events after ask_agent, {before} before")
+        status = rest_info(server, s.conversation.id)["execution_status"]
+        ensure(status == status_before, f"status {status}, before {status_before}")
+
+    with g.check("sees_history"):
+        last = llm.requests[-1]
+        text = str(last.get("messages"))
+        ensure("the-answer-is-42" in text, "the question's request lacks the command output")
+        ensure("What did the command print?" in text, "the request lacks the question")
+
+    with g.check("unknown_conversation_404"):
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{uuid.uuid4()}/ask_agent", json={"question": "hi"})
+        ensure(resp.status_code == 404, f"status {resp.status_code}: {short(resp.text)}")
+
+
 # --------------------------------------------------------------------------- 8. restart and resume
 
 

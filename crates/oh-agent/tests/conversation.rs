@@ -108,3 +108,52 @@ async fn agent_creates_runs_fixes_and_finishes() {
     });
     conversation.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_agent_answers_from_the_history_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = oh_testkit::ScriptedLlm::start(vec![
+        oh_testkit::Reply::tool(
+            "terminal",
+            serde_json::json!({"command": "echo the-answer-is-$((6*7))"}),
+        ),
+        oh_testkit::Reply::tool("finish", serde_json::json!({"message": "done"})),
+        oh_testkit::Reply::text("It printed the-answer-is-42."),
+    ])
+    .await
+    .unwrap();
+    let conv = common::start(common::config(
+        common::agent(&llm.base_url()),
+        dir.path(),
+        None,
+    ));
+    conv.send_text("Compute it.").await.unwrap();
+    assert_eq!(
+        conv.run().await.unwrap(),
+        oh_protocol::ExecutionStatus::Finished
+    );
+    let before = conv.events().len();
+    let answer = conv.ask_agent("What did the command print?").await.unwrap();
+    assert_eq!(answer, "It printed the-answer-is-42.");
+    assert_eq!(conv.events().len(), before, "ask_agent recorded an event");
+    assert_eq!(conv.status(), oh_protocol::ExecutionStatus::Finished);
+    // The model saw the history (the command's output) and the question, with the tools.
+    let requests = llm.requests();
+    let last = &requests.last().unwrap().body;
+    let text = last["messages"].to_string();
+    assert!(text.contains("the-answer-is-42"), "{text}");
+    assert!(text.contains("What did the command print?"), "{text}");
+    assert!(last["tools"].as_array().is_some_and(|t| !t.is_empty()));
+    // A reply without text is an error, not an empty answer.
+    llm.push(oh_testkit::Reply::tool(
+        "finish",
+        serde_json::json!({"message": "x"}),
+    ));
+    let error = conv.ask_agent("Again?").await.unwrap_err();
+    assert!(
+        matches!(error, oh_agent::conversation::Error::NoAnswer),
+        "{error:?}"
+    );
+    assert_eq!(conv.events().len(), before);
+    conv.close().await;
+}

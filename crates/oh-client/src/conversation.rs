@@ -880,6 +880,26 @@ impl RemoteConversation {
             .await
     }
 
+    /// Asks the agent's LLM a side question about the conversation so far
+    /// (`POST …/ask_agent`); nothing is recorded in the conversation.
+    pub async fn ask_agent(&self, question: impl Into<String>) -> Result<String> {
+        self.check_open()?;
+        let body = oh_protocol::api::AskAgentRequest {
+            question: question.into(),
+        };
+        let answer: oh_protocol::api::AskAgentResponse = self
+            .workspace
+            .http()
+            .json(
+                Method::POST,
+                &self.path("/ask_agent"),
+                Some(&body),
+                self.timeout(),
+            )
+            .await?;
+        Ok(answer.response)
+    }
+
     /// Changes the confirmation policy.
     pub async fn set_confirmation_policy(&self, policy: ConfirmationPolicy) -> Result<()> {
         self.post(

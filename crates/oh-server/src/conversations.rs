@@ -64,6 +64,10 @@ pub(crate) fn router() -> Router<AppState> {
             "/api/conversations/{conversation_id}/agent_final_response",
             get(final_response),
         )
+        .route(
+            "/api/conversations/{conversation_id}/ask_agent",
+            post(ask_agent),
+        )
 }
 
 impl From<ServiceError> for ApiError {
@@ -678,6 +682,27 @@ async fn condense(
     let live = live_or(&state, id, "Conversation not found").await?;
     live.conv.condense().await.map_err(agent_error)?;
     Ok(ok(&Success::TRUE))
+}
+
+/// `POST …/ask_agent`: a side question to the agent's LLM; nothing is recorded.
+async fn ask_agent(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+    Json(body): Json<oh_protocol::api::AskAgentRequest>,
+) -> ApiResult<Response> {
+    let live = live_or(&state, id, "Conversation not found").await?;
+    let response = live
+        .conv
+        .ask_agent(&body.question)
+        .await
+        .map_err(|e| match e {
+            // The model failed or said nothing: the server is fine, its upstream is not.
+            oh_agent::conversation::Error::Llm(_) | oh_agent::conversation::Error::NoAnswer => {
+                ApiError::new(StatusCode::BAD_GATEWAY, format!("ask_agent: {e}"))
+            }
+            other => agent_error(other),
+        })?;
+    Ok(ok(&oh_protocol::api::AskAgentResponse { response }))
 }
 
 async fn final_response(

@@ -57,7 +57,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
         "/api/canvas-extensions/installed/{extension_name}/icon",
         &["GET"],
     ),
-    ("/api/conversations/{conversation_id}/ask_agent", &["POST"]),
     ("/api/conversations/{conversation_id}/children", &["POST"]),
     ("/api/conversations/{conversation_id}/fork", &["POST"]),
     ("/api/conversations/{conversation_id}/goal", &["POST"]),

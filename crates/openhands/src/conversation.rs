@@ -424,6 +424,18 @@ impl Conversation {
         }
     }
 
+    /// Asks the agent's LLM a side question about the conversation so far and returns its
+    /// answer; nothing is recorded (no event, no status change). Works during a run.
+    pub async fn ask_agent(&self, question: impl Into<String>) -> Result<String> {
+        let question = question.into();
+        match self {
+            #[cfg(feature = "local")]
+            Self::Local(c) => Ok(c.ask_agent(&question).await?),
+            #[cfg(feature = "client")]
+            Self::Remote(c) => Ok(c.ask_agent(question).await?),
+        }
+    }
+
     /// Adds or replaces secrets: values (`String`) or lookups
     /// ([`LookupSecret`](oh_protocol::LookupSecret)).
     pub async fn update_secrets<V: Into<SecretSource>>(

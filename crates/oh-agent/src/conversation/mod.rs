@@ -107,6 +107,9 @@ pub enum Error {
     /// No tokio runtime is available.
     #[error("a LocalConversation must be created inside a tokio runtime")]
     NoRuntime,
+    /// The LLM answered a side question ([`LocalConversation::ask_agent`]) without text.
+    #[error("the LLM answered the question without any text")]
+    NoAnswer,
 }
 
 /// Result with [`Error`].
@@ -575,6 +578,44 @@ impl LocalConversation {
         }
         inner.flush().await;
         Ok(())
+    }
+
+    /// Asks the agent's LLM a side question about the conversation so far and returns its
+    /// text answer. Nothing is recorded: no event, no status change, no turn the agent
+    /// remembers; it may be called while a run is in progress. The LLM sees the history as
+    /// the next step would (with the tools, so that their calls in it make sense) followed
+    /// by the question, and is told to answer without calling a tool.
+    pub async fn ask_agent(&self, question: &str) -> Result<String> {
+        let inner = &self.inner;
+        let tools = inner.ensure_ready().await?;
+        let mut messages = {
+            let core = inner.lock();
+            let render = |o: &oh_protocol::event::ObservationEvent| {
+                crate::tools::observation_content(o, inner.conversation_dir.as_deref())
+            };
+            view::events_to_messages(&core.events, &render)
+        };
+        messages.push(Message::user(format!(
+            "Answer a question about the work in this conversation so far.\n\n\
+             Question: {question}\n\n\
+             Reply with the answer as text only: do not call any tool."
+        )));
+        let schemas = step::tool_schemas(tools);
+        let conversation_id = inner.id.to_string();
+        let response = inner
+            .llm
+            .complete(crate::llm::CompletionRequest {
+                messages: &messages,
+                tools: &schemas,
+                conversation_id: Some(&conversation_id),
+            })
+            .await?;
+        response
+            .message
+            .content
+            .iter()
+            .find_map(|c| c.as_text().map(str::to_owned))
+            .ok_or(Error::NoAnswer)
     }
 
     /// Pauses: from `idle` or `running` the status becomes `paused` and a `PauseEvent` is

@@ -232,7 +232,7 @@ pub(super) fn system_prompt_event(
     }
 }
 
-fn tool_schemas(tools: &[SharedTool]) -> Vec<ToolSchema> {
+pub(super) fn tool_schemas(tools: &[SharedTool]) -> Vec<ToolSchema> {
     tools.iter().map(|t| t.schema()).collect()
 }
 
