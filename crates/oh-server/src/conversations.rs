@@ -68,6 +68,7 @@ pub(crate) fn router() -> Router<AppState> {
             "/api/conversations/{conversation_id}/ask_agent",
             post(ask_agent),
         )
+        .route("/api/conversations/{conversation_id}/fork", post(fork))
 }
 
 impl From<ServiceError> for ApiError {
@@ -78,6 +79,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(msg) => ApiError::bad_request(msg),
             ServiceError::Agent(err) => agent_error(err),
             ServiceError::Io(msg) => ApiError::internal(msg),
+            ServiceError::Exists(_) => ApiError::conflict(err.to_string()),
+            ServiceError::NotFound(msg) => ApiError::new(StatusCode::NOT_FOUND, msg),
         }
     }
 }
@@ -703,6 +706,43 @@ async fn ask_agent(
             other => agent_error(other),
         })?;
     Ok(ok(&oh_protocol::api::AskAgentResponse { response }))
+}
+
+/// `POST …/fork`: 201 with the fork's info; 404 unknown source or `from_event_id`, 409 an
+/// id in use. The body may be absent (all defaults).
+async fn fork(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+    Json(body): Json<Option<oh_protocol::api::ForkConversationRequest>>,
+) -> ApiResult<Response> {
+    let request = match body {
+        Some(request) => request,
+        None => oh_protocol::api::ForkConversationRequest {
+            id: None,
+            title: None,
+            tags: None,
+            reset_metrics: true,
+            from_event_id: None,
+        },
+    };
+    if request
+        .title
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > 200)
+    {
+        return Err(ApiError::validation(
+            &["body", "title"],
+            "string_too_long",
+            "String should have at most 200 characters",
+            Value::Null,
+        ));
+    }
+    let forked = off_workers(&state, move |state| {
+        Ok(state.conversations.fork(id, &request)?)
+    })
+    .await?
+    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Source conversation not found"))?;
+    Ok(json_response(StatusCode::CREATED, &forked.info()))
 }
 
 async fn final_response(

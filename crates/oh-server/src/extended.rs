@@ -58,7 +58,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
         &["GET"],
     ),
     ("/api/conversations/{conversation_id}/children", &["POST"]),
-    ("/api/conversations/{conversation_id}/fork", &["POST"]),
     ("/api/conversations/{conversation_id}/goal", &["POST"]),
     (
         "/api/conversations/{conversation_id}/goal/resume",

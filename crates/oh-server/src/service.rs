@@ -134,6 +134,10 @@ pub(crate) enum ServiceError {
     Agent(#[from] oh_agent::conversation::Error),
     #[error("{0}")]
     Io(String),
+    #[error("Conversation with id {0} already exists")]
+    Exists(uuid::Uuid),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// A conversation in memory.
@@ -747,6 +751,88 @@ impl Conversations {
         }
         lock(&self.slots).insert(new.id, Slot::Live(Arc::clone(&live)));
         Ok(live)
+    }
+
+    /// Forks `source` (`POST …/fork`): a new conversation with a copy of its events (all,
+    /// or up to and including `from_event_id`), its agent, workspace and secrets, in `idle`,
+    /// with the request's title and tags and, unless `reset_metrics` is off, fresh stats.
+    /// `None` if the source is unknown. Writes to disk: call it off the async workers.
+    pub(crate) fn fork(
+        &self,
+        source: uuid::Uuid,
+        request: &oh_protocol::api::ForkConversationRequest,
+    ) -> Result<Option<Arc<Live>>, ServiceError> {
+        let fork_id = request.id.unwrap_or_else(uuid::Uuid::new_v4);
+        if lock(&self.slots).contains_key(&fork_id) {
+            return Err(ServiceError::Exists(fork_id));
+        }
+        let Some(live) = self.get(source)? else {
+            return Ok(None);
+        };
+        let io = |err: oh_agent::conversation::StoreError| ServiceError::Io(err.to_string());
+        let gate = self.gate(fork_id);
+        let _creating = lock(&gate);
+        if lock(&self.slots).contains_key(&fork_id) {
+            return Err(ServiceError::Exists(fork_id));
+        }
+        // The source as it is now: its events, and its state with the events' effects.
+        let events = live.conv.events();
+        let cut = match &request.from_event_id {
+            None => events.len(),
+            Some(wanted) => {
+                events
+                    .iter()
+                    .position(|e| e.id() == Some(wanted.as_str()))
+                    .ok_or_else(|| {
+                        ServiceError::NotFound(format!(
+                            "from_event_id {wanted} is not an event of conversation {source}"
+                        ))
+                    })?
+                    + 1
+            }
+        };
+        let mut state = live.conv.state();
+        state.id = fork_id;
+        state.execution_status = ExecutionStatus::Idle;
+        state.tags = request.tags.clone().unwrap_or_default();
+        if request.reset_metrics {
+            state.stats = oh_protocol::ConversationStats::default();
+        }
+        if request.from_event_id.is_some() {
+            state.leaf_event_id = events[..cut]
+                .iter()
+                .rev()
+                .find_map(|e| e.id().map(str::to_owned));
+        }
+        let dir = self.dir(fork_id);
+        let written = (|| {
+            let mut store = Store::open(&dir).map_err(io)?;
+            for event in &events[..cut] {
+                store.append(event).map_err(io)?;
+            }
+            store.save_state(&state).map_err(io)?;
+            let mut meta = lock(&live.meta).clone();
+            let now = utc_now();
+            meta.id = fork_id.simple().to_string();
+            meta.title = request.title.clone();
+            meta.created_at = now.clone();
+            meta.updated_at = now;
+            meta.forked_from_conversation_id = Some(source);
+            meta.forked_from_event_id = request.from_event_id.clone();
+            meta.autotitle = false;
+            if request.reset_metrics {
+                meta.metrics = None;
+            }
+            write_meta(&dir, &meta).map_err(ServiceError::Io)
+        })();
+        if let Err(err) = written {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(err);
+        }
+        lock(&self.slots).insert(fork_id, Slot::Stored);
+        drop(_creating);
+        tracing::info!(%source, fork = %fork_id, events = cut, "conversation forked");
+        self.get(fork_id)
     }
 
     fn sealed_agent(&self, agent: &oh_protocol::Agent) -> oh_protocol::Agent {
