@@ -417,6 +417,12 @@ impl BashService {
         })
     }
 
+    /// Whether nothing but this handle uses the service: no command runs (their tasks hold
+    /// it) and no request is being served with it.
+    pub(crate) fn is_unused(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
+    }
+
     /// Estimated bytes the store holds in memory.
     #[cfg(test)]
     fn resident_bytes(&self) -> usize {

@@ -27,6 +27,10 @@ use crate::extract::{ConversationId, Query, parse_uuid, path_param};
 
 const PREFIX: &str = "/api/conversations/{conversation_id}";
 
+/// Conversation bash services kept open; past this many, the unused ones are closed when
+/// another opens (their events stay on disk and are indexed again on next use).
+const OPEN_SCOPED_BASH: usize = 32;
+
 /// What the shared handlers need of the conversation a request is bound to.
 #[derive(Debug, Clone)]
 pub(crate) struct RuntimeScope {
@@ -175,8 +179,12 @@ async fn scoped_bash(
     })
     .await
     .map_err(ApiError::internal)??;
+    let mut open = lock(&state.scoped_bash);
+    if open.len() >= OPEN_SCOPED_BASH {
+        open.retain(|_, bash| !bash.is_unused());
+    }
     // A concurrent first use may have opened one too: keep the first.
-    Ok(lock(&state.scoped_bash).entry(id).or_insert(opened).clone())
+    Ok(open.entry(id).or_insert(opened).clone())
 }
 
 /// Forgets a deleted conversation's bash service.

@@ -413,3 +413,35 @@ async fn observability_credentials_never_reach_commands() {
         assert!(!env.contains(name), "{name} reached the command: {env}");
     }
 }
+
+#[tokio::test]
+async fn events_of_a_closed_conversation_service_are_found_again() {
+    let (server, first, _) = scoped().await;
+    let output = expect(
+        &server
+            .post(
+                &format!("{first}/bash/execute_bash_command"),
+                json!({"command": "echo first"}),
+            )
+            .await,
+        200,
+    );
+    assert_eq!(output["stdout"], "first\n");
+    // More conversations than services kept open: the first one's is closed on the way.
+    for _ in 0..40 {
+        let id = server.idle_conversation().await;
+        let search = server
+            .get(&format!("/api/conversations/{id}/bash/bash_events/search"))
+            .await;
+        assert_eq!(expect(&search, 200)["items"], json!([]));
+    }
+    let search = expect(
+        &server
+            .get(&format!(
+                "{first}/bash/bash_events/search?kind__eq=BashOutput"
+            ))
+            .await,
+        200,
+    );
+    assert_eq!(search["items"][0]["stdout"], "first\n");
+}
