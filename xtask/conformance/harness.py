@@ -470,6 +470,8 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.workspace_dir = state_dir / "workspace"
+        # Extra environment of the server process (set by a group before start()).
+        self.extra_env: dict[str, str] = {}
         for sub in ("conversations", "bash_events", "persistence", "workspace", "home"):
             (state_dir / sub).mkdir(parents=True, exist_ok=True)
 
@@ -503,6 +505,7 @@ class ServerProcess:
                 "PYTHON_COLORS": "0",
             }
         )
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 90.0) -> None:

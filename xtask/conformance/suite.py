@@ -127,10 +127,12 @@ def group(name: str, checks: list[str], budget: float = 240.0, applies=always):
 # --------------------------------------------------------------------------- fixtures
 
 
-def start_server(g: Group, name: str | None = None) -> ServerProcess:
-    """A server with its own fresh state directory, stopped when the group ends."""
+def start_server(g: Group, name: str | None = None, env: dict[str, str] | None = None) -> ServerProcess:
+    """A server with its own fresh state directory (and `env` added to its
+    environment), stopped when the group ends."""
     state = Path(tempfile.mkdtemp(prefix=f"{name or g.name}-", dir=STATE_ROOT))
     server = ServerProcess(SERVER_COMMAND, state, API_KEY, SECRET_KEY)
+    server.extra_env = dict(env or {})
     g.defer(lambda: server.stop(signal.SIGKILL, timeout=10))
     g.defer(lambda: show_log(g, server))
     server.start()
@@ -529,7 +531,7 @@ def files(g: Group) -> None:
         "diff_modified_file",
         "diff_new_file",
         "diff_unchanged_file",
-        "diff_deleted_file_is_400",
+        "diff_deleted_file",
         "changes_not_a_repo",
     ],
 )
@@ -585,13 +587,10 @@ def git(g: Group) -> None:
         d = ws.git_diff("repo/d.txt")
         ensure(d.original == "same" and d.modified == "same", f"got {d!r}")
 
-    with g.check("diff_deleted_file_is_400"):
-        try:
-            d = ws.git_diff(str(repo / "b.txt"))
-        except httpx.HTTPStatusError as exc:
-            ensure(exc.response.status_code == 400, f"status {exc.response.status_code}")
-        else:
-            raise AssertionError(f"no error, got {d!r}")
+    # 1.58.2: a tracked file deleted from disk diffs as its base text against "".
+    with g.check("diff_deleted_file"):
+        d = ws.git_diff(str(repo / "b.txt"))
+        ensure(d.original == "keep" and d.modified == "", f"got {d!r}")
 
     with g.check("changes_not_a_repo"):
         plain = server.workspace_dir / "plain"
@@ -1176,6 +1175,202 @@ def errors(g: Group) -> None:
 
     with g.check("socket_unknown_conversation_is_fatal"):
         socket_is_fatal(str(uuid.uuid4()), API_KEY)
+
+
+# --------------------------------------------------------------------------- 9b. runtime-scoped routes
+
+
+def git_script(repo: Path) -> str:
+    """Shell commands making `repo`: a.txt changed, b.txt deleted, c.txt added."""
+    return " && ".join(
+        [
+            f"mkdir -p '{repo}'",
+            f"cd '{repo}'",
+            "git init -q",
+            "git config user.email conformance@example.com",
+            "git config user.name Conformance",
+            "printf 'one\\n' > a.txt",
+            "printf 'keep\\n' > b.txt",
+            "git add .",
+            "git commit -qm init",
+            "printf 'one\\ntwo\\n' > a.txt",
+            "rm b.txt",
+            "printf 'new\\n' > c.txt",
+        ]
+    )
+
+
+@group(
+    "runtime_routes",
+    [
+        "setup",
+        "command_in_workspace",
+        "command_events_scoped",
+        "upload_download",
+        "git_changes",
+        "git_diff",
+        "path_outside_is_error",
+        "cwd_outside_is_error",
+        "unknown_conversation_404",
+    ],
+)
+def runtime_routes(g: Group) -> None:
+    """The SDK's RemoteWorkspace with runtime_conversation_id: commands, files and
+    git through /api/conversations/{id}/..., bound to that conversation's workspace."""
+    server = start_server(g)
+    llm = start_llm(g)
+    wd = server.workspace_dir
+    outside = server.state_dir / "outside.txt"
+    outside.write_text("not yours")
+
+    with g.check("setup", fatal=True):
+        s = Session(g, server, llm)
+        cid = s.conversation.id
+        ws = RemoteWorkspace(host=server.url, api_key=API_KEY, working_dir=str(wd), runtime_conversation_id=cid)
+        ensure(ws.api_prefix == f"/api/conversations/{cid}", f"prefix {ws.api_prefix}")
+
+    with g.check("command_in_workspace"):
+        r = ws.execute_command("pwd")
+        ensure(r.exit_code == 0, f"exit_code {r.exit_code}: {short(r.stderr)}")
+        ensure(r.stdout.strip() in (str(wd), os.path.realpath(wd)), f"pwd {r.stdout.strip()!r}")
+
+    with g.check("command_events_scoped"):
+        marker = f"runtime-marker-{uuid.uuid4().hex[:8]}"
+        r = ws.execute_command(f"echo {marker}")
+        ensure(r.exit_code == 0 and marker in r.stdout, f"exit_code {r.exit_code}, stdout {short(r.stdout)}")
+        with rest(server) as client:
+            scoped = client.get(f"{ws.api_prefix}/bash/bash_events/search", params={"kind__eq": "BashCommand"})
+            top = client.get("/api/bash/bash_events/search", params={"kind__eq": "BashCommand"})
+        ensure(scoped.status_code == 200 and top.status_code == 200, f"{scoped.status_code} {top.status_code}")
+        ensure(any(marker in i["command"] for i in scoped.json()["items"]), "not in the conversation's events")
+        ensure(not any(marker in i["command"] for i in top.json()["items"]), "in the server's events")
+
+    with g.check("upload_download"):
+        target = wd / "up" / "in.txt"
+        r = ws.file_upload(b"scoped bytes", target)
+        ensure(r.success, f"upload: {r.error}")
+        ensure(target.read_bytes() == b"scoped bytes", "content on disk differs")
+        local = Path(tempfile.mkdtemp(prefix="local-", dir=STATE_ROOT)) / "out.txt"
+        r = ws.file_download(target, local)
+        ensure(r.success, f"download: {r.error}")
+        ensure(local.read_bytes() == b"scoped bytes", "downloaded content differs")
+
+    repo = wd / "repo"
+    with g.check("git_changes"):
+        r = ws.execute_command(git_script(repo))
+        ensure(r.exit_code == 0, f"exit_code {r.exit_code}: {short(r.stderr)}")
+        got = {Path(c.path).name: c.status for c in ws.git_changes(str(repo))}
+        want = {"a.txt": GitChangeStatus.UPDATED, "b.txt": GitChangeStatus.DELETED, "c.txt": GitChangeStatus.ADDED}
+        ensure(got == want, f"got {got}")
+
+    with g.check("git_diff"):
+        d = ws.git_diff(str(repo / "a.txt"))
+        ensure(d.original == "one" and d.modified == "one\ntwo", f"got {d!r}")
+
+    with g.check("path_outside_is_error"):
+        local = Path(tempfile.mkdtemp(prefix="local-", dir=STATE_ROOT)) / "stolen.txt"
+        r = ws.file_download(outside, local)
+        ensure(not r.success and "422" in (r.error or ""), f"download: success {r.success}, error {r.error!r}")
+        r = ws.file_upload(b"overwrite", outside)
+        ensure(not r.success and "422" in (r.error or ""), f"upload: success {r.success}, error {r.error!r}")
+        ensure(outside.read_text() == "not yours", "the file outside was overwritten")
+        try:
+            ws.git_changes(str(server.state_dir))
+        except httpx.HTTPStatusError as exc:
+            ensure(exc.response.status_code == 422, f"git status {exc.response.status_code}")
+            detail = exc.response.json().get("detail")
+            ensure(detail == "path must be inside the conversation workspace", f"detail {detail!r}")
+        else:
+            raise AssertionError("git_changes outside the workspace did not raise")
+
+    with g.check("cwd_outside_is_error"):
+        r = ws.execute_command("echo should-not-run", cwd=str(server.state_dir))
+        ensure(r.exit_code == -1 and "422" in r.stderr, f"exit_code {r.exit_code}, stderr {short(r.stderr)}")
+
+    with g.check("unknown_conversation_404"):
+        unknown = uuid.uuid4()
+        other = RemoteWorkspace(host=server.url, api_key=API_KEY, working_dir=str(wd), runtime_conversation_id=unknown)
+        r = other.execute_command("echo should-not-run")
+        ensure(r.exit_code == -1 and "404" in r.stderr, f"exit_code {r.exit_code}, stderr {short(r.stderr)}")
+        with rest(server) as client:
+            reply = client.get(f"/api/conversations/{unknown}/git/changes", params={"path": str(wd)})
+        ensure(reply.status_code == 404, f"status {reply.status_code}")
+        ensure(reply.json() == {"detail": f"Conversation not found: {unknown}"}, f"body {reply.text}")
+
+
+# --------------------------------------------------------------------------- 9c. 1.58.2 core behaviour
+
+OBSERVABILITY_HEADERS = ("OTEL_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+
+
+@group(
+    "core_158",
+    [
+        "pause_unknown_404",
+        "interrupt_unknown_404",
+        "delete_unknown_404",
+        "patch_unknown_404",
+        "unknown_event_404",
+        "condense_without_condenser_409",
+        "diff_deleted_file",
+        "bash_strips_observability_env",
+    ],
+)
+def core_158(g: Group) -> None:
+    """Status codes and bodies of core routes as 1.58.2 answers them."""
+    # The headers variables only carry credentials: without an endpoint they enable nothing.
+    env = {name: "Authorization=Bearer%20conformance-otel" for name in OBSERVABILITY_HEADERS}
+    env["CONFORMANCE_KEPT"] = "kept-value"
+    server = start_server(g, env=env)
+    llm = start_llm(g)
+    client = rest(server)
+    g.defer(client.close)
+    unknown = uuid.uuid4()
+
+    def not_found(reply: httpx.Response) -> None:
+        ensure(reply.status_code == 404, f"status {reply.status_code}: {short(reply.text)}")
+        ensure(reply.json() == {"detail": "Not Found"}, f"body {reply.text}")
+
+    with g.check("pause_unknown_404"):
+        not_found(client.post(f"/api/conversations/{unknown}/pause"))
+
+    with g.check("interrupt_unknown_404"):
+        not_found(client.post(f"/api/conversations/{unknown}/interrupt"))
+
+    with g.check("delete_unknown_404"):
+        not_found(client.delete(f"/api/conversations/{unknown}"))
+
+    with g.check("patch_unknown_404"):
+        not_found(client.patch(f"/api/conversations/{unknown}", json={"title": "renamed"}))
+
+    s = Session(g, server, llm)
+    cid = s.conversation.id
+
+    with g.check("unknown_event_404"):
+        not_found(client.get(f"/api/conversations/{cid}/events/{uuid.uuid4()}"))
+
+    with g.check("condense_without_condenser_409"):
+        reply = client.post(f"/api/conversations/{cid}/condense")
+        ensure(reply.status_code == 409, f"status {reply.status_code}: {short(reply.text)}")
+        detail = reply.json().get("detail")
+        ensure(detail == "Cannot condense conversation: No condenser configured", f"detail {detail!r}")
+
+    with g.check("diff_deleted_file"):
+        ws = workspace(server)
+        repo = server.workspace_dir / "repo"
+        r = ws.execute_command(git_script(repo))
+        ensure(r.exit_code == 0, f"exit_code {r.exit_code}: {short(r.stderr)}")
+        reply = client.get("/api/git/diff", params={"path": str(repo / "b.txt")})
+        ensure(reply.status_code == 200, f"status {reply.status_code}: {short(reply.text)}")
+        ensure(reply.json() == {"modified": "", "original": "keep"}, f"body {reply.text}")
+
+    with g.check("bash_strips_observability_env"):
+        reply = client.post("/api/bash/execute_bash_command", json={"command": "env"})
+        ensure(reply.status_code == 200, f"status {reply.status_code}: {short(reply.text)}")
+        names = {line.split("=", 1)[0] for line in (reply.json().get("stdout") or "").splitlines()}
+        ensure("CONFORMANCE_KEPT" in names, "the server's other variables are missing: the check proves nothing")
+        leaked = sorted(names.intersection(OBSERVABILITY_HEADERS))
+        ensure(not leaked, f"leaked {leaked}")
 
 
 # --------------------------------------------------------------------------- 10. runtime API

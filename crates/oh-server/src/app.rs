@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) activity: Arc<Activity>,
     pub(crate) conversations: Conversations,
     pub(crate) bash: crate::bash::BashService,
+    /// Bash services of conversations (runtime-scoped routes).
+    pub(crate) scoped_bash: crate::runtime::ScopedBash,
     /// Server-wide WebSocket counters (pending auth, bash subscribers).
     pub(crate) sockets: crate::sockets::SocketLimits,
     pub(crate) ready: AtomicBool,
@@ -172,6 +174,7 @@ pub(crate) fn build_state(
         activity,
         conversations,
         bash,
+        scoped_bash: crate::runtime::ScopedBash::default(),
         sockets: crate::sockets::SocketLimits::default(),
         ready: AtomicBool::new(false),
         shutdown: tokio::sync::watch::Sender::new(false),
@@ -335,6 +338,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::bash::router())
         .merge(crate::files::router())
         .merge(crate::git::router())
+        .merge(crate::runtime::router(&state))
         .merge(crate::extended::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -31,7 +31,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
@@ -47,6 +48,7 @@ use tokio::task::JoinHandle;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, ok};
 use crate::extract::{Json, Query, parse_uuid, path_param};
+use crate::runtime::{RuntimeScope, resolve};
 
 /// Largest output chunk, in characters (Unicode scalar values, as Python counts them).
 const MAX_CONTENT_CHARS: usize = 1024 * 1024;
@@ -66,8 +68,9 @@ const CACHE_LIMIT: usize = 64 * 1024;
 /// Shortest period of the retention loop (the reference's).
 const RETENTION_MIN_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Runs commands and stores their events under `bash_events_dir`.
-#[derive(Debug)]
+/// Runs commands and stores their events under `bash_events_dir` (the server's) or under a
+/// conversation's `bash_events` directory (the runtime-scoped routes, see `runtime`).
+#[derive(Debug, Clone)]
 pub(crate) struct BashService {
     inner: Arc<Inner>,
 }
@@ -86,6 +89,9 @@ struct Inner {
     spawns: tokio::sync::Semaphore,
     /// Extra environment of every command (`Config::command_env`).
     env: Vec<(String, String)>,
+    /// Working directory of commands that name none, which theirs must be inside (a
+    /// conversation's workspace); `None` for the server's own service.
+    default_cwd: Option<PathBuf>,
 }
 
 /// fork/exec runs on the blocking pool, a few at a time: a burst of commands neither holds up
@@ -346,6 +352,24 @@ impl BashService {
     /// (without keeping their bodies). Commands get this process's environment
     /// ([`oh_agent::workspace::sanitized_env_with`]) with `env` on top.
     pub(crate) fn new(dir: &Path, env: Vec<(String, String)>) -> io::Result<Self> {
+        Self::open(dir, env, None)
+    }
+
+    /// [`BashService::new`] for a conversation: commands run in `default_cwd` unless they
+    /// name a directory, which must then be inside it.
+    pub(crate) fn for_conversation(
+        dir: &Path,
+        env: Vec<(String, String)>,
+        default_cwd: PathBuf,
+    ) -> io::Result<Self> {
+        Self::open(dir, env, Some(default_cwd))
+    }
+
+    fn open(
+        dir: &Path,
+        env: Vec<(String, String)>,
+        default_cwd: Option<PathBuf>,
+    ) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut index = Index::default();
         let mut last = 0;
@@ -388,8 +412,15 @@ impl BashService {
                 events,
                 spawns: tokio::sync::Semaphore::new(SPAWNS_AT_ONCE),
                 env,
+                default_cwd,
             }),
         })
+    }
+
+    /// Whether nothing but this handle uses the service: no command runs (their tasks hold
+    /// it) and no request is being served with it.
+    pub(crate) fn is_unused(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
     }
 
     /// Estimated bytes the store holds in memory.
@@ -459,7 +490,12 @@ impl Inner {
         inner: Arc<Self>,
         request: ExecuteBashRequest,
     ) -> ApiResult<(BashCommand, JoinHandle<()>)> {
-        let cwd = request.cwd.filter(|cwd| !cwd.is_empty());
+        let cwd = request.cwd.filter(|cwd| !cwd.is_empty()).or_else(|| {
+            inner
+                .default_cwd
+                .as_ref()
+                .map(|dir| dir.to_string_lossy().into_owned())
+        });
         let micros = inner.tick();
         let command = BashCommand {
             command: request.command,
@@ -1119,43 +1155,101 @@ async fn supervise(
 // Routes
 
 pub(crate) fn router() -> Router<AppState> {
+    routes("/api/bash")
+}
+
+/// The bash routes under `prefix` (`/api/bash`, or a conversation's `…/bash`).
+pub(crate) fn routes(prefix: &str) -> Router<AppState> {
     Router::new()
-        .route("/api/bash/start_bash_command", post(start_bash_command))
-        .route("/api/bash/execute_bash_command", post(execute_bash_command))
-        .route("/api/bash/bash_events/search", get(search_bash_events))
-        .route("/api/bash/bash_events/", get(batch_get_bash_events))
-        .route("/api/bash/bash_events/{event_id}", get(get_bash_event))
-        .route("/api/bash/bash_events", delete(clear_bash_events))
         .route(
-            "/api/bash/bash_commands/{command_id}/stop",
+            &format!("{prefix}/start_bash_command"),
+            post(start_bash_command),
+        )
+        .route(
+            &format!("{prefix}/execute_bash_command"),
+            post(execute_bash_command),
+        )
+        .route(
+            &format!("{prefix}/bash_events/search"),
+            get(search_bash_events),
+        )
+        .route(
+            &format!("{prefix}/bash_events/"),
+            get(batch_get_bash_events),
+        )
+        .route(
+            &format!("{prefix}/bash_events/{{event_id}}"),
+            get(get_bash_event),
+        )
+        .route(&format!("{prefix}/bash_events"), delete(clear_bash_events))
+        .route(
+            &format!("{prefix}/bash_commands/{{command_id}}/stop"),
             post(stop_bash_command),
         )
 }
 
+/// The bash service of the request: its conversation's (runtime-scoped routes) or the
+/// server's.
+struct Bash(BashService);
+
+impl FromRequestParts<AppState> for Bash {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        Ok(Self(match parts.extensions.get::<RuntimeScope>() {
+            Some(scope) => scope.bash.clone(),
+            None => state.bash.clone(),
+        }))
+    }
+}
+
+/// 422 when a conversation's command names a directory outside its workspace.
+async fn check_cwd(bash: &BashService, request: &ExecuteBashRequest) -> ApiResult<()> {
+    let (Some(root), Some(cwd)) = (&bash.inner.default_cwd, &request.cwd) else {
+        return Ok(());
+    };
+    let (root, cwd) = (root.clone(), PathBuf::from(cwd));
+    let inside = tokio::task::spawn_blocking(move || resolve(&cwd).starts_with(resolve(&root)))
+        .await
+        .map_err(ApiError::internal)?;
+    if inside {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cwd must be inside the conversation workspace",
+        ))
+    }
+}
+
 async fn start_bash_command(
     State(state): State<AppState>,
+    Bash(bash): Bash,
     Json(request): Json<ExecuteBashRequest>,
 ) -> ApiResult<Response> {
     state.activity.touch();
-    let (command, _) = state.bash.start(request).await?;
+    check_cwd(&bash, &request).await?;
+    let (command, _) = bash.start(request).await?;
     Ok(ok(&BashEvent::Command(command)))
 }
 
 async fn execute_bash_command(
     State(state): State<AppState>,
+    Bash(bash): Bash,
     Json(request): Json<ExecuteBashRequest>,
 ) -> ApiResult<Response> {
     state.activity.touch();
-    let (command, task) = state.bash.start(request).await?;
+    check_cwd(&bash, &request).await?;
+    let (command, task) = bash.start(request).await?;
     task.await.map_err(ApiError::internal)?;
-    let inner = Arc::clone(&state.bash.inner);
+    let inner = Arc::clone(&bash.inner);
     let output = tokio::task::spawn_blocking(move || inner.collect(command.id))
         .await
         .map_err(ApiError::internal)?;
     Ok(ok(&BashEvent::Output(output)))
 }
 
-async fn search_bash_events(State(state): State<AppState>, query: Query) -> ApiResult<Response> {
+async fn search_bash_events(Bash(bash): Bash, query: Query) -> ApiResult<Response> {
     let kind = query.parse("kind__eq", "literal_error", |raw| {
         Kind::parse(raw).ok_or_else(|| "Input should be 'BashCommand' or 'BashOutput'".to_owned())
     })?;
@@ -1197,16 +1291,20 @@ async fn search_bash_events(State(state): State<AppState>, query: Query) -> ApiR
             .map(str::to_owned),
         limit: query.limit()?,
     };
-    let inner = Arc::clone(&state.bash.inner);
+    let inner = Arc::clone(&bash.inner);
     let page = tokio::task::spawn_blocking(move || inner.search(&search))
         .await
         .map_err(ApiError::internal)?;
     Ok(ok(&page))
 }
 
-async fn get_bash_event(State(state): State<AppState>, mut parts: Parts) -> ApiResult<Response> {
+async fn get_bash_event(
+    State(state): State<AppState>,
+    Bash(bash): Bash,
+    mut parts: Parts,
+) -> ApiResult<Response> {
     let event_id = path_param(&mut parts, &state, "event_id").await?;
-    let inner = Arc::clone(&state.bash.inner);
+    let inner = Arc::clone(&bash.inner);
     let event = tokio::task::spawn_blocking(move || inner.get(&event_id))
         .await
         .map_err(ApiError::internal)?
@@ -1215,10 +1313,10 @@ async fn get_bash_event(State(state): State<AppState>, mut parts: Parts) -> ApiR
 }
 
 async fn batch_get_bash_events(
-    State(state): State<AppState>,
+    Bash(bash): Bash,
     Json(ids): Json<Vec<String>>,
 ) -> ApiResult<Response> {
-    let inner = Arc::clone(&state.bash.inner);
+    let inner = Arc::clone(&bash.inner);
     let events = tokio::task::spawn_blocking(move || {
         ids.iter()
             .map(|id| inner.get(id).map(BashEventJson))
@@ -1229,15 +1327,19 @@ async fn batch_get_bash_events(
     Ok(ok(&events))
 }
 
-async fn clear_bash_events(State(state): State<AppState>) -> ApiResult<Response> {
-    let inner = Arc::clone(&state.bash.inner);
+async fn clear_bash_events(Bash(bash): Bash) -> ApiResult<Response> {
+    let inner = Arc::clone(&bash.inner);
     let count = tokio::task::spawn_blocking(move || inner.clear())
         .await
         .map_err(ApiError::internal)?;
     Ok(ok(&json!({ "cleared_count": count })))
 }
 
-async fn stop_bash_command(State(state): State<AppState>, mut parts: Parts) -> ApiResult<Response> {
+async fn stop_bash_command(
+    State(state): State<AppState>,
+    Bash(bash): Bash,
+    mut parts: Parts,
+) -> ApiResult<Response> {
     let raw = path_param(&mut parts, &state, "command_id").await?;
     let command_id = parse_uuid(&raw).ok_or_else(|| {
         ApiError::validation(
@@ -1248,13 +1350,13 @@ async fn stop_bash_command(State(state): State<AppState>, mut parts: Parts) -> A
         )
     })?;
     state.activity.touch();
-    let running = lock(&state.bash.inner.running).get(&command_id).cloned();
+    let running = lock(&bash.inner.running).get(&command_id).cloned();
     if let Some(running) = running {
         terminate(running.pgid, running.exited).await;
         return Ok(ok(&json!({ "success": true })));
     }
     // Stopping a finished command succeeds; an unknown id is 404.
-    if state.bash.inner.knows(command_id) {
+    if bash.inner.knows(command_id) {
         Ok(ok(&json!({ "success": true })))
     } else {
         Err(ApiError::not_found())

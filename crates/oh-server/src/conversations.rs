@@ -137,11 +137,9 @@ pub(crate) async fn live_or(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, detail))
 }
 
-fn live_or_bad_request(state: &AppState, id: uuid::Uuid) -> ApiResult<Arc<Live>> {
-    state
-        .conversations
-        .get(id)?
-        .ok_or_else(|| ApiError::reason(StatusCode::BAD_REQUEST))
+/// The live conversation or 404 `{"detail": "Not Found"}`.
+fn live_or_not_found(state: &AppState, id: uuid::Uuid) -> ApiResult<Arc<Live>> {
+    state.conversations.get(id)?.ok_or_else(ApiError::not_found)
 }
 
 fn tag_error(tags: &BTreeMap<String, String>) -> Option<ApiError> {
@@ -550,9 +548,10 @@ async fn delete(
     ConversationId(id): ConversationId,
 ) -> ApiResult<Response> {
     if state.conversations.delete(id).await? {
+        crate::runtime::forget(&state, id);
         Ok(ok(&Success::TRUE))
     } else {
-        Err(ApiError::reason(StatusCode::BAD_REQUEST))
+        Err(ApiError::not_found())
     }
 }
 
@@ -578,7 +577,7 @@ async fn update(
         return Err(err);
     }
     let Some(live) = live(&state, id).await? else {
-        return Ok(ok(&Success { success: false }));
+        return Err(ApiError::not_found());
     };
     if let Some(tags) = body.tags {
         live.conv.set_tags(tags).map_err(agent_error)?;
@@ -611,7 +610,7 @@ async fn pause(
     State(state): State<AppState>,
     ConversationId(id): ConversationId,
 ) -> ApiResult<Response> {
-    let live = live_or_bad_request(&state, id)?;
+    let live = live_or_not_found(&state, id)?;
     live.conv.pause().map_err(agent_error)?;
     if !live.is_running() {
         live.conv.flush().await;
@@ -624,7 +623,7 @@ async fn interrupt(
     State(state): State<AppState>,
     ConversationId(id): ConversationId,
 ) -> ApiResult<Response> {
-    let live = live_or_bad_request(&state, id)?;
+    let live = live_or_not_found(&state, id)?;
     live.conv.interrupt().map_err(agent_error)?;
     live.wait_run(Duration::from_secs(5)).await;
     if !live.is_running() {
@@ -683,6 +682,11 @@ async fn condense(
     ConversationId(id): ConversationId,
 ) -> ApiResult<Response> {
     let live = live_or(&state, id, "Conversation not found").await?;
+    if live.conv.condenser().is_none() {
+        return Err(ApiError::conflict(
+            "Cannot condense conversation: No condenser configured",
+        ));
+    }
     live.conv.condense().await.map_err(agent_error)?;
     Ok(ok(&Success::TRUE))
 }

@@ -192,10 +192,7 @@ async fn get_one(State(state): State<AppState>, req: Request) -> ApiResult<Respo
     });
     match event {
         Some(event) => Ok(ok(&event)),
-        None => Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            format!("Event not found: {event_id}"),
-        )),
+        None => Err(ApiError::not_found()),
     }
 }
 

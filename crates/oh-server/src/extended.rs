@@ -88,28 +88,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
         "/api/conversations/{conversation_id}/workspace/{file_path}",
         &["GET"],
     ),
-    (
-        "/api/conversations/{conversation_id}/file/archive",
-        &["GET"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/file/create_directory",
-        &["POST"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/file/download-trajectory/{trajectory_conversation_id}",
-        &["GET"],
-    ),
-    ("/api/conversations/{conversation_id}/git/commits", &["GET"]),
-    (
-        "/api/conversations/{conversation_id}/git/commits/{sha}/changes",
-        &["GET"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/vscode/status",
-        &["GET"],
-    ),
-    ("/api/conversations/{conversation_id}/vscode/url", &["GET"]),
     ("/api/file/archive", &["GET"]),
     ("/api/file/download-trajectory/{conversation_id}", &["GET"]),
     ("/api/file/home", &["GET"]),
@@ -184,44 +162,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("/v1/chat/completions", &["POST"]),
     ("/v1/models", &["GET"]),
     ("/v1/responses", &["POST"]),
-    (
-        "/api/conversations/{conversation_id}/bash/start_bash_command",
-        &["POST"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/bash/execute_bash_command",
-        &["POST"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/bash/bash_events/search",
-        &["GET"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/bash/bash_events/",
-        &["GET"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/bash/bash_events/{event_id}",
-        &["GET"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/bash/bash_events",
-        &["DELETE"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/bash/bash_commands/{command_id}/stop",
-        &["POST"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/file/upload",
-        &["POST"],
-    ),
-    (
-        "/api/conversations/{conversation_id}/file/download",
-        &["GET"],
-    ),
-    ("/api/conversations/{conversation_id}/git/changes", &["GET"]),
-    ("/api/conversations/{conversation_id}/git/diff", &["GET"]),
 ];
 
 fn filter(method: &str) -> MethodFilter {

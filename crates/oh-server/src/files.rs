@@ -39,13 +39,21 @@ use crate::upload_journal::{self, Failure, InFlight};
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
 
 pub(crate) fn router() -> Router<AppState> {
+    routes("/api/file")
+}
+
+/// The file routes under `prefix` (`/api/file`, or a conversation's `…/file`).
+pub(crate) fn routes(prefix: &str) -> Router<AppState> {
     Router::new()
         .route(
-            "/api/file/upload",
+            &format!("{prefix}/upload"),
             post(upload).layer(DefaultBodyLimit::disable()),
         )
-        .route("/api/file/download", get(download))
-        .route("/api/file/create_directory", post(create_directory))
+        .route(&format!("{prefix}/download"), get(download))
+        .route(
+            &format!("{prefix}/create_directory"),
+            post(create_directory),
+        )
 }
 
 /// Python's rendering of an `OSError` about `path`: `[Errno 13] Permission denied: '/x'`.

@@ -48,11 +48,19 @@ const GIT_PROCESSES: usize = 16;
 static GIT_SLOTS: Semaphore = Semaphore::const_new(GIT_PROCESSES);
 
 pub(crate) fn router() -> Router<AppState> {
+    routes("/api/git")
+}
+
+/// The git routes under `prefix` (`/api/git`, or a conversation's `…/git`).
+pub(crate) fn routes(prefix: &str) -> Router<AppState> {
     Router::new()
-        .route("/api/git/changes", get(changes))
-        .route("/api/git/diff", get(diff))
-        .route("/api/git/commits", get(commits))
-        .route("/api/git/commits/{sha}/changes", get(commit_changes))
+        .route(&format!("{prefix}/changes"), get(changes))
+        .route(&format!("{prefix}/diff"), get(diff))
+        .route(&format!("{prefix}/commits"), get(commits))
+        .route(
+            &format!("{prefix}/commits/{{sha}}/changes"),
+            get(commit_changes),
+        )
 }
 
 /// A failure of the git helpers, as the reference classifies them.
@@ -511,23 +519,52 @@ fn closest_repository(path: &Path) -> Option<PathBuf> {
         .map(Path::to_owned)
 }
 
-/// The file to diff, resolved, and the closest repository above it (the reference's checks,
-/// in its order); FIFOs, sockets and devices are refused (the reference blocks on them).
-fn locate_diffed_file(path: &str) -> GitResult<(PathBuf, PathBuf)> {
+/// The file to diff, resolved, the closest repository above it and whether the file is gone
+/// from disk (a working-tree deletion, diffed against its base text if it has one); the
+/// reference's checks, in its order. FIFOs, sockets and devices are refused (the reference
+/// blocks on them).
+fn locate_diffed_file(path: &str) -> GitResult<(PathBuf, PathBuf, bool)> {
     let file = resolve(path);
-    let meta = std::fs::metadata(&file)
-        .map_err(|_| GitError::Client(format!("File does not exist: {}", file.display())))?;
-    if meta.len() > MAX_DIFF_FILE_SIZE {
+    let missing = || GitError::Client(format!("File does not exist: {}", file.display()));
+    let meta = match std::fs::metadata(&file) {
+        Ok(meta) => Some(meta),
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) || err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
+        {
+            None
+        }
+        Err(_) => {
+            return Err(GitError::Client(format!(
+                "Cannot access file: {}",
+                file.display()
+            )));
+        }
+    };
+    if let Some(meta) = &meta
+        && meta.len() > MAX_DIFF_FILE_SIZE
+    {
         return Err(GitError::Client(format!(
             "File too large for git diff: {} bytes (max: {MAX_DIFF_FILE_SIZE} bytes)",
             meta.len()
         )));
     }
-    let repo_dir = closest_repository(&file).ok_or(GitError::Repository)?;
-    if !meta.is_file() && !meta.is_dir() {
+    let Some(repo_dir) = closest_repository(&file) else {
+        return Err(if meta.is_none() {
+            missing()
+        } else {
+            GitError::Repository
+        });
+    };
+    if let Some(meta) = &meta
+        && !meta.is_file()
+        && !meta.is_dir()
+    {
         return Err(not_regular(&file));
     }
-    Ok((file, repo_dir))
+    Ok((file, repo_dir, meta.is_none()))
 }
 
 fn not_regular(file: &Path) -> GitError {
@@ -549,7 +586,7 @@ fn read_diffed_file(file: &Path) -> GitResult<String> {
 /// Current content and content at the base of one file (`get_git_diff`).
 async fn file_diff(path: &str, reference: Option<&str>) -> GitResult<GitDiff> {
     let owned = path.to_owned();
-    let (file, repo_dir) = fs_work(move || locate_diffed_file(&owned)).await??;
+    let (file, repo_dir, deleted) = fs_work(move || locate_diffed_file(&owned)).await??;
     let repo = validate_repository(&repo_dir.to_string_lossy()).await?;
     let base = base_ref(&repo, reference).await?;
     let relative = file.strip_prefix(&repo).map_err(|_| {
@@ -559,11 +596,33 @@ async fn file_diff(path: &str, reference: Option<&str>) -> GitResult<GitDiff> {
         ))
     })?;
     let spec = format!("{base}:{}", py_relative(relative));
+    if deleted {
+        // Gone from disk: diffable only if the base has it, as a blob of bounded size.
+        let missing = || GitError::Client(format!("File does not exist: {}", file.display()));
+        match git(&["cat-file", "-t", &spec], &repo).await {
+            Ok(kind) if kind == "blob" => {}
+            _ => return Err(missing()),
+        }
+        let size = git(&["cat-file", "-s", &spec], &repo)
+            .await
+            .ok()
+            .and_then(|size| size.parse::<u64>().ok())
+            .ok_or_else(missing)?;
+        if size > MAX_DIFF_FILE_SIZE {
+            return Err(GitError::Client(format!(
+                "File too large for git diff: {size} bytes (max: {MAX_DIFF_FILE_SIZE} bytes)"
+            )));
+        }
+    }
     let original = match git_raw(&["show", &spec], &repo).await {
         Ok(bytes) => normalize_lines(&text(&bytes)),
         Err(_) => String::new(),
     };
-    let modified = fs_work(move || read_diffed_file(&file)).await??;
+    let modified = if deleted {
+        String::new()
+    } else {
+        fs_work(move || read_diffed_file(&file)).await??
+    };
     Ok(GitDiff {
         modified: Some(modified),
         original: Some(original),

@@ -28,6 +28,7 @@ mod files;
 mod git;
 mod init;
 mod listener;
+mod runtime;
 mod server_details;
 mod service;
 mod sockets;

@@ -167,6 +167,11 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
+    /// The directory the conversation is stored in.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) fn id(&self) -> uuid::Uuid {
         self.conv.id()
     }

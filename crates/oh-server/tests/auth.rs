@@ -61,6 +61,17 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/git/changes?path=/tmp"),
     ("GET", "/api/git/diff?path=/tmp/x"),
     ("GET", "/api/tools/"),
+    // Runtime-scoped (bound to conversation {id}).
+    ("POST", "/api/conversations/{id}/bash/start_bash_command"),
+    ("POST", "/api/conversations/{id}/bash/execute_bash_command"),
+    ("GET", "/api/conversations/{id}/bash/bash_events/search"),
+    ("GET", "/api/conversations/{id}/bash/bash_events/"),
+    ("DELETE", "/api/conversations/{id}/bash/bash_events"),
+    ("POST", "/api/conversations/{id}/file/upload?path=/tmp/x"),
+    ("GET", "/api/conversations/{id}/file/download?path=/tmp/x"),
+    ("GET", "/api/conversations/{id}/git/changes?path=/tmp"),
+    ("GET", "/api/conversations/{id}/git/diff?path=/tmp/x"),
+    ("GET", "/api/conversations/{id}/vscode/url"),
 ];
 
 fn routes() -> Vec<(Method, String)> {

@@ -55,7 +55,8 @@ async fn bad_paths_and_unknown_ids() {
             None,
         )
         .await;
-    assert_eq!(expect(&delete, 400)["detail"], "Bad Request");
+    // 1.58.2: unknown conversations are 404 on delete, pause, interrupt and PATCH.
+    assert_eq!(expect(&delete, 404)["detail"], "Not Found");
     for action in ["pause", "interrupt"] {
         let reply = server
             .post(
@@ -63,7 +64,7 @@ async fn bad_paths_and_unknown_ids() {
                 json!(null),
             )
             .await;
-        expect(&reply, 400);
+        assert_eq!(expect(&reply, 404)["detail"], "Not Found", "{action}");
     }
     expect(
         &server
@@ -119,7 +120,7 @@ async fn bad_paths_and_unknown_ids() {
             Some(json!({"title": "x"})),
         )
         .await;
-    assert_eq!(patch.json(), json!({"success": false}));
+    assert_eq!(expect(&patch, 404)["detail"], "Not Found");
     expect(&server.get("/no/such/route").await, 404);
     expect(
         &server
@@ -257,11 +258,15 @@ async fn bad_bodies() {
     let condense = server
         .post(&format!("/api/conversations/{id}/condense"), json!(null))
         .await;
-    expect(&condense, 400);
+    // No condenser: 409 with the reference's text.
+    assert_eq!(
+        expect(&condense, 409)["detail"],
+        "Cannot condense conversation: No condenser configured"
+    );
     let event = server
         .get(&format!("/api/conversations/{id}/events/no-such-event"))
         .await;
-    expect(&event, 404);
+    assert_eq!(expect(&event, 404), json!({"detail": "Not Found"}));
     let batch = server
         .call(
             Method::GET,
