@@ -954,6 +954,92 @@ def fork(g: Group) -> None:
         ensure(bad_event.status_code == 404, f"unknown from_event_id: {bad_event.status_code}: {short(bad_event.text)}")
 
 
+class SecretSource:
+    """A loopback HTTP server holding one secret: `GET /secret` with the right
+    `X-Vault-Key` answers the value as text, anything else 401 or 404."""
+
+    def __init__(self, value: str, key: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        source = self
+        self.value, self.key, self.hits = value, key, 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                source.hits += 1
+                if self.path != "/secret":
+                    status, body = 404, b"no such secret"
+                elif self.headers.get("x-vault-key") != source.key:
+                    status, body = 401, b"wrong key"
+                else:
+                    status, body = 200, source.value.encode()
+                self.send_response(status)
+                self.send_header("content-type", "text/plain")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@group(
+    "lookup_secrets",
+    ["update_with_lookup", "not_fetched_before_use", "value_reaches_shell_masked", "not_exposed", "failed_lookup_reported"],
+)
+def lookup_secrets(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    value, key = f"vault-{uuid.uuid4().hex}", f"vault-key-{uuid.uuid4().hex[:8]}"
+    vault = SecretSource(value, key)
+    g.defer(vault.stop)
+    s = Session(g, server, llm)
+
+    with g.check("update_with_lookup", fatal=True):
+        s.conversation.update_secrets({
+            "VAULT_TOKEN": LookupSecret(url=f"{vault.url}/secret", headers={"X-Vault-Key": key}),
+            "BROKEN_TOKEN": LookupSecret(url=f"{vault.url}/missing", headers={"X-Vault-Key": key}),
+        })
+
+    with g.check("not_fetched_before_use"):
+        ensure(vault.hits == 0, f"fetched {vault.hits} time(s) before any command used it")
+
+    llm.script(
+        terminal('printf %s "$VAULT_TOKEN" | sha256sum; echo "v=$VAULT_TOKEN"'),
+        terminal('echo "b=[$BROKEN_TOKEN]"'),
+        say("Done with the vault."),
+    )
+    outputs: list[str] = []
+    with g.check("value_reaches_shell_masked"):
+        s.say_and_run("Use the vault token.")
+        outputs = [observation_text(o) for o in s.received(ObservationEvent)]
+        ensure(len(outputs) == 2, f"{len(outputs)} observations")
+        ensure(hashlib.sha256(value.encode()).hexdigest() in outputs[0], f"the shell did not get the value: {short(outputs[0])}")
+        ensure(value not in outputs[0] and "v=<secret-hidden>" in outputs[0], f"observation {short(outputs[0])}")
+
+    with g.check("not_exposed"):
+        ensure(all(value not in str(r) for r in llm.requests), "an LLM request holds the value")
+        with rest(server) as client:
+            info = client.get(f"/api/conversations/{s.conversation.id}").text
+            events = client.get(f"/api/conversations/{s.conversation.id}/events/search").text
+        ensure(value not in info and value not in events, "REST shows the value")
+        ensure(key not in info and key not in events, "REST shows the lookup's header")
+
+    with g.check("failed_lookup_reported"):
+        ensure(len(outputs) == 2, "no second observation")
+        ensure(s.status == Status.FINISHED, f"status {s.status}")
+        ensure("b=[]" in outputs[1], f"a failed lookup gave the command a value: {short(outputs[1])}")
+
+
 # --------------------------------------------------------------------------- 8. restart and resume
 
 
