@@ -1040,6 +1040,88 @@ def lookup_secrets(g: Group) -> None:
         ensure("b=[]" in outputs[1], f"a failed lookup gave the command a value: {short(outputs[1])}")
 
 
+def session_frames(server: ServerProcess, conversation_id, after_seq=None, until=None, timeout: float = 20.0):
+    """Opens `/sockets/session/{id}` and collects JSON frames until `until(frames)` holds
+    (or, without it, the sync frame and the replay up to its through_seq)."""
+    import json as _json
+    from websockets.sync.client import connect
+
+    query = f"session_api_key={API_KEY}"
+    if after_seq is not None:
+        query += f"&after_seq={after_seq}"
+    url = server.url.replace("http://", "ws://") + f"/sockets/session/{conversation_id}?{query}"
+    frames: list[dict] = []
+    deadline = time.monotonic() + timeout
+    with connect(url, open_timeout=10) as ws:
+        while time.monotonic() < deadline:
+            frames.append(_json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic()))))
+            sync = frames[0]
+            if until is not None:
+                if until(frames):
+                    return frames
+            elif sync.get("through_seq") is None or (
+                frames[-1].get("type") == "durable" and frames[-1]["seq"] >= sync["through_seq"]
+            ) or after_seq is None:
+                return frames
+    raise TimeoutError(f"session socket: {len(frames)} frame(s) in {timeout:.0f} s")
+
+
+@group("session_socket", ["sync_first", "replay_matches_log", "resume_after_seq", "live_continues", "unknown_conversation_4004"])
+def session_socket(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    s = Session(g, server, llm)
+    llm.script(terminal("echo on-the-session-socket"), finish("done"))
+    s.say_and_run("Run a command.")
+    log = rest_events(server, s.conversation.id)
+    frames: list[dict] = []
+
+    with g.check("sync_first", fatal=True):
+        frames = session_frames(server, s.conversation.id, after_seq=-1)
+        sync = frames[0]
+        ensure(sync.get("type") == "sync" and sync.get("from_seq") == -1, f"first frame {short(sync)}")
+        ensure(isinstance(sync.get("through_seq"), int) and sync["through_seq"] >= len(log) - 1,
+               f"through_seq {sync.get('through_seq')}, {len(log)} events over REST")
+
+    with g.check("replay_matches_log"):
+        durable = [f for f in frames[1:] if f.get("type") == "durable"]
+        ensure([f["seq"] for f in durable] == list(range(len(durable))), f"seqs {[f['seq'] for f in durable][:10]}")
+        ids = [f["event"]["id"] for f in durable]
+        rest_ids = [e["id"] for e in log]
+        ensure([i for i in ids if i in set(rest_ids)] == rest_ids, "the replay's order differs from events/search")
+
+    with g.check("resume_after_seq"):
+        resumed = session_frames(server, s.conversation.id, after_seq=1)
+        first = next((f for f in resumed if f.get("type") == "durable"), None)
+        ensure(first is not None and first["seq"] == 2, f"first replayed frame {short(first)}")
+        ensure(first["event"]["id"] == frames[1 + 2]["event"]["id"], "seq 2 is another event than before")
+
+    with g.check("live_continues"):
+        total = frames[0]["through_seq"] + 1
+        llm.script(say("Second turn."))
+        def done(got: list[dict]) -> bool:
+            if len(got) == 1:
+                with rest(server) as client:
+                    client.post(f"/api/conversations/{s.conversation.id}/events",
+                                json={"role": "user", "content": [{"type": "text", "text": "again"}], "run": True}).raise_for_status()
+            return any(f.get("type") == "durable" and f["event"].get("source") == "agent"
+                       and f["event"].get("kind") == "MessageEvent" for f in got)
+        live = session_frames(server, s.conversation.id, until=done)
+        seqs = [f["seq"] for f in live if f.get("type") == "durable"]
+        ensure(seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"live seqs {seqs}")
+        ensure(seqs[0] >= total, f"live seq {seqs[0]} repeats the replayed range (through {total - 1})")
+
+    with g.check("unknown_conversation_4004"):
+        from websockets.exceptions import ConnectionClosed
+        try:
+            session_frames(server, uuid.uuid4(), timeout=5)
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+            ensure(code == 4004, f"close code {code}")
+        else:
+            raise AssertionError("the socket of an unknown conversation stayed open")
+
+
 # --------------------------------------------------------------------------- 8. restart and resume
 
 

@@ -1,4 +1,6 @@
-//! The WebSocket event stream: `/sockets/events/{conversation_id}` (spec §4).
+//! The WebSocket event streams: `/sockets/events/{conversation_id}` (spec §4) and the
+//! ordered session socket `/sockets/session/{conversation_id}` (sequence numbers, replay
+//! from `after_seq`).
 //!
 //! Each socket is one task: it authenticates, sends the `full_state` snapshot, optionally
 //! replays the log, then forwards frames from the conversation's broadcast channel and
@@ -53,12 +55,16 @@ pub(crate) struct SocketLimits {
 /// Largest frame sent: the Python client's default incoming limit.
 pub(crate) const MAX_FRAME: usize = 1024 * 1024;
 
+/// Events read from the log per page of a session-socket replay.
+const REPLAY_PAGE: usize = 256;
+
 /// How long an unauthenticated socket may wait before its auth frame.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/sockets/events/{conversation_id}", get(events_socket))
+        .route("/sockets/session/{conversation_id}", get(session_socket))
         .route("/sockets/bash-events", get(bash_socket))
 }
 
@@ -184,26 +190,206 @@ async fn events_socket(State(state): State<AppState>, req: Request) -> Response 
     let query = Query::from_request_parts(&mut parts, &state)
         .await
         .unwrap_or_default();
-    let presented = query.get("session_api_key").map(str::to_owned).or_else(|| {
-        parts
-            .headers
-            .get(API_KEY_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
-    let authenticated = if state.keys.enabled() {
-        match presented {
-            Some(key) if state.keys.accepts(&key) => true,
-            Some(_) => return StatusCode::FORBIDDEN.into_response(),
-            None => false,
-        }
-    } else {
-        true
+    let authenticated = match handshake_auth(&state, &query, &parts.headers) {
+        Ok(authenticated) => authenticated,
+        Err(status) => return status.into_response(),
     };
     let served = state.clone();
     upgrade(&state, &mut parts, authenticated, move |socket| {
         serve(served, socket, id, authenticated, query)
     })
+}
+
+/// `/sockets/session/{conversation_id}[?after_seq=N]`: the ordered session socket of the
+/// reference (`session_protocol.py`). Authenticated like the event socket; then a `sync`
+/// frame (`from_seq`: the client's `after_seq`, `through_seq`: the last event on disk), the
+/// events after `after_seq` from the log as `durable` frames (`seq` = the event's index),
+/// then live ones — persisted events as `durable` (those already replayed dropped by seq),
+/// others (state snapshots) as `transient`. A subscriber that falls behind is disconnected
+/// (1013 `slow_consumer`): a reconnect with `after_seq` loses nothing. Client frames are
+/// messages to the conversation (each starts a run), as on the event socket; a bad one gets
+/// an `error` frame.
+async fn session_socket(State(state): State<AppState>, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let Ok(raw) = path_param(&mut parts, &state, "conversation_id").await else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let Some(id) = parse_uuid(&raw) else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let query = Query::from_request_parts(&mut parts, &state)
+        .await
+        .unwrap_or_default();
+    let authenticated = match handshake_auth(&state, &query, &parts.headers) {
+        Ok(authenticated) => authenticated,
+        Err(status) => return status.into_response(),
+    };
+    let served = state.clone();
+    upgrade(&state, &mut parts, authenticated, move |socket| {
+        serve_session(served, socket, id, authenticated, query)
+    })
+}
+
+/// A `durable` frame: `{"type":"durable","seq":N,"event":{…}}`.
+fn durable(seq: usize, event_json: &str) -> Utf8Bytes {
+    format!(r#"{{"type":"durable","seq":{seq},"event":{event_json}}}"#).into()
+}
+
+/// An `error` frame about this socket.
+fn session_error(code: &str, detail: &str) -> Utf8Bytes {
+    serde_json::json!({"type": "error", "code": code, "detail": detail})
+        .to_string()
+        .into()
+}
+
+async fn serve_session(
+    state: AppState,
+    mut socket: Socket,
+    id: uuid::Uuid,
+    authenticated: bool,
+    query: Query,
+) {
+    if !first_frame_auth(&state, &mut socket, authenticated).await {
+        return;
+    }
+    let after_seq = match query.get("after_seq").map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            socket.close(1008, "after_seq must be an integer").await;
+            return;
+        }
+    };
+    let live = match crate::conversations::live(&state, id).await {
+        Ok(Some(live)) => live,
+        Ok(None) => {
+            socket.close(4004, "Conversation not found").await;
+            return;
+        }
+        Err(err) => {
+            tracing::warn!(%id, %err, "cannot load conversation for a socket");
+            socket.close(1011, "Conversation could not be loaded").await;
+            return;
+        }
+    };
+    if live.subscribers.fetch_add(1, Ordering::SeqCst) >= MAX_SUBSCRIBERS {
+        live.subscribers.fetch_sub(1, Ordering::SeqCst);
+        socket
+            .close(1013, "Too many connections for this conversation")
+            .await;
+        return;
+    }
+    let _subscription = Subscription(Arc::clone(&live));
+    // Subscribe first, then read the mark: what is appended in between arrives on the
+    // channel as well and is dropped by its seq.
+    let mut frames = live.subscribe();
+    let mut shutdown = state.shutdown.subscribe();
+    let count = live.conv.event_count();
+    let through_seq = count.checked_sub(1);
+    let mut sync = serde_json::json!({"type": "sync"});
+    if let Some(after) = after_seq {
+        sync["from_seq"] = after.into();
+    }
+    if let Some(through) = through_seq {
+        sync["through_seq"] = through.into();
+    }
+    if socket.send(sync.to_string().into()).await.is_err() {
+        return;
+    }
+    // Replayed through this seq (live frames at or below it are duplicates).
+    let mut replayed_through: Option<usize> = None;
+    if let (Some(after), Some(through)) = (after_seq, through_seq) {
+        let start = usize::try_from(after.saturating_add(1).max(0)).unwrap_or(usize::MAX);
+        let mut next = start;
+        while next <= through {
+            let end = (next + REPLAY_PAGE).min(through + 1);
+            let page: Vec<Utf8Bytes> = live.conv.with_events(|events| {
+                events
+                    .get(next..end.min(events.len()))
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| durable(next + i, serialize(e).as_str()))
+                    .collect()
+            });
+            for frame in page {
+                if frame.len() > MAX_FRAME {
+                    tracing::warn!(%id, "event larger than 1 MiB not replayed on the session socket");
+                    continue;
+                }
+                if socket.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            next = end;
+        }
+        replayed_through = Some(through);
+    }
+    loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Ok(frame) => {
+                    let out = match &frame.persisted_id {
+                        Some(event_id) => {
+                            let seq = live.conv.with_events(|events| {
+                                events.iter().rposition(|e| e.id() == Some(&**event_id))
+                            });
+                            match seq {
+                                Some(seq) if replayed_through.is_some_and(|t| seq <= t) => continue,
+                                Some(seq) => durable(seq, frame.json.as_str()),
+                                None => format!(r#"{{"type":"transient","event":{}}}"#, frame.json.as_str()).into(),
+                            }
+                        }
+                        None => format!(r#"{{"type":"transient","event":{}}}"#, frame.json.as_str()).into(),
+                    };
+                    if out.len() > MAX_FRAME {
+                        tracing::warn!(%id, "event larger than 1 MiB not sent on the session socket");
+                        continue;
+                    }
+                    if socket.send(out).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    // Disconnection is the backpressure: the client resumes with after_seq.
+                    socket.close(1013, "slow_consumer").await;
+                    return;
+                }
+                Err(RecvError::Closed) => {
+                    socket.close(1000, "Conversation closed").await;
+                    return;
+                }
+            },
+            inbound = socket.recv() => {
+                let error = match inbound {
+                    Inbound::Text(text) => handle_inbound(&live, text.as_str())
+                        .await
+                        .map(|frame| session_error_from(&frame)),
+                    Inbound::Binary => Some(session_error("ValidationError", BINARY_UNSUPPORTED)),
+                    Inbound::Control => None,
+                    Inbound::Closed => return,
+                };
+                if let Some(error) = error
+                    && socket.send(error).await.is_err()
+                {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => {
+                socket.close(1001, "Server shutting down").await;
+                return;
+            }
+        }
+    }
+}
+
+/// The `error` frame of a `ServerErrorEvent` frame [`handle_inbound`] made.
+fn session_error_from(frame: &Frame) -> Utf8Bytes {
+    let event: Value = serde_json::from_str(frame.json.as_str()).unwrap_or(Value::Null);
+    session_error(
+        event["code"].as_str().unwrap_or("Error"),
+        event["detail"].as_str().unwrap_or("the frame was refused"),
+    )
 }
 
 const BINARY_UNSUPPORTED: &str = "Binary frames are not supported";
