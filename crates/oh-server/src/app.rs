@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) activity: Arc<Activity>,
     pub(crate) conversations: Conversations,
     pub(crate) bash: crate::bash::BashService,
+    /// The settings, custom secrets and LLM profiles (`/api/settings`, `/api/profiles`).
+    pub(crate) settings: crate::settings_store::SettingsStore,
     /// Server-wide WebSocket counters (pending auth, bash subscribers).
     pub(crate) sockets: crate::sockets::SocketLimits,
     pub(crate) ready: AtomicBool,
@@ -163,6 +165,7 @@ pub(crate) fn build_state(
         ))
     })?;
     crate::upload_journal::recover(&config.upload_journal_dir);
+    let settings = crate::settings_store::SettingsStore::for_config(&config);
     let state = AppState(Arc::new(Shared {
         keys: ApiKeys::new(&config.session_api_keys),
         cors: CorsPolicy::new(
@@ -172,6 +175,7 @@ pub(crate) fn build_state(
         activity,
         conversations,
         bash,
+        settings,
         sockets: crate::sockets::SocketLimits::default(),
         ready: AtomicBool::new(false),
         shutdown: tokio::sync::watch::Sender::new(false),
@@ -335,6 +339,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::bash::router())
         .merge(crate::files::router())
         .merge(crate::git::router())
+        .merge(crate::settings::router())
         .merge(crate::extended::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -61,6 +61,17 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/git/changes?path=/tmp"),
     ("GET", "/api/git/diff?path=/tmp/x"),
     ("GET", "/api/tools/"),
+    ("GET", "/api/settings"),
+    ("PATCH", "/api/settings"),
+    ("GET", "/api/settings/secrets"),
+    ("PUT", "/api/settings/secrets"),
+    ("GET", "/api/settings/secrets/X"),
+    ("DELETE", "/api/settings/secrets/X"),
+    ("GET", "/api/profiles"),
+    ("GET", "/api/profiles/x"),
+    ("POST", "/api/profiles/x"),
+    ("DELETE", "/api/profiles/x"),
+    ("POST", "/api/profiles/x/activate"),
 ];
 
 fn routes() -> Vec<(Method, String)> {
