@@ -1,0 +1,625 @@
+//! The settings store: `/api/settings` (patches, `X-Expose-Secrets`), the custom secrets of
+//! `/api/settings/secrets`, LLM profiles, persistence (encrypted, 0600) across a restart,
+//! and secret values never in the log.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::{Reply, TestServer, send};
+use hyper::Method;
+use serde_json::{Value, json};
+
+const KEY: &str = "settings-test-key";
+
+/// Everything the server logs in this test binary (all levels).
+fn log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+        buffer
+    })
+    .clone()
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Fails if any of `values` was logged.
+fn assert_not_logged(values: &[&str]) {
+    let log = log();
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert!(!text.is_empty(), "the log capture is not working");
+    for value in values {
+        assert!(!text.contains(value), "{value:?} is in the log");
+    }
+}
+
+async fn keyed_server() -> TestServer {
+    log();
+    TestServer::with_key(KEY).await
+}
+
+async fn call(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> Reply {
+    server.call(method, path, body).await
+}
+
+async fn get_exposed(server: &TestServer, path: &str, mode: &str) -> Reply {
+    send(
+        Method::GET,
+        &server.url(path),
+        &[
+            ("x-session-api-key", KEY.to_owned()),
+            ("x-expose-secrets", mode.to_owned()),
+        ],
+        None,
+    )
+    .await
+}
+
+async fn patch(server: &TestServer, body: Value) -> Reply {
+    call(server, Method::PATCH, "/api/settings", Some(body)).await
+}
+
+async fn put_secret(server: &TestServer, body: Value) -> Reply {
+    call(server, Method::PUT, "/api/settings/secrets", Some(body)).await
+}
+
+fn assert_detail(reply: &Reply, status: u16) {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    assert!(reply.json().get("detail").is_some(), "{}", reply.text());
+}
+
+#[tokio::test]
+async fn defaults_then_patch_with_masking() {
+    let server = keyed_server().await;
+    let reply = server.get("/api/settings").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["agent_settings"]["llm"]["model"], "gpt-5.6");
+    assert_eq!(body["agent_settings"]["llm"]["api_key"], Value::Null);
+    assert_eq!(body["llm_api_key_is_set"], false);
+    assert_eq!(body["active_profile"], Value::Null);
+    assert_eq!(body["misc_settings"], json!({}));
+    assert_eq!(body["conversation_settings"]["max_iterations"], 500);
+    assert!(body["agent_settings"]["agent_context"]["current_datetime"].is_string());
+
+    let llm_key = "sk-masking-llm-key";
+    let reply = patch(
+        &server,
+        json!({"agent_settings_diff": {
+            "llm": {"model": "openai/m", "api_key": llm_key, "aws_secret_access_key": "aws-masking-secret"},
+            "mcp_config": {"svc": {"url": "http://mcp", "transport": "sse", "headers": {"Authorization": "Bearer mcp-masking"}},
+                           "loc": {"command": "npx", "env": {"TOK": "env-masking"}}},
+        }}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert!(!reply.text().contains(llm_key), "{}", reply.text());
+    assert_eq!(body["llm_api_key_is_set"], true);
+    assert_eq!(body["agent_settings"]["llm"]["api_key"], "**********");
+    assert_eq!(body["agent_settings"]["llm"]["model"], "openai/m");
+    assert_eq!(
+        body["agent_settings"]["mcp_config"]["svc"],
+        json!({"url": "http://mcp", "transport": "sse", "headers": {"Authorization": "**********"}, "enabled": true})
+    );
+
+    // Absent header: masked. plaintext: the values. encrypted: tokens that round-trip.
+    let masked = server.get("/api/settings").await;
+    for secret in [
+        llm_key,
+        "aws-masking-secret",
+        "Bearer mcp-masking",
+        "env-masking",
+    ] {
+        assert!(
+            !masked.text().contains(secret),
+            "{secret} shown without the header"
+        );
+    }
+    assert_eq!(
+        masked.json()["agent_settings"]["mcp_config"]["loc"]["env"]["TOK"],
+        "**********"
+    );
+    let plain = get_exposed(&server, "/api/settings", "plaintext")
+        .await
+        .json();
+    assert_eq!(plain["agent_settings"]["llm"]["api_key"], llm_key);
+    assert_eq!(
+        plain["agent_settings"]["mcp_config"]["svc"]["headers"]["Authorization"],
+        "Bearer mcp-masking"
+    );
+    for mode in ["encrypted", "true", " Encrypted "] {
+        let sealed = get_exposed(&server, "/api/settings", mode).await;
+        assert_eq!(sealed.status, 200, "{mode}: {}", sealed.text());
+        assert!(!sealed.text().contains(llm_key), "{mode} shows the key");
+        let token = sealed.json()["agent_settings"]["llm"]["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(token.starts_with("gAAAAA"), "{token}");
+        // A token sent back is decrypted, not stored as the key.
+        assert_eq!(
+            patch(
+                &server,
+                json!({"agent_settings_diff": {"llm": {"api_key": token}}})
+            )
+            .await
+            .status,
+            200
+        );
+        let plain = get_exposed(&server, "/api/settings", "plaintext")
+            .await
+            .json();
+        assert_eq!(plain["agent_settings"]["llm"]["api_key"], llm_key);
+    }
+    // A redacted value sent back keeps the stored one.
+    let reply = patch(
+        &server,
+        json!({"agent_settings_diff": {"llm": {"api_key": "**********", "temperature": 0.5}}}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let plain = get_exposed(&server, "/api/settings", "plaintext")
+        .await
+        .json();
+    assert_eq!(plain["agent_settings"]["llm"]["api_key"], llm_key);
+    assert_eq!(plain["agent_settings"]["llm"]["temperature"], 0.5);
+    assert_detail(&get_exposed(&server, "/api/settings", "please").await, 400);
+
+    // A null inside a map removes that entry; misc settings deep-merge.
+    let reply = patch(
+        &server,
+        json!({"agent_settings_diff": {"mcp_config": {"loc": null}}, "misc_settings_diff": {"ui": {"theme": "dark", "tabs": [1]}}}),
+    )
+    .await;
+    let body = reply.json();
+    assert_eq!(
+        body["agent_settings"]["mcp_config"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["svc"]
+    );
+    let reply = patch(
+        &server,
+        json!({"misc_settings_diff": {"ui": {"tabs": [2]}}, "conversation_settings_diff": {"max_iterations": 7}}),
+    )
+    .await;
+    let body = reply.json();
+    assert_eq!(
+        body["misc_settings"],
+        json!({"ui": {"theme": "dark", "tabs": [2]}})
+    );
+    assert_eq!(body["conversation_settings"]["max_iterations"], 7);
+    assert_not_logged(&[
+        llm_key,
+        "aws-masking-secret",
+        "Bearer mcp-masking",
+        "env-masking",
+    ]);
+}
+
+#[tokio::test]
+async fn bad_patches_are_4xx_json() {
+    let server = keyed_server().await;
+    for (body, status) in [
+        (json!({}), 400),
+        (json!({"unknown": 1}), 400),
+        (json!({"agent_settings_diff": null}), 400),
+        (json!([1]), 422),
+        (json!("x"), 422),
+        (json!({"agent_settings_diff": 5}), 422),
+        (json!({"misc_settings_diff": []}), 422),
+        (json!({"active_profile": 5}), 422),
+        (json!({"agent_settings_diff": {"llm": {"model": 5}}}), 422),
+        (json!({"agent_settings_diff": {"llm": 5}}), 422),
+        (
+            json!({"agent_settings_diff": {"tool_concurrency_limit": "x"}}),
+            422,
+        ),
+        (
+            json!({"agent_settings_diff": {"mcp_config": {"a": {"transport": "stdio"}}}}),
+            422,
+        ),
+        (
+            json!({"agent_settings_diff": {"mcp_config": {"a": {"url": "http://x", "bogus": 1}}}}),
+            422,
+        ),
+        (
+            json!({"agent_settings_diff": {"mcp_config": {"a": 7}}}),
+            422,
+        ),
+        (
+            json!({"conversation_settings_diff": {"max_iterations": "many"}}),
+            422,
+        ),
+        (json!({"active_profile": "nope"}), 404),
+        (json!({"active_agent_profile_id": "nope"}), 404),
+        (json!({"active_meta_profile": "nope"}), 404),
+    ] {
+        let reply = patch(&server, body.clone()).await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.text());
+        assert_detail(&reply, status);
+    }
+    let raw = send(
+        Method::PATCH,
+        &server.url("/api/settings"),
+        &[("x-session-api-key", KEY.to_owned())],
+        Some(bytes::Bytes::from_static(b"{not json")),
+    )
+    .await;
+    assert_detail(&raw, 422);
+    // Nothing of the refused patches was kept; unknown keys are dropped.
+    let reply = patch(
+        &server,
+        json!({"agent_settings_diff": {"llm": {"bogus": 1}, "bogus": 2}}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["agent_settings"]["llm"]["model"], "gpt-5.6");
+    assert!(body["agent_settings"].get("bogus").is_none());
+    assert!(body["agent_settings"]["llm"].get("bogus").is_none());
+    assert_eq!(body["agent_settings"]["mcp_config"], json!({}));
+    // A null for a whole section restores its default; clearing pointers is allowed.
+    let reply = patch(
+        &server,
+        json!({"agent_settings_diff": {"llm": null}, "active_profile": null}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn custom_secrets_crud() {
+    let server = keyed_server().await;
+    let value = "custom-secret-value-1";
+    let reply = put_secret(
+        &server,
+        json!({"name": "MY_TOKEN", "value": value, "description": "d"}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        json!({"name": "MY_TOKEN", "description": "d"})
+    );
+    let reply = put_secret(
+        &server,
+        json!({"name": "B", "value": "custom-secret-value-2"}),
+    )
+    .await;
+    assert_eq!(reply.json(), json!({"name": "B", "description": null}));
+    let list = server.get("/api/settings/secrets").await;
+    assert_eq!(
+        list.json(),
+        json!({"secrets": [{"name": "MY_TOKEN", "description": "d"}, {"name": "B", "description": null}]})
+    );
+    assert!(!list.text().contains(value));
+
+    let reply = server.get("/api/settings/secrets/MY_TOKEN").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), value);
+    assert!(
+        reply.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{:?}",
+        reply.headers
+    );
+    // An update replaces the value and keeps the order.
+    put_secret(
+        &server,
+        json!({"name": "MY_TOKEN", "value": "custom-secret-value-3"}),
+    )
+    .await;
+    assert_eq!(
+        server.get("/api/settings/secrets/MY_TOKEN").await.text(),
+        "custom-secret-value-3"
+    );
+    assert_eq!(
+        server.get("/api/settings/secrets").await.json()["secrets"][0],
+        json!({"name": "MY_TOKEN", "description": null})
+    );
+
+    assert_detail(&server.get("/api/settings/secrets/NOPE").await, 404);
+    assert_detail(&server.get("/api/settings/secrets/1bad").await, 422);
+    assert_detail(&server.get("/api/settings/secrets/a-b").await, 422);
+    assert_detail(
+        &server.get("/api/settings/secrets?agent_profile_id=x").await,
+        404,
+    );
+    for body in [
+        json!({"name": "1bad", "value": "v"}),
+        json!({"name": "X".repeat(65), "value": "v"}),
+        json!({"name": "X", "value": "   "}),
+        json!({"name": "X", "value": "**********"}),
+        json!({"name": "X"}),
+        json!({"value": "v"}),
+        json!({"name": "X", "value": 5}),
+        json!(["X", "v"]),
+    ] {
+        assert_detail(&put_secret(&server, body).await, 422);
+    }
+    let reply = call(&server, Method::DELETE, "/api/settings/secrets/B", None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json(), json!({"deleted": true}));
+    assert_detail(
+        &call(&server, Method::DELETE, "/api/settings/secrets/B", None).await,
+        404,
+    );
+    assert_detail(
+        &call(&server, Method::DELETE, "/api/settings/secrets/9", None).await,
+        422,
+    );
+    assert_detail(&server.get("/api/settings/secrets/B").await, 404);
+    assert_not_logged(&[value, "custom-secret-value-2", "custom-secret-value-3"]);
+}
+
+#[tokio::test]
+async fn profiles() {
+    let server = keyed_server().await;
+    let reply = server
+        .post(
+            "/api/profiles/fast",
+            json!({"llm": {"model": "openai/fast", "api_key": "profile-key-1", "base_url": "http://b"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        json!({"name": "fast", "message": "Profile 'fast' saved"})
+    );
+    let reply = server
+        .post(
+            "/api/profiles/nokey",
+            json!({"llm": {"model": "openai/nokey", "api_key": "profile-key-2"}, "include_secrets": false}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let list = server.get("/api/profiles").await.json();
+    assert_eq!(
+        list,
+        json!({"profiles": [
+            {"name": "fast", "model": "openai/fast", "base_url": "http://b", "provider_connection_id": null, "provider_connection_broken": false, "api_key_set": true},
+            {"name": "nokey", "model": "openai/nokey", "base_url": null, "provider_connection_id": null, "provider_connection_broken": false, "api_key_set": false},
+        ], "active_profile": null})
+    );
+    let detail = server.get("/api/profiles/fast").await;
+    assert_eq!(detail.json()["config"]["api_key"], Value::Null);
+    assert_eq!(detail.json()["api_key_set"], true);
+    assert!(!detail.text().contains("profile-key-1"));
+    let plain = get_exposed(&server, "/api/profiles/fast", "plaintext")
+        .await
+        .json();
+    assert_eq!(plain["config"]["api_key"], "profile-key-1");
+    assert_eq!(plain["config"]["model"], "openai/fast");
+    let sealed = get_exposed(&server, "/api/profiles/fast", "encrypted")
+        .await
+        .json();
+    assert!(
+        sealed["config"]["api_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("gAAAAA")
+    );
+
+    assert_detail(&server.get("/api/profiles/nope").await, 404);
+    assert_detail(&server.get("/api/profiles/bad%20name").await, 422);
+    assert_detail(&server.get("/api/profiles/.hidden").await, 422);
+    assert_detail(&server.post("/api/profiles/x", json!({})).await, 422);
+    assert_detail(
+        &server.post("/api/profiles/x", json!({"llm": 5})).await,
+        422,
+    );
+    assert_detail(
+        &server
+            .post("/api/profiles/x", json!({"llm": {"model": 5}}))
+            .await,
+        422,
+    );
+    assert_detail(
+        &server
+            .post(
+                "/api/profiles/x",
+                json!({"llm": {}, "include_secrets": "no"}),
+            )
+            .await,
+        422,
+    );
+    assert_detail(
+        &server.post("/api/profiles/nope/activate", json!({})).await,
+        404,
+    );
+
+    let reply = server.post("/api/profiles/fast/activate", json!({})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["llm_applied"], true);
+    let settings = get_exposed(&server, "/api/settings", "plaintext")
+        .await
+        .json();
+    assert_eq!(settings["active_profile"], "fast");
+    assert_eq!(settings["agent_settings"]["llm"]["model"], "openai/fast");
+    assert_eq!(
+        settings["agent_settings"]["llm"]["api_key"],
+        "profile-key-1"
+    );
+    // PATCH active_profile applies that profile's LLM too.
+    let reply = patch(&server, json!({"active_profile": "nokey"})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json()["agent_settings"]["llm"]["model"],
+        "openai/nokey"
+    );
+    assert_eq!(reply.json()["llm_api_key_is_set"], false);
+
+    // Deleting is idempotent and clears the active pointer.
+    for _ in 0..2 {
+        let reply = call(&server, Method::DELETE, "/api/profiles/nokey", None).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert_eq!(
+        server.get("/api/profiles").await.json()["profiles"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        server.get("/api/settings").await.json()["active_profile"],
+        Value::Null
+    );
+    assert_not_logged(&["profile-key-1", "profile-key-2"]);
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn persisted_encrypted_and_private_across_restart() {
+    let server = keyed_server().await;
+    let llm_key = "sk-persisted-llm-key";
+    let secret = "persisted-custom-secret";
+    assert_eq!(
+        patch(
+            &server,
+            json!({"agent_settings_diff": {"llm": {"model": "openai/p", "api_key": llm_key}}})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        put_secret(&server, json!({"name": "S", "value": secret}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        server
+            .post(
+                "/api/profiles/p",
+                json!({"llm": {"model": "openai/p", "api_key": "persisted-profile-key"}})
+            )
+            .await
+            .status,
+        201
+    );
+    let dir = server.stop().await;
+    let store = dir.path().join(".openhands");
+    for file in ["settings.json", "secrets.json", "profiles/p.json"] {
+        let path = store.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for value in [llm_key, secret, "persisted-profile-key"] {
+            assert!(!text.contains(value), "{file} holds {value} in the clear");
+        }
+        assert!(text.contains("gAAAAA"), "{file}: {text}");
+        #[cfg(unix)]
+        assert_eq!(mode(&path), 0o600, "{file}");
+    }
+    #[cfg(unix)]
+    assert_eq!(mode(&store), 0o700);
+
+    let server = TestServer::start_in(dir, Some(KEY), |_| {}).await;
+    let plain = get_exposed(&server, "/api/settings", "plaintext")
+        .await
+        .json();
+    assert_eq!(plain["agent_settings"]["llm"]["api_key"], llm_key);
+    assert_eq!(plain["agent_settings"]["llm"]["model"], "openai/p");
+    assert_eq!(server.get("/api/settings/secrets/S").await.text(), secret);
+    let profile = get_exposed(&server, "/api/profiles/p", "plaintext")
+        .await
+        .json();
+    assert_eq!(profile["config"]["api_key"], "persisted-profile-key");
+
+    // Under another secret key the values are unreadable: never shown, a JSON error.
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, Some("another-key"), |_| {}).await;
+    let reply = send(
+        Method::GET,
+        &server.url("/api/settings/secrets/S"),
+        &[("x-session-api-key", "another-key".to_owned())],
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("OH_SECRET_KEY")
+    );
+    let reply = send(
+        Method::GET,
+        &server.url("/api/settings"),
+        &[
+            ("x-session-api-key", "another-key".to_owned()),
+            ("x-expose-secrets", "plaintext".to_owned()),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["llm_api_key_is_set"], false);
+    assert!(!reply.text().contains("gAAAAA"));
+    assert_not_logged(&[llm_key, secret, "persisted-profile-key"]);
+}
+
+#[tokio::test]
+async fn without_a_secret_key_encrypted_is_503_and_auth_applies() {
+    log();
+    let server = TestServer::start().await;
+    assert_eq!(
+        patch(
+            &server,
+            json!({"agent_settings_diff": {"llm": {"api_key": "no-cipher-key"}}})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_detail(
+        &get_exposed(&server, "/api/settings", "encrypted").await,
+        503,
+    );
+    let plain = get_exposed(&server, "/api/settings", "plaintext")
+        .await
+        .json();
+    assert_eq!(plain["agent_settings"]["llm"]["api_key"], "no-cipher-key");
+
+    let keyed = keyed_server().await;
+    for path in [
+        "/api/settings",
+        "/api/settings/secrets",
+        "/api/settings/secrets/X",
+        "/api/profiles",
+    ] {
+        let reply = send(Method::GET, &keyed.url(path), &[], None).await;
+        assert_detail(&reply, 401);
+    }
+}
