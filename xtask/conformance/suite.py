@@ -875,7 +875,9 @@ def secrets(g: Group) -> None:
         "get_secrets",
         "get_mcp_config",
         "get_secret_value",
+        "mcp_routes",
         "profile_get_llm",
+        "profile_rename",
         "persist_across_restart",
         "delete_secret",
         "no_key_401",
@@ -976,6 +978,26 @@ def settings_store(g: Group) -> None:
             resp = client.get("/api/settings/secrets/MY_TOKEN")
         ensure(resp.headers.get("content-type", "").startswith("text/plain"), f"content-type {resp.headers.get('content-type')}")
 
+    with g.check("mcp_routes"):
+        extra = {"url": "http://127.0.0.1:9/extra", "transport": "http", "headers": {"X-Key": "mcp-extra-key"}}
+        with rest(server) as client:
+            created = client.post("/api/settings/mcp/extra", json=extra)
+            ensure(created.status_code == 201, f"create {created.status_code} {short(created.text)}")
+            ensure("mcp-extra-key" not in created.text, "the create answer shows the header")
+            ensure(client.post("/api/settings/mcp/extra", json=extra).status_code == 409, "a second create")
+            ensure(client.post("/api/settings/mcp/bad", json={"transport": "stdio"}).status_code == 422, "a stdio server without command")
+            patched = client.patch("/api/settings/mcp/extra", json={"enabled": False, "headers": {"X-Key": None, "X-New": "n"}})
+            ensure(patched.status_code == 200, f"patch {patched.status_code} {short(patched.text)}")
+            ensure(client.patch("/api/settings/mcp/nope", json={"enabled": False}).status_code == 404, "patch of an unknown server")
+        mcp = ws.get_mcp_config()
+        ensure(mcp["extra"].enabled is False, "enabled not patched")
+        ensure(list(mcp["extra"].headers) == ["X-New"], f"headers {list(mcp['extra'].headers)}")
+        with rest(server) as client:
+            deleted = client.delete("/api/settings/mcp/extra")
+            ensure(deleted.status_code == 200, f"delete {deleted.status_code}")
+            ensure(client.delete("/api/settings/mcp/extra").status_code == 404, "a second delete")
+        ensure(sorted(ws.get_mcp_config()) == ["fetch", "local"], "the deleted server is still there")
+
     with g.check("profile_get_llm"):
         with rest(server) as client:
             saved = client.post("/api/profiles/fast", json={"llm": {"model": "openai/fast-model", "api_key": "sk-fast"}})
@@ -1001,6 +1023,22 @@ def settings_store(g: Group) -> None:
         with rest(server) as client:
             back = client.patch("/api/settings", json={"active_profile": None, "agent_settings_diff": diff["agent_settings_diff"]})
         ensure(back.status_code == 200 and back.json()["active_profile"] is None, f"clear {back.status_code}")
+
+    with g.check("profile_rename"):
+        with rest(server) as client:
+            client.post("/api/profiles/slow", json={"llm": {"model": "openai/slow-model"}})
+            client.post("/api/profiles/slow/activate")
+            renamed = client.post("/api/profiles/slow/rename", json={"new_name": "slower"})
+            ensure(renamed.status_code == 200 and renamed.json()["name"] == "slower", f"rename {renamed.status_code} {short(renamed.text)}")
+            ensure(client.get("/api/settings").json()["active_profile"] == "slower", "active_profile not renamed")
+            ensure(client.post("/api/profiles/fast/rename", json={"new_name": "slower"}).status_code == 409, "rename onto a profile")
+            ensure(client.post("/api/profiles/gone/rename", json={"new_name": "x"}).status_code == 404, "rename of nothing")
+            ensure(client.post("/api/profiles/fast/rename", json={"new_name": "bad name"}).status_code == 422, "a bad new name")
+        ensure(ws.get_llm().usage_id == "profile:slower", "get_llm after the rename")
+        with rest(server) as client:
+            ensure(client.delete("/api/profiles/slower").status_code == 200, "delete")
+            back = client.patch("/api/settings", json={"agent_settings_diff": diff["agent_settings_diff"]})
+            ensure(back.json()["active_profile"] is None, "the deleted profile stays active")
 
     with g.check("persist_across_restart", fatal=True):
         server.stop()

@@ -31,12 +31,19 @@ pub(crate) fn router() -> Router<AppState> {
             "/api/settings/secrets/{name}",
             get(get_secret).delete(delete_secret),
         )
+        .route(
+            "/api/settings/mcp/{settings_key}",
+            post(create_mcp_server)
+                .patch(patch_mcp_server)
+                .delete(delete_mcp_server),
+        )
         .route("/api/profiles", get(list_profiles))
         .route(
             "/api/profiles/{name}",
             get(get_profile).post(save_profile).delete(delete_profile),
         )
         .route("/api/profiles/{name}/activate", post(activate_profile))
+        .route("/api/profiles/{name}/rename", post(rename_profile))
 }
 
 fn store_error(err: StoreError) -> ApiError {
@@ -198,6 +205,97 @@ async fn patch_settings(
         .await?;
     tracing::info!("settings updated");
     Ok(ok(&settings.response(Expose::Redacted, store.cipher())?))
+}
+
+// ── /api/settings/mcp/{settings_key} ──────────────────────────────────────
+
+/// The `{settings_key}` path parameter, percent-decoded.
+struct McpKey(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for McpKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        path_param(parts, state, "settings_key").await.map(McpKey)
+    }
+}
+
+/// An MCP server body: an object (422 otherwise).
+fn mcp_body(body: Value) -> ApiResult<Value> {
+    if body.is_object() {
+        Ok(body)
+    } else {
+        Err(ApiError::validation(
+            &["body"],
+            "model_attributes_type",
+            "Input should be a valid dictionary or object to extract fields from",
+            json!({}),
+        ))
+    }
+}
+
+/// Applies `server` (`None`: delete) to the MCP server `key`, which must be absent
+/// (`exists == false`) or present; answers the settings, secrets masked.
+async fn change_mcp_server(
+    state: &AppState,
+    key: String,
+    server: Option<Value>,
+    exists: bool,
+) -> ApiResult<Value> {
+    let store = state.settings.clone();
+    let settings = store
+        .run(move |store| {
+            let mut settings = store.load_settings().map_err(store_error)?;
+            let present = settings
+                .agent_settings
+                .pointer("/mcp_config")
+                .and_then(|m| m.get(&key))
+                .is_some();
+            if exists && !present {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("MCP server '{key}' was not found"),
+                ));
+            }
+            if !exists && present {
+                return Err(ApiError::conflict(format!(
+                    "MCP server '{key}' already exists"
+                )));
+            }
+            let mut map = serde_json::Map::new();
+            map.insert(key, server.unwrap_or(Value::Null));
+            settings.patch_agent(json!({ "mcp_config": map }), store.cipher())?;
+            store.save_settings(&settings).map_err(store_error)?;
+            Ok(settings)
+        })
+        .await?;
+    settings.response(Expose::Redacted, store.cipher())
+}
+
+async fn create_mcp_server(
+    State(state): State<AppState>,
+    McpKey(key): McpKey,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    let server = mcp_body(body)?;
+    let settings = change_mcp_server(&state, key, Some(server), false).await?;
+    Ok(json_response(StatusCode::CREATED, &settings))
+}
+
+async fn patch_mcp_server(
+    State(state): State<AppState>,
+    McpKey(key): McpKey,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    let patch = mcp_body(body)?;
+    Ok(ok(&change_mcp_server(&state, key, Some(patch), true).await?))
+}
+
+async fn delete_mcp_server(
+    State(state): State<AppState>,
+    McpKey(key): McpKey,
+) -> ApiResult<Response> {
+    Ok(ok(&change_mcp_server(&state, key, None, true).await?))
 }
 
 // ── /api/settings/secrets ──────────────────────────────────────────────────
@@ -525,4 +623,71 @@ async fn activate_profile(State(state): State<AppState>, Name(name): Name) -> Ap
     Ok(ok(
         &json!({"name": name, "message": message, "llm_applied": applied}),
     ))
+}
+
+async fn rename_profile(
+    State(state): State<AppState>,
+    Name(name): Name,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    check_profile_name(&name)?;
+    let new_name = match body.get("new_name") {
+        Some(Value::String(new)) if valid_profile_name(new) => new.clone(),
+        Some(Value::String(new)) => {
+            return Err(ApiError::validation(
+                &["body", "new_name"],
+                "string_pattern_mismatch",
+                "String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'",
+                Value::String(new.clone()),
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::validation(
+                &["body", "new_name"],
+                "string_type",
+                "Input should be a valid string",
+                other.clone(),
+            ));
+        }
+        None => {
+            return Err(ApiError::validation(
+                &["body", "new_name"],
+                "missing",
+                "Field required",
+                body.clone(),
+            ));
+        }
+    };
+    let (from, to) = (name.clone(), new_name.clone());
+    state
+        .settings
+        .run(move |store| {
+            let llm = load_profile_or_404(store, &from)?;
+            let (old_key, new_key) = (canonical_profile_name(&from), canonical_profile_name(&to));
+            if old_key == new_key {
+                return Ok(());
+            }
+            if store.load_profile(new_key).map_err(store_error)?.is_some() {
+                return Err(ApiError::conflict(format!("Profile '{to}' already exists")));
+            }
+            store.save_profile(new_key, &llm).map_err(store_error)?;
+            store.delete_profile(old_key).map_err(store_error)?;
+            let mut settings = store.load_settings().map_err(store_error)?;
+            if settings
+                .active_profile
+                .as_deref()
+                .is_some_and(|active| canonical_profile_name(active) == old_key)
+            {
+                settings.active_profile = Some(new_key.to_owned());
+                store.save_settings(&settings).map_err(store_error)?;
+            }
+            Ok(())
+        })
+        .await?;
+    let message = if name == new_name {
+        format!("Profile '{name}' unchanged (same name)")
+    } else {
+        format!("Profile '{name}' renamed to '{new_name}'")
+    };
+    Ok(ok(&json!({"name": new_name, "message": message})))
 }

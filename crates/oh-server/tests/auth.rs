@@ -72,6 +72,10 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("POST", "/api/profiles/x"),
     ("DELETE", "/api/profiles/x"),
     ("POST", "/api/profiles/x/activate"),
+    ("POST", "/api/profiles/x/rename"),
+    ("POST", "/api/settings/mcp/x"),
+    ("PATCH", "/api/settings/mcp/x"),
+    ("DELETE", "/api/settings/mcp/x"),
 ];
 
 fn routes() -> Vec<(Method, String)> {

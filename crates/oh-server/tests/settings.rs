@@ -623,3 +623,124 @@ async fn without_a_secret_key_encrypted_is_503_and_auth_applies() {
         assert_detail(&reply, 401);
     }
 }
+
+#[tokio::test]
+async fn mcp_server_routes() {
+    let server = keyed_server().await;
+    let path = "/api/settings/mcp/svc";
+    let server_body =
+        json!({"url": "http://mcp", "transport": "sse", "headers": {"A": "mcp-route-secret"}});
+    let reply = server.post(path, server_body.clone()).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    assert_eq!(
+        reply.json()["agent_settings"]["mcp_config"]["svc"]["headers"]["A"],
+        "**********"
+    );
+    assert_detail(&server.post(path, server_body).await, 409);
+    assert_detail(
+        &server
+            .post("/api/settings/mcp/x", json!({"transport": "stdio"}))
+            .await,
+        422,
+    );
+    assert_detail(
+        &server
+            .post("/api/settings/mcp/x", json!({"url": "http://x", "nope": 1}))
+            .await,
+        422,
+    );
+    assert_detail(&server.post("/api/settings/mcp/x", json!([1])).await, 422);
+
+    let reply = call(
+        &server,
+        Method::PATCH,
+        path,
+        Some(json!({"enabled": false, "headers": {"A": null, "B": "b"}})),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let plain = get_exposed(&server, "/api/settings", "plaintext")
+        .await
+        .json();
+    assert_eq!(
+        plain["agent_settings"]["mcp_config"]["svc"],
+        json!({"url": "http://mcp", "transport": "sse", "headers": {"B": "b"}, "enabled": false})
+    );
+    assert_detail(
+        &call(
+            &server,
+            Method::PATCH,
+            "/api/settings/mcp/nope",
+            Some(json!({})),
+        )
+        .await,
+        404,
+    );
+    let reply = call(&server, Method::DELETE, path, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["agent_settings"]["mcp_config"], json!({}));
+    assert_detail(&call(&server, Method::DELETE, path, None).await, 404);
+    assert_not_logged(&["mcp-route-secret"]);
+}
+
+#[tokio::test]
+async fn profile_rename() {
+    let server = keyed_server().await;
+    for name in ["a", "b"] {
+        let body = json!({"llm": {"model": format!("openai/{name}")}});
+        assert_eq!(
+            server
+                .post(&format!("/api/profiles/{name}"), body)
+                .await
+                .status,
+            201
+        );
+    }
+    assert_eq!(
+        server
+            .post("/api/profiles/a/activate", json!({}))
+            .await
+            .status,
+        200
+    );
+    let reply = server
+        .post("/api/profiles/a/rename", json!({"new_name": "c"}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        json!({"name": "c", "message": "Profile 'a' renamed to 'c'"})
+    );
+    assert_eq!(
+        server.get("/api/settings").await.json()["active_profile"],
+        "c"
+    );
+    assert_detail(&server.get("/api/profiles/a").await, 404);
+    assert_eq!(
+        server.get("/api/profiles/c").await.json()["config"]["model"],
+        "openai/a"
+    );
+    let same = server
+        .post("/api/profiles/c/rename", json!({"new_name": "c"}))
+        .await;
+    assert_eq!(same.json()["message"], "Profile 'c' unchanged (same name)");
+    assert_detail(
+        &server
+            .post("/api/profiles/c/rename", json!({"new_name": "b"}))
+            .await,
+        409,
+    );
+    assert_detail(
+        &server
+            .post("/api/profiles/z/rename", json!({"new_name": "y"}))
+            .await,
+        404,
+    );
+    assert_detail(
+        &server
+            .post("/api/profiles/c/rename", json!({"new_name": "x y"}))
+            .await,
+        422,
+    );
+    assert_detail(&server.post("/api/profiles/c/rename", json!({})).await, 422);
+}
