@@ -880,6 +880,8 @@ def secrets(g: Group) -> None:
         "profile_rename",
         "persist_across_restart",
         "delete_secret",
+        "conversation_with_stored_llm",
+        "stored_secret_reaches_shell_masked",
         "no_key_401",
     ],
 )
@@ -1057,6 +1059,36 @@ def settings_store(g: Group) -> None:
         ensure(resp.status_code == 200 and resp.json() == {"deleted": True}, f"DELETE {resp.status_code} {short(resp.text)}")
         ensure(sorted(ws.get_secrets()) == ["MY_TOKEN"], "the secret is still listed")
         ensure(ws._get_secret_value("OTHER") is None, "the deleted secret has a value")
+
+    llm = start_llm(g)
+    events: list = []
+    llm.script(
+        terminal('printf %s "$MY_TOKEN" | sha256sum; echo "token=$MY_TOKEN"'),
+        finish("done with the token"),
+    )
+    with g.check("conversation_with_stored_llm", fatal=True):
+        stored = {"model": "openai/scripted", "base_url": llm.base_url, "api_key": llm_key, "num_retries": 0}
+        with rest(server) as client:
+            resp = client.patch("/api/settings", json={"agent_settings_diff": {"llm": stored}})
+        ensure(resp.status_code == 200, f"PATCH {resp.status_code} {short(resp.text)}")
+        agent = Agent(llm=ws.get_llm(usage_id="agent"), tools=get_default_tools(enable_browser=False))
+        conversation = Conversation(
+            agent=agent, workspace=ws, secrets=ws.get_secrets(), callbacks=[events.append], visualizer=None
+        )
+        g.defer(conversation.close)
+        conversation.send_message("Use the token.")
+        conversation.run(timeout=RUN_TIMEOUT)
+        status = conversation.state.execution_status
+        ensure(status == Status.FINISHED, f"status {status}")
+        ensure(llm.authorizations and all(a == f"Bearer {llm_key}" for a in llm.authorizations),
+               f"{len(llm.authorizations)} LLM requests, not all with the stored key")
+
+    with g.check("stored_secret_reaches_shell_masked"):
+        outputs = [observation_text(e) for e in events if isinstance(e, ObservationEvent) and e.tool_name == "terminal"]
+        ensure(len(outputs) == 1, f"{len(outputs)} terminal observations")
+        ensure(hashlib.sha256(token.encode()).hexdigest() in outputs[0], f"the shell did not get the value: {short(outputs[0])}")
+        ensure(token not in outputs[0] and "token=<secret-hidden>" in outputs[0], f"observation {short(outputs[0])}")
+        ensure(all(token not in str(r) for r in llm.requests), "an LLM request holds the value")
 
     with g.check("no_key_401"):
         with rest(server, api_key=None) as client:
