@@ -334,28 +334,67 @@ async fn list_secrets(State(state): State<AppState>, query: Query) -> ApiResult<
     Ok(ok(&json!({ "secrets": items })))
 }
 
-/// `PUT /api/settings/secrets` body; the value never shows in `Debug`.
-#[derive(serde::Deserialize)]
-struct SecretCreate {
-    name: String,
-    value: oh_protocol::SecretString,
-    #[serde(default)]
-    description: Option<String>,
+/// Reads the `PUT /api/settings/secrets` body `{name, value, description?}`; a refusal
+/// never echoes the value (only the offending field's own input, the value's redacted).
+fn secret_create(body: Value) -> ApiResult<(String, String, Option<String>)> {
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::validation(
+            &["body"],
+            "model_attributes_type",
+            "Input should be a valid dictionary or object to extract fields from",
+            json!({}),
+        ));
+    };
+    let missing = |field: &str| {
+        ApiError::validation(&["body", field], "missing", "Field required", json!({}))
+    };
+    let name = match body.remove("name") {
+        Some(Value::String(name)) => name,
+        Some(other) => {
+            return Err(ApiError::validation(
+                &["body", "name"],
+                "string_type",
+                "Input should be a valid string",
+                other,
+            ));
+        }
+        None => return Err(missing("name")),
+    };
+    let value = match body.remove("value") {
+        Some(Value::String(value)) => value,
+        Some(_) => {
+            return Err(ApiError::validation(
+                &["body", "value"],
+                "string_type",
+                "Input should be a valid string",
+                Value::String("<redacted>".to_owned()),
+            ));
+        }
+        None => return Err(missing("value")),
+    };
+    let description = match body.remove("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d),
+        Some(other) => {
+            return Err(ApiError::validation(
+                &["body", "description"],
+                "string_type",
+                "Input should be a valid string",
+                other,
+            ));
+        }
+    };
+    Ok((name, value, description))
 }
 
-async fn put_secret(
-    State(state): State<AppState>,
-    Json(body): Json<SecretCreate>,
-) -> ApiResult<Response> {
-    check_secret_name(&body.name)?;
-    let value = body.value.expose().to_owned();
+async fn put_secret(State(state): State<AppState>, Json(body): Json<Value>) -> ApiResult<Response> {
+    let (name, value, description) = secret_create(body)?;
+    check_secret_name(&name)?;
     if value.trim().is_empty() || value == REDACTED {
         return Err(ApiError::unprocessable(
             "Secret value must not be empty or redacted",
         ));
     }
-    let name = body.name;
-    let description = body.description;
     let reply = json!({"name": name, "description": description});
     state
         .settings

@@ -363,6 +363,16 @@ async fn custom_secrets_crud() {
     ] {
         assert_detail(&put_secret(&server, body).await, 422);
     }
+    // A refusal never echoes the value.
+    for body in [
+        json!({"name": 5, "value": "echo-me-not"}),
+        json!({"name": "X", "value": ["echo-me-not"]}),
+        json!({"name": "X", "value": "echo-me-not", "description": 5}),
+    ] {
+        let reply = put_secret(&server, body).await;
+        assert_detail(&reply, 422);
+        assert!(!reply.text().contains("echo-me-not"), "{}", reply.text());
+    }
     let reply = call(&server, Method::DELETE, "/api/settings/secrets/B", None).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json(), json!({"deleted": true}));
@@ -375,7 +385,12 @@ async fn custom_secrets_crud() {
         422,
     );
     assert_detail(&server.get("/api/settings/secrets/B").await, 404);
-    assert_not_logged(&[value, "custom-secret-value-2", "custom-secret-value-3"]);
+    assert_not_logged(&[
+        value,
+        "custom-secret-value-2",
+        "custom-secret-value-3",
+        "echo-me-not",
+    ]);
 }
 
 #[tokio::test]
