@@ -759,3 +759,236 @@ async fn profile_rename() {
     );
     assert_detail(&server.post("/api/profiles/c/rename", json!({})).await, 422);
 }
+
+/// Any small JSON value.
+fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        Just(json!(1.5)),
+        Just(json!("**********")),
+        Just(json!("gAAAAAnot-a-token")),
+        "[a-zA-Z0-9_ .é/-]{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_]{1,6}", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Mostly `good`, sometimes anything.
+fn mostly(
+    good: impl proptest::strategy::Strategy<Value = Value> + 'static,
+) -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    prop_oneof![4 => good.boxed(), 1 => any_json().boxed()]
+}
+
+/// An object of the given optional fields (a field is left out when `None`).
+fn object(fields: Vec<(&'static str, Option<Value>)>) -> Value {
+    Value::Object(
+        fields
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+            .collect(),
+    )
+}
+
+fn text(pattern: &'static str) -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    pattern.prop_map(Value::String)
+}
+
+fn mcp_server() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let transport = prop::sample::select(vec!["stdio", "sse", "http", "streamable-http", "ws"])
+        .prop_map(Value::from);
+    let map = || {
+        prop::collection::btree_map("[A-Za-z-]{1,6}", mostly(text("[a-z ]{0,8}")), 0..3)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    };
+    (
+        prop::option::of(mostly(text("http://[a-z]{1,5}"))),
+        prop::option::of(mostly(transport)),
+        prop::option::of(mostly(text("[a-z]{0,5}"))),
+        prop::option::of(mostly(map())),
+        prop::option::of(mostly(map())),
+        prop::option::of(mostly(any::<bool>().prop_map(Value::Bool))),
+    )
+        .prop_map(|(url, transport, command, headers, env, enabled)| {
+            object(vec![
+                ("url", url),
+                ("transport", transport),
+                ("command", command),
+                ("headers", headers),
+                ("env", env),
+                ("enabled", enabled),
+            ])
+        })
+}
+
+fn llm() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    (
+        prop::option::of(mostly(text("[a-z/-]{1,10}"))),
+        prop::option::of(mostly(text("[a-z0-9-]{0,10}"))),
+        prop::option::of(mostly(Just(json!(0.5)))),
+        prop::option::of(mostly(text("http://[a-z]{1,5}"))),
+    )
+        .prop_map(|(model, api_key, temperature, base_url)| {
+            object(vec![
+                ("model", model),
+                ("api_key", api_key),
+                ("temperature", temperature),
+                ("base_url", base_url),
+            ])
+        })
+}
+
+/// Bodies near what each settings route takes: the route's fields, sometimes any value.
+fn near_settings_request()
+-> impl proptest::strategy::Strategy<Value = (&'static str, &'static str, Value)> {
+    use proptest::prelude::*;
+    let name = prop::sample::select(vec!["A", "MY_TOKEN", "b_2", "1x", "", "a-b", "é"])
+        .prop_map(Value::from);
+    let mcp_map = prop::collection::btree_map(
+        "[a-z]{1,3}",
+        prop_oneof![4 => mcp_server().boxed(), 1 => Just(Value::Null).boxed()],
+        0..3,
+    )
+    .prop_map(|m| Value::Object(m.into_iter().collect()));
+    let agent = (
+        prop::option::of(mostly(llm())),
+        prop::option::of(mostly(mcp_map)),
+    )
+        .prop_map(|(llm, mcp)| object(vec![("llm", llm), ("mcp_config", mcp)]));
+    let conversation = prop::option::of(mostly(any::<i32>().prop_map(Value::from)))
+        .prop_map(|n| object(vec![("max_iterations", n)]));
+    let settings = (
+        prop::option::of(mostly(agent)),
+        prop::option::of(mostly(conversation)),
+        prop::option::of(any_json()),
+        prop::option::of(mostly(text("[a-z]{0,3}"))),
+    )
+        .prop_map(|(a, c, m, p)| {
+            (
+                "PATCH",
+                "/api/settings",
+                object(vec![
+                    ("agent_settings_diff", a),
+                    ("conversation_settings_diff", c),
+                    ("misc_settings_diff", m),
+                    ("active_profile", p),
+                ]),
+            )
+        });
+    let secret = (
+        prop::option::of(mostly(name)),
+        prop::option::of(mostly(text("[a-z ]{0,6}"))),
+        prop::option::of(mostly(text("[a-z]{0,4}"))),
+    )
+        .prop_map(|(n, v, d)| {
+            (
+                "PUT",
+                "/api/settings/secrets",
+                object(vec![("name", n), ("value", v), ("description", d)]),
+            )
+        });
+    let mcp = (
+        prop::sample::select(vec!["POST", "PATCH", "DELETE"]),
+        mostly(mcp_server()),
+    )
+        .prop_map(|(method, body)| (method, "/api/settings/mcp/svc", body));
+    let profile = (
+        prop::option::of(mostly(llm())),
+        prop::option::of(mostly(any::<bool>().prop_map(Value::Bool))),
+    )
+        .prop_map(|(l, i)| {
+            (
+                "POST",
+                "/api/profiles/p",
+                object(vec![("llm", l), ("include_secrets", i)]),
+            )
+        });
+    let rename = mostly(text("[a-z.]{0,4}"))
+        .prop_map(|n| ("POST", "/api/profiles/p/rename", json!({ "new_name": n })));
+    let activate = Just(("POST", "/api/profiles/p/activate", json!({})));
+    prop_oneof![
+        3 => settings.boxed(),
+        2 => secret.boxed(),
+        2 => mcp.boxed(),
+        1 => profile.boxed(),
+        1 => rename.boxed(),
+        1 => activate.boxed(),
+    ]
+}
+
+/// Any body on any settings route: a 2xx or a 4xx with a JSON `detail`, never a 5xx.
+#[test]
+fn fuzzed_bodies_get_2xx_or_4xx_json() {
+    use proptest::prelude::*;
+    use tower::ServiceExt;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let router = runtime.block_on(async {
+        let config = oh_server::Config::under(dir.path());
+        oh_server::Server::bind(config).await.unwrap().router()
+    });
+    let config = proptest::test_runner::Config {
+        cases: 400,
+        failure_persistence: None,
+        ..Default::default()
+    };
+    let accepted = std::cell::Cell::new(0u32);
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    runner
+        .run(&near_settings_request(), |(method, path, body)| {
+            let request = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap();
+            let (status, bytes) = runtime.block_on(async {
+                let response = router.clone().oneshot(request).await.unwrap();
+                let status = response.status();
+                let bytes = http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                (status, bytes)
+            });
+            prop_assert!(
+                status.is_success() || status.is_client_error(),
+                "{method} {path} {body}: {status} {}",
+                String::from_utf8_lossy(&bytes)
+            );
+            let reply: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                TestCaseError::fail(format!("{method} {path} {body}: not JSON: {e}"))
+            })?;
+            if status.is_client_error() {
+                prop_assert!(reply.get("detail").is_some(), "{reply}");
+            } else {
+                accepted.set(accepted.get() + 1);
+            }
+            Ok(())
+        })
+        .unwrap();
+    // The inputs reach the stores, not only the shape checks.
+    assert!(accepted.get() >= 30, "only {} accepted", accepted.get());
+    // Whatever was stored still reads back.
+    let request = hyper::Request::get("/api/settings")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let status = runtime.block_on(async { router.oneshot(request).await.unwrap().status() });
+    assert_eq!(status, 200);
+}
