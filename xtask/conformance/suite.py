@@ -880,6 +880,7 @@ def secrets(g: Group) -> None:
         "profile_rename",
         "persist_across_restart",
         "delete_secret",
+        "acp_variant",
         "conversation_with_stored_llm",
         "stored_secret_reaches_shell_masked",
         "no_key_401",
@@ -1059,6 +1060,24 @@ def settings_store(g: Group) -> None:
         ensure(resp.status_code == 200 and resp.json() == {"deleted": True}, f"DELETE {resp.status_code} {short(resp.text)}")
         ensure(sorted(ws.get_secrets()) == ["MY_TOKEN"], "the secret is still listed")
         ensure(ws._get_secret_value("OTHER") is None, "the deleted secret has a value")
+
+    with g.check("acp_variant"):
+        with rest(server) as client:
+            acp = client.patch("/api/settings", json={"agent_settings_diff": {"agent_kind": "acp", "acp_server": "codex"}})
+            ensure(acp.status_code == 200, f"PATCH acp {acp.status_code} {short(acp.text)}")
+            agent_settings = acp.json()["agent_settings"]
+            ensure(agent_settings["acp_server"] == "codex" and "llm" not in agent_settings, f"acp settings {short(agent_settings)}")
+            refused = client.patch("/api/settings", json={"agent_settings_diff": {"llm": {"model": "x"}}})
+            ensure(refused.status_code == 422, f"an LLM on ACP settings: {refused.status_code}")
+        ensure(ws.get_mcp_config() == {}, "ACP settings have MCP servers")
+        try:
+            ws.get_llm()
+            ensure(False, "get_llm on ACP settings gave an LLM")
+        except ValueError:
+            pass
+        with rest(server) as client:
+            back = client.patch("/api/settings", json={"agent_settings_diff": {"agent_kind": "openhands"}})
+        ensure(back.status_code == 200 and back.json()["agent_settings"]["llm"]["model"] == "gpt-5.6", f"back {back.status_code}")
 
     llm = start_llm(g)
     events: list = []

@@ -246,15 +246,35 @@ impl Settings {
 
     /// Applies a patch of `agent_settings`: incoming secrets that are redacted keep the stored
     /// value, Fernet tokens of this server are decrypted.
+    ///
+    /// `agent_kind` picks the variant (`openhands`, `acp`); a change of variant starts from
+    /// the new variant's defaults. The ACP variant refuses unknown keys.
     pub(crate) fn patch_agent(
         &mut self,
         mut diff: Value,
         cipher: Option<&Cipher>,
     ) -> Result<(), ApiError> {
         accept_incoming_secrets(&mut diff, AGENT_SECRETS, cipher);
-        let mut merged = self.agent_settings.clone();
+        let current = agent_kind(&self.agent_settings);
+        let target = match diff.get("agent_kind") {
+            None | Some(Value::Null) => current.clone(),
+            Some(Value::String(kind)) => kind.clone(),
+            Some(_) => return Err(invalid()),
+        };
+        let default = variant_default(&target).ok_or_else(invalid)?;
+        let mut merged = if target == current {
+            self.agent_settings.clone()
+        } else {
+            default.clone()
+        };
         deep_merge(&mut merged, diff);
-        let mut conformed = conform(merged, &default_of("agent_settings")).ok_or_else(invalid)?;
+        if target == "acp"
+            && let (Value::Object(given), Value::Object(known)) = (&merged, &default)
+            && given.keys().any(|k| !known.contains_key(k))
+        {
+            return Err(invalid());
+        }
+        let mut conformed = conform(merged, &default).ok_or_else(invalid)?;
         normalize_mcp(&mut conformed).ok_or_else(invalid)?;
         self.agent_settings = conformed;
         Ok(())
@@ -302,6 +322,24 @@ impl Settings {
                     .and_then(Value::as_str)
             });
         kind == Some("acp")
+    }
+}
+
+/// The `agent_kind` of agent settings (`openhands` when absent).
+fn agent_kind(agent: &Value) -> String {
+    agent
+        .get("agent_kind")
+        .and_then(Value::as_str)
+        .unwrap_or("openhands")
+        .to_owned()
+}
+
+/// The defaults of an agent-settings variant.
+fn variant_default(kind: &str) -> Option<Value> {
+    match kind {
+        "openhands" => Some(default_of("agent_settings")),
+        "acp" => Some(default_of("acp_agent_settings")),
+        _ => None,
     }
 }
 
@@ -618,7 +656,8 @@ impl SettingsStore {
             |doc: &Value, key: &str| doc.get(key).and_then(Value::as_str).map(str::to_owned);
         let defaults = Settings::default();
         Ok(Settings {
-            agent_settings: conform(agent, &defaults.agent_settings)
+            agent_settings: variant_default(&agent_kind(&agent))
+                .and_then(|default| conform(agent, &default))
                 .unwrap_or(defaults.agent_settings),
             conversation_settings: doc
                 .get_mut("conversation_settings")
@@ -644,6 +683,7 @@ impl SettingsStore {
             *slot = Value::Null;
         }
         let doc = serde_json::json!({
+            "schema_version": 6,
             "agent_settings": agent,
             "conversation_settings": settings.conversation_settings,
             "misc_settings": settings.misc_settings,
@@ -881,6 +921,48 @@ mod tests {
                 .patch_agent(json!({"tool_concurrency_limit": "x"}), None)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn acp_variant() {
+        let mut settings = Settings::default();
+        settings
+            .patch_agent(
+                json!({"llm": {"model": "m"}, "mcp_config": {"a": {"command": "x"}}}),
+                None,
+            )
+            .unwrap();
+        settings
+            .patch_agent(json!({"agent_kind": "acp", "acp_server": "codex"}), None)
+            .unwrap();
+        assert_eq!(settings.agent_settings["acp_server"], "codex");
+        assert_eq!(settings.agent_settings["mcp_config"], json!({}));
+        assert!(settings.agent_settings.get("llm").is_none());
+        assert!(settings.is_acp(None) && !settings.llm_api_key_is_set());
+        assert!(
+            settings
+                .patch_agent(json!({"llm": {"model": "m"}}), None)
+                .is_err()
+        );
+        assert!(
+            settings
+                .patch_agent(json!({"acp_server": 5}), None)
+                .is_err()
+        );
+        assert!(
+            settings
+                .patch_agent(json!({"agent_kind": "nope"}), None)
+                .is_err()
+        );
+        assert!(
+            settings
+                .patch_agent(json!({"agent_kind": 5}), None)
+                .is_err()
+        );
+        settings
+            .patch_agent(json!({"agent_kind": "openhands"}), None)
+            .unwrap();
+        assert_eq!(settings.agent_settings["llm"], default_llm());
     }
 
     #[test]
