@@ -992,3 +992,32 @@ fn fuzzed_bodies_get_2xx_or_4xx_json() {
     let status = runtime.block_on(async { router.oneshot(request).await.unwrap().status() });
     assert_eq!(status, 200);
 }
+
+/// Concurrent upserts and patches: every acknowledged write is kept (one read-modify-write at
+/// a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_are_all_kept() {
+    let server = Arc::new(keyed_server().await);
+    let writes = (0..40).map(|i| {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            let reply = if i % 2 == 0 {
+                put_secret(
+                    &server,
+                    json!({"name": format!("S{i}"), "value": format!("v{i}")}),
+                )
+                .await
+            } else {
+                patch(&server, json!({"misc_settings_diff": {format!("k{i}"): i}})).await
+            };
+            assert_eq!(reply.status, 200, "{}", reply.text());
+        })
+    });
+    for write in futures::future::join_all(writes).await {
+        write.unwrap();
+    }
+    let secrets = server.get("/api/settings/secrets").await.json();
+    assert_eq!(secrets["secrets"].as_array().unwrap().len(), 20);
+    let misc = server.get("/api/settings").await.json()["misc_settings"].clone();
+    assert_eq!(misc.as_object().unwrap().len(), 20, "{misc}");
+}
