@@ -1021,3 +1021,54 @@ async fn concurrent_writes_are_all_kept() {
     let misc = server.get("/api/settings").await.json()["misc_settings"].clone();
     assert_eq!(misc.as_object().unwrap().len(), 20, "{misc}");
 }
+
+/// A key rotation: values saved under the old key read under the new one when the old is a
+/// previous key, and the next save writes them under the new key.
+#[tokio::test]
+async fn previous_secret_keys_read_old_values() {
+    let server = keyed_server().await;
+    assert_eq!(
+        put_secret(&server, json!({"name": "OLD", "value": "rotated-value"}))
+            .await
+            .status,
+        200
+    );
+    let dir = server.stop().await;
+    let file = dir.path().join(".openhands/secrets.json");
+    let before = std::fs::read_to_string(&file).unwrap();
+    log();
+    let server = TestServer::start_in(dir, Some("new-key"), |config| {
+        config.previous_secret_keys = vec![KEY.into()];
+    })
+    .await;
+    let headers = [("x-session-api-key", "new-key".to_owned())];
+    let reply = send(
+        Method::GET,
+        &server.url("/api/settings/secrets/OLD"),
+        &headers,
+        None,
+    )
+    .await;
+    assert_eq!(reply.text(), "rotated-value");
+    let body = bytes::Bytes::from(json!({"name": "NEW", "value": "v"}).to_string());
+    let reply = send(
+        Method::PUT,
+        &server.url("/api/settings/secrets"),
+        &headers,
+        Some(body),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let dir = server.stop().await;
+    assert_ne!(std::fs::read_to_string(&file).unwrap(), before);
+    // Now readable with the new key alone.
+    let server = TestServer::start_in(dir, Some("new-key"), |_| {}).await;
+    let reply = send(
+        Method::GET,
+        &server.url("/api/settings/secrets/OLD"),
+        &headers,
+        None,
+    )
+    .await;
+    assert_eq!(reply.text(), "rotated-value");
+}
