@@ -938,6 +938,7 @@ def settings_store(g: Group) -> None:
                 ("PATCH empty", client.patch("/api/settings", json={}), 400),
                 ("PATCH wrong type", client.patch("/api/settings", json={"agent_settings_diff": {"llm": {"model": 5}}}), 422),
                 ("PATCH not a dict", client.patch("/api/settings", json={"agent_settings_diff": 5}), 422),
+                ("PATCH null field", client.patch("/api/settings", json={"conversation_settings_diff": {"confirmation_mode": None}}), 422),
                 ("PUT bad name", client.put("/api/settings/secrets", json={"name": "1bad", "value": "v"}), 422),
                 ("PUT blank value", client.put("/api/settings/secrets", json={"name": "X", "value": "  "}), 422),
                 ("PUT redacted value", client.put("/api/settings/secrets", json={"name": "X", "value": "**********"}), 422),

@@ -281,7 +281,17 @@ impl Settings {
     }
 
     /// Applies a patch of `conversation_settings`.
+    /// A `null` for a top-level field is a value, not a removal (as the reference): refused
+    /// unless the field is nullable.
     pub(crate) fn patch_conversation(&mut self, diff: Value) -> Result<(), ApiError> {
+        let defaults = default_of("conversation_settings");
+        if let Value::Object(fields) = &diff
+            && fields.iter().any(|(key, value)| {
+                value.is_null() && defaults.get(key).is_some_and(|d| !d.is_null())
+            })
+        {
+            return Err(invalid());
+        }
         let mut merged = self.conversation_settings.clone();
         deep_merge(&mut merged, diff);
         self.conversation_settings =
