@@ -1120,6 +1120,265 @@ def session_socket(g: Group) -> None:
             ensure(code == 4004, f"close code {code}")
         else:
             raise AssertionError("the socket of an unknown conversation stayed open")
+# --------------------------------------------------------------------------- 7b. settings store
+
+
+@group(
+    "settings",
+    [
+        "patch_settings_masked",
+        "expose_header",
+        "put_secrets",
+        "bad_input_4xx",
+        "get_llm",
+        "get_secrets",
+        "get_mcp_config",
+        "get_secret_value",
+        "mcp_routes",
+        "profile_get_llm",
+        "profile_rename",
+        "persist_across_restart",
+        "delete_secret",
+        "acp_variant",
+        "conversation_with_stored_llm",
+        "stored_secret_reaches_shell_masked",
+        "no_key_401",
+    ],
+)
+def settings_store(g: Group) -> None:
+    """Example 13: settings and secrets written over REST, read back by the
+    SDK's RemoteWorkspace (get_llm, get_secrets, get_mcp_config)."""
+    server = start_server(g)
+    llm_key = "sk-conformance-llm-key"
+    token = "s3cr3t-token-value"
+    diff = {
+        "agent_settings_diff": {
+            "llm": {"model": "openai/conformance-model", "api_key": llm_key, "base_url": "http://127.0.0.1:9/v1"},
+            "mcp_config": {
+                "fetch": {"url": "http://127.0.0.1:9/mcp", "transport": "sse", "headers": {"Authorization": "Bearer mcp-tok"}},
+                "local": {"command": "uvx", "args": ["mcp-server-fetch"]},
+            },
+        }
+    }
+    with g.check("patch_settings_masked", fatal=True):
+        with rest(server) as client:
+            resp = client.patch("/api/settings", json=diff)
+        ensure(resp.status_code == 200, f"PATCH {resp.status_code} {short(resp.text)}")
+        body = resp.json()
+        ensure(llm_key not in resp.text, "the PATCH answer shows the LLM key")
+        ensure(body["agent_settings"]["llm"]["api_key"] == "**********", "the LLM key is not masked")
+        ensure(body["llm_api_key_is_set"] is True, "llm_api_key_is_set is not true")
+        ensure(body["agent_settings"]["llm"]["model"] == "openai/conformance-model", "model not saved")
+
+    with g.check("expose_header"):
+        with rest(server) as client:
+            masked = client.get("/api/settings")
+            plain = client.get("/api/settings", headers={"X-Expose-Secrets": "plaintext"})
+            encrypted = client.get("/api/settings", headers={"X-Expose-Secrets": "encrypted"})
+            bogus = client.get("/api/settings", headers={"X-Expose-Secrets": "please"})
+        ensure(masked.status_code == 200 and llm_key not in masked.text, "GET without the header shows the key")
+        headers = masked.json()["agent_settings"]["mcp_config"]["fetch"]["headers"]
+        ensure(headers == {"Authorization": "**********"}, f"MCP headers {headers}")
+        ensure(plain.json()["agent_settings"]["llm"]["api_key"] == llm_key, "plaintext does not show the key")
+        sealed = encrypted.json()["agent_settings"]["llm"]["api_key"]
+        ensure(sealed.startswith("gAAAAA") and llm_key not in encrypted.text, f"encrypted key {short(sealed)}")
+        ensure(bogus.status_code == 400 and "detail" in bogus.json(), f"bad header {bogus.status_code}")
+
+    with g.check("put_secrets", fatal=True):
+        with rest(server) as client:
+            one = client.put("/api/settings/secrets", json={"name": "MY_TOKEN", "value": token, "description": "a token"})
+            two = client.put("/api/settings/secrets", json={"name": "OTHER", "value": "other-value"})
+        ensure(one.status_code == 200 and one.json() == {"name": "MY_TOKEN", "description": "a token"}, f"PUT {one.status_code} {short(one.text)}")
+        ensure(two.status_code == 200 and two.json() == {"name": "OTHER", "description": None}, f"PUT {two.status_code} {short(two.text)}")
+
+    with g.check("bad_input_4xx"):
+        with rest(server) as client:
+            cases = [
+                ("PATCH empty", client.patch("/api/settings", json={}), 400),
+                ("PATCH wrong type", client.patch("/api/settings", json={"agent_settings_diff": {"llm": {"model": 5}}}), 422),
+                ("PATCH not a dict", client.patch("/api/settings", json={"agent_settings_diff": 5}), 422),
+                ("PATCH null field", client.patch("/api/settings", json={"conversation_settings_diff": {"confirmation_mode": None}}), 422),
+                ("PUT bad name", client.put("/api/settings/secrets", json={"name": "1bad", "value": "v"}), 422),
+                ("PUT blank value", client.put("/api/settings/secrets", json={"name": "X", "value": "  "}), 422),
+                ("PUT redacted value", client.put("/api/settings/secrets", json={"name": "X", "value": "**********"}), 422),
+                ("PUT no value", client.put("/api/settings/secrets", json={"name": "X"}), 422),
+                ("GET unknown", client.get("/api/settings/secrets/NOPE"), 404),
+                ("GET bad name", client.get("/api/settings/secrets/1bad"), 422),
+                ("DELETE unknown", client.delete("/api/settings/secrets/NOPE"), 404),
+                ("profile unknown", client.get("/api/profiles/nope"), 404),
+                ("profile bad name", client.get("/api/profiles/bad%20name"), 422),
+            ]
+        for label, resp, status in cases:
+            ensure(resp.status_code == status, f"{label}: {resp.status_code} {short(resp.text)}")
+            ensure("detail" in resp.json(), f"{label}: no detail")
+
+    ws = workspace(server)
+    with g.check("get_llm"):
+        got = ws.get_llm()
+        ensure(got.model == "openai/conformance-model", f"model {got.model}")
+        ensure(got.api_key is not None and got.api_key.get_secret_value() == llm_key, "api_key differs")
+        ensure(got.base_url == "http://127.0.0.1:9/v1", f"base_url {got.base_url}")
+        ensure(ws.get_llm(temperature=0.25).temperature == 0.25, "overrides are not applied")
+
+    with g.check("get_secrets"):
+        secrets = ws.get_secrets()
+        ensure(sorted(secrets) == ["MY_TOKEN", "OTHER"], f"names {sorted(secrets)}")
+        ensure(secrets["MY_TOKEN"].url == f"{server.url}/api/settings/secrets/MY_TOKEN", f"url {secrets['MY_TOKEN'].url}")
+        ensure(secrets["MY_TOKEN"].description == "a token", "description differs")
+        ensure(list(ws.get_secrets(names=["OTHER"])) == ["OTHER"], "the names filter")
+
+    with g.check("get_mcp_config"):
+        mcp = ws.get_mcp_config()
+        ensure(sorted(mcp) == ["fetch", "local"], f"servers {sorted(mcp)}")
+        ensure(mcp["fetch"].url == "http://127.0.0.1:9/mcp", f"url {mcp['fetch'].url}")
+        ensure(mcp["fetch"].headers["Authorization"].get_secret_value() == "Bearer mcp-tok", "MCP header differs")
+        ensure(mcp["local"].command == "uvx" and mcp["local"].args == ["mcp-server-fetch"], "stdio server differs")
+
+    with g.check("get_secret_value"):
+        ensure(ws._get_secret_value("MY_TOKEN") == token, "the secret value differs")
+        ensure(ws._get_secret_value("NOPE") is None, "an unknown secret has a value")
+        with rest(server) as client:
+            resp = client.get("/api/settings/secrets/MY_TOKEN")
+        ensure(resp.headers.get("content-type", "").startswith("text/plain"), f"content-type {resp.headers.get('content-type')}")
+
+    with g.check("mcp_routes"):
+        extra = {"url": "http://127.0.0.1:9/extra", "transport": "http", "headers": {"X-Key": "mcp-extra-key"}}
+        with rest(server) as client:
+            created = client.post("/api/settings/mcp/extra", json=extra)
+            ensure(created.status_code == 201, f"create {created.status_code} {short(created.text)}")
+            ensure("mcp-extra-key" not in created.text, "the create answer shows the header")
+            ensure(client.post("/api/settings/mcp/extra", json=extra).status_code == 409, "a second create")
+            ensure(client.post("/api/settings/mcp/bad", json={"transport": "stdio"}).status_code == 422, "a stdio server without command")
+            patched = client.patch("/api/settings/mcp/extra", json={"enabled": False, "headers": {"X-Key": None, "X-New": "n"}})
+            ensure(patched.status_code == 200, f"patch {patched.status_code} {short(patched.text)}")
+            ensure(client.patch("/api/settings/mcp/nope", json={"enabled": False}).status_code == 404, "patch of an unknown server")
+        mcp = ws.get_mcp_config()
+        ensure(mcp["extra"].enabled is False, "enabled not patched")
+        ensure(list(mcp["extra"].headers) == ["X-New"], f"headers {list(mcp['extra'].headers)}")
+        with rest(server) as client:
+            deleted = client.delete("/api/settings/mcp/extra")
+            ensure(deleted.status_code == 200, f"delete {deleted.status_code}")
+            ensure(client.delete("/api/settings/mcp/extra").status_code == 404, "a second delete")
+        ensure(sorted(ws.get_mcp_config()) == ["fetch", "local"], "the deleted server is still there")
+
+    with g.check("profile_get_llm"):
+        with rest(server) as client:
+            saved = client.post("/api/profiles/fast", json={"llm": {"model": "openai/fast-model", "api_key": "sk-fast"}})
+            ensure(saved.status_code == 201, f"save {saved.status_code} {short(saved.text)}")
+            listed = client.get("/api/profiles").json()
+            ensure([p["name"] for p in listed["profiles"]] == ["fast"], f"profiles {listed}")
+            ensure(listed["profiles"][0]["api_key_set"] is True, "api_key_set")
+            detail = client.get("/api/profiles/fast").json()
+            ensure(detail["config"]["api_key"] is None and detail["api_key_set"] is True, "profile key not hidden")
+        fast = ws.get_llm(profile_name="fast")
+        ensure(fast.model == "openai/fast-model" and fast.usage_id == "profile:fast", f"profile llm {fast.model} {fast.usage_id}")
+        ensure(fast.api_key is not None and fast.api_key.get_secret_value() == "sk-fast", "profile key differs")
+        try:
+            ws.get_llm(profile_name="missing")
+            ensure(False, "an unknown profile gave an LLM")
+        except FileNotFoundError:
+            pass
+        with rest(server) as client:
+            act = client.post("/api/profiles/fast/activate")
+        ensure(act.status_code == 200 and act.json()["llm_applied"] is True, f"activate {act.status_code} {short(act.text)}")
+        active = ws.get_llm()
+        ensure(active.model == "openai/fast-model" and active.usage_id == "profile:fast", f"active {active.model} {active.usage_id}")
+        with rest(server) as client:
+            back = client.patch("/api/settings", json={"active_profile": None, "agent_settings_diff": diff["agent_settings_diff"]})
+        ensure(back.status_code == 200 and back.json()["active_profile"] is None, f"clear {back.status_code}")
+
+    with g.check("profile_rename"):
+        with rest(server) as client:
+            client.post("/api/profiles/slow", json={"llm": {"model": "openai/slow-model"}})
+            client.post("/api/profiles/slow/activate")
+            renamed = client.post("/api/profiles/slow/rename", json={"new_name": "slower"})
+            ensure(renamed.status_code == 200 and renamed.json()["name"] == "slower", f"rename {renamed.status_code} {short(renamed.text)}")
+            ensure(client.get("/api/settings").json()["active_profile"] == "slower", "active_profile not renamed")
+            ensure(client.post("/api/profiles/fast/rename", json={"new_name": "slower"}).status_code == 409, "rename onto a profile")
+            ensure(client.post("/api/profiles/gone/rename", json={"new_name": "x"}).status_code == 404, "rename of nothing")
+            ensure(client.post("/api/profiles/fast/rename", json={"new_name": "bad name"}).status_code == 422, "a bad new name")
+        ensure(ws.get_llm().usage_id == "profile:slower", "get_llm after the rename")
+        with rest(server) as client:
+            ensure(client.delete("/api/profiles/slower").status_code == 200, "delete")
+            back = client.patch("/api/settings", json={"agent_settings_diff": diff["agent_settings_diff"]})
+            ensure(back.json()["active_profile"] is None, "the deleted profile stays active")
+
+    with g.check("persist_across_restart", fatal=True):
+        server.stop()
+        server.start()
+        again = workspace(server)
+        got = again.get_llm()
+        ensure(got.model == "openai/conformance-model", f"model {got.model}")
+        ensure(got.api_key is not None and got.api_key.get_secret_value() == llm_key, "api_key lost")
+        ensure(sorted(again.get_secrets()) == ["MY_TOKEN", "OTHER"], "secrets lost")
+        ensure(again._get_secret_value("MY_TOKEN") == token, "secret value lost")
+        ensure(again.get_llm(profile_name="fast").model == "openai/fast-model", "profile lost")
+
+    with g.check("delete_secret"):
+        with rest(server) as client:
+            resp = client.delete("/api/settings/secrets/OTHER")
+        ensure(resp.status_code == 200 and resp.json() == {"deleted": True}, f"DELETE {resp.status_code} {short(resp.text)}")
+        ensure(sorted(ws.get_secrets()) == ["MY_TOKEN"], "the secret is still listed")
+        ensure(ws._get_secret_value("OTHER") is None, "the deleted secret has a value")
+
+    with g.check("acp_variant"):
+        with rest(server) as client:
+            acp = client.patch("/api/settings", json={"agent_settings_diff": {"agent_kind": "acp", "acp_server": "codex"}})
+            ensure(acp.status_code == 200, f"PATCH acp {acp.status_code} {short(acp.text)}")
+            agent_settings = acp.json()["agent_settings"]
+            ensure(agent_settings["acp_server"] == "codex" and "llm" not in agent_settings, f"acp settings {short(agent_settings)}")
+            refused = client.patch("/api/settings", json={"agent_settings_diff": {"llm": {"model": "x"}}})
+            ensure(refused.status_code == 422, f"an LLM on ACP settings: {refused.status_code}")
+        ensure(ws.get_mcp_config() == {}, "ACP settings have MCP servers")
+        try:
+            ws.get_llm()
+            ensure(False, "get_llm on ACP settings gave an LLM")
+        except ValueError:
+            pass
+        with rest(server) as client:
+            back = client.patch("/api/settings", json={"agent_settings_diff": {"agent_kind": "openhands"}})
+        ensure(back.status_code == 200 and back.json()["agent_settings"]["llm"]["model"] == "gpt-5.6", f"back {back.status_code}")
+
+    llm = start_llm(g)
+    events: list = []
+    llm.script(
+        terminal('printf %s "$MY_TOKEN" | sha256sum; echo "token=$MY_TOKEN"'),
+        finish("done with the token"),
+    )
+    with g.check("conversation_with_stored_llm", fatal=True):
+        stored = {"model": "openai/scripted", "base_url": llm.base_url, "api_key": llm_key, "num_retries": 0}
+        with rest(server) as client:
+            resp = client.patch("/api/settings", json={"agent_settings_diff": {"llm": stored}})
+        ensure(resp.status_code == 200, f"PATCH {resp.status_code} {short(resp.text)}")
+        agent = Agent(llm=ws.get_llm(usage_id="agent"), tools=get_default_tools(enable_browser=False))
+        conversation = Conversation(
+            agent=agent, workspace=ws, secrets=ws.get_secrets(), callbacks=[events.append], visualizer=None
+        )
+        g.defer(conversation.close)
+        conversation.send_message("Use the token.")
+        conversation.run(timeout=RUN_TIMEOUT)
+        status = conversation.state.execution_status
+        ensure(status == Status.FINISHED, f"status {status}")
+        ensure(llm.authorizations and all(a == f"Bearer {llm_key}" for a in llm.authorizations),
+               f"{len(llm.authorizations)} LLM requests, not all with the stored key")
+
+    with g.check("stored_secret_reaches_shell_masked"):
+        outputs = [observation_text(e) for e in events if isinstance(e, ObservationEvent) and e.tool_name == "terminal"]
+        ensure(len(outputs) == 1, f"{len(outputs)} terminal observations")
+        ensure(hashlib.sha256(token.encode()).hexdigest() in outputs[0], f"the shell did not get the value: {short(outputs[0])}")
+        ensure(token not in outputs[0] and "token=<secret-hidden>" in outputs[0], f"observation {short(outputs[0])}")
+        ensure(all(token not in str(r) for r in llm.requests), "an LLM request holds the value")
+
+    with g.check("no_key_401"):
+        with rest(server, api_key=None) as client:
+            for method, path in (("GET", "/api/settings"), ("GET", "/api/settings/secrets"), ("GET", "/api/settings/secrets/MY_TOKEN"), ("GET", "/api/profiles")):
+                resp = client.request(method, path)
+                ensure(resp.status_code == 401, f"{method} {path} without the key: {resp.status_code}")
+        try:
+            workspace(server, api_key=None).get_llm()
+            ensure(False, "get_llm without the key succeeded")
+        except httpx.HTTPStatusError as exc:
+            ensure(exc.response.status_code == 401, f"status {exc.response.status_code}")
 
 
 # --------------------------------------------------------------------------- 8. restart and resume

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) bash: crate::bash::BashService,
     /// Bash services of conversations (runtime-scoped routes).
     pub(crate) scoped_bash: crate::runtime::ScopedBash,
+    /// The settings, custom secrets and LLM profiles (`/api/settings`, `/api/profiles`).
+    pub(crate) settings: crate::settings_store::SettingsStore,
     /// Server-wide WebSocket counters (pending auth, bash subscribers).
     pub(crate) sockets: crate::sockets::SocketLimits,
     pub(crate) ready: AtomicBool,
@@ -165,6 +167,7 @@ pub(crate) fn build_state(
         ))
     })?;
     crate::upload_journal::recover(&config.upload_journal_dir);
+    let settings = crate::settings_store::SettingsStore::for_config(&config);
     let state = AppState(Arc::new(Shared {
         keys: ApiKeys::new(&config.session_api_keys),
         cors: CorsPolicy::new(
@@ -175,6 +178,7 @@ pub(crate) fn build_state(
         conversations,
         bash,
         scoped_bash: crate::runtime::ScopedBash::default(),
+        settings,
         sockets: crate::sockets::SocketLimits::default(),
         ready: AtomicBool::new(false),
         shutdown: tokio::sync::watch::Sender::new(false),
@@ -339,6 +343,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::files::router())
         .merge(crate::git::router())
         .merge(crate::runtime::router(&state))
+        .merge(crate::settings::router())
         .merge(crate::extended::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

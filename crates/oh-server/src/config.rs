@@ -58,6 +58,9 @@ pub struct Config {
     /// upload ends; entries left by a crash are cleaned up (temporary file included) at
     /// start. `OH_UPLOAD_JOURNAL_DIR` / `upload_journal_dir`; not in the reference.
     pub upload_journal_dir: PathBuf,
+    /// Where the settings, custom secrets and LLM profiles are kept (`OH_PERSISTENCE_DIR`);
+    /// `None`: `.openhands` beside `conversations_path`, as the reference.
+    pub persistence_dir: Option<PathBuf>,
     /// Extra CORS origins.
     pub allow_cors_origins: Vec<String>,
     /// Extra CORS origin pattern.
@@ -113,6 +116,7 @@ impl Default for Config {
             workspace_path: PathBuf::from("workspace/project"),
             bash_events_dir: PathBuf::from("workspace/bash_events"),
             upload_journal_dir: PathBuf::from("workspace/upload_journal"),
+            persistence_dir: None,
             allow_cors_origins: Vec::new(),
             allow_cors_origin_regex: None,
             max_concurrent_runs: 10,
@@ -226,6 +230,10 @@ impl Config {
                 *slot = PathBuf::from(value);
             }
         }
+        config.persistence_dir = env
+            .get("OH_PERSISTENCE_DIR")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
         if let Some(origins) = env.list("OH_ALLOW_CORS_ORIGINS")? {
             config.allow_cors_origins = origins;
         } else if let Some(value) = file.get("allow_cors_origins") {

@@ -9,6 +9,7 @@
 //! `listener` (accept loop, connection cap and timeouts, bounded drain),
 //! `auth` and `cors` (middleware), `conversations` and `events` (REST), `sockets` (WebSocket
 //! stream; `ws` its upgrade and limits), `bash`, `files`, `git` (workspace routes), `crypto` (secrets at rest),
+//! `settings` and `settings_store` (`/api/settings`, its secrets store, `/api/profiles`),
 //! `init` (deferred init: a dormant server and `/api/init`).
 
 pub mod config;
@@ -31,6 +32,8 @@ mod listener;
 mod runtime;
 mod server_details;
 mod service;
+mod settings;
+mod settings_store;
 mod sockets;
 mod upload_journal;
 mod ws;

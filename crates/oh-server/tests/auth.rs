@@ -72,6 +72,21 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/conversations/{id}/git/changes?path=/tmp"),
     ("GET", "/api/conversations/{id}/git/diff?path=/tmp/x"),
     ("GET", "/api/conversations/{id}/vscode/url"),
+    ("GET", "/api/settings"),
+    ("PATCH", "/api/settings"),
+    ("GET", "/api/settings/secrets"),
+    ("PUT", "/api/settings/secrets"),
+    ("GET", "/api/settings/secrets/X"),
+    ("DELETE", "/api/settings/secrets/X"),
+    ("GET", "/api/profiles"),
+    ("GET", "/api/profiles/x"),
+    ("POST", "/api/profiles/x"),
+    ("DELETE", "/api/profiles/x"),
+    ("POST", "/api/profiles/x/activate"),
+    ("POST", "/api/profiles/x/rename"),
+    ("POST", "/api/settings/mcp/x"),
+    ("PATCH", "/api/settings/mcp/x"),
+    ("DELETE", "/api/settings/mcp/x"),
 ];
 
 fn routes() -> Vec<(Method, String)> {
