@@ -179,7 +179,14 @@ impl Replay {
     }
 }
 
-async fn events_socket(State(state): State<AppState>, req: Request) -> Response {
+/// Upgrades a request for a conversation's socket (`{conversation_id}` in the path) and
+/// runs `serve(state, socket, id, authenticated, query)` on it; a malformed id or a wrong
+/// key in the handshake is 403.
+async fn conversation_socket<F, Fut>(state: AppState, req: Request, serve: F) -> Response
+where
+    F: FnOnce(AppState, Socket, uuid::Uuid, bool, Query) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let (mut parts, _) = req.into_parts();
     let Ok(raw) = path_param(&mut parts, &state, "conversation_id").await else {
         return StatusCode::FORBIDDEN.into_response();
@@ -200,6 +207,10 @@ async fn events_socket(State(state): State<AppState>, req: Request) -> Response 
     })
 }
 
+async fn events_socket(State(state): State<AppState>, req: Request) -> Response {
+    conversation_socket(state, req, serve).await
+}
+
 /// `/sockets/session/{conversation_id}[?after_seq=N]`: the ordered session socket of the
 /// reference (`session_protocol.py`). Authenticated like the event socket; then a `sync`
 /// frame (`from_seq`: the client's `after_seq`, `through_seq`: the last event on disk), the
@@ -210,24 +221,7 @@ async fn events_socket(State(state): State<AppState>, req: Request) -> Response 
 /// messages to the conversation (each starts a run), as on the event socket; a bad one gets
 /// an `error` frame.
 async fn session_socket(State(state): State<AppState>, req: Request) -> Response {
-    let (mut parts, _) = req.into_parts();
-    let Ok(raw) = path_param(&mut parts, &state, "conversation_id").await else {
-        return StatusCode::FORBIDDEN.into_response();
-    };
-    let Some(id) = parse_uuid(&raw) else {
-        return StatusCode::FORBIDDEN.into_response();
-    };
-    let query = Query::from_request_parts(&mut parts, &state)
-        .await
-        .unwrap_or_default();
-    let authenticated = match handshake_auth(&state, &query, &parts.headers) {
-        Ok(authenticated) => authenticated,
-        Err(status) => return status.into_response(),
-    };
-    let served = state.clone();
-    upgrade(&state, &mut parts, authenticated, move |socket| {
-        serve_session(served, socket, id, authenticated, query)
-    })
+    conversation_socket(state, req, serve_session).await
 }
 
 /// A `durable` frame: `{"type":"durable","seq":N,"event":{…}}`.
