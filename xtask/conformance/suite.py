@@ -1381,6 +1381,32 @@ def settings_store(g: Group) -> None:
             ensure(exc.response.status_code == 401, f"status {exc.response.status_code}")
 
 
+@group("runtime_info", ["get_runtime", "reprovision", "unknown_404"])
+def runtime_info(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    s = Session(g, server, llm)
+    expected = {"runtime_status": "available", "can_resume": True}
+
+    with g.check("get_runtime"):
+        with rest(server) as client:
+            resp = client.get(f"/api/conversations/{s.conversation.id}/runtime")
+        ensure(resp.status_code == 200, f"status {resp.status_code}: {short(resp.text)}")
+        body = resp.json()
+        ensure({k: body.get(k) for k in expected} == expected and body.get("runtime_error") is None, f"body {body}")
+
+    with g.check("reprovision"):
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{s.conversation.id}/runtime/reprovision")
+        ensure(resp.status_code == 200 and {k: resp.json().get(k) for k in expected} == expected, f"{resp.status_code}: {short(resp.text)}")
+
+    with g.check("unknown_404"):
+        with rest(server) as client:
+            got = client.get(f"/api/conversations/{uuid.uuid4()}/runtime").status_code
+            posted = client.post(f"/api/conversations/{uuid.uuid4()}/runtime/reprovision").status_code
+        ensure((got, posted) == (404, 404), f"GET {got}, POST {posted}")
+
+
 # --------------------------------------------------------------------------- 8. restart and resume
 
 

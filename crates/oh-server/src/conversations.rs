@@ -69,6 +69,14 @@ pub(crate) fn router() -> Router<AppState> {
             post(ask_agent),
         )
         .route("/api/conversations/{conversation_id}/fork", post(fork))
+        .route(
+            "/api/conversations/{conversation_id}/runtime",
+            get(runtime_info),
+        )
+        .route(
+            "/api/conversations/{conversation_id}/runtime/reprovision",
+            post(runtime_info),
+        )
 }
 
 impl From<ServiceError> for ApiError {
@@ -710,6 +718,23 @@ async fn ask_agent(
             other => agent_error(other),
         })?;
     Ok(ok(&oh_protocol::api::AskAgentResponse { response }))
+}
+
+/// `GET …/runtime` and `POST …/runtime/reprovision`: a conversation of this server always
+/// has its in-process runtime (`available`, resumable); there is nothing to provision.
+async fn runtime_info(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+) -> ApiResult<Response> {
+    let known = off_workers(&state, move |state| Ok(state.conversations.exists(id))).await?;
+    if !known {
+        return Err(ApiError::not_found());
+    }
+    Ok(ok(&serde_json::json!({
+        "runtime_status": oh_protocol::api::ConversationRuntimeStatus::Available,
+        "can_resume": true,
+        "runtime_error": null,
+    })))
 }
 
 /// `POST …/fork`: 201 with the fork's info; 404 unknown source or `from_event_id`, 409 an

@@ -69,11 +69,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
         &["POST"],
     ),
     ("/api/conversations/{conversation_id}/navigate", &["POST"]),
-    ("/api/conversations/{conversation_id}/runtime", &["GET"]),
-    (
-        "/api/conversations/{conversation_id}/runtime/reprovision",
-        &["POST"],
-    ),
     (
         "/api/conversations/{conversation_id}/switch_acp_model",
         &["POST"],

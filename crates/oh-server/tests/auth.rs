@@ -72,6 +72,8 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/conversations/{id}/git/changes?path=/tmp"),
     ("GET", "/api/conversations/{id}/git/diff?path=/tmp/x"),
     ("GET", "/api/conversations/{id}/vscode/url"),
+    ("GET", "/api/conversations/{id}/runtime"),
+    ("POST", "/api/conversations/{id}/runtime/reprovision"),
     ("GET", "/api/settings"),
     ("PATCH", "/api/settings"),
     ("GET", "/api/settings/secrets"),

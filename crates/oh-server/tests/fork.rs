@@ -1,5 +1,5 @@
 //! `POST /api/conversations/{id}/fork`: a copy of the events (all, or up to an event), the
-//! agent with its key and the secrets, in `idle`, that runs on its own.
+//! agent with its key and the secrets, in `idle`, that runs on its own; and `…/runtime`.
 
 mod common;
 
@@ -112,4 +112,32 @@ async fn a_fork_copies_the_history_and_runs_on_its_own() {
         )
         .await;
     assert_eq!(unknown.status, 404);
+}
+
+#[tokio::test]
+async fn the_runtime_of_a_conversation_is_always_available() {
+    let server = TestServer::with_key("runtime-key").await;
+    let id = server.idle_conversation().await;
+    let expected =
+        json!({"runtime_status": "available", "can_resume": true, "runtime_error": null});
+    let got = server
+        .get(&format!("/api/conversations/{id}/runtime"))
+        .await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json(), expected);
+    let reprovisioned = server
+        .post(
+            &format!("/api/conversations/{id}/runtime/reprovision"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(reprovisioned.json(), expected);
+    let unknown = server
+        .get(&format!(
+            "/api/conversations/{}/runtime",
+            uuid::Uuid::new_v4()
+        ))
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.json()["detail"].is_string());
 }
