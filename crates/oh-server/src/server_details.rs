@@ -80,7 +80,12 @@ pub(crate) fn info(activity: &Activity) -> Response {
         runtime_idle_timeout_seconds: None,
         conversation_runtime: Some("local".into()),
         available_conversation_runtimes: vec!["local".into()],
-        capabilities: vec!["idempotent_conversation_create_v1".into()],
+        // Only what this server really does: the runtime-scoped routes (and `…/runtime`),
+        // and idempotent creates.
+        capabilities: vec![
+            "conversation_runtime_routes_v1".into(),
+            "idempotent_conversation_create_v1".into(),
+        ],
         app_backend_ingress_url: None,
         max_foreground_terminal_timeout_seconds: None,
         docs: None,
