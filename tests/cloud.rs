@@ -230,20 +230,11 @@ async fn a_cloud_sandbox_runs_a_conversation_with_the_users_llm_and_secret() {
 
 /// Everything the containers of a server instance wrote to stdout and stderr.
 async fn container_logs(instance: &str) -> String {
-    use bollard::query_parameters::{ListContainersOptions, LogsOptions};
+    use bollard::query_parameters::LogsOptions;
     use futures::StreamExt;
     let docker = oh_workspace_docker::connect().await.unwrap();
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(std::collections::HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{}={instance}", oh_sandbox_server::SERVER_LABEL)],
-        )])),
-        ..ListContainersOptions::default()
-    };
     let mut text = String::new();
-    for container in docker.list_containers(Some(options)).await.unwrap() {
-        let id = container.id.unwrap();
+    for id in server::labelled(&docker, instance).await.unwrap() {
         let mut stream = docker.logs(
             &id,
             Some(LogsOptions {
@@ -442,18 +433,9 @@ async fn failures_are_typed_errors_and_leave_nothing_running() {
 
 /// Removes every container of a server instance behind its back.
 async fn remove_containers(instance: &str) {
-    use bollard::query_parameters::ListContainersOptions;
     let docker = oh_workspace_docker::connect().await.unwrap();
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(std::collections::HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{}={instance}", oh_sandbox_server::SERVER_LABEL)],
-        )])),
-        ..ListContainersOptions::default()
-    };
-    for container in docker.list_containers(Some(options)).await.unwrap() {
-        oh_workspace_docker::force_remove(&docker, &container.id.unwrap())
+    for id in server::labelled(&docker, instance).await.unwrap() {
+        oh_workspace_docker::force_remove(&docker, &id)
             .await
             .unwrap();
     }

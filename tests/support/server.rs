@@ -96,6 +96,14 @@ impl Server {
 /// Containers carrying the label of the server `instance` (any state).
 pub(crate) async fn containers_of(instance: &str) -> usize {
     let docker = oh_workspace_docker::connect().await.unwrap();
+    labelled(&docker, instance).await.unwrap().len()
+}
+
+/// Ids of the containers (any state) carrying the label of the server `instance`.
+pub(crate) async fn labelled(
+    docker: &bollard::Docker,
+    instance: &str,
+) -> Result<Vec<String>, bollard::errors::Error> {
     let options = ListContainersOptions {
         all: true,
         filters: Some(HashMap::from([(
@@ -104,7 +112,12 @@ pub(crate) async fn containers_of(instance: &str) -> usize {
         )])),
         ..ListContainersOptions::default()
     };
-    docker.list_containers(Some(options)).await.unwrap().len()
+    Ok(docker
+        .list_containers(Some(options))
+        .await?
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect())
 }
 
 /// A test that panicked never stopped its server: remove what carries its label, so a
@@ -114,24 +127,13 @@ impl Drop for Server {
         if self.stop.is_none() {
             return;
         }
-        let label = format!("{SERVER_LABEL}={}", self.instance);
+        let instance = self.instance.clone();
         oh_client::block_on_own_thread(async move {
             let Ok(docker) = oh_workspace_docker::connect().await else {
                 return;
             };
-            let options = ListContainersOptions {
-                all: true,
-                filters: Some(HashMap::from([("label".to_owned(), vec![label])])),
-                ..ListContainersOptions::default()
-            };
-            for c in docker
-                .list_containers(Some(options))
-                .await
-                .unwrap_or_default()
-            {
-                if let Some(id) = c.id {
-                    let _ = oh_workspace_docker::force_remove(&docker, &id).await;
-                }
+            for id in labelled(&docker, &instance).await.unwrap_or_default() {
+                let _ = oh_workspace_docker::force_remove(&docker, &id).await;
             }
         });
     }
