@@ -222,14 +222,37 @@ pub async fn force_remove(docker: &Docker, id: &str) -> Result<()> {
     };
     match docker.remove_container(id, Some(options)).await {
         Ok(()) => Ok(()),
-        // Already gone (or being removed): nothing leaks.
+        // Already gone: nothing leaks.
         Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404 | 409,
-            ..
+            status_code: 404, ..
         }) => Ok(()),
+        // Another caller is removing it: done once it is gone, so that "removed" means gone
+        // for every caller (a listing right after must not show it).
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => {
+            let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+            loop {
+                match docker.inspect_container(id, None).await {
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                    Ok(_) if tokio::time::Instant::now() >= deadline => {
+                        tracing::warn!(id, "a concurrent removal did not finish in time");
+                        return Ok(());
+                    }
+                    Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                }
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
+
+/// How long [`force_remove`] waits for a removal another caller started.
+const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Containers of this process still running, for the opt-in Ctrl-C handler.
 fn live() -> &'static Mutex<BTreeMap<String, ()>> {
