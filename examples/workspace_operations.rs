@@ -3,8 +3,9 @@
 //! up. In between, the agent edits a file of that repository, and git shows what it changed.
 //!
 //! The server is the one at `AGENT_SERVER_URL` (with `AGENT_SERVER_API_KEY` if it needs a
-//! key, and `AGENT_SERVER_WORKING_DIR`, default `workspace/project`), or else an agent
-//! server started in this process.
+//! key, and `AGENT_SERVER_WORKING_DIR`, an absolute directory on the server, default
+//! `/tmp/openhands-examples/workspace_operations`), or else an agent server started in this
+//! process.
 //!
 //! Needs `LLM_API_KEY` for the agent's part (optionally `LLM_MODEL`, default
 //! `anthropic/claude-sonnet-4-5`, and `LLM_BASE_URL`); without it the edit is made with a
@@ -22,6 +23,10 @@ mod common;
 use std::time::Duration;
 
 use openhands::prelude::*;
+
+/// The working directory on a server given by `AGENT_SERVER_URL`: the server's file routes
+/// take absolute paths only, so the client's relative default would not do.
+const SERVER_WORKING_DIR: &str = "/tmp/openhands-examples/workspace_operations";
 
 /// The repository the example creates in the working directory (replaced if present).
 const REPO: &str = "demo-repo";
@@ -43,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
                     std::env::var("AGENT_SERVER_WORKING_DIR")
                         .ok()
                         .filter(|dir| !dir.is_empty())
-                        .unwrap_or_else(|| openhands::client::DEFAULT_WORKING_DIR.to_owned()),
+                        .unwrap_or_else(|| SERVER_WORKING_DIR.to_owned()),
                 )
                 .build()?;
             println!("Using the agent server at {}", workspace.host());

@@ -45,7 +45,9 @@ impl From<bollard::errors::Error> for BackendError {
 impl From<oh_workspace_docker::Error> for BackendError {
     fn from(error: oh_workspace_docker::Error) -> Self {
         match error {
-            oh_workspace_docker::Error::DaemonUnreachable(m) => Self::Unavailable(m),
+            oh_workspace_docker::Error::DaemonUnreachable(cause) => {
+                Self::Unavailable(format!("the Docker Engine is not reachable: {cause}"))
+            }
             oh_workspace_docker::Error::Docker(e) => e.into(),
             other => Self::Other(other.to_string()),
         }

@@ -73,13 +73,12 @@ const LOG_TAIL: &str = "60";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The Docker Engine did not answer.
-    #[error(
-        "the Docker Engine is not reachable ({0}); is the daemon running and its socket readable?"
-    )]
-    DaemonUnreachable(String),
-    /// The image is not in the local image store.
-    #[error("image {image} is not available locally (build it with `cargo xtask image`)")]
+    /// The Docker Engine did not answer (the cause: connecting, agreeing on an API version or
+    /// the ping).
+    #[error("the Docker Engine is not reachable; is the daemon running and its socket readable?")]
+    DaemonUnreachable(#[source] bollard::errors::Error),
+    /// The image is not in the local image store (nothing is pulled).
+    #[error("image {image} is not in the local image store{}", image_hint(image))]
     ImageMissing {
         /// The image asked for.
         image: String,
@@ -123,6 +122,18 @@ pub enum Error {
     Client(#[from] oh_client::Error),
 }
 
+/// How to get a missing image: the default one is built from a checkout of this project,
+/// any other comes from wherever its user builds or pulls it.
+fn image_hint(image: &str) -> String {
+    if image == DEFAULT_IMAGE {
+        " (build it from a checkout of openhands-rs with `cargo xtask image`, or choose \
+         another with `DockerWorkspace::builder().image(...)`)"
+            .to_owned()
+    } else {
+        " (pull or build it first; the Docker workspace never pulls)".to_owned()
+    }
+}
+
 // Not `#[from]`: that would make the Engine's error both the message and its source, and
 // error chains would print it twice.
 impl From<bollard::errors::Error> for Error {
@@ -137,16 +148,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Connects to the local Engine (`DOCKER_HOST` or the default socket) and agrees on an API
 /// version both sides speak.
 pub async fn connect() -> Result<Docker> {
-    let docker = Docker::connect_with_local_defaults()
-        .map_err(|e| Error::DaemonUnreachable(e.to_string()))?;
+    let docker = Docker::connect_with_local_defaults().map_err(Error::DaemonUnreachable)?;
     let docker = docker
         .negotiate_version()
         .await
-        .map_err(|e| Error::DaemonUnreachable(e.to_string()))?;
-    docker
-        .ping()
-        .await
-        .map_err(|e| Error::DaemonUnreachable(e.to_string()))?;
+        .map_err(Error::DaemonUnreachable)?;
+    docker.ping().await.map_err(Error::DaemonUnreachable)?;
     Ok(docker)
 }
 

@@ -27,6 +27,12 @@ pub enum Error {
     #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
     #[error(transparent)]
     Server(#[from] oh_server::ServerError),
+    /// A Docker workspace could not be started or used (its agent server's own failures are
+    /// [`Error::Client`] or [`Error::Run`], as for every remote workspace).
+    #[cfg(feature = "docker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+    #[error(transparent)]
+    Docker(oh_workspace_docker::Error),
     /// A sandbox from a runtime API could not be started or used.
     #[cfg(feature = "api")]
     #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
@@ -105,6 +111,16 @@ impl From<oh_client::Error> for Error {
                 detail,
             },
             other => Self::Client(other),
+        }
+    }
+}
+
+#[cfg(feature = "docker")]
+impl From<oh_workspace_docker::Error> for Error {
+    fn from(error: oh_workspace_docker::Error) -> Self {
+        match error {
+            oh_workspace_docker::Error::Client(client) => client.into(),
+            other => Self::Docker(other),
         }
     }
 }

@@ -87,6 +87,47 @@ server.shutdown().await?;
 ```
 "#
 )]
+#![cfg_attr(
+    all(feature = "docker", feature = "api", feature = "cloud"),
+    doc = r#"
+# Containers and sandboxes
+
+A Docker container, a sandbox from a runtime API and an OpenHands Cloud sandbox each start an
+agent server and hand it over as a [`Workspace`]; their errors convert into [`Error`], so `?`
+works on every call. The container or sandbox is removed when its handle is dropped (or
+closed), unless asked to keep it.
+
+```no_run
+use openhands::prelude::*;
+
+async fn hello(workspace: Workspace) -> openhands::Result<()> {
+    let result = workspace
+        .execute_command("echo hello", None, std::time::Duration::from_secs(10))
+        .await?;
+    println!("{}", result.stdout);
+    Ok(())
+}
+
+# async fn demo() -> openhands::Result<()> {
+// A container of the agent-server image on this machine.
+let docker = DockerWorkspace::builder().start().await?;
+hello(Workspace::from(&docker)).await?;
+
+// A sandbox from a runtime API (e.g. `openhands-sandbox-server`).
+let api = ApiRemoteWorkspace::builder("http://127.0.0.1:8600", "runtime-key", "openhands-agent-server:latest")
+    .start()
+    .await?;
+hello(Workspace::from(&api)).await?;
+
+// An OpenHands Cloud sandbox.
+let cloud = OpenHandsCloudWorkspace::builder("https://app.all-hands.dev", "cloud-key")
+    .start()
+    .await?;
+hello(Workspace::from(&cloud)).await?;
+# Ok(()) }
+```
+"#
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Wire types shared with the Python agent server: events, messages, actions, observations and
