@@ -696,8 +696,10 @@ impl RemoteConversation {
             .push(Arc::new(callback));
     }
 
-    /// Sends a user message without starting a run (`POST …/events`).
-    pub async fn send_message(&self, message: Message) -> Result<()> {
+    /// Sends a message without starting a run (`POST …/events`): a [`Message`], or text for
+    /// a user message.
+    pub async fn send_message(&self, message: impl Into<Message>) -> Result<()> {
+        let message = message.into();
         let request = SendMessageRequest {
             role: message.role,
             content: message.content,

@@ -237,6 +237,20 @@ impl Message {
     }
 }
 
+/// A user message with one text part, as Python's `send_message("...")` sends a string.
+impl From<&str> for Message {
+    fn from(text: &str) -> Self {
+        Self::user(text)
+    }
+}
+
+/// A user message with one text part, as Python's `send_message("...")` sends a string.
+impl From<String> for Message {
+    fn from(text: String) -> Self {
+        Self::user(text)
+    }
+}
+
 /// Accepts a list of parts, a plain string (one text part) or `null` (no parts).
 pub(crate) fn content_list<'de, D: serde::Deserializer<'de>>(
     deserializer: D,

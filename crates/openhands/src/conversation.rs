@@ -347,8 +347,10 @@ impl Conversation {
         }
     }
 
-    /// Sends a user message without starting a run.
-    pub async fn send_message(&self, message: Message) -> Result<()> {
+    /// Sends a message without starting a run: a [`Message`], or text for a user message
+    /// (`send_message("Fix the tests")`, as in Python).
+    pub async fn send_message(&self, message: impl Into<Message>) -> Result<()> {
+        let message = message.into();
         match self {
             #[cfg(feature = "local")]
             Self::Local(c) => Ok(c.send_message(message).await?),
@@ -357,7 +359,8 @@ impl Conversation {
         }
     }
 
-    /// Sends a user text message without starting a run.
+    /// Sends a user text message without starting a run (the same as
+    /// [`send_message`](Self::send_message) with text).
     pub async fn send_text(&self, text: impl Into<String>) -> Result<()> {
         self.send_message(Message::user(text)).await
     }

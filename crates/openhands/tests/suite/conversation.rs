@@ -36,7 +36,7 @@ async fn echo_conversation(workspace: Workspace) -> Outcome {
     let conversation = Conversation::new(scripted_agent(&llm), workspace, [callback])
         .await
         .expect("conversation");
-    conversation.send_text(TASK).await.expect("send");
+    conversation.send_message(TASK).await.expect("send"); // text, as in Python
     let status = conversation.run().await.expect("run");
     let events = conversation.events();
     let seen = seen.lock().unwrap().clone();
