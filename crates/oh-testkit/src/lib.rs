@@ -21,7 +21,8 @@
 //! Two introspection routes, never recorded and never consuming the script, help
 //! out-of-process users (the `scripted-llm` binary): `GET /_scripted/requests` (the recorded
 //! requests as a JSON array of [`Recorded`]) and `GET /_scripted/remaining`
-//! (`{"remaining": N}`).
+//! (`{"remaining": N}`). The binary answers requests that offer no tools outside the script
+//! (see [`ScriptedLlm::answer_toolless`]) unless run with `--script-toolless`.
 //!
 //! # Script files
 //!

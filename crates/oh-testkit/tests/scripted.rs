@@ -332,15 +332,11 @@ fn script_files_parse() {
     );
 }
 
-#[test]
-fn binary_serves_a_script_file() {
-    let dir = std::env::temp_dir().join(format!("scripted-llm-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("script.json");
-    std::fs::write(&script, r#"[{"kind": "text", "text": "from file"}]"#).unwrap();
-
+/// Starts the binary on `script` with `extra` arguments; its base address and the child.
+fn spawn_binary(script: &std::path::Path, extra: &[&str]) -> (SocketAddr, std::process::Child) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_scripted-llm"))
-        .arg(&script)
+        .arg(script)
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -348,28 +344,53 @@ fn binary_serves_a_script_file() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let base_url = line
+    let addr: SocketAddr = line
         .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    let addr: SocketAddr = base_url
-        .strip_prefix("http://")
+        .strip_prefix("listening on http://")
         .unwrap()
         .strip_suffix("/v1")
         .unwrap()
         .parse()
         .unwrap();
-    let (status, _, body) = exchange(addr, "POST", "/v1/chat/completions", "{}");
+    (addr, child)
+}
+
+const WITH_TOOLS: &str =
+    r#"{"messages": [], "tools": [{"type": "function", "function": {"name": "finish"}}]}"#;
+
+fn content(body: &str) -> Value {
+    let body: Value = serde_json::from_str(body).unwrap();
+    body["choices"][0]["message"]["content"].clone()
+}
+
+#[test]
+fn binary_serves_a_script_file() {
+    let dir = std::env::temp_dir().join(format!("scripted-llm-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("script.json");
+    std::fs::write(&script, r#"[{"kind": "text", "text": "from file"}]"#).unwrap();
+
+    // By default a request without tools (a title request) is answered outside the script.
+    let (addr, mut child) = spawn_binary(&script, &[]);
+    let (title_status, _, title) = exchange(addr, "POST", "/v1/chat/completions", "{}");
+    let (_, _, before) = exchange(addr, "GET", "/_scripted/remaining", "");
+    let (status, _, body) = exchange(addr, "POST", "/v1/chat/completions", WITH_TOOLS);
     let (_, _, remaining) = exchange(addr, "GET", "/_scripted/remaining", "");
     child.kill().unwrap();
     child.wait().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-
+    assert_eq!(title_status, 200);
+    assert_eq!(content(&title), "Scripted conversation");
+    assert_eq!(before, r#"{"remaining":1}"#);
     assert_eq!(status, 200);
-    let body: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["choices"][0]["message"]["content"], "from file");
+    assert_eq!(content(&body), "from file");
     assert_eq!(remaining, r#"{"remaining":0}"#);
+
+    // `--script-toolless`: every request takes the next entry.
+    let (addr, mut child) = spawn_binary(&script, &["--script-toolless"]);
+    let (_, _, body) = exchange(addr, "POST", "/v1/chat/completions", "{}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(content(&body), "from file");
 
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_scripted-llm"))
         .arg(dir.join("missing.json"))
@@ -377,4 +398,27 @@ fn binary_serves_a_script_file() {
         .status()
         .unwrap();
     assert!(!status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn binary_help_documents_the_script_format_and_exits_0() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_scripted-llm"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8(output.stdout).unwrap();
+    for needle in [
+        "SCRIPT FORMAT",
+        "\"kind\": \"tool_calls\"",
+        "--port",
+        "--script-toolless",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_scripted-llm"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "no script is a usage error");
 }
