@@ -71,32 +71,30 @@ async fn demo(remote: RemoteWorkspace) -> anyhow::Result<()> {
     remote.wait_until_healthy(Duration::from_secs(30)).await?;
     let workspace = Workspace::from(&remote);
     let dir = workspace.working_dir().to_string_lossy().into_owned();
-    let timeout = Duration::from_secs(30);
 
-    // Commands.
+    // Commands: they run in the working directory (30 s at most) unless told otherwise;
+    // the working directory may not exist yet, so this one runs in `/`.
     workspace
-        .execute_command(
-            &format!("mkdir -p {}", common::shell_quote(&dir)),
-            None,
-            timeout,
-        )
+        .execute_command(format!("mkdir -p {}", common::shell_quote(&dir)))
+        .cwd("/")
         .await?;
     let result = workspace
-        .execute_command("echo \"hello from $(uname -s)\"; pwd", Some(&dir), timeout)
+        .execute_command("echo \"hello from $(uname -s)\"; pwd")
         .await?;
     println!(
         "$ {}\n{}(exit {})",
         result.command, result.stdout, result.exit_code
     );
     let result = workspace
-        .execute_command("echo to stderr >&2; exit 3", Some(&dir), timeout)
+        .execute_command("echo to stderr >&2; exit 3")
         .await?;
     println!(
         "$ {}\nstderr: {}(exit {})",
         result.command, result.stderr, result.exit_code
     );
     let result = workspace
-        .execute_command("sleep 10", Some(&dir), Duration::from_secs(1))
+        .execute_command("sleep 10")
+        .timeout(Duration::from_secs(1))
         .await?;
     println!(
         "$ {} with a 1 s limit: timeout_occurred={}, exit {}",
@@ -130,9 +128,7 @@ async fn demo(remote: RemoteWorkspace) -> anyhow::Result<()> {
          cp ../uploads/notes.txt notes.txt && git add notes.txt && \
          git -c user.name=example -c user.email=example@example.com commit -qm 'first notes'"
     );
-    let result = workspace
-        .execute_command(&setup, Some(&dir), timeout)
-        .await?;
+    let result = workspace.execute_command(setup).await?;
     if result.exit_code != 0 {
         println!(
             "Skipping the git part: setting up the repository failed (is git installed on \
@@ -166,13 +162,8 @@ async fn demo(remote: RemoteWorkspace) -> anyhow::Result<()> {
 async fn agent_part(workspace: &Workspace) -> anyhow::Result<()> {
     let Some(llm) = common::llm_from_env() else {
         common::say_conversation_skipped();
-        let dir = workspace.working_dir().to_string_lossy().into_owned();
         workspace
-            .execute_command(
-                &format!("echo three >> {REPO}/notes.txt"),
-                Some(&dir),
-                Duration::from_secs(30),
-            )
+            .execute_command(format!("echo three >> {REPO}/notes.txt"))
             .await?;
         println!("Appended 'three' to {REPO}/notes.txt with a command instead");
         return Ok(());

@@ -63,13 +63,10 @@ With the `server` feature the agent server runs in this process; the function be
 not know whether its conversation runs here or behind HTTP and a WebSocket.
 
 ```no_run
-use std::time::Duration;
 use openhands::prelude::*;
 
 async fn greet(agent: Agent, workspace: Workspace) -> openhands::Result<ExecutionStatus> {
-    let result = workspace
-        .execute_command("echo hello", None, Duration::from_secs(10))
-        .await?;
+    let result = workspace.execute_command("echo hello").await?;
     assert_eq!(result.stdout, "hello\n");
     let conversation = Conversation::new(agent, workspace, []).await?;
     conversation.send_text("Say hello in the terminal, then finish.").await?;
@@ -101,9 +98,7 @@ closed), unless asked to keep it.
 use openhands::prelude::*;
 
 async fn hello(workspace: Workspace) -> openhands::Result<()> {
-    let result = workspace
-        .execute_command("echo hello", None, std::time::Duration::from_secs(10))
-        .await?;
+    let result = workspace.execute_command("echo hello").await?;
     println!("{}", result.stdout);
     Ok(())
 }
@@ -163,7 +158,7 @@ cfg_feature! { any("local", "client") =>
     mod conversation;
     mod workspace;
     pub use conversation::{Callback, Conversation, ConversationBuilder};
-    pub use workspace::Workspace;
+    pub use workspace::{DEFAULT_COMMAND_TIMEOUT, ExecuteCommand, Workspace};
 }
 
 cfg_feature! { "server" =>

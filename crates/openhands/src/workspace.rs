@@ -1,8 +1,8 @@
 //! [`Workspace`]: a directory on this machine or on an agent server.
 
-use std::path::Path;
-#[cfg(feature = "local")]
-use std::path::PathBuf;
+use std::future::{Future, IntoFuture};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::Duration;
 
 use oh_protocol::{CommandResult, FileOperationResult, GitChange, GitDiff};
@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 /// use openhands::Workspace;
 ///
 /// let workspace = Workspace::remote("http://localhost:8000", "/workspace/project")?;
-/// let result = workspace.execute_command("ls", None, Duration::from_secs(10)).await?;
+/// let result = workspace.execute_command("ls").timeout(Duration::from_secs(10)).await?;
 /// println!("{} (exit {})", result.stdout, result.exit_code);
 /// workspace.file_upload("notes.txt", "notes.txt").await?;
 /// # Ok(()) }
@@ -177,23 +177,54 @@ impl Workspace {
         }
     }
 
-    /// Runs `command` with `/bin/sh -c` in `cwd` and waits for it at most `timeout`.
+    /// Runs `command` with `/bin/sh -c` in the working directory and waits for it at most
+    /// [`DEFAULT_COMMAND_TIMEOUT`] (30 s, as in Python); `.cwd(dir)` and `.timeout(t)` change
+    /// either before the `.await`:
     ///
-    /// Without `cwd` a local command runs in the working directory and a remote one in the
-    /// server's default directory (as in the reference). A command that times out is killed
-    /// and gives exit code -1 with `timeout_occurred: true`; that is a result, not an error.
-    /// Errors are failures to reach the server.
-    pub async fn execute_command(
+    /// ```no_run
+    /// # async fn demo(workspace: openhands::Workspace) -> openhands::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let listing = workspace.execute_command("ls -la").await?;
+    /// let build = workspace
+    ///     .execute_command("make")
+    ///     .cwd("src")
+    ///     .timeout(Duration::from_secs(600))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The directory is the same for every kind of workspace: the working directory, or
+    /// `cwd` resolved against it when relative. A command that times out is killed and gives
+    /// exit code -1 with `timeout_occurred: true`; that is a result, not an error. Errors are
+    /// failures to reach the server.
+    pub fn execute_command(&self, command: impl Into<String>) -> ExecuteCommand<'_> {
+        ExecuteCommand {
+            workspace: self,
+            command: command.into(),
+            cwd: None,
+            timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+
+    async fn run_command(
         &self,
         command: &str,
-        cwd: Option<&str>,
+        cwd: Option<&Path>,
         timeout: Duration,
     ) -> Result<CommandResult> {
+        let cwd = match cwd {
+            Some(dir) if dir.is_absolute() => dir.to_path_buf(),
+            Some(dir) => self.working_dir().join(dir),
+            None => self.working_dir().to_path_buf(),
+        };
         match self {
             #[cfg(feature = "local")]
-            Self::Local(ws) => Ok(ws.execute_command(command, cwd.map(Path::new), timeout).await),
+            Self::Local(ws) => Ok(ws.execute_command(command, Some(&cwd), timeout).await),
             #[cfg(feature = "client")]
-            Self::Remote(ws) => Ok(ws.execute_command(command, cwd, timeout).await?),
+            Self::Remote(ws) => Ok(ws
+                .execute_command(command, Some(&cwd.to_string_lossy()), timeout)
+                .await?),
         }
     }
 
@@ -287,6 +318,50 @@ impl Workspace {
         } else {
             self.working_dir().join(path)
         }
+    }
+}
+
+/// The time a command may take unless [`ExecuteCommand::timeout`] says otherwise (the
+/// reference's default).
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A command about to run in a [`Workspace`]: set [`cwd`](Self::cwd) or
+/// [`timeout`](Self::timeout) if needed, then `.await` it. Made by
+/// [`Workspace::execute_command`].
+#[derive(Debug)]
+#[must_use = "a command runs only when awaited"]
+pub struct ExecuteCommand<'a> {
+    workspace: &'a Workspace,
+    command: String,
+    cwd: Option<PathBuf>,
+    timeout: Duration,
+}
+
+impl ExecuteCommand<'_> {
+    /// Runs in `dir` (relative to the working directory when relative) instead of the
+    /// working directory.
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Waits at most `timeout` (default [`DEFAULT_COMMAND_TIMEOUT`]) before killing it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl<'a> IntoFuture for ExecuteCommand<'a> {
+    type Output = Result<CommandResult>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.workspace
+                .run_command(&self.command, self.cwd.as_deref(), self.timeout)
+                .await
+        })
     }
 }
 

@@ -46,7 +46,8 @@ async fn requires_its_key() {
 
     let without_key = Workspace::remote(server.url(), "/").unwrap();
     let denied = without_key
-        .execute_command("true", None, Duration::from_secs(10))
+        .execute_command("true")
+        .timeout(Duration::from_secs(10))
         .await
         .expect_err("no key");
     let openhands::Error::Client(client) = &denied else {

@@ -9,11 +9,11 @@ use pretty_assertions::assert_eq;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// Commands: output, exit codes, cwd and timeouts.
+/// Commands: output, exit codes, the directory they run in (the working directory unless
+/// told otherwise, for both variants) and timeouts.
 async fn commands(workspace: &Workspace) {
-    let dir = workspace.working_dir().to_string_lossy().into_owned();
     let result = workspace
-        .execute_command("echo hi; echo oops >&2", Some(&dir), 10 * SECOND)
+        .execute_command("echo hi; echo oops >&2")
         .await
         .unwrap();
     assert_eq!(
@@ -26,23 +26,33 @@ async fn commands(workspace: &Workspace) {
     );
     assert!(!result.timeout_occurred);
 
-    let result = workspace
-        .execute_command("pwd", Some(&dir), 10 * SECOND)
-        .await
-        .unwrap();
-    assert_eq!(
-        Path::new(result.stdout.trim()).canonicalize().unwrap(),
-        workspace.working_dir().canonicalize().unwrap()
-    );
+    let working_dir = workspace.working_dir().canonicalize().unwrap();
+    let pwd = |result: CommandResult| Path::new(result.stdout.trim()).canonicalize().unwrap();
+    let default = workspace.execute_command("pwd").await.unwrap();
+    assert_eq!(pwd(default), working_dir, "no cwd: the working directory");
 
-    let result = workspace
-        .execute_command("exit 3", None, 10 * SECOND)
+    let made = workspace.execute_command("mkdir -p sub/dir").await.unwrap();
+    assert_eq!(made.exit_code, 0, "{made:?}");
+    let relative = workspace
+        .execute_command("pwd")
+        .cwd("sub/dir")
         .await
         .unwrap();
+    assert_eq!(pwd(relative), working_dir.join("sub/dir"), "relative cwd");
+    let absolute = workspace
+        .execute_command("pwd")
+        .cwd(working_dir.join("sub"))
+        .timeout(10 * SECOND)
+        .await
+        .unwrap();
+    assert_eq!(pwd(absolute), working_dir.join("sub"), "absolute cwd");
+
+    let result = workspace.execute_command("exit 3").await.unwrap();
     assert_eq!(result.exit_code, 3);
 
     let result = workspace
-        .execute_command("sleep 5", None, SECOND)
+        .execute_command("sleep 5")
+        .timeout(SECOND)
         .await
         .unwrap();
     assert!(result.timeout_occurred, "{result:?}");
@@ -148,14 +158,11 @@ async fn remote_workspace_operations() {
     round_trip(&workspace, scratch.path()).await;
 
     // git: a repository in the working directory with one change and one new file.
-    let dir = workspace.working_dir().to_string_lossy().into_owned();
     let setup = workspace
         .execute_command(
             "git init -q repo && cd repo && git config user.email t@example.com && \
              git config user.name t && echo one > a.txt && git add a.txt && \
              git commit -qm init && echo two > a.txt && echo new > b.txt",
-            Some(&dir),
-            30 * SECOND,
         )
         .await
         .unwrap();
