@@ -14,6 +14,29 @@ use crate::workspace::Workspace;
 /// A function called with every event of a conversation, once per event, in order.
 pub type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
 
+/// A closure as a [`Callback`], so that a list of different closures is one type, like
+/// Python's `callbacks=[...]`:
+///
+/// ```no_run
+/// # async fn demo(agent: openhands::protocol::Agent, workspace: openhands::Workspace) -> openhands::Result<()> {
+/// use openhands::{Conversation, callback};
+///
+/// let conversation = Conversation::new(
+///     agent,
+///     workspace,
+///     [
+///         callback(|event| println!("{}", event.kind())),
+///         callback(|event| tracing_like_log(event.kind())),
+///     ],
+/// )
+/// .await?;
+/// # Ok(()) }
+/// # fn tracing_like_log(_: &str) {}
+/// ```
+pub fn callback(f: impl Fn(&Event) + Send + Sync + 'static) -> Callback {
+    Arc::new(f)
+}
+
 /// A conversation between a user and an agent, running in this process
 /// ([`Conversation::Local`]) or on an agent server ([`Conversation::Remote`]).
 ///

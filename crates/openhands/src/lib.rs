@@ -157,7 +157,7 @@ pub use error::{Error, Result};
 cfg_feature! { any("local", "client") =>
     mod conversation;
     mod workspace;
-    pub use conversation::{Callback, Conversation, ConversationBuilder};
+    pub use conversation::{Callback, Conversation, ConversationBuilder, callback};
     pub use workspace::{DEFAULT_COMMAND_TIMEOUT, ExecuteCommand, Workspace};
 }
 
@@ -213,7 +213,7 @@ pub mod prelude {
     pub use crate::{Error, Result};
 
     cfg_feature! { any("local", "client") =>
-        pub use crate::{Callback, Conversation, Workspace};
+        pub use crate::{Callback, Conversation, Workspace, callback};
     }
     cfg_feature! { "client" =>
         pub use crate::{RemoteConversation, RemoteWorkspace};

@@ -30,16 +30,34 @@ async fn echo_conversation(workspace: Workspace) -> Outcome {
     .await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
-    let callback: Callback = Arc::new(move |event: &Event| {
-        sink.lock().unwrap().push(event.clone());
-    });
-    let conversation = Conversation::new(scripted_agent(&llm), workspace, [callback])
-        .await
-        .expect("conversation");
+    // Both closures note each event in one list: every event gets "a" then "b".
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (calls_a, calls_b) = (Arc::clone(&calls), Arc::clone(&calls));
+    // Two different closures in one list, as Python's `callbacks=[...]`.
+    let conversation = Conversation::new(
+        scripted_agent(&llm),
+        workspace,
+        [
+            callback(move |event| {
+                calls_a.lock().unwrap().push('a');
+                sink.lock().unwrap().push(event.clone());
+            }),
+            callback(move |_| calls_b.lock().unwrap().push('b')),
+        ],
+    )
+    .await
+    .expect("conversation");
     conversation.send_message(TASK).await.expect("send"); // text, as in Python
     let status = conversation.run().await.expect("run");
     let events = conversation.events();
     let seen = seen.lock().unwrap().clone();
+    let calls: String = calls.lock().unwrap().iter().collect();
+    // A late event may have reached only the first closure yet.
+    let pairs = calls.strip_suffix('a').unwrap_or(&calls);
+    assert!(
+        !pairs.is_empty() && pairs.len().is_multiple_of(2) && pairs.as_bytes().chunks(2).all(|p| p == b"ab"),
+        "each callback sees every event, in list order: {calls}"
+    );
     assert_eq!(llm.remaining(), 0, "both scripted replies were used");
     Outcome {
         conversation,
