@@ -229,8 +229,9 @@ impl Workspace {
     }
 
     /// Copies the local file `source` to `destination` in the workspace (relative to the
-    /// working directory when relative). Parent directories are created. A failed copy is
-    /// [`Error::FileOperation`].
+    /// working directory when relative). Parent directories are created. A failed copy (no
+    /// such source, a destination that cannot be written) is [`Error::FileOperation`] for
+    /// every kind of workspace.
     pub async fn file_upload(
         &self,
         source: impl AsRef<Path>,
@@ -243,17 +244,18 @@ impl Workspace {
                 ws.file_upload(source, &self.resolve(destination)).await
             }
             #[cfg(feature = "client")]
-            Self::Remote(ws) => {
-                ws.file_upload(source, &destination.to_string_lossy())
-                    .await?
-            }
+            Self::Remote(ws) => ws
+                .file_upload(source, &destination.to_string_lossy())
+                .await
+                .map_err(|e| file_error("file_upload", source, destination, e))?,
         };
         checked("file_upload", result)
     }
 
     /// Copies `source` in the workspace (relative to the working directory when relative) to
-    /// the local file `destination`. Parent directories are created. A failed copy is
-    /// [`Error::FileOperation`].
+    /// the local file `destination`. Parent directories are created. A failed copy (no such
+    /// source, a destination that cannot be written) is [`Error::FileOperation`] for every
+    /// kind of workspace.
     pub async fn file_download(
         &self,
         source: impl AsRef<Path>,
@@ -264,10 +266,10 @@ impl Workspace {
             #[cfg(feature = "local")]
             Self::Local(ws) => ws.file_download(&self.resolve(source), destination).await,
             #[cfg(feature = "client")]
-            Self::Remote(ws) => {
-                ws.file_download(&source.to_string_lossy(), destination)
-                    .await?
-            }
+            Self::Remote(ws) => ws
+                .file_download(&source.to_string_lossy(), destination)
+                .await
+                .map_err(|e| file_error("file_download", source, destination, e))?,
         };
         checked("file_download", result)
     }
@@ -362,6 +364,34 @@ impl<'a> IntoFuture for ExecuteCommand<'a> {
                 .run_command(&self.command, self.cwd.as_deref(), self.timeout)
                 .await
         })
+    }
+}
+
+/// A remote transfer that failed for a reason a local one reports as `success: false` (the
+/// server refused the path or has no such file; the local file cannot be read or written)
+/// is [`Error::FileOperation`] too, so the same failure reads the same everywhere. Other
+/// failures (the server unreachable, a wrong key) stay [`Error::Client`].
+#[cfg(feature = "client")]
+fn file_error(
+    operation: &'static str,
+    source: &Path,
+    destination: &Path,
+    error: oh_client::Error,
+) -> Error {
+    let message = match &error {
+        oh_client::Error::Status {
+            status: 400 | 403 | 404 | 413,
+            detail,
+            ..
+        } => detail.clone(),
+        oh_client::Error::Io { path, source } => format!("{}: {source}", path.display()),
+        _ => return error.into(),
+    };
+    Error::FileOperation {
+        operation,
+        source_path: source.to_string_lossy().into_owned(),
+        destination_path: destination.to_string_lossy().into_owned(),
+        message,
     }
 }
 

@@ -55,7 +55,9 @@ async fn echo_conversation(workspace: Workspace) -> Outcome {
     // A late event may have reached only the first closure yet.
     let pairs = calls.strip_suffix('a').unwrap_or(&calls);
     assert!(
-        !pairs.is_empty() && pairs.len().is_multiple_of(2) && pairs.as_bytes().chunks(2).all(|p| p == b"ab"),
+        !pairs.is_empty()
+            && pairs.len().is_multiple_of(2)
+            && pairs.as_bytes().chunks(2).all(|p| p == b"ab"),
         "each callback sees every event, in list order: {calls}"
     );
     assert_eq!(llm.remaining(), 0, "both scripted replies were used");

@@ -90,12 +90,33 @@ async fn round_trip(workspace: &Workspace, scratch: &Path) {
         .unwrap();
     assert_eq!(std::fs::read(&absolute).unwrap(), content);
 
+    // The same failures are the same typed error for both variants.
     let missing = workspace
         .file_download("no/such/file", scratch.join("never"))
         .await
         .expect_err("nothing to download");
     assert!(!scratch.join("never").exists());
-    let _ = missing.to_string();
+    let openhands::Error::FileOperation {
+        operation, message, ..
+    } = &missing
+    else {
+        panic!("{missing:?}")
+    };
+    assert_eq!(*operation, "file_download");
+    assert!(!message.is_empty());
+
+    let missing = workspace
+        .file_upload(scratch.join("absent.txt"), "x.txt")
+        .await
+        .expect_err("no source");
+    let openhands::Error::FileOperation {
+        operation, message, ..
+    } = &missing
+    else {
+        panic!("{missing:?}")
+    };
+    assert_eq!(*operation, "file_upload");
+    assert!(message.contains("No such file"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,20 +133,6 @@ async fn local_workspace_operations() {
     let scratch = dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     round_trip(&workspace, &scratch).await;
-
-    // A failed local copy is a typed error carrying the reason.
-    let missing = workspace
-        .file_upload(scratch.join("absent.txt"), "x.txt")
-        .await
-        .expect_err("no source");
-    let openhands::Error::FileOperation {
-        operation, message, ..
-    } = &missing
-    else {
-        panic!("{missing:?}")
-    };
-    assert_eq!(*operation, "file_upload");
-    assert!(message.contains("No such file"), "{message}");
 
     let unsupported = workspace.git_changes(".").await.expect_err("local git");
     assert!(
