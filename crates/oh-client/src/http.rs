@@ -209,11 +209,22 @@ impl Http {
             .and_then(|r| r.ok())
             .map(|c| c.to_bytes())
             .unwrap_or_default();
+        let mut detail = error_detail(&body);
+        if status == 401 {
+            // The server cannot tell a missing key from a wrong one; this side can.
+            detail.push_str(if !authenticated {
+                " (this request carries no key by design; the server refused it anyway)"
+            } else if self.headers.is_empty() {
+                " (no API key was sent: the server needs one)"
+            } else {
+                " (the server refused the API key that was sent)"
+            });
+        }
         Err(Error::Status {
             method: method.to_string(),
             path: path.to_owned(),
             status,
-            detail: error_detail(&body),
+            detail,
         })
     }
 

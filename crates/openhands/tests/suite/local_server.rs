@@ -54,6 +54,25 @@ async fn requires_its_key() {
         panic!("{denied:?}")
     };
     assert_eq!(client.status(), Some(401), "{client}");
+    assert!(
+        client.to_string().contains("no API key was sent"),
+        "a missing key is named: {client}"
+    );
+
+    let wrong_key = RemoteWorkspace::builder(server.url())
+        .api_key("not-the-key")
+        .working_dir("/")
+        .build()
+        .unwrap();
+    let refused = wrong_key
+        .execute_command("true", None, Duration::from_secs(10))
+        .await
+        .expect_err("wrong key");
+    assert_eq!(refused.status(), Some(401), "{refused}");
+    assert!(
+        refused.to_string().contains("refused the API key"),
+        "a wrong key is named: {refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
