@@ -954,6 +954,77 @@ def fork(g: Group) -> None:
         ensure(bad_event.status_code == 404, f"unknown from_event_id: {bad_event.status_code}: {short(bad_event.text)}")
 
 
+@group(
+    "navigate",
+    ["navigate_back", "final_response_follows_head", "continues_from_head", "log_keeps_every_branch",
+     "empty_tree", "unknown_event_404", "unknown_conversation_404", "bad_body_422"],
+)
+def navigate(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    s = Session(g, server, llm)
+    llm.script(finish("answer-one"))
+    s.say_and_run("first-question")
+    cid = s.conversation.id
+    before = rest_events(server, cid)
+    question = next(e for e in before if e.get("kind") == "MessageEvent" and e.get("source") == "user")
+
+    def final_response() -> str:
+        with rest(server) as client:
+            resp = client.get(f"/api/conversations/{cid}/agent_final_response")
+        resp.raise_for_status()
+        return resp.json()["response"]
+
+    with g.check("navigate_back", fatal=True):
+        ensure(final_response() == "answer-one", f"final response before: {final_response()!r}")
+        s.conversation.navigate_to(question["id"])
+        info = rest_info(server, cid)
+        ensure(info.get("leaf_event_id") == question["id"], f"leaf_event_id {info.get('leaf_event_id')!r}")
+
+    with g.check("final_response_follows_head"):
+        response = final_response()
+        ensure(response == "", f"the abandoned branch's answer is still the final response: {response!r}")
+
+    with g.check("continues_from_head"):
+        llm.script(finish("answer-two"))
+        s.say_and_run("second-question")
+        text = str(llm.requests[-1].get("messages"))
+        ensure("first-question" in text and "second-question" in text, "the request lacks the kept history")
+        ensure("answer-one" not in text, "the request still holds the abandoned branch")
+        ensure(final_response() == "answer-two", f"final response {final_response()!r}")
+
+    with g.check("log_keeps_every_branch"):
+        after = rest_events(server, cid)
+        ids = {e["id"] for e in after}
+        ensure(all(e["id"] in ids for e in before), "events of the abandoned branch were removed")
+        second = next(e for e in after if e.get("kind") == "MessageEvent" and "second-question" in str(e))
+        ensure(second.get("parent_id") == question["id"], f"parent_id {second.get('parent_id')!r}")
+
+    with g.check("empty_tree"):
+        s.conversation.navigate_to(None)
+        info = rest_info(server, cid)
+        ensure(info.get("leaf_event_id") is None, f"leaf_event_id {info.get('leaf_event_id')!r}")
+
+    with g.check("unknown_event_404"):
+        try:
+            s.conversation.navigate_to("no-such-event")
+            raise AssertionError("navigate_to an unknown event succeeded")
+        except httpx.HTTPStatusError as e:
+            ensure(e.response.status_code == 404, f"status {e.response.status_code}")
+            ensure(e.response.json().get("detail") == "Unknown event_id: no-such-event", short(e.response.text))
+
+    with g.check("unknown_conversation_404"):
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{uuid.uuid4()}/navigate", json={"event_id": None})
+        ensure(resp.status_code == 404, f"status {resp.status_code}: {short(resp.text)}")
+        ensure(resp.json().get("detail") == "Conversation not found", short(resp.text))
+
+    with g.check("bad_body_422"):
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{cid}/navigate", json={"event_id": 5})
+        ensure(resp.status_code == 422, f"status {resp.status_code}: {short(resp.text)}")
+
+
 class SecretSource:
     """A loopback HTTP server holding one secret: `GET /secret` with the right
     `X-Vault-Key` answers the value as text, anything else 401 or 404."""

@@ -70,6 +70,10 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/api/conversations/{conversation_id}/fork", post(fork))
         .route(
+            "/api/conversations/{conversation_id}/navigate",
+            post(navigate),
+        )
+        .route(
             "/api/conversations/{conversation_id}/runtime",
             get(runtime_info),
         )
@@ -774,12 +778,34 @@ async fn fork(
     Ok(json_response(StatusCode::CREATED, &forked.info()))
 }
 
+/// `POST …/navigate`: moves the conversation's HEAD to an event of its log (or to the empty
+/// tree with `event_id: null`) and answers with its info; 404 for an unknown conversation or
+/// event. Nothing is removed and no event is recorded; a step in progress ends first.
+async fn navigate(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+    Json(body): Json<oh_protocol::api::NavigateConversationRequest>,
+) -> ApiResult<Response> {
+    let live = live_or(&state, id, "Conversation not found").await?;
+    live.conv
+        .navigate_to(body.event_id.as_deref())
+        .await
+        .map_err(|e| match e {
+            oh_agent::conversation::Error::UnknownEvent(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            other => agent_error(other),
+        })?;
+    Ok(ok(&live.info()))
+}
+
 async fn final_response(
     State(state): State<AppState>,
     ConversationId(id): ConversationId,
 ) -> ApiResult<Response> {
     let live = live_or(&state, id, "Not Found").await?;
-    let response = live.conv.with_events(|events| {
+    // Only the active branch counts: an answer on a branch left by `navigate` is not it.
+    let response = live.conv.with_active_branch(|events| {
         events
             .iter()
             .rev()
