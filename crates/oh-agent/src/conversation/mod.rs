@@ -330,6 +330,15 @@ fn stored_agent(agent: &Agent) -> AgentBase {
     if agent.llm.api_key.is_some() {
         agent.llm.api_key = Some(SecretString::new(SecretString::MASK));
     }
+    if let Some(key) = agent
+        .condenser
+        .as_mut()
+        .and_then(|c| c.get_mut("llm"))
+        .and_then(|llm| llm.get_mut("api_key"))
+        .filter(|key| !key.is_null())
+    {
+        *key = serde_json::Value::String(SecretString::MASK.to_owned());
+    }
     AgentBase::Agent(Box::new(agent))
 }
 
