@@ -84,3 +84,71 @@ pub(crate) fn is_linear(events: &[Event], state: &ConversationState) -> bool {
     let linear = nodes.map(Event::id).eq(on_branch.by_ref());
     linear && on_branch.next().is_none()
 }
+
+#[cfg(test)]
+mod tests {
+    use oh_protocol::event::PauseEvent;
+    use oh_protocol::{EventBase, Source};
+
+    use super::*;
+
+    fn event(id: &str, parent: Option<&str>) -> Event {
+        let mut base = EventBase::new(Source::User, "2026-01-01T00:00:00.000000");
+        base.id = id.to_owned();
+        base.parent_id = parent.map(str::to_owned);
+        Event::Pause(PauseEvent { base })
+    }
+
+    fn ids(events: &[Event]) -> Vec<&str> {
+        events.iter().filter_map(Event::id).collect()
+    }
+
+    #[test]
+    fn branches_roots_and_legacy_chains() {
+        // a ← b ← c, and d a sibling of c under b; e starts a new root; f has no parent
+        // (a log written before the tree): its parent is the event stored before it.
+        let log = vec![
+            event("a", None),
+            event("b", Some("a")),
+            event("c", Some("b")),
+            event("d", Some("b")),
+            event("e", Some(ROOT_PARENT_ID)),
+            event("f", None),
+        ];
+        assert_eq!(ids(&path_to_root(&log, Some("c"))), ["a", "b", "c"]);
+        assert_eq!(ids(&path_to_root(&log, Some("d"))), ["a", "b", "d"]);
+        assert_eq!(ids(&path_to_root(&log, Some("e"))), ["e"]);
+        assert_eq!(ids(&path_to_root(&log, Some("f"))), ["e", "f"]);
+        assert!(path_to_root(&log, None).is_empty());
+        assert!(path_to_root(&log, Some("unknown")).is_empty());
+    }
+
+    #[test]
+    fn a_cycle_ends_the_walk() {
+        let log = vec![event("a", Some("b")), event("b", Some("a"))];
+        assert_eq!(ids(&path_to_root(&log, Some("b"))), ["a", "b"]);
+    }
+
+    #[test]
+    fn linear_until_head_moves() {
+        let log = vec![
+            event("a", None),
+            event("b", Some("a")),
+            event("c", Some("b")),
+        ];
+        let mut state: ConversationState = serde_json::from_value(serde_json::json!({
+            "id": "00000000-0000-0000-0000-000000000001",
+            "agent": {"kind": "Agent", "llm": {"model": "m"}},
+            "workspace": {"kind": "LocalWorkspace", "working_dir": "/w"},
+        }))
+        .expect("state");
+        state.leaf_event_id = Some("c".into());
+        assert!(is_linear(&log, &state));
+        state.leaf_event_id = Some("b".into());
+        assert!(!is_linear(&log, &state));
+        state.leaf_event_id = None;
+        assert!(is_linear(&log, &state), "an unset HEAD is the last event");
+        state.head_is_empty = true;
+        assert!(!is_linear(&log, &state));
+    }
+}
