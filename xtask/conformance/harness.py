@@ -381,15 +381,39 @@ class ScriptedLLM:
                 except json.JSONDecodeError:
                     self.send_json(400, {"error": {"message": "bad json"}})
                     return
-                if body.get("stream"):
-                    self.send_json(400, {"error": {"message": "the scripted LLM does not stream"}})
-                    return
                 with llm.lock:
                     llm.authorizations.append(self.headers.get("authorization", ""))
                 reply, delay = llm.answer(body)
                 if delay:
                     time.sleep(delay)
-                self.send_json(200, reply)
+                if body.get("stream"):
+                    self.send_stream(reply)
+                else:
+                    self.send_json(200, reply)
+
+            def send_stream(self, reply: dict) -> None:
+                """The same reply as server-sent chunks (the reference streams an agent
+                launched from a profile): the whole message in one delta, then the finish
+                reason, the usage and `[DONE]`."""
+                choice = reply["choices"][0]
+                delta = dict(choice["message"])
+                if "tool_calls" in delta:
+                    delta["tool_calls"] = [dict(call, index=i) for i, call in enumerate(delta["tool_calls"])]
+                head = {k: reply[k] for k in ("id", "created", "model")}
+                chunks = [
+                    {**head, "object": "chat.completion.chunk",
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+                    {**head, "object": "chat.completion.chunk",
+                     "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]},
+                    {**head, "object": "chat.completion.chunk", "choices": [], "usage": reply["usage"]},
+                ]
+                payload = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+                data = payload.encode()
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_GET(self) -> None:  # noqa: N802
                 self.send_json(404, {"error": {"message": f"no route {self.path}"}})

@@ -954,6 +954,214 @@ def fork(g: Group) -> None:
         ensure(bad_event.status_code == 404, f"unknown from_event_id: {bad_event.status_code}: {short(bad_event.text)}")
 
 
+@group(
+    "navigate",
+    ["navigate_back", "final_response_follows_head", "continues_from_head", "log_keeps_every_branch",
+     "empty_tree", "unknown_event_404", "unknown_conversation_404", "bad_body_422"],
+)
+def navigate(g: Group) -> None:
+    server = start_server(g)
+    llm = start_llm(g)
+    s = Session(g, server, llm)
+    llm.script(finish("answer-one"))
+    s.say_and_run("first-question")
+    cid = s.conversation.id
+    before = rest_events(server, cid)
+    question = next(e for e in before if e.get("kind") == "MessageEvent" and e.get("source") == "user")
+
+    def final_response() -> str:
+        with rest(server) as client:
+            resp = client.get(f"/api/conversations/{cid}/agent_final_response")
+        resp.raise_for_status()
+        return resp.json()["response"]
+
+    with g.check("navigate_back", fatal=True):
+        ensure(final_response() == "answer-one", f"final response before: {final_response()!r}")
+        s.conversation.navigate_to(question["id"])
+        info = rest_info(server, cid)
+        ensure(info.get("leaf_event_id") == question["id"], f"leaf_event_id {info.get('leaf_event_id')!r}")
+
+    with g.check("final_response_follows_head"):
+        response = final_response()
+        ensure(response == "", f"the abandoned branch's answer is still the final response: {response!r}")
+
+    with g.check("continues_from_head"):
+        llm.script(finish("answer-two"))
+        s.say_and_run("second-question")
+        text = str(llm.requests[-1].get("messages"))
+        ensure("first-question" in text and "second-question" in text, "the request lacks the kept history")
+        ensure("answer-one" not in text, "the request still holds the abandoned branch")
+        ensure(final_response() == "answer-two", f"final response {final_response()!r}")
+
+    with g.check("log_keeps_every_branch"):
+        after = rest_events(server, cid)
+        ids = {e["id"] for e in after}
+        ensure(all(e["id"] in ids for e in before), "events of the abandoned branch were removed")
+        second = next(e for e in after if e.get("kind") == "MessageEvent" and "second-question" in str(e))
+        ensure(second.get("parent_id") == question["id"], f"parent_id {second.get('parent_id')!r}")
+
+    with g.check("empty_tree"):
+        s.conversation.navigate_to(None)
+        info = rest_info(server, cid)
+        ensure(info.get("leaf_event_id") is None, f"leaf_event_id {info.get('leaf_event_id')!r}")
+
+    with g.check("unknown_event_404"):
+        try:
+            s.conversation.navigate_to("no-such-event")
+            raise AssertionError("navigate_to an unknown event succeeded")
+        except httpx.HTTPStatusError as e:
+            ensure(e.response.status_code == 404, f"status {e.response.status_code}")
+            ensure(e.response.json().get("detail") == "Unknown event_id: no-such-event", short(e.response.text))
+
+    with g.check("unknown_conversation_404"):
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{uuid.uuid4()}/navigate", json={"event_id": None})
+        ensure(resp.status_code == 404, f"status {resp.status_code}: {short(resp.text)}")
+        ensure(resp.json().get("detail") == "Conversation not found", short(resp.text))
+
+    with g.check("bad_body_422"):
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{cid}/navigate", json={"event_id": 5})
+        ensure(resp.status_code == 422, f"status {resp.status_code}: {short(resp.text)}")
+
+
+def scripted_llm_doc(llm: ScriptedLLM, key: str, usage_id: str = "agent") -> dict:
+    """An LLM document (settings, profiles) for the scripted LLM."""
+    return {"model": "openai/scripted", "base_url": llm.base_url, "api_key": key,
+            "usage_id": usage_id, "num_retries": 0}
+
+
+def tool_names(agent: dict) -> list[str]:
+    return [t["name"] for t in agent.get("tools") or []]
+
+
+@group(
+    "agent_settings",
+    ["settings_agent_built", "settings_key_not_shown", "settings_runs", "settings_invalid_422",
+     "profile_saved", "profile_agent_built", "profile_runs", "profile_unknown_404",
+     "profile_dangling_llm_422", "profile_rename_activate_delete"],
+)
+def agent_settings(g: Group) -> None:
+    from openhands.sdk.conversation.request import StartConversationRequest
+    from openhands.sdk.workspace import LocalWorkspace
+
+    server = start_server(g)
+    llm = start_llm(g)
+    ws = workspace(server)
+    local = LocalWorkspace(working_dir=str(server.workspace_dir))
+    settings_key = "sk-agent-settings-" + uuid.uuid4().hex[:8]
+    conv = None
+
+    def create(**source):
+        c = RemoteConversation.create(
+            ws, StartConversationRequest(workspace=local, autotitle=False, **source), visualizer=None)
+        g.defer(c.close)
+        return c
+
+    with g.check("settings_agent_built", fatal=True):
+        conv = create(agent_settings={"llm": scripted_llm_doc(llm, settings_key),
+                                      "condenser": {"max_size": 60, "keep_first": 3}})
+        agent = rest_info(server, conv.id)["agent"]
+        ensure(tool_names(agent) == ["terminal", "file_editor", "task_tracker"], f"tools {tool_names(agent)}")
+        ensure({"FinishTool", "ThinkTool"} <= set(agent["include_default_tools"]), f"built-ins {agent['include_default_tools']}")
+        condenser = agent.get("condenser") or {}
+        ensure(condenser.get("kind") == "LLMSummarizingCondenser", f"condenser {condenser.get('kind')!r}")
+        ensure((condenser.get("max_size"), condenser.get("keep_first")) == (60, 3), f"condenser {condenser.get('max_size')}/{condenser.get('keep_first')}")
+        ensure(condenser["llm"]["usage_id"] == "condenser", f"condenser usage_id {condenser['llm'].get('usage_id')!r}")
+        ensure(agent["llm"]["model"] == "openai/scripted" and agent["llm"]["base_url"] == llm.base_url, "the settings' LLM is not the agent's")
+
+    with g.check("settings_key_not_shown"):
+        with rest(server) as client:
+            text = client.get(f"/api/conversations/{conv.id}").text
+        ensure(settings_key not in text, "the LLM key is in the conversation's info")
+
+    with g.check("settings_runs"):
+        llm.script(finish("done-from-settings"))
+        conv.send_message("Finish right away.")
+        conv.run(timeout=RUN_TIMEOUT)
+        status = rest_info(server, conv.id)["execution_status"]
+        ensure(status == "finished", f"status {status}")
+        ensure(f"Bearer {settings_key}" in llm.authorizations, "the settings' key did not reach the LLM")
+
+    with g.check("settings_invalid_422"):
+        with rest(server) as client:
+            for bad in ({"condenser": {"max_size": 5}}, {"agent_kind": "bogus"}):
+                resp = client.post("/api/conversations", json={
+                    "workspace": {"kind": "LocalWorkspace", "working_dir": str(server.workspace_dir)},
+                    "agent_settings": bad})
+                ensure(resp.status_code == 422, f"{bad}: status {resp.status_code}: {short(resp.text)}")
+
+    profile_key = "sk-agent-profile-" + uuid.uuid4().hex[:8]
+    profile_id = None
+    with g.check("profile_saved", fatal=True):
+        with rest(server) as client:
+            resp = client.post("/api/profiles/fast", json={"llm": scripted_llm_doc(llm, profile_key)})
+            ensure(resp.status_code == 201, f"LLM profile: {resp.status_code}: {short(resp.text)}")
+            resp = client.post("/api/agent-profiles/coder", json={"llm_profile_ref": "fast", "tools": [{"name": "terminal"}]})
+            ensure(resp.status_code == 201, f"agent profile: {resp.status_code}: {short(resp.text)}")
+            ensure(resp.json() == {"name": "coder", "message": "Agent profile 'coder' saved"}, short(resp.text))
+            listed = client.get("/api/agent-profiles").json()
+            coder = [p for p in listed["profiles"] if p["name"] == "coder"]
+            ensure(len(coder) == 1 and coder[0]["llm_profile_ref"] == "fast", f"listing {listed}")
+            ensure(listed["active_agent_profile_id"] is not None, "no profile is active")
+            profile_id = coder[0]["id"]
+            got = client.get("/api/agent-profiles/coder").json()
+            ensure(got["profile"]["id"] == profile_id and got["profile"]["revision"] == 0, short(str(got)))
+            ensure(profile_key not in str(got), "the profile holds the key")
+
+    with g.check("profile_agent_built", fatal=True):
+        conv = create(agent_profile_id=uuid.UUID(profile_id))
+        info = rest_info(server, conv.id)
+        ensure(tool_names(info["agent"]) == ["terminal"], f"tools {tool_names(info['agent'])}")
+        launched = info.get("launched_agent_profile") or {}
+        ensure(launched.get("agent_profile_id") == profile_id, f"launched_agent_profile {launched}")
+        ensure(info["agent"]["llm"]["base_url"] == llm.base_url, "the LLM profile is not the agent's")
+
+    with g.check("profile_runs"):
+        llm.script(finish("done-from-profile"))
+        conv.send_message("Finish right away.")
+        conv.run(timeout=RUN_TIMEOUT)
+        status = rest_info(server, conv.id)["execution_status"]
+        ensure(status == "finished", f"status {status}")
+        ensure(f"Bearer {profile_key}" in llm.authorizations, "the LLM profile's key did not reach the LLM")
+
+    body = {"workspace": {"kind": "LocalWorkspace", "working_dir": str(server.workspace_dir)}}
+    with g.check("profile_unknown_404"):
+        unknown = str(uuid.uuid4())
+        with rest(server) as client:
+            resp = client.post("/api/conversations", json={**body, "agent_profile_id": unknown})
+            ensure(resp.status_code == 404, f"status {resp.status_code}: {short(resp.text)}")
+            ensure(resp.json()["detail"] == f"Agent profile with id '{unknown}' not found", short(resp.text))
+            ensure(client.get("/api/agent-profiles/missing").status_code == 404, "GET of a missing profile")
+
+    with g.check("profile_dangling_llm_422"):
+        with rest(server) as client:
+            client.post("/api/agent-profiles/dangling", json={"llm_profile_ref": "nowhere"}).raise_for_status()
+            dangling = client.get("/api/agent-profiles/dangling").json()["profile"]["id"]
+            resp = client.post("/api/conversations", json={**body, "agent_profile_id": dangling})
+        ensure(resp.status_code == 422, f"status {resp.status_code}: {short(resp.text)}")
+        detail = resp.json()["detail"]
+        ensure(detail.get("code") == "unresolved_profile_references" and detail.get("dangling_llm_profile_ref") == "nowhere", short(resp.text))
+
+    with g.check("profile_rename_activate_delete"):
+        with rest(server) as client:
+            resp = client.post(f"/api/agent-profiles/{profile_id}/activate")
+            ensure(resp.status_code == 200 and resp.json()["agent_settings_applied"] is False, short(resp.text))
+            ensure(client.get("/api/agent-profiles").json()["active_agent_profile_id"] == profile_id, "not activated")
+            resp = client.post("/api/agent-profiles/coder/rename", json={"new_name": "coder2"})
+            ensure(resp.status_code == 200, f"rename: {resp.status_code}: {short(resp.text)}")
+            ensure(client.get("/api/agent-profiles/coder2").json()["profile"]["id"] == profile_id, "the id changed on rename")
+            conflict = client.post("/api/agent-profiles/coder2/rename", json={"new_name": "dangling"})
+            ensure(conflict.status_code == 409, f"rename onto another: {conflict.status_code}")
+            ensure(client.post("/api/agent-profiles/nope/activate").status_code == 404, "activate of an unknown id")
+            for _ in range(2):
+                resp = client.delete("/api/agent-profiles/coder2")
+                ensure(resp.status_code == 200, f"delete: {resp.status_code}: {short(resp.text)}")
+            listed = client.get("/api/agent-profiles").json()
+            ensure(all(p["name"] != "coder2" for p in listed["profiles"]), "still listed")
+            ensure(listed["active_agent_profile_id"] not in (None, profile_id), f"active {listed['active_agent_profile_id']}")
+
+
 class SecretSource:
     """A loopback HTTP server holding one secret: `GET /secret` with the right
     `X-Vault-Key` answers the value as text, anything else 401 or 404."""

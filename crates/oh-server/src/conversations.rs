@@ -70,6 +70,10 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/api/conversations/{conversation_id}/fork", post(fork))
         .route(
+            "/api/conversations/{conversation_id}/navigate",
+            post(navigate),
+        )
+        .route(
             "/api/conversations/{conversation_id}/runtime",
             get(runtime_info),
         )
@@ -201,6 +205,30 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
     {
         return Ok(json_response(StatusCode::OK, &info));
     }
+    let sources = [
+        ("agent", request.agent.is_some()),
+        ("agent_settings", request.agent_settings.is_some()),
+        ("agent_profile_id", request.agent_profile_id.is_some()),
+    ];
+    let given: Vec<&str> = sources
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(n, _)| *n)
+        .collect();
+    if given.len() > 1 {
+        return Err(ApiError::validation(
+            &["body"],
+            "value_error",
+            format!(
+                "Value error, `{}` is mutually exclusive with `{}`",
+                given[given.len() - 1],
+                given[0]
+            ),
+            Value::Null,
+        ));
+    }
+    let mut launched_agent_profile = None;
+    let mut secret_refs: Option<Vec<String>> = None;
     let agent = match request.agent {
         Some(AgentBase::Agent(agent)) => *agent,
         Some(other) => {
@@ -217,10 +245,17 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
                 Value::Null,
             ));
         }
-        None if request.agent_settings.is_some() || request.agent_profile_id.is_some() => {
-            return Err(ApiError::not_implemented(
-                "Creating a conversation from agent_settings or agent_profile_id",
-            ));
+        None if request.agent_settings.is_some() => {
+            crate::launch::agent_from_settings(request.agent_settings.unwrap_or_default())?
+        }
+        None if let Some(profile_id) = request.agent_profile_id => {
+            let launch = state
+                .settings
+                .run(move |store| crate::launch::agent_from_profile(store, profile_id))
+                .await?;
+            launched_agent_profile = Some(launch.launched);
+            secret_refs = launch.secret_refs;
+            launch.agent
         }
         None => {
             return Err(ApiError::validation(
@@ -276,7 +311,12 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
             "Parent conversation {parent} not found"
         )));
     }
-    let (secrets, lookup_secrets) = plain_secrets(request.secrets)?;
+    let mut request_secrets = request.secrets;
+    // A profile's `secret_refs` lets only the secrets it names through.
+    if let Some(allowed) = &secret_refs {
+        request_secrets.retain(|name, _| allowed.contains(name));
+    }
+    let (secrets, lookup_secrets) = plain_secrets(request_secrets)?;
     let working_dir = PathBuf::from(&local.working_dir);
     prepare_workspace(&working_dir).await?;
 
@@ -295,6 +335,7 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
     meta.hook_config = request.hook_config;
     meta.parent_conversation_id = request.parent_conversation_id;
     meta.autotitle = request.autotitle;
+    meta.launched_agent_profile = launched_agent_profile;
     let new = NewConversation {
         id,
         agent,
@@ -774,12 +815,34 @@ async fn fork(
     Ok(json_response(StatusCode::CREATED, &forked.info()))
 }
 
+/// `POST …/navigate`: moves the conversation's HEAD to an event of its log (or to the empty
+/// tree with `event_id: null`) and answers with its info; 404 for an unknown conversation or
+/// event. Nothing is removed and no event is recorded; a step in progress ends first.
+async fn navigate(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+    Json(body): Json<oh_protocol::api::NavigateConversationRequest>,
+) -> ApiResult<Response> {
+    let live = live_or(&state, id, "Conversation not found").await?;
+    live.conv
+        .navigate_to(body.event_id.as_deref())
+        .await
+        .map_err(|e| match e {
+            oh_agent::conversation::Error::UnknownEvent(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            other => agent_error(other),
+        })?;
+    Ok(ok(&live.info()))
+}
+
 async fn final_response(
     State(state): State<AppState>,
     ConversationId(id): ConversationId,
 ) -> ApiResult<Response> {
     let live = live_or(&state, id, "Not Found").await?;
-    let response = live.conv.with_events(|events| {
+    // Only the active branch counts: an answer on a branch left by `navigate` is not it.
+    let response = live.conv.with_active_branch(|events| {
         events
             .iter()
             .rev()

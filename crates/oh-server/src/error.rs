@@ -27,6 +27,11 @@ impl ApiError {
         }
     }
 
+    /// `status` with a body of its own (a structured `detail`).
+    pub fn with_body(status: StatusCode, body: Value) -> Self {
+        Self { status, body }
+    }
+
     /// `status` with `{"detail": <standard reason phrase>}` (`"Not Found"`, `"Bad Request"`).
     pub fn reason(status: StatusCode) -> Self {
         Self::new(status, status.canonical_reason().unwrap_or("Error"))

@@ -13,11 +13,7 @@ use crate::error::ApiError;
 /// `(path, methods)` of every route of the reference 1.57.0 OpenAPI document that answers 501.
 pub const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("/api/acp/models", &["POST"]),
-    ("/api/agent-profiles", &["GET"]),
-    ("/api/agent-profiles/{name}", &["GET", "POST", "DELETE"]),
     ("/api/agent-profiles/{name}/materialize", &["POST"]),
-    ("/api/agent-profiles/{name}/rename", &["POST"]),
-    ("/api/agent-profiles/{profile_id}/activate", &["POST"]),
     ("/api/auth/workspace-session", &["POST", "DELETE"]),
     ("/api/canvas-extensions/install", &["POST"]),
     ("/api/canvas-extensions/installed", &["GET"]),
@@ -68,7 +64,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
         "/api/conversations/{conversation_id}/load_plugin",
         &["POST"],
     ),
-    ("/api/conversations/{conversation_id}/navigate", &["POST"]),
     (
         "/api/conversations/{conversation_id}/switch_acp_model",
         &["POST"],

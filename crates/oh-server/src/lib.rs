@@ -15,6 +15,7 @@
 pub mod config;
 pub mod error;
 
+mod agent_profiles;
 mod app;
 mod auth;
 mod bash;
@@ -28,6 +29,7 @@ mod extract;
 mod files;
 mod git;
 mod init;
+mod launch;
 mod listener;
 mod runtime;
 mod server_details;

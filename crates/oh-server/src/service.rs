@@ -89,6 +89,9 @@ pub(crate) struct Meta {
     /// Generate a title from the first user message.
     #[serde(default = "yes")]
     pub(crate) autotitle: bool,
+    /// The agent profile the conversation was created from (`agent_profile_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) launched_agent_profile: Option<serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -455,11 +458,24 @@ fn read_meta(dir: &Path) -> Option<Meta> {
         .ok()
 }
 
+/// The API key of the condenser's own LLM, when the agent's condenser has one.
+fn condenser_key(agent: &mut oh_protocol::Agent) -> Option<&mut serde_json::Value> {
+    agent
+        .condenser
+        .as_mut()?
+        .get_mut("llm")?
+        .get_mut("api_key")
+        .filter(|key| !key.is_null())
+}
+
 /// ConversationInfo from the state and metadata; the agent's secrets are null.
 fn build_info(state: ConversationState, meta: &Meta) -> ConversationInfo {
     let mut agent = state.agent;
     if let AgentBase::Agent(agent) = &mut agent {
         agent.llm.api_key = None;
+        if let Some(slot) = condenser_key(agent) {
+            *slot = serde_json::Value::Null;
+        }
     }
     let mut secret_registry = state.secret_registry;
     for source in secret_registry.secret_sources.values_mut() {
@@ -500,7 +516,7 @@ fn build_info(state: ConversationState, meta: &Meta) -> ConversationInfo {
         current_model_id: None,
         available_models: Vec::new(),
         supports_runtime_model_switch: false,
-        launched_agent_profile: None,
+        launched_agent_profile: meta.launched_agent_profile.clone(),
         agent,
         client_tools: meta.client_tools.clone(),
         tool_module_qualnames: meta.tool_module_qualnames.clone(),
@@ -845,6 +861,11 @@ impl Conversations {
         if let Some(key) = &agent.llm.api_key {
             agent.llm.api_key = Some(seal(self.cipher.as_ref(), key.expose()));
         }
+        if let Some(slot) = condenser_key(&mut agent)
+            && let Some(key) = slot.as_str()
+        {
+            *slot = serde_json::Value::String(seal(self.cipher.as_ref(), key).expose().to_owned());
+        }
         agent
     }
 
@@ -880,6 +901,12 @@ impl Conversations {
             .as_ref()
             .and_then(|key| unseal(self.cipher.as_ref(), key))
             .map(SecretString::new);
+        if let Some(slot) = condenser_key(&mut agent) {
+            *slot = slot
+                .as_str()
+                .and_then(|key| unseal(self.cipher.as_ref(), &SecretString::new(key)))
+                .map_or(serde_json::Value::Null, serde_json::Value::String);
+        }
         if key_is_stale && agent.llm.api_key.is_some() {
             // Saved under a previous secret key: written under the current one next time.
             meta.agent = Some(AgentBase::Agent(Box::new(self.sealed_agent(&agent))));
@@ -1077,6 +1104,7 @@ fn default_meta(id: uuid::Uuid) -> Meta {
         agent: None,
         secrets: BTreeMap::new(),
         autotitle: true,
+        launched_agent_profile: None,
     }
 }
 

@@ -46,7 +46,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/profiles/{name}/rename", post(rename_profile))
 }
 
-fn store_error(err: StoreError) -> ApiError {
+pub(crate) fn store_error(err: StoreError) -> ApiError {
     match err {
         StoreError::Unreadable(_) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,7 +62,7 @@ fn expose(headers: &HeaderMap) -> ApiResult<Expose> {
 }
 
 /// The `{name}` path parameter, percent-decoded.
-struct Name(String);
+pub(crate) struct Name(pub(crate) String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Name {
     type Rejection = ApiError;
@@ -146,13 +146,7 @@ async fn patch_settings(
              active_meta_profile must be provided",
         ));
     }
-    // No agent or meta profile can exist here (their routes are not implemented).
-    if let Some(Some(id)) = &agent_profile {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("Agent profile with id '{id}' not found"),
-        ));
-    }
+    // No meta profile can exist here (their routes are not implemented).
     if let Some(Some(name)) = &meta_profile {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -194,6 +188,17 @@ async fn patch_settings(
                 settings.active_profile = name;
             }
             if let Some(id) = agent_profile {
+                if let Some(wanted) = &id
+                    && store
+                        .agent_profile_name_for_id(wanted)
+                        .map_err(store_error)?
+                        .is_none()
+                {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("Agent profile with id '{wanted}' not found"),
+                    ));
+                }
                 settings.active_agent_profile_id = id;
             }
             if let Some(name) = meta_profile {
@@ -462,7 +467,7 @@ async fn delete_secret(State(state): State<AppState>, Name(name): Name) -> ApiRe
 
 // ── /api/profiles ──────────────────────────────────────────────────────────
 
-fn check_profile_name(name: &str) -> ApiResult<()> {
+pub(crate) fn check_profile_name(name: &str) -> ApiResult<()> {
     if valid_profile_name(name) {
         return Ok(());
     }
@@ -670,33 +675,7 @@ async fn rename_profile(
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
     check_profile_name(&name)?;
-    let new_name = match body.get("new_name") {
-        Some(Value::String(new)) if valid_profile_name(new) => new.clone(),
-        Some(Value::String(new)) => {
-            return Err(ApiError::validation(
-                &["body", "new_name"],
-                "string_pattern_mismatch",
-                "String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'",
-                Value::String(new.clone()),
-            ));
-        }
-        Some(other) => {
-            return Err(ApiError::validation(
-                &["body", "new_name"],
-                "string_type",
-                "Input should be a valid string",
-                other.clone(),
-            ));
-        }
-        None => {
-            return Err(ApiError::validation(
-                &["body", "new_name"],
-                "missing",
-                "Field required",
-                body.clone(),
-            ));
-        }
-    };
+    let new_name = new_profile_name(&body)?;
     let (from, to) = (name.clone(), new_name.clone());
     state
         .settings
@@ -729,4 +708,29 @@ async fn rename_profile(
         format!("Profile '{name}' renamed to '{new_name}'")
     };
     Ok(ok(&json!({"name": new_name, "message": message})))
+}
+
+/// The `new_name` of a rename body, checked as the reference checks it.
+pub(crate) fn new_profile_name(body: &Value) -> ApiResult<String> {
+    match body.get("new_name") {
+        Some(Value::String(new)) if valid_profile_name(new) => Ok(new.clone()),
+        Some(Value::String(new)) => Err(ApiError::validation(
+            &["body", "new_name"],
+            "string_pattern_mismatch",
+            "String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'",
+            Value::String(new.clone()),
+        )),
+        Some(other) => Err(ApiError::validation(
+            &["body", "new_name"],
+            "string_type",
+            "Input should be a valid string",
+            other.clone(),
+        )),
+        None => Err(ApiError::validation(
+            &["body", "new_name"],
+            "missing",
+            "Field required",
+            body.clone(),
+        )),
+    }
 }

@@ -100,6 +100,11 @@ fn default_of(section: &str) -> Value {
     defaults().get(section).cloned().unwrap_or(Value::Null)
 }
 
+/// The default `agent_settings` (the `openhands` variant).
+pub(crate) fn default_agent_settings() -> Value {
+    default_of("agent_settings")
+}
+
 /// The default LLM document.
 pub(crate) fn default_llm() -> Value {
     defaults()
@@ -575,6 +580,7 @@ impl std::fmt::Debug for CustomSecret {
 const SETTINGS_FILE: &str = "settings.json";
 const SECRETS_FILE: &str = "secrets.json";
 const PROFILES_DIR: &str = "profiles";
+const AGENT_PROFILES_DIR: &str = "agent-profiles";
 
 impl SettingsStore {
     /// A store under `dir`, encrypting with `cipher` (plain 0600 files without one, as the
@@ -780,6 +786,90 @@ impl SettingsStore {
             .0
             .dir
             .join(PROFILES_DIR)
+            .join(format!("{}.json", canonical_profile_name(name)));
+        match std::fs::remove_file(path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Summaries of the stored agent profiles (`id`, `name`, `agent_kind`, `revision`,
+    /// `llm_profile_ref`, `mcp_server_refs`), sorted by name; unreadable files are skipped.
+    pub(crate) fn agent_profile_summaries(&self) -> Result<Vec<Value>, StoreError> {
+        let dir = self.0.dir.join(AGENT_PROFILES_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err.into()),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let stem = name.strip_suffix(".json")?;
+                valid_profile_name(stem).then(|| stem.to_owned())
+            })
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let Ok(Some(Value::Object(doc))) =
+                self.read(&format!("{AGENT_PROFILES_DIR}/{name}.json"))
+            else {
+                tracing::warn!(profile = %name, "skipping an unreadable agent profile");
+                continue;
+            };
+            let kind = doc
+                .get("agent_kind")
+                .and_then(Value::as_str)
+                .unwrap_or("openhands")
+                .to_owned();
+            let field = |key: &str| doc.get(key).cloned().unwrap_or(Value::Null);
+            out.push(serde_json::json!({
+                "id": field("id"),
+                "name": name,
+                "agent_kind": kind,
+                "revision": field("revision"),
+                "llm_profile_ref": if kind == "openhands" { field("llm_profile_ref") } else { Value::Null },
+                "mcp_server_refs": field("mcp_server_refs"),
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The name of the agent profile whose id is `id`.
+    pub(crate) fn agent_profile_name_for_id(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .agent_profile_summaries()?
+            .into_iter()
+            .find(|s| s.get("id").and_then(Value::as_str) == Some(id))
+            .and_then(|s| s.get("name").and_then(Value::as_str).map(str::to_owned)))
+    }
+
+    /// An agent profile (secret-free: it names an LLM profile, it holds no key).
+    pub(crate) fn load_agent_profile(&self, name: &str) -> Result<Option<Value>, StoreError> {
+        self.read(&format!(
+            "{AGENT_PROFILES_DIR}/{}.json",
+            canonical_profile_name(name)
+        ))
+    }
+
+    /// Saves an agent profile under `name`.
+    pub(crate) fn save_agent_profile(&self, name: &str, profile: &Value) -> Result<(), StoreError> {
+        secure_dir(&self.0.dir)?;
+        secure_dir(&self.0.dir.join(AGENT_PROFILES_DIR))?;
+        self.write(
+            &format!("{AGENT_PROFILES_DIR}/{}.json", canonical_profile_name(name)),
+            profile,
+        )
+    }
+
+    /// Deletes an agent profile (no error when absent).
+    pub(crate) fn delete_agent_profile(&self, name: &str) -> Result<(), StoreError> {
+        let path = self
+            .0
+            .dir
+            .join(AGENT_PROFILES_DIR)
             .join(format!("{}.json", canonical_profile_name(name)));
         match std::fs::remove_file(path) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),

@@ -199,13 +199,13 @@ async fn no_keys_means_no_auth() {
 async fn extended_routes_answer_501_with_json() {
     let server = TestServer::with_key(KEY).await;
     let reply = server
-        .post(&format!("/api/conversations/{ID}/navigate"), json!({}))
+        .post(&format!("/api/conversations/{ID}/goal/stop"), json!({}))
         .await;
     assert_eq!(reply.status, 501);
     assert!(
         reply.json()["detail"]
             .as_str()
-            .is_some_and(|d| d.contains("navigate"))
+            .is_some_and(|d| d.contains("goal/stop"))
     );
 }
 

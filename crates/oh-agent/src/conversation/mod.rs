@@ -30,6 +30,7 @@ mod parse;
 mod step;
 pub mod store;
 pub mod stuck;
+mod tree;
 pub mod view;
 
 use std::collections::{BTreeMap, HashSet};
@@ -110,6 +111,9 @@ pub enum Error {
     /// The LLM answered a side question ([`LocalConversation::ask_agent`]) without text.
     #[error("the LLM answered the question without any text")]
     NoAnswer,
+    /// [`LocalConversation::navigate_to`] named an event that is not in the log.
+    #[error("Unknown event_id: {0}")]
+    UnknownEvent(String),
 }
 
 /// Result with [`Error`].
@@ -258,6 +262,9 @@ struct Core {
     user_messages: usize,
     outbox: mpsc::UnboundedSender<Delivery>,
     emit_state_updates: bool,
+    /// The active branch is not the whole log (HEAD was moved by `navigate_to`, or a stored
+    /// conversation was loaded that way): readers walk the tree instead of taking the log.
+    branched: bool,
 }
 
 struct Inner {
@@ -322,6 +329,15 @@ fn stored_agent(agent: &Agent) -> AgentBase {
     let mut agent = agent.clone();
     if agent.llm.api_key.is_some() {
         agent.llm.api_key = Some(SecretString::new(SecretString::MASK));
+    }
+    if let Some(key) = agent
+        .condenser
+        .as_mut()
+        .and_then(|c| c.get_mut("llm"))
+        .and_then(|llm| llm.get_mut("api_key"))
+        .filter(|key| !key.is_null())
+    {
+        *key = serde_json::Value::String(SecretString::MASK.to_owned());
     }
     AgentBase::Agent(Box::new(agent))
 }
@@ -404,6 +420,7 @@ impl LocalConversation {
             .iter()
             .filter(|e| matches!(e, Event::Message(m) if m.base.source == Source::User))
             .count();
+        let branched = !tree::is_linear(&events, &state);
         let core = Core {
             state,
             events,
@@ -412,6 +429,7 @@ impl LocalConversation {
             user_messages,
             outbox: tx,
             emit_state_updates: config.emit_state_updates,
+            branched,
         };
         let mut core = core;
         if let Some(store) = &core.store {
@@ -461,6 +479,32 @@ impl LocalConversation {
     /// A copy of the state (without events).
     pub fn state(&self) -> ConversationState {
         self.inner.lock().state.clone()
+    }
+
+    /// The events of the active branch (from the root to HEAD), handed to `read`. Equal to
+    /// the whole log until [`LocalConversation::navigate_to`] moves HEAD.
+    pub fn with_active_branch<R>(&self, read: impl FnOnce(&[Event]) -> R) -> R {
+        read(&self.inner.lock().active_branch())
+    }
+
+    /// Moves HEAD to the event `event_id` (or to an empty tree with `None`): the agent's next
+    /// step sees only the events from the root to that event, and the next event appended
+    /// becomes its child. Nothing is removed from the log and no event is recorded; the new
+    /// HEAD is saved with the state. A step in progress ends first. Fails with
+    /// [`Error::UnknownEvent`] when the log has no such event.
+    pub async fn navigate_to(&self, event_id: Option<&str>) -> Result<()> {
+        let _between_steps = self.inner.step_gate.lock().await;
+        let mut core = self.inner.lock();
+        if let Some(id) = event_id
+            && !core.events.iter().any(|e| e.id() == Some(id))
+        {
+            return Err(Error::UnknownEvent(id.to_owned()));
+        }
+        core.state.leaf_event_id = event_id.map(str::to_owned);
+        core.state.head_is_empty = event_id.is_none();
+        core.branched = true;
+        core.save()?;
+        Ok(())
     }
 
     /// A copy of the event log.
@@ -593,7 +637,7 @@ impl LocalConversation {
             let render = |o: &oh_protocol::event::ObservationEvent| {
                 crate::tools::observation_content(o, inner.conversation_dir.as_deref())
             };
-            view::events_to_messages(&core.events, &render)
+            view::events_to_messages(&core.active_branch(), &render)
         };
         messages.push(Message::user(format!(
             "Answer a question about the work in this conversation so far.\n\n\
@@ -666,7 +710,7 @@ impl LocalConversation {
     /// the status goes from `waiting_for_confirmation` to `idle`. No run is started.
     pub fn reject_pending_actions(&self, reason: &str) -> Result<()> {
         let mut core = self.inner.lock();
-        let pending = step::unmatched_actions(&core.events);
+        let pending = step::unmatched_actions(&core.active_branch());
         for action in pending {
             core.emit(Event::UserRejectObservation(UserRejectObservation {
                 base: new_base(Source::Environment),
@@ -793,17 +837,35 @@ impl Inner {
 }
 
 impl Core {
+    /// The events from the root to HEAD: the whole log while it has never branched.
+    fn active_branch(&self) -> std::borrow::Cow<'_, [Event]> {
+        if self.branched {
+            std::borrow::Cow::Owned(tree::path_to_root(
+                &self.events,
+                tree::resolved_leaf(&self.events, &self.state),
+            ))
+        } else {
+            std::borrow::Cow::Borrowed(&self.events)
+        }
+    }
+
     /// Stamps, persists and queues `event` for delivery.
     fn emit(&mut self, mut event: Event) -> Result<(), StoreError> {
         let is_update = matches!(event, Event::ConversationStateUpdate(_));
         if let Some(base) = event_base_mut(&mut event) {
-            base.parent_id = self.state.leaf_event_id.clone();
+            base.parent_id = match &self.state.leaf_event_id {
+                Some(leaf) => Some(leaf.clone()),
+                // An empty HEAD over a non-empty log starts a new root, marked as such.
+                None if !self.events.is_empty() => Some(tree::ROOT_PARENT_ID.to_owned()),
+                None => None,
+            };
         }
         if let Some(store) = &mut self.store {
             store.append(&event)?;
         }
         if !is_update && let Some(id) = event.id() {
             self.state.leaf_event_id = Some(id.to_owned());
+            self.state.head_is_empty = false;
         }
         self.events.push(event.clone());
         self.save()?;
@@ -952,7 +1014,7 @@ pub const INTERRUPTED_BY_RESTART: &str = "A restart occurred while this tool was
 /// Every action without a result gets an error result, and the status becomes `error`; a new
 /// `run()` continues from there.
 fn recover_interrupted_run(core: &mut Core) -> Result<()> {
-    for action in step::unmatched_actions(&core.events) {
+    for action in step::unmatched_actions(&core.active_branch()) {
         core.emit(Event::AgentError(oh_protocol::AgentErrorEvent {
             base: new_base(Source::Environment),
             tool_name: action.tool_name.clone(),

@@ -56,7 +56,7 @@ pub(super) async fn run_loop(inner: &Inner) -> Result<ExecutionStatus> {
                 _ => {}
             }
             if inner.stuck_detection {
-                match stuck::check(&core.events, &inner.stuck_thresholds) {
+                match stuck::check(&core.active_branch(), &inner.stuck_thresholds) {
                     Verdict::Fine => {}
                     Verdict::Nudge {
                         error_event_id,
@@ -241,7 +241,7 @@ async fn step(inner: &Inner) -> Result<(), StepFailure> {
     let tools = inner.ensure_ready().await?;
 
     // 1. Actions left pending (confirmation, crash) run first.
-    let pending = unmatched_actions(&inner.lock().events);
+    let pending = unmatched_actions(&inner.lock().active_branch());
     if !pending.is_empty() {
         execute_batch(inner, tools, pending).await?;
         return Ok(());
@@ -258,7 +258,7 @@ async fn step(inner: &Inner) -> Result<(), StepFailure> {
         let render =
             |o: &ObservationEvent| tools::observation_content(o, inner.conversation_dir.as_deref());
         (
-            super::view::events_to_messages(&core.events, &render),
+            super::view::events_to_messages(&core.active_branch(), &render),
             core.user_messages,
         )
     };
@@ -351,7 +351,7 @@ pub(super) async fn condense_if_due(inner: &Inner) -> Result<bool, StepFailure> 
         let core = inner.lock();
         let render =
             |o: &ObservationEvent| tools::observation_content(o, inner.conversation_dir.as_deref());
-        condenser.plan(&core.events, &render)?
+        condenser.plan(&core.active_branch(), &render)?
     };
     let Some(plan) = plan else {
         return Ok(false);
