@@ -529,6 +529,12 @@ impl DockerWorkspaceBuilder {
     /// Starts the container and waits until its agent server is healthy. If anything fails
     /// after the container was created, the container is removed before the error returns.
     pub async fn start(self) -> Result<DockerWorkspace> {
+        if !self.working_dir.starts_with('/') {
+            return Err(Error::InvalidOption(format!(
+                "working_dir {:?} must be an absolute path in the container",
+                self.working_dir
+            )));
+        }
         if self.health_check_timeout.is_zero() {
             return Err(Error::InvalidOption(
                 "health_check_timeout must be positive".into(),
@@ -618,6 +624,7 @@ impl DockerWorkspaceBuilder {
             cleanup_image: self.cleanup_image,
         };
         workspace.wait_healthy().await?;
+        workspace.prepare_working_dir().await?;
         Ok(workspace)
     }
 
@@ -868,6 +875,52 @@ impl DockerWorkspace {
     /// The container id.
     pub fn container_id(&self) -> &str {
         &self.container.id
+    }
+
+    /// Creates the working directory as the container's user (the agent server's), so that
+    /// one that cannot be created or written fails `start` with its path instead of a later
+    /// upload or conversation. The path is an argument, never part of a shell string.
+    async fn prepare_working_dir(&self) -> Result<()> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+
+        let dir = self.remote.working_dir().to_owned();
+        let docker = &self.container.docker;
+        let exec = docker
+            .create_exec(
+                &self.container.id,
+                CreateExecOptions {
+                    cmd: Some(vec![
+                        "sh",
+                        "-c",
+                        "mkdir -p -- \"$1\" && test -w \"$1\" || { echo \"$1 is not writable\" >&2; exit 1; }",
+                        "sh",
+                        dir.as_str(),
+                    ]),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut output = String::new();
+        if let StartExecResults::Attached {
+            output: mut stream, ..
+        } = docker.start_exec(&exec.id, None).await?
+        {
+            while let Some(chunk) = stream.next().await {
+                output.push_str(&chunk?.to_string());
+            }
+        }
+        let exit_code = docker.inspect_exec(&exec.id).await?.exit_code;
+        if exit_code == Some(0) {
+            return Ok(());
+        }
+        Err(Error::InvalidOption(format!(
+            "working_dir {dir} cannot be created or written by the container's user ({}; \
+             container {} removed)",
+            output.trim(),
+            self.container.name
+        )))
     }
 
     /// The container name (`agent-server-<hex>`).

@@ -201,6 +201,82 @@ async fn a_missing_image_is_a_clear_error() {
         matches!(missing, Err(Error::ImageMissing { ref image }) if image.ends_with("no-such-tag")),
         "{missing:?}"
     );
+    // Only the image this repository builds is sent to `cargo xtask image`.
+    let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("pull or build it"), "{message}");
+    assert!(!message.contains("xtask"), "{message}");
+}
+
+/// A working directory the container's user cannot create fails `start` with its path,
+/// and leaves no container; a relative one is refused before anything starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn a_working_dir_that_cannot_be_made_fails_at_start() {
+    let refused = DockerWorkspace::builder()
+        .working_dir("/nope/dir")
+        .start()
+        .await;
+    let Err(Error::InvalidOption(message)) = &refused else {
+        panic!("{refused:?}")
+    };
+    assert!(message.contains("/nope/dir"), "{message}");
+    let name = message
+        .split("container ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no container named in {message}"));
+    assert!(name.starts_with("agent-server-"), "{message}");
+    assert!(!exists_named(name).await, "{name} was removed");
+
+    let relative = DockerWorkspace::builder()
+        .working_dir("relative/dir")
+        .start()
+        .await;
+    let Err(Error::InvalidOption(message)) = &relative else {
+        panic!("{relative:?}")
+    };
+    assert!(message.contains("absolute"), "{message}");
+}
+
+/// On Docker's default bridge, an LLM on the host's loopback is out of reach; the run's
+/// error says why and what to do, instead of a bare "connection refused".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Docker Engine and `cargo xtask image`"]
+async fn an_llm_on_the_hosts_loopback_is_explained_on_the_bridge_network() {
+    let llm = ScriptedLlm::start(vec![Reply::tool(
+        "finish",
+        json!({"message": "unreachable"}),
+    )])
+    .await
+    .unwrap();
+    let workspace = DockerWorkspace::builder().start().await.expect(NEEDS);
+    let mut config = Llm::new("openai/scripted-model");
+    config.base_url = Some(llm.base_url());
+    config.api_key = Some("scripted".into());
+    config.num_retries = 0;
+    let conversation = RemoteConversation::builder(&workspace)
+        .agent(Agent::new(config, vec![ToolSpec::new("terminal")]))
+        .autotitle(false)
+        .create()
+        .await
+        .unwrap();
+    conversation.send_text("Say hi.").await.unwrap();
+    let failed = conversation
+        .run()
+        .await
+        .expect_err("the LLM is out of reach");
+    let oh_client::Error::Run { detail, .. } = &failed else {
+        panic!("{failed:?}")
+    };
+    assert!(detail.contains("the container itself"), "{detail}");
+    assert!(detail.contains("network(\"host\")"), "{detail}");
+    assert_eq!(
+        llm.remaining(),
+        1,
+        "the container never reached the host's loopback"
+    );
+    conversation.close().await;
+    workspace.cleanup().await.unwrap();
 }
 
 /// The child half of the panic test: starts a workspace, records its container and panics.

@@ -43,6 +43,7 @@ pub(crate) mod http;
 mod metrics;
 mod model;
 mod openai;
+mod reach;
 mod retry;
 
 use std::sync::{Mutex, PoisonError};
@@ -297,7 +298,11 @@ impl LlmClient {
             .await
             .map_err(|e| match e {
                 http::TransportError::Connect(m) => {
-                    Failure::Connect(format!("cannot reach {}: {m}", self.route.url))
+                    let url = &self.route.url;
+                    Failure::Connect(match reach::loopback_hint(url) {
+                        Some(hint) => format!("cannot reach {url}: {m}; {hint}"),
+                        None => format!("cannot reach {url}: {m}"),
+                    })
                 }
                 http::TransportError::Timeout(t) => Failure::Timeout(format!(
                     "no response from {} within {:.1} s",
