@@ -26,7 +26,11 @@ const TASK: &str = "Append a line saying 'checked' to notes.txt in the current d
 
 /// Runs the same steps in any workspace; returns the names in its working directory.
 async fn converse(agent: Agent, workspace: Workspace) -> openhands::Result<String> {
-    println!("== {} at {}", workspace.kind(), workspace.working_dir().display());
+    println!(
+        "== {} at {}",
+        workspace.kind(),
+        workspace.working_dir().display()
+    );
     let listing = workspace.execute_command("ls -la").await?;
     println!("$ ls -la\n{}", listing.stdout.trim_end());
 
@@ -44,7 +48,9 @@ async fn converse(agent: Agent, workspace: Workspace) -> openhands::Result<Strin
     let conversation = Conversation::new(
         agent,
         &workspace,
-        [callback(|event| println!("  - {}", common::describe(event)))],
+        [callback(|event| {
+            println!("  - {}", common::describe(event))
+        })],
     )
     .await?;
     conversation.send_message(TASK).await?;

@@ -150,6 +150,22 @@ const CASES: &[Case] = &[
         },
         expect: Expect::FinishedWithDocker,
     },
+    Case {
+        name: "converse",
+        // The same two steps for the local run and then the container's.
+        script: || {
+            let mut script = command_then_finish(
+                "echo checked >> notes.txt && cat notes.txt",
+                "notes.txt now ends with checked.",
+            );
+            script.extend(command_then_finish(
+                "echo checked >> notes.txt && cat notes.txt",
+                "notes.txt now ends with checked.",
+            ));
+            script
+        },
+        expect: Expect::FinishedWithDocker,
+    },
 ];
 
 /// How one example went.
