@@ -59,7 +59,8 @@ pub use api::{
     ConversationInfo, ConversationPage, ConversationRuntimeInfo, ConversationSortOrder, EventPage,
     EventSortOrder, ForkConversationRequest, NavigateConversationRequest, SendMessageRequest,
     SetConfirmationPolicyRequest, SetSecurityAnalyzerRequest, StartConversationRequest, Success,
-    UpdateConversationRequest, UpdateSecretsRequest,
+    UpdateConversationRequest, UpdateSecretsRequest, SkillInfo, SkillsRequest, SkillsResponse,
+    ExposedUrl, SandboxConfig, OrgConfig,
 };
 pub use bash::{
     BashCommand, BashError, BashEvent, BashEventPage, BashOutput, ExecuteBashRequest, HexUuid,
