@@ -267,7 +267,9 @@ pub fn dynamic_context_with(parts: &DynamicParts<'_>) -> Option<String> {
              \n",
         );
         for (name, content) in parts.repo_skills {
-            text.push_str(&format!("\n[BEGIN context from [{name}]]\n{content}\n[END Context]\n"));
+            text.push_str(&format!(
+                "\n[BEGIN context from [{name}]]\n{content}\n[END Context]\n"
+            ));
         }
         text.push_str("\n</REPO_CONTEXT>");
         sections.push(text);
@@ -339,7 +341,10 @@ pub fn available_skills(skills: &[ListedSkill<'_>]) -> String {
             ));
         }
         lines.push("  <skill>".to_owned());
-        lines.push(format!("    <name>{}</name>", xml_escape(skill.name.trim())));
+        lines.push(format!(
+            "    <name>{}</name>",
+            xml_escape(skill.name.trim())
+        ));
         lines.push(format!(
             "    <description>{}</description>",
             xml_escape(description.trim())
@@ -351,7 +356,9 @@ pub fn available_skills(skills: &[ListedSkill<'_>]) -> String {
 }
 
 fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The text a triggered skill adds to the user message that mentioned `keyword`: an

@@ -57,10 +57,10 @@ pub use agent::{
 pub use api::{
     AgentResponseResult, AskAgentRequest, AskAgentResponse, ConfirmationResponseRequest,
     ConversationInfo, ConversationPage, ConversationRuntimeInfo, ConversationSortOrder, EventPage,
-    EventSortOrder, ForkConversationRequest, NavigateConversationRequest, SendMessageRequest,
-    SetConfirmationPolicyRequest, SetSecurityAnalyzerRequest, StartConversationRequest, Success,
-    UpdateConversationRequest, UpdateSecretsRequest, SkillInfo, SkillsRequest, SkillsResponse,
-    ExposedUrl, SandboxConfig, OrgConfig,
+    EventSortOrder, ExposedUrl, ForkConversationRequest, NavigateConversationRequest, OrgConfig,
+    SandboxConfig, SendMessageRequest, SetConfirmationPolicyRequest, SetSecurityAnalyzerRequest,
+    SkillInfo, SkillsRequest, SkillsResponse, StartConversationRequest, Success,
+    UpdateConversationRequest, UpdateSecretsRequest,
 };
 pub use bash::{
     BashCommand, BashError, BashEvent, BashEventPage, BashOutput, ExecuteBashRequest, HexUuid,

@@ -200,7 +200,11 @@ fn block_scalar(
         parts.push(line.text);
         *pos += 1;
     }
-    let separator = if indicator.starts_with('|') { "\n" } else { " " };
+    let separator = if indicator.starts_with('|') {
+        "\n"
+    } else {
+        " "
+    };
     let mut text = parts.join(separator);
     if !indicator.ends_with('-') && !text.is_empty() {
         text.push('\n');
@@ -272,10 +276,13 @@ fn plain(text: &str) -> Value {
         }
     }
     let is_float = digits.contains('.')
+        && digits.bytes().all(|b| {
+            b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+'
+        })
         && digits
             .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+')
-        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.');
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'.');
     if is_float
         && let Ok(f) = text.parse::<f64>()
         && let Some(n) = serde_json::Number::from_f64(f)
@@ -360,7 +367,9 @@ fn strip_comment(line: &str) -> &str {
         match quote {
             Some(q) if c == q => quote = None,
             Some(_) => {}
-            None if (c == '"' || c == '\'') && (previous == ' ' || previous == '[' || previous == ',' || previous == '-') => {
+            None if (c == '"' || c == '\'')
+                && (previous == ' ' || previous == '[' || previous == ',' || previous == '-') =>
+            {
                 quote = Some(c)
             }
             None if c == '#' && previous.is_whitespace() => return &line[..i],
@@ -378,7 +387,8 @@ mod tests {
 
     #[test]
     fn splits_frontmatter_and_trims_the_body() {
-        let (meta, body) = split("---\nname: x\ntriggers:\n- a\n---\n\n# Body\n\ntext\n\n").unwrap();
+        let (meta, body) =
+            split("---\nname: x\ntriggers:\n- a\n---\n\n# Body\n\ntext\n\n").unwrap();
         assert_eq!(Value::Object(meta), json!({"name": "x", "triggers": ["a"]}));
         assert_eq!(body, "# Body\n\ntext");
     }

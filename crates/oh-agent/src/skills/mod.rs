@@ -107,7 +107,11 @@ pub enum SkillError {
 
 impl Skill {
     /// A skill built in code: always active when `trigger` is `None`.
-    pub fn new(name: impl Into<String>, content: impl Into<String>, trigger: Option<Trigger>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        content: impl Into<String>,
+        trigger: Option<Trigger>,
+    ) -> Self {
         Self {
             name: name.into(),
             content: content.into(),
@@ -222,17 +226,23 @@ impl Skill {
         let name = value.get("name")?.as_str()?.to_owned();
         let strings = |v: Option<&Value>| -> Vec<String> {
             v.and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
-        let trigger = value.get("trigger").and_then(|t| {
-            match t.get("type").and_then(Value::as_str)? {
-                "keyword" => Some(Trigger::Keyword(strings(t.get("keywords")))),
-                "task" => Some(Trigger::Task(strings(t.get("triggers")))),
-                "path" => Some(Trigger::Path(strings(t.get("paths")))),
-                _ => None,
-            }
-        });
+        let trigger =
+            value
+                .get("trigger")
+                .and_then(|t| match t.get("type").and_then(Value::as_str)? {
+                    "keyword" => Some(Trigger::Keyword(strings(t.get("keywords")))),
+                    "task" => Some(Trigger::Task(strings(t.get("triggers")))),
+                    "path" => Some(Trigger::Path(strings(t.get("paths")))),
+                    _ => None,
+                });
         let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
         let flag = |key: &str| value.get(key).and_then(Value::as_bool).unwrap_or(false);
         Some(Self {
@@ -274,9 +284,12 @@ fn third_party_name(lowercase_file_name: &str) -> Option<&'static str> {
 fn invalid_skill_name(name: &str, dir_name: &str) -> Option<String> {
     let well_formed = !name.is_empty()
         && name.len() <= 64
-        && name
-            .split('-')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        && name.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
     if !well_formed {
         return Some(format!(
             "name {name:?} must be at most 64 lowercase letters or digits in words joined by single hyphens"
@@ -313,7 +326,11 @@ fn from_metadata(
         Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_owned()).collect(),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
             .map(|p| p.trim().to_owned())
             .collect(),
         Some(_) => return Err(invalid("paths must be a string or a list")),
@@ -378,7 +395,9 @@ fn has_variables(content: &str) -> bool {
         let after = &rest[start + 2..];
         let name_len = after
             .char_indices()
-            .take_while(|(i, c)| c.is_ascii_alphanumeric() && (*i > 0 || !c.is_ascii_digit()) || *c == '_')
+            .take_while(|(i, c)| {
+                c.is_ascii_alphanumeric() && (*i > 0 || !c.is_ascii_digit()) || *c == '_'
+            })
             .count();
         if name_len > 0 && after[name_len..].starts_with('}') {
             return true;
@@ -434,11 +453,18 @@ pub fn load_skills_from_dir(dir: &Path) -> Vec<Skill> {
     files.sort();
     for file in files {
         if let Some(skill) = loaded(Skill::load(&file, Some(dir))) {
-            let group = if skill.trigger.is_none() { &mut repo } else { &mut knowledge };
+            let group = if skill.trigger.is_none() {
+                &mut repo
+            } else {
+                &mut knowledge
+            };
             *group = merge_later_wins([std::mem::take(group), vec![skill]]);
         }
     }
-    repo.into_iter().chain(knowledge).chain(agentskills).collect()
+    repo.into_iter()
+        .chain(knowledge)
+        .chain(agentskills)
+        .collect()
 }
 
 fn loaded(result: Result<Skill, SkillError>) -> Option<Skill> {
@@ -452,7 +478,9 @@ fn loaded(result: Result<Skill, SkillError>) -> Option<Skill> {
 fn push_loaded(skills: &mut Vec<Skill>, loaded: Result<Skill, SkillError>) {
     match loaded {
         Ok(skill) => skills.push(skill),
-        Err(e) => tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "skipping a skill"),
+        Err(e) => {
+            tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "skipping a skill")
+        }
     }
 }
 
@@ -581,8 +609,13 @@ fn nested_instruction_files(work_dir: &Path) -> Vec<Skill> {
             return;
         }
         for path in sorted_entries(dir) {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             if meta.is_dir() {
                 if !name.starts_with('.') && name != "node_modules" {
                     walk(&path, base, out, depth + 1);
@@ -592,7 +625,12 @@ fn nested_instruction_files(work_dir: &Path) -> Vec<Skill> {
                 && third_party_name(&name.to_lowercase()).is_some()
                 && let Ok(relative) = dir.strip_prefix(base)
             {
-                out.push((relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"), path));
+                out.push((
+                    relative
+                        .to_string_lossy()
+                        .replace(std::path::MAIN_SEPARATOR, "/"),
+                    path,
+                ));
             }
         }
     }
@@ -606,8 +644,13 @@ fn nested_instruction_files(work_dir: &Path) -> Vec<Skill> {
         if !seen_real.insert(real) {
             continue;
         }
-        let lower = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-        let Some(base_name) = third_party_name(&lower) else { continue };
+        let lower = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let Some(base_name) = third_party_name(&lower) else {
+            continue;
+        };
         match std::fs::read_to_string(&path) {
             Ok(content) => skills.push(Skill {
                 source: Some(path.to_string_lossy().into_owned()),
@@ -618,7 +661,9 @@ fn nested_instruction_files(work_dir: &Path) -> Vec<Skill> {
                     Some(Trigger::Path(vec![format!("{relative_dir}/**")])),
                 )
             }),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping an instruction file"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping an instruction file")
+            }
         }
     }
     skills
@@ -704,7 +749,12 @@ impl AgentContext {
         let disabled_skills: Vec<String> = value
             .get("disabled_skills")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         skills.retain(|s| !disabled_skills.contains(&s.name));
         let current_datetime = match value.get("current_datetime") {
@@ -784,7 +834,11 @@ impl AgentContext {
             if already_active.contains(&skill.name) {
                 continue;
             }
-            text.push_str(&crate::prompt::skill_knowledge(keyword, skill.source.as_deref(), &skill.content));
+            text.push_str(&crate::prompt::skill_knowledge(
+                keyword,
+                skill.source.as_deref(),
+                &skill.content,
+            ));
             activated.push(skill.name.clone());
         }
         if activated.is_empty() {

@@ -12,7 +12,10 @@ fn frontmatter_decides_name_and_trigger() {
     let repo = Skill::parse(&base.join("style.md"), "# Style\nUse tabs.\n", Some(base)).unwrap();
     assert_eq!((repo.name.as_str(), repo.kind()), ("style", "repo"));
     assert_eq!(repo.content, "# Style\nUse tabs.");
-    assert_eq!(repo.source.as_deref(), Some("/repo/.openhands/skills/style.md"));
+    assert_eq!(
+        repo.source.as_deref(),
+        Some("/repo/.openhands/skills/style.md")
+    );
 
     let nested = Skill::parse(
         &base.join("tools/docker.md"),
@@ -27,10 +30,22 @@ fn frontmatter_decides_name_and_trigger() {
     let named = Skill::parse(&base.join("x.md"), "---\nname: deploy\ninputs:\n  - name: ENV\n    description: target\n---\nDeploy to ${ENV}.", Some(base)).unwrap();
     assert_eq!(named.name, "deploy");
     assert_eq!(named.trigger, Some(Trigger::Task(vec!["/deploy".into()])));
-    assert!(named.content.starts_with("Deploy to ${ENV}.\n\nIf the user didn't provide"));
+    assert!(
+        named
+            .content
+            .starts_with("Deploy to ${ENV}.\n\nIf the user didn't provide")
+    );
 
-    let rule = Skill::parse(&base.join("r.md"), "---\npaths: 'src/**, docs/*.md'\ntriggers: [x]\n---\nrule", Some(base)).unwrap();
-    assert_eq!(rule.trigger, Some(Trigger::Path(vec!["src/**".into(), "docs/*.md".into()])));
+    let rule = Skill::parse(
+        &base.join("r.md"),
+        "---\npaths: 'src/**, docs/*.md'\ntriggers: [x]\n---\nrule",
+        Some(base),
+    )
+    .unwrap();
+    assert_eq!(
+        rule.trigger,
+        Some(Trigger::Path(vec!["src/**".into(), "docs/*.md".into()]))
+    );
     assert!(rule.disable_model_invocation);
     assert!(rule.triggers().is_empty());
 }
@@ -48,7 +63,12 @@ fn third_party_files_are_whole_and_always_active() {
 
 #[test]
 fn agentskills_names_are_checked() {
-    let ok = Skill::parse(Path::new("/s/pdf-tools/SKILL.md"), "---\ndescription: PDFs\n---\nbody", None).unwrap();
+    let ok = Skill::parse(
+        Path::new("/s/pdf-tools/SKILL.md"),
+        "---\ndescription: PDFs\n---\nbody",
+        None,
+    )
+    .unwrap();
     assert_eq!((ok.name.as_str(), ok.kind()), ("pdf-tools", "agentskills"));
     assert_eq!(ok.description.as_deref(), Some("PDFs"));
     for (path, text) in [
@@ -63,16 +83,30 @@ fn agentskills_names_are_checked() {
 
 #[test]
 fn bad_frontmatter_is_a_typed_error() {
-    let err = Skill::parse(Path::new("/s/x.md"), "---\ntriggers: {a: 1}\n---\nbody", None).unwrap_err();
+    let err = Skill::parse(
+        Path::new("/s/x.md"),
+        "---\ntriggers: {a: 1}\n---\nbody",
+        None,
+    )
+    .unwrap_err();
     assert!(matches!(err, SkillError::Frontmatter { .. }));
     assert!(std::error::Error::source(&err).is_some());
-    let err = Skill::parse(Path::new("/s/x.md"), "---\ntriggers: docker\n---\nbody", None).unwrap_err();
+    let err = Skill::parse(
+        Path::new("/s/x.md"),
+        "---\ntriggers: docker\n---\nbody",
+        None,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("triggers must be a list"), "{err}");
 }
 
 #[test]
 fn keywords_match_whole_tokens_in_any_case() {
-    let skill = Skill::new("git", "c", Some(Trigger::Keyword(vec!["git".into(), "/Deploy".into()])));
+    let skill = Skill::new(
+        "git",
+        "c",
+        Some(Trigger::Keyword(vec!["git".into(), "/Deploy".into()])),
+    );
     assert_eq!(skill.match_trigger("Use GIT please"), Some("git"));
     assert_eq!(skill.match_trigger("open github"), None);
     assert_eq!(skill.match_trigger("run /deploy now"), Some("/Deploy"));
@@ -88,18 +122,42 @@ fn project_skills_come_from_the_reference_places() {
     write(&root.join("sub/AGENTS.md"), "sub agents");
     write(&root.join(".openhands/skills/repo.md"), "always");
     write(&root.join(".openhands/skills/README.md"), "not a skill");
-    write(&root.join(".openhands/skills/kn.md"), "---\ntriggers: [zebra]\n---\nstripes");
-    write(&root.join(".openhands/skills/my-tool/SKILL.md"), "---\ndescription: tool\n---\nuse it");
-    write(&root.join(".openhands/skills/my-tool/notes.md"), "a reference, not a skill");
-    write(&root.join(".openhands/microagents/repo.md"), "shadowed by the skills dir");
-    write(&root.join(".openhands/microagents/legacy.md"), "---\ntriggers: [old]\n---\nlegacy");
-    write(&root.join(".openhands/skills/broken.md"), "---\ntriggers: {x: 1}\n---\nskipped");
+    write(
+        &root.join(".openhands/skills/kn.md"),
+        "---\ntriggers: [zebra]\n---\nstripes",
+    );
+    write(
+        &root.join(".openhands/skills/my-tool/SKILL.md"),
+        "---\ndescription: tool\n---\nuse it",
+    );
+    write(
+        &root.join(".openhands/skills/my-tool/notes.md"),
+        "a reference, not a skill",
+    );
+    write(
+        &root.join(".openhands/microagents/repo.md"),
+        "shadowed by the skills dir",
+    );
+    write(
+        &root.join(".openhands/microagents/legacy.md"),
+        "---\ntriggers: [old]\n---\nlegacy",
+    );
+    write(
+        &root.join(".openhands/skills/broken.md"),
+        "---\ntriggers: {x: 1}\n---\nskipped",
+    );
 
     let skills = load_project_skills(root);
     let names: Vec<&str> = skills.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["agents", "agents:sub", "repo", "kn", "my-tool", "legacy"]);
+    assert_eq!(
+        names,
+        ["agents", "agents:sub", "repo", "kn", "my-tool", "legacy"]
+    );
     assert_eq!(skills[2].content, "always");
-    assert_eq!(skills[1].trigger, Some(Trigger::Path(vec!["sub/**".into()])));
+    assert_eq!(
+        skills[1].trigger,
+        Some(Trigger::Path(vec!["sub/**".into()]))
+    );
 
     // From a subdirectory, the git root's files are found too, after the directory's own.
     let from_sub = load_project_skills(&root.join("sub"));
@@ -123,7 +181,11 @@ fn user_dirs_follow_home_and_persistence_dir() {
     );
     assert_eq!(
         user_skill_dirs(Some(home), Some(Path::new("/p"))),
-        [home.join(".agents/skills"), PathBuf::from("/p/skills"), PathBuf::from("/p/microagents")]
+        [
+            home.join(".agents/skills"),
+            PathBuf::from("/p/skills"),
+            PathBuf::from("/p/microagents")
+        ]
     );
 }
 
@@ -133,13 +195,19 @@ fn later_sources_replace_earlier_ones_in_place() {
         vec![Skill::new("a", "1", None), Skill::new("b", "1", None)],
         vec![Skill::new("a", "2", None), Skill::new("c", "2", None)],
     ]);
-    let got: Vec<(&str, &str)> = merged.iter().map(|s| (s.name.as_str(), s.content.as_str())).collect();
+    let got: Vec<(&str, &str)> = merged
+        .iter()
+        .map(|s| (s.name.as_str(), s.content.as_str()))
+        .collect();
     assert_eq!(got, [("a", "2"), ("b", "1"), ("c", "2")]);
 }
 
 #[test]
 fn work_hosts_lists_worker_urls_only() {
-    assert_eq!(work_hosts_skill(&[("VSCODE".into(), "http://v".into(), 1)]), None);
+    assert_eq!(
+        work_hosts_skill(&[("VSCODE".into(), "http://v".into(), 1)]),
+        None
+    );
     let skill = work_hosts_skill(&[
         ("WORKER_1".into(), "http://w1".into(), 8011),
         ("VSCODE".into(), "http://v".into(), 1),
@@ -169,22 +237,37 @@ fn agent_context_partitions_and_activates() {
     );
     assert_eq!(context.current_datetime, None);
     let (repo, listed) = context.partition("openai/gpt-5");
-    assert_eq!(repo.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["repo"]);
-    assert_eq!(listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["zebra"]);
+    assert_eq!(
+        repo.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["repo"]
+    );
+    assert_eq!(
+        listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["zebra"]
+    );
     let (repo, _) = context.partition("anthropic/claude-sonnet-4-5");
     assert_eq!(repo.len(), 2);
 
     let (text, names) = context.user_message_suffix("I saw a Zebra", &[]).unwrap();
     assert_eq!(names, ["zebra"]);
-    assert!(text.contains("<EXTRA_INFO>") && text.contains("\"zebra\""), "{text}");
-    assert!(text.contains("/s/zebra.md") && text.contains("\nZ\n</EXTRA_INFO>"), "{text}");
+    assert!(
+        text.contains("<EXTRA_INFO>") && text.contains("\"zebra\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("/s/zebra.md") && text.contains("\nZ\n</EXTRA_INFO>"),
+        "{text}"
+    );
     assert!(text.ends_with("\nbe kind"), "{text}");
     // Once active, a skill is not added again; the suffix still is.
     assert_eq!(
         context.user_message_suffix("zebra again", &["zebra".into()]),
         Some(("be kind".into(), Vec::new()))
     );
-    assert_eq!(AgentContext::default().user_message_suffix("zebra", &[]), None);
+    assert_eq!(
+        AgentContext::default().user_message_suffix("zebra", &[]),
+        None
+    );
 }
 
 #[test]
@@ -196,7 +279,11 @@ fn user_skills_fill_gaps_and_project_skills_override() {
         &json!({"skills": [{"name": "explicit", "content": "E"}], "load_user_skills": true}),
         &[dir.path().join("skills")],
     );
-    let got: Vec<(&str, &str)> = context.skills.iter().map(|s| (s.name.as_str(), s.content.as_str())).collect();
+    let got: Vec<(&str, &str)> = context
+        .skills
+        .iter()
+        .map(|s| (s.name.as_str(), s.content.as_str()))
+        .collect();
     assert_eq!(got, [("explicit", "E"), ("mine", "user mine")]);
     context.add_project_skills(vec![Skill::new("explicit", "project", None)]);
     assert_eq!(context.skills[0].content, "project");
