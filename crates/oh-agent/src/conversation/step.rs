@@ -241,11 +241,12 @@ pub(super) fn system_prompt_event(
                     content: &s.content,
                 })
                 .collect();
-            let now = match &context.current_datetime {
+            let given = match &context.current_datetime {
                 None => None,
-                Some(Some(given)) => Some(given.as_str()),
-                Some(None) => Some(now),
+                Some(Some(given)) => Some(prompt::prompt_datetime(given)),
+                Some(None) => Some(now.to_owned()),
             };
+            let now = given.as_deref();
             prompt::dynamic_context_with(&prompt::DynamicParts {
                 repo_skills: &repo,
                 listed_skills: &listed,

@@ -826,7 +826,7 @@ impl AgentContext {
             return suffix.map(|s| (s.to_owned(), Vec::new()));
         }
         let mut activated = Vec::new();
-        let mut text = String::new();
+        let mut blocks = Vec::new();
         for skill in &self.skills {
             let Some(keyword) = skill.match_trigger(query) else {
                 continue;
@@ -834,7 +834,7 @@ impl AgentContext {
             if already_active.contains(&skill.name) {
                 continue;
             }
-            text.push_str(&crate::prompt::skill_knowledge(
+            blocks.push(crate::prompt::skill_knowledge(
                 keyword,
                 skill.source.as_deref(),
                 &skill.content,
@@ -844,6 +844,7 @@ impl AgentContext {
         if activated.is_empty() {
             return suffix.map(|s| (s.to_owned(), Vec::new()));
         }
+        let mut text = blocks.join("\n\n");
         if let Some(suffix) = suffix {
             text.push('\n');
             text.push_str(suffix);
