@@ -380,6 +380,20 @@ pub fn skill_knowledge(keyword: &str, location: Option<&str>, content: &str) -> 
     text
 }
 
+/// The block a path rule adds to the result of a tool that touched a file matching `glob`.
+pub fn path_rule(glob: &str, location: Option<&str>, content: &str) -> String {
+    let mut text = format!(
+        "<EXTRA_INFO>\n\
+         This rule applies because you touched a file matching \"{glob}\"; follow it when \
+         working on such files.\n"
+    );
+    if let Some(location) = location {
+        text.push_str(&format!("Rule location: {location}\n"));
+    }
+    text.push_str(&format!("\n{content}\n</EXTRA_INFO>"));
+    text
+}
+
 /// An agent context's `current_datetime` as the prompt shows it: a date-time to the minute
 /// (`YYYY-MM-DDTHH:MM`, the wall clock as written, offset dropped), a bare date at
 /// midnight; any other text as given.

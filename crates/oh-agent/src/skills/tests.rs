@@ -348,3 +348,46 @@ fn datetimes_are_shown_to_the_minute() {
     assert_eq!(prompt_datetime("2026-01-02"), "2026-01-02T00:00");
     assert_eq!(prompt_datetime("next Tuesday"), "next Tuesday");
 }
+
+#[test]
+fn globs_match_like_gitignore() {
+    assert!(path_matches_glob("src/a/b.rs", "src/**"));
+    assert!(path_matches_glob("src/b.rs", "src/**/*.rs"));
+    assert!(path_matches_glob("src/x/y/b.rs", "src/**/*.rs"));
+    assert!(!path_matches_glob("lib/b.rs", "src/**"));
+    assert!(path_matches_glob("deep/dir/file.py", "*.py"));
+    assert!(!path_matches_glob("src/a/b.rs", "src/*.rs"));
+    assert!(path_matches_glob("a.c", "?.c"));
+    assert!(!path_matches_glob("a.c", ""));
+    assert!(path_matches_glob("a+b(1).md", "a+b(1).md"));
+}
+
+#[test]
+fn path_rules_fire_once_per_rule() {
+    let context = AgentContext {
+        skills: vec![
+            Skill {
+                source: Some("/w/sub/AGENTS.md".into()),
+                ..Skill::new(
+                    "agents:sub",
+                    "SUB RULE",
+                    Some(Trigger::Path(vec!["sub/**".into()])),
+                )
+            },
+            Skill::new("kw", "K", Some(Trigger::Keyword(vec!["sub".into()]))),
+        ],
+        ..AgentContext::default()
+    };
+    let (text, names) = context.tool_use_suffix("sub/x.rs", &[]).unwrap();
+    assert_eq!(names, ["agents:sub"]);
+    assert!(
+        text.starts_with("<EXTRA_INFO>\n") && text.contains("\"sub/**\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("Rule location: /w/sub/AGENTS.md\n\nSUB RULE\n</EXTRA_INFO>"),
+        "{text}"
+    );
+    assert_eq!(context.tool_use_suffix("sub/x.rs", &names), None);
+    assert_eq!(context.tool_use_suffix("other/x.rs", &[]), None);
+}
