@@ -345,6 +345,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::runtime::router(&state))
         .merge(crate::settings::router())
         .merge(crate::agent_profiles::router())
+        .merge(crate::skills::router())
         .merge(crate::extended::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
