@@ -272,7 +272,7 @@ pub fn glob_files(pattern: &str, search_path: &Path) -> (Vec<String>, bool) {
             Some((path.to_string_lossy().into_owned(), mtime))
         })
         .collect();
-    files.sort_by(|a, b| b.1.cmp(&a.1));
+    files.sort_by_key(|f| std::cmp::Reverse(f.1));
     let truncated = files.len() > MAX_FILES;
     files.truncate(MAX_FILES);
     (files.into_iter().map(|(path, _)| path).collect(), truncated)

@@ -155,7 +155,7 @@ pub fn grep_files(
             found.push((shown, mtime));
         }
     }
-    found.sort_by(|a, b| b.1.cmp(&a.1));
+    found.sort_by_key(|f| std::cmp::Reverse(f.1));
     let truncated = found.len() > MAX_MATCHES;
     found.truncate(MAX_MATCHES);
     (found.into_iter().map(|(path, _)| path).collect(), truncated)

@@ -19,10 +19,8 @@ pub(crate) fn resolve(path: &Path) -> PathBuf {
                 let is_link = std::fs::symlink_metadata(&out)
                     .map(|m| m.file_type().is_symlink())
                     .unwrap_or(false);
-                if is_link {
-                    if let Ok(target) = std::fs::canonicalize(&out) {
-                        out = target;
-                    }
+                if is_link && let Ok(target) = std::fs::canonicalize(&out) {
+                    out = target;
                 }
             }
         }

@@ -228,19 +228,20 @@ impl<'a> Parser<'a> {
             if !def_str.trim().is_empty() {
                 let mut found = false;
                 let index_now = index.min(lines.len());
-                if !lines[..index_now].contains(&def_str) {
-                    if let Some(i) = lines[index_now..].iter().position(|s| *s == def_str) {
-                        index += i + 1;
-                        found = true;
-                    }
+                if !lines[..index_now].contains(&def_str)
+                    && let Some(i) = lines[index_now..].iter().position(|s| *s == def_str)
+                {
+                    index += i + 1;
+                    found = true;
                 }
                 let wanted = def_str.trim();
                 let index_now = index.min(lines.len());
-                if !found && !lines[..index_now].iter().any(|s| s.trim() == wanted) {
-                    if let Some(i) = lines[index_now..].iter().position(|s| s.trim() == wanted) {
-                        index += i + 1;
-                        self.fuzz += 1;
-                    }
+                if !found
+                    && !lines[..index_now].iter().any(|s| s.trim() == wanted)
+                    && let Some(i) = lines[index_now..].iter().position(|s| s.trim() == wanted)
+                {
+                    index += i + 1;
+                    self.fuzz += 1;
                 }
             }
             let section = peek_next_section(&self.lines, self.index)?;
@@ -424,10 +425,10 @@ fn files_needed(text: &str) -> Vec<String> {
         let path = line
             .strip_prefix(UPDATE_FILE)
             .or_else(|| line.strip_prefix(DELETE_FILE));
-        if let Some(path) = path {
-            if !out.iter().any(|p| p == path) {
-                out.push(path.to_owned());
-            }
+        if let Some(path) = path
+            && !out.iter().any(|p| p == path)
+        {
+            out.push(path.to_owned());
         }
     }
     out
