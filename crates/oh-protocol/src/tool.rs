@@ -1,8 +1,10 @@
 //! Actions and observations of the default tools, and tool definitions.
 //!
-//! Tool names on the wire: `terminal`, `file_editor`, `task_tracker`, `finish`, `think`. The
-//! `kind` of an action or observation is the Python class name (`TerminalAction`, …). Actions
-//! and observations of other tools decode to `Unknown` and are kept verbatim.
+//! Tool names on the wire: `terminal`, `file_editor`, `task_tracker`, `finish`, `think`, and
+//! of the gpt5 and planning presets `apply_patch`, `glob`, `grep`, `planning_file_editor`
+//! (their types are in [`crate::tool_gpt5_planning`]). The `kind` of an action or observation
+//! is the Python class name (`TerminalAction`, …). Actions and observations of other tools
+//! decode to `Unknown` and are kept verbatim.
 
 use serde::{Deserialize, Serialize};
 
