@@ -85,6 +85,8 @@ from openhands.sdk.git.models import GitChangeStatus  # noqa: E402
 from openhands.sdk.security.confirmation_policy import AlwaysConfirm, NeverConfirm  # noqa: E402
 from openhands.sdk.workspace import RemoteWorkspace  # noqa: E402
 from openhands.tools.preset.default import get_default_tools  # noqa: E402
+from openhands.tools.preset.gpt5 import get_gpt5_agent  # noqa: E402
+from openhands.tools.preset.planning import format_plan_structure, get_planning_agent  # noqa: E402
 from openhands.sdk.secret import LookupSecret  # noqa: E402
 from openhands.workspace import APIRemoteWorkspace, OpenHandsCloudWorkspace  # noqa: E402
 
@@ -2221,6 +2223,222 @@ def skills_group(g: Group) -> None:
         ensure("SUBRULE-3310" not in texts[0], "the rule fired for a file outside its directory")
         ensure("SUBRULE-3310" in texts[1], "the rule did not reach the LLM with the result that touched sub/")
         ensure(texts[1].count("SUBRULE-3310") == 1, "the rule was added more than once")
+
+# --------------------------------------------------------------------------- 9b. tool presets
+
+# The `tools` arrays the reference sends for each preset (descriptions scrubbed), copied next
+# to the suite by `cargo xtask conformance` from crates/oh-agent/tests/fixtures/llm_requests.
+PRESET_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def scrub_descriptions(value):
+    """Every `description` string replaced by the fixtures' placeholder."""
+    if isinstance(value, dict):
+        return {
+            k: ("<description>" if k == "description" and isinstance(v, str) else scrub_descriptions(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [scrub_descriptions(v) for v in value]
+    return value
+
+
+def golden_tools(preset: str) -> list:
+    import json
+
+    data = json.loads((PRESET_FIXTURES / f"tools_{preset}.json").read_text())
+    ensure(data.get("preset") == preset, f"fixture of preset {data.get('preset')}")
+    return data["tools"]
+
+
+def check_golden_tools(llm: ScriptedLLM, preset: str) -> None:
+    expected = golden_tools(preset)
+    ensure(llm.requests, "no LLM request")
+    for i, request in enumerate(llm.requests):
+        got = scrub_descriptions(request.get("tools"))
+        if got != expected:
+            names = [t.get("function", {}).get("name") for t in got or []]
+            raise AssertionError(f"request {i}: tools differ from tools_{preset}.json (got {names})")
+
+
+def preset_llm(llm: ScriptedLLM) -> LLM:
+    return LLM(model="openai/scripted", base_url=llm.base_url, api_key="test-key", usage_id="agent", num_retries=0)
+
+
+def observations_of(s: Session, tool: str) -> list:
+    return [o for o in s.received(ObservationEvent) if o.tool_name == tool]
+
+
+@group(
+    "preset_gpt5",
+    [
+        "create",
+        "runs_to_finished",
+        "apply_patch_added",
+        "apply_patch_updated",
+        "bad_patch_is_error",
+        "file_on_disk",
+        "terminal_saw_file",
+        "task_tracker_planned",
+        "tools_equal_reference",
+    ],
+)
+def preset_gpt5(g: Group) -> None:
+    """An agent from the SDK's `get_gpt5_agent(llm, cli_mode=True)`: terminal, apply_patch,
+    task_tracker + finish, think."""
+    server = start_server(g)
+    llm = start_llm(g)
+    with g.check("create", fatal=True):
+        s = Session(g, server, llm, agent=get_gpt5_agent(preset_llm(llm), cli_mode=True))
+        ensure(s.status == Status.IDLE, f"status {s.status}")
+
+    llm.script(
+        call("apply_patch", patch="*** Begin Patch\n*** Add File: notes/hello.txt\n+hello\n+world\n*** End Patch", security_risk="LOW"),
+        call("apply_patch", patch="*** Begin Patch\n*** Update File: notes/hello.txt\n hello\n-world\n+there\n*** End Patch"),
+        call("apply_patch", patch="*** Begin Patch\n*** Update File: notes/hello.txt\n-nowhere\n*** End Patch"),
+        terminal("cat notes/hello.txt"),
+        call("task_tracker", command="plan", task_list=[{"title": "Greet", "status": "done"}]),
+        finish("greeting written"),
+    )
+    with g.check("runs_to_finished", fatal=True):
+        s.say_and_run("Write the greeting file.")
+        ensure(s.status == Status.FINISHED, f"status {s.status}")
+        names = [o.tool_name for o in s.received(ObservationEvent)]
+        expected = ["apply_patch", "apply_patch", "apply_patch", "terminal", "task_tracker", "finish"]
+        ensure(names == expected, f"observations {names}")
+
+    patches = observations_of(s, "apply_patch")
+    with g.check("apply_patch_added"):
+        o = patches[0].observation
+        ensure(type(o).__name__ == "ApplyPatchObservation", f"observation {type(o).__name__}")
+        ensure(not o.is_error and o.message == "Done!" and o.fuzz == 0, f"{short(observation_text(patches[0]))}")
+        change = o.commit.changes.get("notes/hello.txt")
+        ensure(change is not None and change.type.value == "add", f"commit {o.commit}")
+        ensure(change.new_content == "hello\nworld", f"new_content {change.new_content!r}")
+
+    with g.check("apply_patch_updated"):
+        o = patches[1].observation
+        change = o.commit.changes.get("notes/hello.txt")
+        ensure(not o.is_error and change is not None and change.type.value == "update", f"commit {o.commit}")
+        ensure((change.old_content, change.new_content, change.move_path) == ("hello\nworld", "hello\nthere", ""), f"change {change}")
+
+    with g.check("bad_patch_is_error"):
+        o = patches[2].observation
+        ensure(o.is_error and o.commit is None, f"is_error {o.is_error}, commit {o.commit}")
+        text = observation_text(patches[2])
+        ensure("Invalid Context 0:\nnowhere" in text, f"text {short(text)}")
+        ensure("Invalid Context 0:\nnowhere" in tool_messages(llm.requests[3]), "the model did not see the reason")
+
+    with g.check("file_on_disk"):
+        r = workspace(server).execute_command("cat notes/hello.txt", cwd=str(server.workspace_dir))
+        ensure(r.exit_code == 0 and r.stdout == "hello\nthere", f"exit {r.exit_code}, stdout {r.stdout!r}")
+
+    with g.check("terminal_saw_file"):
+        text = observation_text(observations_of(s, "terminal")[0])
+        ensure("hello\nthere" in text, f"terminal {short(text)}")
+
+    with g.check("task_tracker_planned"):
+        o = observations_of(s, "task_tracker")[0].observation
+        ensure(not o.is_error and [t.title for t in o.task_list] == ["Greet"], f"task_list {o.task_list}")
+
+    with g.check("tools_equal_reference"):
+        check_golden_tools(llm, "gpt5")
+
+
+@group(
+    "preset_planning",
+    [
+        "create",
+        "runs_to_finished",
+        "glob_found",
+        "grep_found",
+        "plan_viewed",
+        "plan_edited",
+        "other_edit_refused",
+        "planning_prompt",
+        "tools_equal_reference",
+    ],
+)
+def preset_planning(g: Group) -> None:
+    """An agent from the SDK's `get_planning_agent(llm)`: glob, grep, planning_file_editor +
+    finish, think, with the planning system prompt."""
+    server = start_server(g)
+    llm = start_llm(g)
+    root = os.path.realpath(server.workspace_dir)
+    ws = workspace(server)
+    r = ws.execute_command(
+        "mkdir -p src && printf 'def handler():\\n    pass\\n' > src/app.py && printf 'notes\\n' > README.md",
+        cwd=root,
+    )
+    ensure(r.exit_code == 0, f"setup: {short(r.stderr)}")
+    plan = f"{root}/.agents_tmp/PLAN.md"
+    app = f"{root}/src/app.py"
+    with g.check("create", fatal=True):
+        s = Session(g, server, llm, agent=get_planning_agent(preset_llm(llm)))
+        ensure(s.status == Status.IDLE, f"status {s.status}")
+
+    llm.script(
+        call("glob", pattern="**/*.py", summary="find python files"),
+        call("grep", pattern="DEF HANDLER", include="*.py"),
+        call("planning_file_editor", command="view", path=plan),
+        call("planning_file_editor", command="str_replace", path=plan, old_str="# 1. OBJECTIVE\n", new_str="# 1. OBJECTIVE\nAdd logging to the handler.\n"),
+        call("planning_file_editor", command="create", path=f"{root}/src/new.py", file_text="x = 1\n"),
+        finish("plan written"),
+    )
+    with g.check("runs_to_finished", fatal=True):
+        s.say_and_run("Plan adding logging to the handler.")
+        ensure(s.status == Status.FINISHED, f"status {s.status}")
+        names = [o.tool_name for o in s.received(ObservationEvent)]
+        expected = ["glob", "grep", "planning_file_editor", "planning_file_editor", "planning_file_editor", "finish"]
+        ensure(names == expected, f"observations {names}")
+
+    with g.check("glob_found"):
+        o = observations_of(s, "glob")[0].observation
+        ensure(not o.is_error and o.files == [app], f"files {o.files}")
+        ensure(o.search_path == root and not o.truncated, f"search_path {o.search_path}")
+        text = observation_text(observations_of(s, "glob")[0])
+        ensure(text == f"Found 1 file(s) matching pattern '**/*.py' in '{root}':\n{app}", f"text {short(text)}")
+
+    with g.check("grep_found"):
+        o = observations_of(s, "grep")[0].observation
+        ensure(not o.is_error and o.matches == [app], f"matches {o.matches}")
+        ensure(o.include_pattern == "*.py", f"include_pattern {o.include_pattern}")
+        text = observation_text(observations_of(s, "grep")[0])
+        expected = f"Found 1 file(s) containing pattern 'DEF HANDLER' in '{root}' (filtered by '*.py'):\n{app}"
+        ensure(text == expected, f"text {short(text)}")
+
+    editor = observations_of(s, "planning_file_editor")
+    with g.check("plan_viewed"):
+        o = editor[0].observation
+        ensure(type(o).__name__ == "PlanningFileEditorObservation", f"observation {type(o).__name__}")
+        text = observation_text(editor[0])
+        ensure("# 1. OBJECTIVE" in text and "# 5. TESTING AND VALIDATION" in text, f"view {short(text)}")
+
+    with g.check("plan_edited"):
+        ensure(not editor[1].observation.is_error, short(observation_text(editor[1])))
+        r = ws.execute_command(f"head -2 {plan}", cwd=root)
+        ensure(r.stdout.rstrip("\n") == "# 1. OBJECTIVE\nAdd logging to the handler.", f"plan {r.stdout!r}")
+
+    with g.check("other_edit_refused"):
+        o = editor[2].observation
+        text = observation_text(editor[2])
+        expected = (
+            f"Operation 'create' is not allowed on file '{root}/src/new.py'. "
+            f"Only the following files can be edited: ['{plan}']"
+        )
+        ensure(o.is_error and expected in text, f"text {short(text)}")
+        r = ws.execute_command("test -e src/new.py", cwd=root)
+        ensure(r.exit_code == 1, "the refused file was written")
+
+    with g.check("planning_prompt"):
+        system = llm.requests[0]["messages"][0]
+        content = system.get("content")
+        text = content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+        ensure(f"<PLAN_STRUCTURE>\n{format_plan_structure()}\n</PLAN_STRUCTURE>" in text, "no plan structure in the system prompt")
+        ensure("<PLANNING_WORKFLOW>" in text, "no planning workflow section")
+
+    with g.check("tools_equal_reference"):
+        check_golden_tools(llm, "planning")
 
 
 # --------------------------------------------------------------------------- 10. runtime API

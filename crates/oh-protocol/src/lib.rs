@@ -46,6 +46,7 @@ pub mod server;
 pub mod state;
 pub mod time;
 pub mod tool;
+pub mod tool_gpt5_planning;
 pub mod wire;
 pub mod workspace;
 

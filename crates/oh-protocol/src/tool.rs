@@ -1,8 +1,10 @@
 //! Actions and observations of the default tools, and tool definitions.
 //!
-//! Tool names on the wire: `terminal`, `file_editor`, `task_tracker`, `finish`, `think`. The
-//! `kind` of an action or observation is the Python class name (`TerminalAction`, …). Actions
-//! and observations of other tools decode to `Unknown` and are kept verbatim.
+//! Tool names on the wire: `terminal`, `file_editor`, `task_tracker`, `finish`, `think`, and
+//! of the gpt5 and planning presets `apply_patch`, `glob`, `grep`, `planning_file_editor`
+//! (their types are in [`crate::tool_gpt5_planning`]). The `kind` of an action or observation
+//! is the Python class name (`TerminalAction`, …). Actions and observations of other tools
+//! decode to `Unknown` and are kept verbatim.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +26,14 @@ pub enum Action {
     Finish(FinishAction),
     /// `think`.
     Think(ThinkAction),
+    /// `apply_patch` (gpt5 preset).
+    ApplyPatch(crate::tool_gpt5_planning::ApplyPatchAction),
+    /// `glob` (planning preset).
+    Glob(crate::tool_gpt5_planning::GlobAction),
+    /// `grep` (planning preset).
+    Grep(crate::tool_gpt5_planning::GrepAction),
+    /// `planning_file_editor` (planning preset): a file editor action under its own kind.
+    PlanningFileEditor(FileEditorAction),
     /// Another tool's action, kept verbatim.
     Unknown(Unknown),
 }
@@ -34,6 +44,10 @@ tagged_union! { Action, tag = "kind";
     TaskTracker(TaskTrackerAction) = "TaskTrackerAction",
     Finish(FinishAction) = "FinishAction",
     Think(ThinkAction) = "ThinkAction",
+    ApplyPatch(crate::tool_gpt5_planning::ApplyPatchAction) = "ApplyPatchAction",
+    Glob(crate::tool_gpt5_planning::GlobAction) = "GlobAction",
+    Grep(crate::tool_gpt5_planning::GrepAction) = "GrepAction",
+    PlanningFileEditor(FileEditorAction) = "PlanningFileEditorAction",
 }
 
 /// What a tool produced (`Observation`).
@@ -50,6 +64,14 @@ pub enum Observation {
     Finish(FinishObservation),
     /// `think`.
     Think(ThinkObservation),
+    /// `apply_patch` (gpt5 preset).
+    ApplyPatch(crate::tool_gpt5_planning::ApplyPatchObservation),
+    /// `glob` (planning preset).
+    Glob(crate::tool_gpt5_planning::GlobObservation),
+    /// `grep` (planning preset).
+    Grep(crate::tool_gpt5_planning::GrepObservation),
+    /// `planning_file_editor` (planning preset): a file editor observation under its own kind.
+    PlanningFileEditor(FileEditorObservation),
     /// Another tool's observation, kept verbatim.
     Unknown(Unknown),
 }
@@ -60,6 +82,10 @@ tagged_union! { Observation, tag = "kind";
     TaskTracker(TaskTrackerObservation) = "TaskTrackerObservation",
     Finish(FinishObservation) = "FinishObservation",
     Think(ThinkObservation) = "ThinkObservation",
+    ApplyPatch(crate::tool_gpt5_planning::ApplyPatchObservation) = "ApplyPatchObservation",
+    Glob(crate::tool_gpt5_planning::GlobObservation) = "GlobObservation",
+    Grep(crate::tool_gpt5_planning::GrepObservation) = "GrepObservation",
+    PlanningFileEditor(FileEditorObservation) = "PlanningFileEditorObservation",
 }
 
 /// Run a command in the conversation's persistent shell (`TerminalAction`).

@@ -221,6 +221,14 @@ pub(super) fn system_prompt_event(
     };
     let text = match &agent.system_prompt {
         Some(custom) if !custom.trim().is_empty() => custom.clone(),
+        _ if agent.system_prompt_filename == prompt::PLANNING_PROMPT_FILENAME => {
+            let plan_structure = match agent.system_prompt_kwargs.get("plan_structure") {
+                Some(serde_json::Value::String(text)) => text.clone(),
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(other) => other.to_string(),
+            };
+            prompt::planning_prompt(&plan_structure, agent.persona.as_deref())
+        }
         _ => prompt::static_prompt(&options),
     };
     let now = &now_timestamp()[..16];

@@ -5,9 +5,14 @@
 //! built per conversation from a [`ToolContext`] (working directory, conversation directory,
 //! secrets). [`build`] builds the tools an agent names, plus its built-ins.
 
+pub mod apply_patch;
 pub mod builtin;
 pub mod defaults;
 pub mod file_editor;
+pub mod glob;
+pub mod grep;
+pub mod planning_file_editor;
+mod py_resolve;
 pub mod spec;
 pub mod task_tracker;
 pub mod terminal;
@@ -124,10 +129,78 @@ fn default_tool_for(spec_name: &str) -> Option<DefaultTool> {
     })
 }
 
+/// Registry names of the tools of the SDK's gpt5 and planning presets this crate builds.
+fn preset_tool_for(spec_name: &str) -> Option<&'static str> {
+    Some(match spec_name {
+        "apply_patch" | "ApplyPatchTool" => apply_patch::NAME,
+        "glob" | "GlobTool" => glob::NAME,
+        "grep" | "GrepTool" => grep::NAME,
+        "planning_file_editor" | "PlanningFileEditorTool" => planning_file_editor::NAME,
+        _ => return None,
+    })
+}
+
 /// Whether `spec_name` names a tool this crate can build (a registry name such as
 /// `terminal`, or a tool class name such as `FinishTool`).
 pub fn is_known(spec_name: &str) -> bool {
-    default_tool_for(spec_name).is_some()
+    default_tool_for(spec_name).is_some() || preset_tool_for(spec_name).is_some()
+}
+
+/// Registry names of every tool this crate can build, in a stable order.
+pub fn available() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = DefaultTool::ALL.iter().map(|t| t.name()).collect();
+    names.extend([
+        apply_patch::NAME,
+        glob::NAME,
+        grep::NAME,
+        planning_file_editor::NAME,
+    ]);
+    names
+}
+
+/// A tool to build: a default one, or one of another preset with its spec parameters.
+enum Wanted<'a> {
+    Default(DefaultTool),
+    Preset(
+        &'static str,
+        Option<&'a serde_json::Map<String, serde_json::Value>>,
+    ),
+}
+
+impl Wanted<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Wanted::Default(tool) => tool.name(),
+            Wanted::Preset(name, _) => name,
+        }
+    }
+}
+
+/// Builds one tool of another preset.
+fn build_preset(
+    name: &str,
+    params: Option<&serde_json::Map<String, serde_json::Value>>,
+    ctx: &ToolContext,
+) -> Result<SharedTool, ToolError> {
+    Ok(match name {
+        apply_patch::NAME => Arc::new(apply_patch::ApplyPatchTool::new(ctx)),
+        glob::NAME => Arc::new(glob::GlobTool::new(ctx)?),
+        grep::NAME => Arc::new(grep::GrepTool::new(ctx)?),
+        _ => {
+            let plan_path = match params.and_then(|p| p.get("plan_path")) {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(path)) => Some(path.as_str()),
+                Some(other) => {
+                    return Err(ToolError::Invalid(format!(
+                        "plan_path must be a string, got: {other}"
+                    )));
+                }
+            };
+            Arc::new(planning_file_editor::PlanningFileEditorTool::new(
+                ctx, plan_path,
+            )?)
+        }
+    })
 }
 
 /// Builds the agent's tools: its tool specs in order, filtered by `filter_tools_regex`, then
@@ -145,14 +218,19 @@ pub async fn build(
         ),
         None => None,
     };
-    let mut wanted: Vec<DefaultTool> = Vec::new();
+    let mut wanted: Vec<Wanted<'_>> = Vec::new();
     for spec in &agent.tools {
-        let tool = default_tool_for(&spec.name).ok_or_else(|| {
-            ToolError::Invalid(format!(
-                "tool '{}' is not available; known tools: terminal, file_editor, task_tracker",
-                spec.name
-            ))
-        })?;
+        let tool = match (default_tool_for(&spec.name), preset_tool_for(&spec.name)) {
+            (Some(tool), _) => Wanted::Default(tool),
+            (None, Some(name)) => Wanted::Preset(name, Some(&spec.params)),
+            (None, None) => {
+                return Err(ToolError::Invalid(format!(
+                    "tool '{}' is not available; known tools: {}",
+                    spec.name,
+                    available().join(", ")
+                )));
+            }
+        };
         if filter.as_ref().is_none_or(|re| re.is_match(tool.name())) {
             wanted.push(tool);
         }
@@ -160,23 +238,30 @@ pub async fn build(
     for name in &agent.include_default_tools {
         let tool = default_tool_for(name)
             .ok_or_else(|| ToolError::Invalid(format!("unknown built-in tool '{name}'")))?;
-        wanted.push(tool);
+        wanted.push(Wanted::Default(tool));
     }
     let mut seen = std::collections::HashSet::new();
     let mut tools: Vec<SharedTool> = Vec::with_capacity(wanted.len());
     for tool in wanted {
-        if !seen.insert(tool) {
+        if !seen.insert(tool.name()) {
             return Err(ToolError::Invalid(format!(
                 "duplicate tool name '{}'",
                 tool.name()
             )));
         }
         let built: SharedTool = match tool {
-            DefaultTool::Terminal => Arc::new(defaults::TerminalTool::start(ctx, options).await?),
-            DefaultTool::FileEditor => Arc::new(defaults::FileEditorTool::new(ctx)),
-            DefaultTool::TaskTracker => Arc::new(defaults::TaskTrackerTool::new(ctx)),
-            DefaultTool::Finish => Arc::new(builtin::FinishTool),
-            DefaultTool::Think => Arc::new(builtin::ThinkTool),
+            Wanted::Default(DefaultTool::Terminal) => {
+                Arc::new(defaults::TerminalTool::start(ctx, options).await?)
+            }
+            Wanted::Default(DefaultTool::FileEditor) => {
+                Arc::new(defaults::FileEditorTool::new(ctx))
+            }
+            Wanted::Default(DefaultTool::TaskTracker) => {
+                Arc::new(defaults::TaskTrackerTool::new(ctx))
+            }
+            Wanted::Default(DefaultTool::Finish) => Arc::new(builtin::FinishTool),
+            Wanted::Default(DefaultTool::Think) => Arc::new(builtin::ThinkTool),
+            Wanted::Preset(name, params) => build_preset(name, params, ctx)?,
         };
         tools.push(built);
     }
@@ -189,7 +274,14 @@ pub(crate) fn strict_parse<T: serde::de::DeserializeOwned>(
     tool: DefaultTool,
     arguments: serde_json::Map<String, serde_json::Value>,
 ) -> Result<T, String> {
-    let schema = spec::action_parameters(tool);
+    strict_parse_schema(&spec::action_parameters(tool), arguments)
+}
+
+/// [`strict_parse`] against an explicit parameter schema (tools outside [`DefaultTool`]).
+pub(crate) fn strict_parse_schema<T: serde::de::DeserializeOwned>(
+    schema: &serde_json::Value,
+    arguments: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, String> {
     let known = schema
         .get("properties")
         .and_then(serde_json::Value::as_object);
@@ -222,6 +314,10 @@ pub fn observation_content(
         Observation::TaskTracker(o) => (o.content.clone(), o.is_error),
         Observation::Finish(o) => (o.content.clone(), o.is_error),
         Observation::Think(o) => (o.content.clone(), o.is_error),
+        Observation::ApplyPatch(o) => (o.content.clone(), o.is_error),
+        Observation::Glob(o) => (o.content.clone(), o.is_error),
+        Observation::Grep(o) => (o.content.clone(), o.is_error),
+        Observation::PlanningFileEditor(o) => (o.content.clone(), o.is_error),
         Observation::Unknown(raw) => {
             let text = raw
                 .raw
