@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::gemini::{
+    EditAction, EditObservation, FileEntry, ListDirectoryAction, ListDirectoryObservation,
+    ReadFileAction, ReadFileObservation, WriteFileAction, WriteFileObservation,
+};
 use crate::message::Content;
 use crate::tagged::{Unknown, tagged_union};
 use crate::wire::{omit_none, yes};
@@ -24,6 +28,14 @@ pub enum Action {
     Finish(FinishAction),
     /// `think`.
     Think(ThinkAction),
+    /// `read_file` (gemini preset).
+    ReadFile(ReadFileAction),
+    /// `write_file` (gemini preset).
+    WriteFile(WriteFileAction),
+    /// `edit` (gemini preset).
+    Edit(EditAction),
+    /// `list_directory` (gemini preset).
+    ListDirectory(ListDirectoryAction),
     /// Another tool's action, kept verbatim.
     Unknown(Unknown),
 }
@@ -34,6 +46,10 @@ tagged_union! { Action, tag = "kind";
     TaskTracker(TaskTrackerAction) = "TaskTrackerAction",
     Finish(FinishAction) = "FinishAction",
     Think(ThinkAction) = "ThinkAction",
+    ReadFile(ReadFileAction) = "ReadFileAction",
+    WriteFile(WriteFileAction) = "WriteFileAction",
+    Edit(EditAction) = "EditAction",
+    ListDirectory(ListDirectoryAction) = "ListDirectoryAction",
 }
 
 /// What a tool produced (`Observation`).
@@ -50,6 +66,14 @@ pub enum Observation {
     Finish(FinishObservation),
     /// `think`.
     Think(ThinkObservation),
+    /// `read_file` (gemini preset).
+    ReadFile(ReadFileObservation),
+    /// `write_file` (gemini preset).
+    WriteFile(WriteFileObservation),
+    /// `edit` (gemini preset).
+    Edit(EditObservation),
+    /// `list_directory` (gemini preset).
+    ListDirectory(ListDirectoryObservation),
     /// Another tool's observation, kept verbatim.
     Unknown(Unknown),
 }
@@ -60,6 +84,10 @@ tagged_union! { Observation, tag = "kind";
     TaskTracker(TaskTrackerObservation) = "TaskTrackerObservation",
     Finish(FinishObservation) = "FinishObservation",
     Think(ThinkObservation) = "ThinkObservation",
+    ReadFile(ReadFileObservation) = "ReadFileObservation",
+    WriteFile(WriteFileObservation) = "WriteFileObservation",
+    Edit(EditObservation) = "EditObservation",
+    ListDirectory(ListDirectoryObservation) = "ListDirectoryObservation",
 }
 
 /// Run a command in the conversation's persistent shell (`TerminalAction`).

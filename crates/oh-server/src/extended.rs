@@ -176,5 +176,15 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// `GET /api/tools/`: names of the tools this server can run.
 async fn tools() -> Response {
-    crate::error::ok(&["terminal", "file_editor", "task_tracker", "finish", "think"])
+    crate::error::ok(&[
+        "terminal",
+        "file_editor",
+        "task_tracker",
+        "finish",
+        "think",
+        "read_file",
+        "write_file",
+        "edit",
+        "list_directory",
+    ])
 }

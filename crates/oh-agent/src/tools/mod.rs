@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod defaults;
 pub mod file_editor;
+pub mod gemini;
 pub mod spec;
 pub mod task_tracker;
 pub mod terminal;
@@ -127,7 +128,29 @@ fn default_tool_for(spec_name: &str) -> Option<DefaultTool> {
 /// Whether `spec_name` names a tool this crate can build (a registry name such as
 /// `terminal`, or a tool class name such as `FinishTool`).
 pub fn is_known(spec_name: &str) -> bool {
-    default_tool_for(spec_name).is_some()
+    default_tool_for(spec_name).is_some() || gemini::GeminiTool::from_spec_name(spec_name).is_some()
+}
+
+/// A tool [`build`] is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Wanted {
+    Default(DefaultTool),
+    Gemini(gemini::GeminiTool),
+}
+
+impl Wanted {
+    fn for_spec(spec_name: &str) -> Option<Self> {
+        default_tool_for(spec_name)
+            .map(Wanted::Default)
+            .or_else(|| gemini::GeminiTool::from_spec_name(spec_name).map(Wanted::Gemini))
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Wanted::Default(tool) => tool.name(),
+            Wanted::Gemini(tool) => tool.name(),
+        }
+    }
 }
 
 /// Builds the agent's tools: its tool specs in order, filtered by `filter_tools_regex`, then
@@ -145,11 +168,12 @@ pub async fn build(
         ),
         None => None,
     };
-    let mut wanted: Vec<DefaultTool> = Vec::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
     for spec in &agent.tools {
-        let tool = default_tool_for(&spec.name).ok_or_else(|| {
+        let tool = Wanted::for_spec(&spec.name).ok_or_else(|| {
             ToolError::Invalid(format!(
-                "tool '{}' is not available; known tools: terminal, file_editor, task_tracker",
+                "tool '{}' is not available; known tools: terminal, file_editor, task_tracker, \
+                 read_file, write_file, edit, list_directory",
                 spec.name
             ))
         })?;
@@ -160,7 +184,7 @@ pub async fn build(
     for name in &agent.include_default_tools {
         let tool = default_tool_for(name)
             .ok_or_else(|| ToolError::Invalid(format!("unknown built-in tool '{name}'")))?;
-        wanted.push(tool);
+        wanted.push(Wanted::Default(tool));
     }
     let mut seen = std::collections::HashSet::new();
     let mut tools: Vec<SharedTool> = Vec::with_capacity(wanted.len());
@@ -172,11 +196,18 @@ pub async fn build(
             )));
         }
         let built: SharedTool = match tool {
-            DefaultTool::Terminal => Arc::new(defaults::TerminalTool::start(ctx, options).await?),
-            DefaultTool::FileEditor => Arc::new(defaults::FileEditorTool::new(ctx)),
-            DefaultTool::TaskTracker => Arc::new(defaults::TaskTrackerTool::new(ctx)),
-            DefaultTool::Finish => Arc::new(builtin::FinishTool),
-            DefaultTool::Think => Arc::new(builtin::ThinkTool),
+            Wanted::Default(DefaultTool::Terminal) => {
+                Arc::new(defaults::TerminalTool::start(ctx, options).await?)
+            }
+            Wanted::Default(DefaultTool::FileEditor) => {
+                Arc::new(defaults::FileEditorTool::new(ctx))
+            }
+            Wanted::Default(DefaultTool::TaskTracker) => {
+                Arc::new(defaults::TaskTrackerTool::new(ctx))
+            }
+            Wanted::Default(DefaultTool::Finish) => Arc::new(builtin::FinishTool),
+            Wanted::Default(DefaultTool::Think) => Arc::new(builtin::ThinkTool),
+            Wanted::Gemini(tool) => Arc::new(gemini::GeminiFileTool::new(tool, ctx)),
         };
         tools.push(built);
     }
@@ -222,6 +253,10 @@ pub fn observation_content(
         Observation::TaskTracker(o) => (o.content.clone(), o.is_error),
         Observation::Finish(o) => (o.content.clone(), o.is_error),
         Observation::Think(o) => (o.content.clone(), o.is_error),
+        Observation::ReadFile(o) => (o.content.clone(), o.is_error),
+        Observation::WriteFile(o) => (o.content.clone(), o.is_error),
+        Observation::Edit(o) => (o.content.clone(), o.is_error),
+        Observation::ListDirectory(o) => (o.content.clone(), o.is_error),
         Observation::Unknown(raw) => {
             let text = raw
                 .raw
