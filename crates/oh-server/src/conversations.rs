@@ -243,9 +243,9 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
             &["body", "agent", "tools"],
             "value_error",
             format!(
-                "Value error, tools not available on this server: {} (available: terminal, \
-                 file_editor, task_tracker, finish, think)",
-                unknown_tools.join(", ")
+                "Value error, tools not available on this server: {} (available: {})",
+                unknown_tools.join(", "),
+                oh_agent::tools::available().join(", ")
             ),
             Value::Null,
         ));

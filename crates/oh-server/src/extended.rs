@@ -176,15 +176,5 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// `GET /api/tools/`: names of the tools this server can run.
 async fn tools() -> Response {
-    crate::error::ok(&[
-        "terminal",
-        "file_editor",
-        "task_tracker",
-        "finish",
-        "think",
-        "read_file",
-        "write_file",
-        "edit",
-        "list_directory",
-    ])
+    crate::error::ok(&oh_agent::tools::available())
 }

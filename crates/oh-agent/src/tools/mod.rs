@@ -131,6 +131,15 @@ pub fn is_known(spec_name: &str) -> bool {
     default_tool_for(spec_name).is_some() || gemini::GeminiTool::from_spec_name(spec_name).is_some()
 }
 
+/// Registry names of every tool this crate can build, default tools first.
+pub fn available() -> Vec<&'static str> {
+    DefaultTool::ALL
+        .iter()
+        .map(|tool| tool.name())
+        .chain(gemini::GeminiTool::ALL.iter().map(|tool| tool.name()))
+        .collect()
+}
+
 /// A tool [`build`] is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Wanted {
@@ -172,9 +181,9 @@ pub async fn build(
     for spec in &agent.tools {
         let tool = Wanted::for_spec(&spec.name).ok_or_else(|| {
             ToolError::Invalid(format!(
-                "tool '{}' is not available; known tools: terminal, file_editor, task_tracker, \
-                 read_file, write_file, edit, list_directory",
-                spec.name
+                "tool '{}' is not available; known tools: {}",
+                spec.name,
+                available().join(", ")
             ))
         })?;
         if filter.as_ref().is_none_or(|re| re.is_match(tool.name())) {
