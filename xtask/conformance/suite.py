@@ -804,6 +804,7 @@ def observations_by_tool(s: Session) -> list[tuple[str, object]]:
         "list_directory_entries",
         "read_file_missing_is_error",
         "errors_reach_llm",
+        "system_prompt_tool_records",
     ],
 )
 def preset_gemini(g: Group) -> None:
@@ -907,6 +908,23 @@ def preset_gemini(g: Group) -> None:
         ensure(len(llm.requests) >= 4, f"{len(llm.requests)} LLM requests")
         seen = tool_messages(llm.requests[3])
         ensure("[An error occurred during execution.]" in seen and "Expected 1 occurrence but found 2" in seen, f"tool messages {short(seen, 400)}")
+
+    with g.check("system_prompt_tool_records"):
+        stored = rest_events(server, s.conversation.id)
+        prompt = next((e for e in stored if e["kind"] == "SystemPromptEvent"), None)
+        ensure(prompt is not None, "no SystemPromptEvent")
+        records = {t["title"]: t for t in prompt["tools"]}
+        expected = {
+            "read_file": ("ReadFileTool", "ReadFileAction", "ReadFileObservation", True, {"workspace_root": str(wd)}),
+            "write_file": ("WriteFileTool", "WriteFileAction", "WriteFileObservation", False, {"workspace_root": str(wd)}),
+            "edit": ("EditTool", "EditAction", "EditObservation", False, {"workspace_root": str(wd)}),
+            "list_directory": ("ListDirectoryTool", "ListDirectoryAction", "ListDirectoryObservation", True, None),
+        }
+        for title, (kind, action_type, observation_type, read_only, meta) in expected.items():
+            t = records.get(title)
+            ensure(t is not None, f"no record of {title} in {sorted(records)}")
+            got = (t.get("kind"), t.get("action_type"), t.get("observation_type"), (t.get("annotations") or {}).get("readOnlyHint"), t.get("meta"))
+            ensure(got == (kind, action_type, observation_type, read_only, meta), f"{title}: {short(t, 500)}")
 
 
 @group(

@@ -142,11 +142,18 @@ async fn tool_definitions_carry_the_reference_kinds_and_hints() {
     ]
     .map(|(a, b, c, d, e)| (a.to_owned(), b.to_owned(), c.to_owned(), d, e));
     assert_eq!(found, expected);
-    assert!(
-        tools[0]
-            .definition()
-            .description
-            .contains(&*dir.path().to_string_lossy())
+    let root = dir.path().to_string_lossy();
+    assert!(tools[0].definition().description.contains(&*root));
+    // The reference records the workspace for the tools taking file paths.
+    let metas: Vec<Option<Value>> = tools
+        .iter()
+        .take(4)
+        .map(|t| t.definition().meta.map(Value::Object))
+        .collect();
+    let with_root = Some(json!({"workspace_root": root}));
+    assert_eq!(
+        metas,
+        [with_root.clone(), with_root.clone(), with_root, None]
     );
 }
 

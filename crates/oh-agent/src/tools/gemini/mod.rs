@@ -186,7 +186,12 @@ impl GeminiTool {
             action_type: self.action_kind().to_owned(),
             observation_type: Some(self.observation_kind().to_owned()),
             annotations: Some(self.annotations()),
-            meta: None,
+            // The reference records the workspace for the tools that take file paths.
+            meta: (self != GeminiTool::ListDirectory).then(|| {
+                let mut meta = Map::new();
+                meta.insert("workspace_root".into(), Value::from(working_dir));
+                meta
+            }),
             prompt_guidance: None,
             response_schema: None,
             kind: self.kind().to_owned(),
