@@ -805,6 +805,7 @@ def observations_by_tool(s: Session) -> list[tuple[str, object]]:
         "read_file_missing_is_error",
         "errors_reach_llm",
         "system_prompt_tool_records",
+        "invalid_arguments_agent_error",
     ],
 )
 def preset_gemini(g: Group) -> None:
@@ -831,6 +832,7 @@ def preset_gemini(g: Group) -> None:
         call("edit", file_path="made/new.txt", old_string="", new_string="fresh", security_risk="LOW"),
         call("list_directory", dir_path=".", recursive=True),
         call("read_file", file_path="missing.txt"),
+        call("read_file", file_path="notes/a.txt", limit=0),
         finish("gemini tools used"),
     )
     with g.check("runs_to_finished", fatal=True):
@@ -842,9 +844,10 @@ def preset_gemini(g: Group) -> None:
 
     obs = observations_by_tool(s)
     with g.check("action_kinds"):
+        # The call with invalid arguments is recorded as an ActionEvent without an action.
         kinds = [type(a.action).__name__ for a in s.received(ActionEvent)]
         ensure(
-            kinds == ["WriteFileAction", "ReadFileAction", "EditAction", "EditAction", "EditAction", "ListDirectoryAction", "ReadFileAction", "FinishAction"],
+            kinds == ["WriteFileAction", "ReadFileAction", "EditAction", "EditAction", "EditAction", "ListDirectoryAction", "ReadFileAction", "NoneType", "FinishAction"],
             f"actions {kinds}",
         )
         ensure([n for n, _ in obs][:7] == ["write_file", "read_file", "edit", "edit", "edit", "list_directory", "read_file"], f"observations {[n for n, _ in obs]}")
@@ -908,6 +911,14 @@ def preset_gemini(g: Group) -> None:
         ensure(len(llm.requests) >= 4, f"{len(llm.requests)} LLM requests")
         seen = tool_messages(llm.requests[3])
         ensure("[An error occurred during execution.]" in seen and "Expected 1 occurrence but found 2" in seen, f"tool messages {short(seen, 400)}")
+
+    with g.check("invalid_arguments_agent_error"):
+        from openhands.sdk.event import AgentErrorEvent
+
+        errors = s.received(AgentErrorEvent)
+        ensure(len(errors) == 1 and errors[0].tool_name == "read_file", f"agent errors {[short(e.error) for e in errors]}")
+        ensure("limit" in errors[0].error, f"error {short(errors[0].error, 400)}")
+        ensure(tool_messages(llm.requests[-1]).count("limit") >= 1, "the LLM did not see the validation error")
 
     with g.check("system_prompt_tool_records"):
         stored = rest_events(server, s.conversation.id)
