@@ -93,6 +93,10 @@ pub fn run(working_dir: &Path, action: &EditAction) -> EditObservation {
             None,
         );
     }
+    // Our guard, not the reference's: a FIFO or device would block or never end.
+    if !path.is_file() {
+        return failure(format!("Error: Path is not a regular file: {shown}"), None);
+    }
     let old_content = match std::fs::read(&path) {
         Ok(bytes) => decode_text(&bytes),
         Err(err) => return failure(io_failure(&err, "editing file", &path), None),
@@ -259,6 +263,13 @@ mod tests {
             std::fs::read_to_string(base.join("h.txt")).unwrap(),
             "hello"
         );
+    }
+
+    #[test]
+    fn devices_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let obs = edit(dir.path(), "/dev/zero", "a", "b", 1);
+        assert_eq!(text(&obs), "Error: Path is not a regular file: /dev/zero");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! The file is streamed line by line, so a huge file costs the lines shown, not its size.
 //! Lines split like Python's universal newlines (`\n`, `\r\n` or a lone `\r`), and bytes
 //! that are not UTF-8 become U+FFFD, as the reference's `errors="replace"` reading does.
+//! Unlike the reference, paths that are not regular files (devices, FIFOs) are refused
+//! rather than read without end.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -38,6 +40,13 @@ pub fn run(working_dir: &Path, action: &ReadFileAction) -> ReadFileObservation {
         return failure(
             &path,
             format!("Error: Path is a directory, not a file: {}", path.display()),
+        );
+    }
+    // Our guard, not the reference's: a FIFO or device would block the call or never end.
+    if !path.is_file() {
+        return failure(
+            &path,
+            format!("Error: Path is not a regular file: {}", path.display()),
         );
     }
     let start = action.offset.unwrap_or(0);
@@ -240,6 +249,14 @@ mod tests {
             text(&empty),
             "Error: Offset 0 is beyond file length (0 lines)"
         );
+    }
+
+    #[test]
+    fn devices_are_refused_not_read_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let obs = read(dir.path(), "/dev/zero", None, None);
+        assert!(obs.is_error);
+        assert_eq!(text(&obs), "Error: Path is not a regular file: /dev/zero");
     }
 
     #[test]
