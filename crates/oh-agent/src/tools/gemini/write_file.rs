@@ -27,7 +27,8 @@ pub fn run(working_dir: &Path, action: &WriteFileAction) -> WriteFileObservation
     }
     let is_new_file = !path.exists();
     // An unreadable old content is left out, not an error (the write may still work).
-    let old_content = if is_new_file {
+    // Only a regular file's old content is read (a device could be endless).
+    let old_content = if is_new_file || !path.is_file() {
         None
     } else {
         std::fs::read(&path).ok().map(|bytes| decode_text(&bytes))
