@@ -730,6 +730,286 @@ def conversation(g: Group) -> None:
         ensure(status == 404, f"GET after close: {status}")
 
 
+# --------------------------------------------------------------------------- 4b. tool presets
+
+# `cargo xtask conformance` copies the captured requests next to the suite; run from the
+# repository, they are read where they live.
+_HERE = Path(__file__).resolve().parent
+GOLDEN_DIR = next(
+    (
+        d
+        for d in (_HERE / "llm_requests", _HERE.parent.parent / "crates" / "oh-agent" / "tests" / "fixtures" / "llm_requests")
+        if d.is_dir()
+    ),
+    _HERE / "llm_requests",
+)
+
+
+def golden_tools(preset: str) -> list:
+    """The `tools` array the reference sent for `preset` (descriptions scrubbed), as
+    captured by xtask/fixtures/capture_llm.py."""
+    import json
+
+    if preset == "default":
+        doc = json.loads((GOLDEN_DIR / "openai_chat.json").read_text())
+        return doc["requests"][0]["body"]["tools"]
+    doc = json.loads((GOLDEN_DIR / f"tools_{preset}.json").read_text())
+    return doc["tools"]
+
+
+def scrub_descriptions(value):
+    if isinstance(value, dict):
+        return {k: ("<description>" if k == "description" and isinstance(v, str) else scrub_descriptions(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_descriptions(v) for v in value]
+    return value
+
+
+def preset_llm(llm: ScriptedLLM) -> LLM:
+    return LLM(
+        model="openai/scripted",
+        base_url=llm.base_url,
+        api_key="test-key",
+        usage_id="agent",
+        num_retries=0,
+        input_cost_per_token=INPUT_COST,
+        output_cost_per_token=OUTPUT_COST,
+    )
+
+
+def check_tools_equal_golden(llm: ScriptedLLM, preset: str) -> None:
+    ensure(llm.requests, "no LLM request with tools")
+    got = scrub_descriptions(llm.requests[0]["tools"])
+    want = golden_tools(preset)
+    got_names = [t["function"]["name"] for t in got]
+    want_names = [t["function"]["name"] for t in want]
+    ensure(got_names == want_names, f"tool names {got_names}, expected {want_names}")
+    for g_tool, w_tool in zip(got, want):
+        ensure(g_tool == w_tool, f"schema of {g_tool['function']['name']} differs: {short(g_tool, 600)}")
+
+
+def observations_by_tool(s: Session) -> list[tuple[str, object]]:
+    return [(o.tool_name, o.observation) for o in s.received(ObservationEvent)]
+
+
+@group(
+    "preset_gemini",
+    [
+        "create",
+        "runs_to_finished",
+        "tools_equal_golden",
+        "action_kinds",
+        "write_file_created",
+        "read_file_window",
+        "edit_count_mismatch_refused",
+        "edit_replaced_all",
+        "edit_creates_file",
+        "list_directory_entries",
+        "read_file_missing_is_error",
+        "errors_reach_llm",
+        "system_prompt_tool_records",
+        "invalid_arguments_agent_error",
+    ],
+)
+def preset_gemini(g: Group) -> None:
+    from openhands.tools.gemini import (
+        EditObservation,
+        ListDirectoryObservation,
+        ReadFileObservation,
+        WriteFileObservation,
+    )
+    from openhands.tools.preset.gemini import get_gemini_agent
+
+    server = start_server(g)
+    llm = start_llm(g)
+    wd = server.workspace_dir
+    with g.check("create", fatal=True):
+        s = Session(g, server, llm, agent=get_gemini_agent(preset_llm(llm), cli_mode=True))
+        ensure(s.status == Status.IDLE, f"new conversation status {s.status}")
+
+    llm.script(
+        call("write_file", file_path="notes/a.txt", content="alpha\nbeta\nbeta\n", security_risk="LOW", summary="write a"),
+        call("read_file", file_path="notes/a.txt", offset=1, limit=1),
+        call("edit", file_path="notes/a.txt", old_string="beta", new_string="gamma", security_risk="LOW"),
+        call("edit", file_path="notes/a.txt", old_string="beta", new_string="gamma", expected_replacements=2, security_risk="LOW"),
+        call("edit", file_path="made/new.txt", old_string="", new_string="fresh", security_risk="LOW"),
+        call("list_directory", dir_path=".", recursive=True),
+        call("read_file", file_path="missing.txt"),
+        call("read_file", file_path="notes/a.txt", limit=0),
+        finish("gemini tools used"),
+    )
+    with g.check("runs_to_finished", fatal=True):
+        s.say_and_run("Write, read, edit and list files.")
+        ensure(s.status == Status.FINISHED, f"status {s.status}")
+
+    with g.check("tools_equal_golden"):
+        check_tools_equal_golden(llm, "gemini")
+
+    obs = observations_by_tool(s)
+    with g.check("action_kinds"):
+        # The call with invalid arguments is recorded as an ActionEvent without an action.
+        kinds = [type(a.action).__name__ for a in s.received(ActionEvent)]
+        ensure(
+            kinds == ["WriteFileAction", "ReadFileAction", "EditAction", "EditAction", "EditAction", "ListDirectoryAction", "ReadFileAction", "NoneType", "FinishAction"],
+            f"actions {kinds}",
+        )
+        ensure([n for n, _ in obs][:7] == ["write_file", "read_file", "edit", "edit", "edit", "list_directory", "read_file"], f"observations {[n for n, _ in obs]}")
+
+    file = wd / "notes" / "a.txt"
+    with g.check("write_file_created"):
+        o = obs[0][1]
+        ensure(isinstance(o, WriteFileObservation), f"got {type(o).__name__}")
+        ensure(not o.is_error and o.is_new_file, f"is_error {o.is_error}, is_new_file {o.is_new_file}")
+        ensure(o.file_path == str(file) and o.new_content == "alpha\nbeta\nbeta\n", f"file_path {o.file_path}")
+        ensure(o.text == f"Created file: {file}", f"text {o.text!r}")
+
+    with g.check("read_file_window"):
+        o = obs[1][1]
+        ensure(isinstance(o, ReadFileObservation), f"got {type(o).__name__}")
+        ensure(o.file_content == "     2  beta\n", f"file_content {o.file_content!r}")
+        ensure(o.is_truncated and tuple(o.lines_shown) == (2, 2) and o.total_lines == 3, f"{o.is_truncated} {o.lines_shown} {o.total_lines}")
+        ensure(
+            o.text == f"Read file: {file} (showing lines 2-2 of 3) To read more, use: read_file(file_path='notes/a.txt', offset=2, limit=1)\n\n     2  beta\n",
+            f"text {o.text!r}",
+        )
+
+    real = Path(os.path.realpath(file))
+    with g.check("edit_count_mismatch_refused"):
+        o = obs[2][1]
+        ensure(isinstance(o, EditObservation) and o.is_error, f"got {type(o).__name__}, is_error {getattr(o, 'is_error', None)}")
+        ensure(o.text == f"Error: Expected 1 occurrence but found 2 in {real}.", f"text {o.text!r}")
+
+    with g.check("edit_replaced_all"):
+        o = obs[3][1]
+        ensure(not o.is_error and o.replacements_made == 2, f"is_error {o.is_error}, replacements {o.replacements_made}")
+        ensure(o.old_content == "alpha\nbeta\nbeta\n" and o.new_content == "alpha\ngamma\ngamma\n", f"new_content {o.new_content!r}")
+        ensure(file.read_text() == "alpha\ngamma\ngamma\n", f"file {file.read_text()!r}")
+
+    with g.check("edit_creates_file"):
+        o = obs[4][1]
+        made = Path(os.path.realpath(wd)) / "made" / "new.txt"
+        ensure(not o.is_error and o.is_new_file and o.replacements_made == 1, f"{o.text!r}")
+        ensure(o.text == f"Created new file: {made}", f"text {o.text!r}")
+        ensure((wd / "made" / "new.txt").read_text() == "fresh", "file content")
+
+    with g.check("list_directory_entries"):
+        o = obs[5][1]
+        ensure(isinstance(o, ListDirectoryObservation), f"got {type(o).__name__}")
+        names = [e.name for e in o.entries]
+        ensure({"notes", "made", "a.txt", "new.txt"} <= set(names), f"entries {names}")
+        depths = {len(Path(e.path).relative_to(wd).parts) for e in o.entries}
+        ensure(depths <= {1, 2}, f"entry depths {sorted(depths)} (two levels at most)")
+        top = sorted(p.name for p in wd.iterdir())
+        ensure(sorted(e.name for e in o.entries if Path(e.path).parent == wd) == top, f"top level {names}, expected {top}")
+        n = len(o.entries)
+        ensure(o.total_count == n and o.text == f"Listed directory: {wd} ({n} entries)", f"text {o.text!r}")
+        a = next(e for e in o.entries if e.name == "a.txt")
+        ensure(a.size == len("alpha\ngamma\ngamma\n") and not a.is_directory and a.path == str(file), f"entry {a!r}")
+
+    with g.check("read_file_missing_is_error"):
+        o = obs[6][1]
+        ensure(o.is_error and o.text == f"Error: File not found: {wd / 'missing.txt'}", f"text {o.text!r}")
+
+    with g.check("errors_reach_llm"):
+        ensure(len(llm.requests) >= 4, f"{len(llm.requests)} LLM requests")
+        seen = tool_messages(llm.requests[3])
+        ensure("[An error occurred during execution.]" in seen and "Expected 1 occurrence but found 2" in seen, f"tool messages {short(seen, 400)}")
+
+    with g.check("invalid_arguments_agent_error"):
+        from openhands.sdk.event import AgentErrorEvent
+
+        errors = s.received(AgentErrorEvent)
+        ensure(len(errors) == 1 and errors[0].tool_name == "read_file", f"agent errors {[short(e.error) for e in errors]}")
+        ensure("limit" in errors[0].error, f"error {short(errors[0].error, 400)}")
+        ensure(tool_messages(llm.requests[-1]).count("limit") >= 1, "the LLM did not see the validation error")
+
+    with g.check("system_prompt_tool_records"):
+        stored = rest_events(server, s.conversation.id)
+        prompt = next((e for e in stored if e["kind"] == "SystemPromptEvent"), None)
+        ensure(prompt is not None, "no SystemPromptEvent")
+        records = {t["title"]: t for t in prompt["tools"]}
+        expected = {
+            "read_file": ("ReadFileTool", "ReadFileAction", "ReadFileObservation", True, {"workspace_root": str(wd)}),
+            "write_file": ("WriteFileTool", "WriteFileAction", "WriteFileObservation", False, {"workspace_root": str(wd)}),
+            "edit": ("EditTool", "EditAction", "EditObservation", False, {"workspace_root": str(wd)}),
+            "list_directory": ("ListDirectoryTool", "ListDirectoryAction", "ListDirectoryObservation", True, None),
+        }
+        for title, (kind, action_type, observation_type, read_only, meta) in expected.items():
+            t = records.get(title)
+            ensure(t is not None, f"no record of {title} in {sorted(records)}")
+            got = (t.get("kind"), t.get("action_type"), t.get("observation_type"), (t.get("annotations") or {}).get("readOnlyHint"), t.get("meta"))
+            ensure(got == (kind, action_type, observation_type, read_only, meta), f"{title}: {short(t, 500)}")
+
+
+@group(
+    "preset_default",
+    [
+        "create",
+        "runs_to_finished",
+        "tools_equal_golden",
+        "terminal_ran",
+        "file_editor_created",
+        "file_editor_replaced",
+        "task_tracker_planned",
+        "think_logged",
+    ],
+)
+def preset_default(g: Group) -> None:
+    from openhands.tools.preset.default import get_default_agent
+
+    server = start_server(g)
+    llm = start_llm(g)
+    wd = server.workspace_dir
+    target = wd / "hello.py"
+    with g.check("create", fatal=True):
+        s = Session(g, server, llm, agent=get_default_agent(preset_llm(llm), cli_mode=True))
+        ensure(s.status == Status.IDLE, f"new conversation status {s.status}")
+
+    llm.script(
+        call("file_editor", command="create", path=str(target), file_text="print(hello)\n", security_risk="LOW"),
+        terminal(f"python3 '{target}' 2>&1 | tail -1"),
+        call("file_editor", command="str_replace", path=str(target), old_str="print(hello)", new_str="print('hello')", security_risk="LOW"),
+        call("task_tracker", command="plan", task_list=[{"title": "fix hello.py", "status": "done"}], security_risk="LOW"),
+        call("think", thought="It should print hello now."),
+        terminal(f"python3 '{target}'"),
+        finish("hello.py prints hello"),
+    )
+    with g.check("runs_to_finished", fatal=True):
+        s.say_and_run("Create hello.py, run it, fix it.")
+        ensure(s.status == Status.FINISHED, f"status {s.status}")
+
+    with g.check("tools_equal_golden"):
+        check_tools_equal_golden(llm, "default")
+
+    obs = observations_by_tool(s)
+    names = [n for n, _ in obs]
+    with g.check("terminal_ran"):
+        ensure(names[:6] == ["file_editor", "terminal", "file_editor", "task_tracker", "think", "terminal"], f"observations {names}")
+        ensure("NameError" in obs[1][1].text, f"first run {short(obs[1][1].text)}")
+        # The reference's shell output may carry terminal control sequences (bracketed paste).
+        import re
+
+        lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", obs[5][1].text).splitlines()]
+        ensure("hello" in lines and "NameError" not in obs[5][1].text, f"second run {short(obs[5][1].text)}")
+
+    with g.check("file_editor_created"):
+        o = obs[0][1]
+        ensure(not o.is_error and o.prev_exist is False, f"{o.text!r}")
+
+    with g.check("file_editor_replaced"):
+        o = obs[2][1]
+        ensure(not o.is_error, f"{o.text!r}")
+        ensure(target.read_text() == "print('hello')\n", f"file {target.read_text()!r}")
+
+    with g.check("task_tracker_planned"):
+        o = obs[3][1]
+        ensure(not o.is_error and [t.title for t in o.task_list] == ["fix hello.py"], f"{o.text!r}")
+
+    with g.check("think_logged"):
+        o = obs[4][1]
+        ensure(not o.is_error and o.text, f"{o.text!r}")
+
+
 # --------------------------------------------------------------------------- 5. pause
 
 

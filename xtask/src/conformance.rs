@@ -28,6 +28,9 @@ use super::{USAGE, describe, pyenv_command, workspace_root};
 
 /// Where the suite lives, relative to the workspace root.
 const SUITE_DIR: &str = "xtask/conformance";
+/// The captured LLM requests of the reference (`tools_<preset>.json`, `openai_chat.json`),
+/// shown to the suite as `llm_requests/`.
+const GOLDEN_TOOLS_DIR: &str = "crates/oh-agent/tests/fixtures/llm_requests";
 
 /// The binary under test and its package.
 const SERVER_PACKAGE: &str = "oh-server";
@@ -237,6 +240,10 @@ fn python_suite(
     let dir = TempDir::new("oh-conformance")?;
     copy_suite(&workspace_root().join(SUITE_DIR), dir.path())?;
     copy_preset_fixtures(dir.path())?;
+    // The reference's captured tool schemas, for the tool-preset groups.
+    let golden = dir.path().join("llm_requests");
+    fs::create_dir(&golden).with_context(|| format!("could not create {}", golden.display()))?;
+    copy_suite(&workspace_root().join(GOLDEN_TOOLS_DIR), &golden)?;
     let server_cmd = match (target, binary) {
         (Target::Rust, Some(binary)) => {
             let dest = dir.path().join(SERVER_BIN);

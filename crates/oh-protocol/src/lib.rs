@@ -40,6 +40,7 @@ pub mod api;
 pub mod bash;
 pub mod cloud;
 pub mod event;
+pub mod gemini;
 pub mod message;
 pub mod runtime;
 pub mod server;

@@ -8,6 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::gemini::{
+    EditAction, EditObservation, FileEntry, ListDirectoryAction, ListDirectoryObservation,
+    ReadFileAction, ReadFileObservation, WriteFileAction, WriteFileObservation,
+};
 use crate::message::Content;
 use crate::tagged::{Unknown, tagged_union};
 use crate::wire::{omit_none, yes};
@@ -34,6 +38,14 @@ pub enum Action {
     Grep(crate::tool_gpt5_planning::GrepAction),
     /// `planning_file_editor` (planning preset): a file editor action under its own kind.
     PlanningFileEditor(FileEditorAction),
+    /// `read_file` (gemini preset).
+    ReadFile(ReadFileAction),
+    /// `write_file` (gemini preset).
+    WriteFile(WriteFileAction),
+    /// `edit` (gemini preset).
+    Edit(EditAction),
+    /// `list_directory` (gemini preset).
+    ListDirectory(ListDirectoryAction),
     /// Another tool's action, kept verbatim.
     Unknown(Unknown),
 }
@@ -48,6 +60,10 @@ tagged_union! { Action, tag = "kind";
     Glob(crate::tool_gpt5_planning::GlobAction) = "GlobAction",
     Grep(crate::tool_gpt5_planning::GrepAction) = "GrepAction",
     PlanningFileEditor(FileEditorAction) = "PlanningFileEditorAction",
+    ReadFile(ReadFileAction) = "ReadFileAction",
+    WriteFile(WriteFileAction) = "WriteFileAction",
+    Edit(EditAction) = "EditAction",
+    ListDirectory(ListDirectoryAction) = "ListDirectoryAction",
 }
 
 /// What a tool produced (`Observation`).
@@ -72,6 +88,14 @@ pub enum Observation {
     Grep(crate::tool_gpt5_planning::GrepObservation),
     /// `planning_file_editor` (planning preset): a file editor observation under its own kind.
     PlanningFileEditor(FileEditorObservation),
+    /// `read_file` (gemini preset).
+    ReadFile(ReadFileObservation),
+    /// `write_file` (gemini preset).
+    WriteFile(WriteFileObservation),
+    /// `edit` (gemini preset).
+    Edit(EditObservation),
+    /// `list_directory` (gemini preset).
+    ListDirectory(ListDirectoryObservation),
     /// Another tool's observation, kept verbatim.
     Unknown(Unknown),
 }
@@ -86,6 +110,10 @@ tagged_union! { Observation, tag = "kind";
     Glob(crate::tool_gpt5_planning::GlobObservation) = "GlobObservation",
     Grep(crate::tool_gpt5_planning::GrepObservation) = "GrepObservation",
     PlanningFileEditor(FileEditorObservation) = "PlanningFileEditorObservation",
+    ReadFile(ReadFileObservation) = "ReadFileObservation",
+    WriteFile(WriteFileObservation) = "WriteFileObservation",
+    Edit(EditObservation) = "EditObservation",
+    ListDirectory(ListDirectoryObservation) = "ListDirectoryObservation",
 }
 
 /// Run a command in the conversation's persistent shell (`TerminalAction`).

@@ -48,4 +48,20 @@ async fn trailing_slashes_redirect_like_fastapi() {
     let listed = server.get("/api/tools/").await;
     assert_eq!(listed.status, 200);
     assert!(listed.json().as_array().is_some_and(|t| !t.is_empty()));
+    for name in [
+        "terminal",
+        "file_editor",
+        "read_file",
+        "edit",
+        "list_directory",
+    ] {
+        assert!(
+            listed
+                .json()
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(name)),
+            "{name} not listed"
+        );
+    }
 }

@@ -9,6 +9,7 @@ pub mod apply_patch;
 pub mod builtin;
 pub mod defaults;
 pub mod file_editor;
+pub mod gemini;
 pub mod glob;
 pub mod grep;
 pub mod planning_file_editor;
@@ -143,12 +144,16 @@ fn preset_tool_for(spec_name: &str) -> Option<&'static str> {
 /// Whether `spec_name` names a tool this crate can build (a registry name such as
 /// `terminal`, or a tool class name such as `FinishTool`).
 pub fn is_known(spec_name: &str) -> bool {
-    default_tool_for(spec_name).is_some() || preset_tool_for(spec_name).is_some()
+    default_tool_for(spec_name).is_some()
+        || preset_tool_for(spec_name).is_some()
+        || gemini::GeminiTool::from_spec_name(spec_name).is_some()
 }
 
-/// Registry names of every tool this crate can build, in a stable order.
+/// Registry names of every tool this crate can build, in a stable order: the default tools,
+/// then the gemini, gpt5 and planning presets' own tools.
 pub fn available() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = DefaultTool::ALL.iter().map(|t| t.name()).collect();
+    names.extend(gemini::GeminiTool::ALL.iter().map(|tool| tool.name()));
     names.extend([
         apply_patch::NAME,
         glob::NAME,
@@ -158,9 +163,11 @@ pub fn available() -> Vec<&'static str> {
     names
 }
 
-/// A tool to build: a default one, or one of another preset with its spec parameters.
+/// A tool to build: a default one, a gemini one, or one of another preset with its spec
+/// parameters.
 enum Wanted<'a> {
     Default(DefaultTool),
+    Gemini(gemini::GeminiTool),
     Preset(
         &'static str,
         Option<&'a serde_json::Map<String, serde_json::Value>>,
@@ -171,6 +178,7 @@ impl Wanted<'_> {
     fn name(&self) -> &'static str {
         match self {
             Wanted::Default(tool) => tool.name(),
+            Wanted::Gemini(tool) => tool.name(),
             Wanted::Preset(name, _) => name,
         }
     }
@@ -220,16 +228,18 @@ pub async fn build(
     };
     let mut wanted: Vec<Wanted<'_>> = Vec::new();
     for spec in &agent.tools {
-        let tool = match (default_tool_for(&spec.name), preset_tool_for(&spec.name)) {
-            (Some(tool), _) => Wanted::Default(tool),
-            (None, Some(name)) => Wanted::Preset(name, Some(&spec.params)),
-            (None, None) => {
-                return Err(ToolError::Invalid(format!(
-                    "tool '{}' is not available; known tools: {}",
-                    spec.name,
-                    available().join(", ")
-                )));
-            }
+        let tool = if let Some(tool) = default_tool_for(&spec.name) {
+            Wanted::Default(tool)
+        } else if let Some(tool) = gemini::GeminiTool::from_spec_name(&spec.name) {
+            Wanted::Gemini(tool)
+        } else if let Some(name) = preset_tool_for(&spec.name) {
+            Wanted::Preset(name, Some(&spec.params))
+        } else {
+            return Err(ToolError::Invalid(format!(
+                "tool '{}' is not available; known tools: {}",
+                spec.name,
+                available().join(", ")
+            )));
         };
         if filter.as_ref().is_none_or(|re| re.is_match(tool.name())) {
             wanted.push(tool);
@@ -261,6 +271,7 @@ pub async fn build(
             }
             Wanted::Default(DefaultTool::Finish) => Arc::new(builtin::FinishTool),
             Wanted::Default(DefaultTool::Think) => Arc::new(builtin::ThinkTool),
+            Wanted::Gemini(tool) => Arc::new(gemini::GeminiFileTool::new(tool, ctx)),
             Wanted::Preset(name, params) => build_preset(name, params, ctx)?,
         };
         tools.push(built);
@@ -318,6 +329,10 @@ pub fn observation_content(
         Observation::Glob(o) => (o.content.clone(), o.is_error),
         Observation::Grep(o) => (o.content.clone(), o.is_error),
         Observation::PlanningFileEditor(o) => (o.content.clone(), o.is_error),
+        Observation::ReadFile(o) => (o.content.clone(), o.is_error),
+        Observation::WriteFile(o) => (o.content.clone(), o.is_error),
+        Observation::Edit(o) => (o.content.clone(), o.is_error),
+        Observation::ListDirectory(o) => (o.content.clone(), o.is_error),
         Observation::Unknown(raw) => {
             let text = raw
                 .raw

@@ -24,9 +24,9 @@ mod encoding;
 mod error;
 mod fsio;
 mod history;
-mod parse;
-mod pyfmt;
-mod text;
+pub(crate) mod parse;
+pub(crate) mod pyfmt;
+pub(crate) mod text;
 mod view;
 
 use std::path::{Path, PathBuf};
