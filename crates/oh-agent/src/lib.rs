@@ -6,6 +6,8 @@
 //!   `think`, with the reference's wire names and parameter schemas.
 //! - [`conversation`]: the conversation engine — execution-status state machine, agent step,
 //!   confirmation, stuck detection, persistence in the reference's on-disk layout.
+//! - [`skills`]: skill files (frontmatter, triggers), where the reference finds them, and
+//!   the agent context that puts them into the prompt and activates them.
 //! - [`workspace`]: `LocalWorkspace` (commands and file transfer on this machine).
 //! - [`regular_file`]: opening a file named by a client or the model only when it is a
 //!   regular file, without ever waiting on a FIFO.
@@ -18,5 +20,6 @@ pub mod prompt;
 mod pyfmt;
 pub mod regular_file;
 pub mod secrets;
+pub mod skills;
 pub mod tools;
 pub mod workspace;

@@ -491,3 +491,109 @@ pub struct AgentResponseResult {
     /// Text of the last `finish` or agent message; empty if none.
     pub response: String,
 }
+
+/// A skill as `POST /api/skills` lists it (`SkillInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillInfo {
+    /// Unique name.
+    pub name: String,
+    /// `repo` (always active), `knowledge` (triggered) or `agentskills` (a `SKILL.md`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text the model gets.
+    pub content: String,
+    /// Trigger keywords (none for repo skills and path rules).
+    #[serde(default)]
+    pub triggers: Vec<String>,
+    /// The file it came from; `null` for skills built in code.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Short description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Read from a `SKILL.md`.
+    #[serde(default)]
+    pub is_agentskills_format: bool,
+    /// Only its trigger activates it.
+    #[serde(default)]
+    pub disable_model_invocation: bool,
+}
+
+/// An exposed URL of a sandbox (`ExposedUrl`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExposedUrl {
+    /// Its name (`WORKER_1`, …).
+    pub name: String,
+    /// The URL.
+    pub url: String,
+    /// The port.
+    pub port: u16,
+}
+
+/// Sandbox facts that become skills (`SandboxConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxConfig {
+    /// Exposed URLs; the `WORKER_*` ones become the `work_hosts` skill.
+    #[serde(default)]
+    pub exposed_urls: Vec<ExposedUrl>,
+}
+
+/// An organization's skills repository (`OrgConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgConfig {
+    /// `owner/repo`.
+    pub repository: String,
+    /// `github`, `gitlab`, `azure` or `bitbucket`.
+    pub provider: String,
+    /// A git URL with credentials in it.
+    pub org_repo_url: String,
+    /// The organization.
+    pub org_name: String,
+}
+
+/// Body of `POST /api/skills` (`SkillsRequest`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkillsRequest {
+    /// The public skills (OpenHands/extensions).
+    #[serde(default = "yes")]
+    pub load_public: bool,
+    /// The user's skills (`~/.agents/skills`, `~/.openhands/skills`, `…/microagents`).
+    #[serde(default = "yes")]
+    pub load_user: bool,
+    /// The project's skills in `project_dir`.
+    #[serde(default = "yes")]
+    pub load_project: bool,
+    /// Organization skills from `org_configs`.
+    #[serde(default = "yes")]
+    pub load_org: bool,
+    /// Marketplace file of the public skills.
+    #[serde(default = "default_marketplace_path")]
+    pub marketplace_path: Option<String>,
+    /// Marketplace registrations (kept as JSON).
+    #[serde(default)]
+    pub registered_marketplaces: Vec<serde_json::Value>,
+    /// The project directory.
+    #[serde(default)]
+    pub project_dir: Option<String>,
+    /// Organization repositories.
+    #[serde(default)]
+    pub org_configs: Option<Vec<OrgConfig>>,
+    /// Sandbox facts.
+    #[serde(default)]
+    pub sandbox_config: Option<SandboxConfig>,
+}
+
+fn default_marketplace_path() -> Option<String> {
+    Some("marketplaces/default.json".to_owned())
+}
+
+/// Answer of `POST /api/skills` (`SkillsResponse`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillsResponse {
+    /// The merged skills.
+    pub skills: Vec<SkillInfo>,
+    /// Skills found per source (`sandbox`, `registered_marketplaces`, `sdk_base`, `org`,
+    /// `project`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, usize>,
+}

@@ -57,8 +57,9 @@ pub use agent::{
 pub use api::{
     AgentResponseResult, AskAgentRequest, AskAgentResponse, ConfirmationResponseRequest,
     ConversationInfo, ConversationPage, ConversationRuntimeInfo, ConversationSortOrder, EventPage,
-    EventSortOrder, ForkConversationRequest, NavigateConversationRequest, SendMessageRequest,
-    SetConfirmationPolicyRequest, SetSecurityAnalyzerRequest, StartConversationRequest, Success,
+    EventSortOrder, ExposedUrl, ForkConversationRequest, NavigateConversationRequest, OrgConfig,
+    SandboxConfig, SendMessageRequest, SetConfirmationPolicyRequest, SetSecurityAnalyzerRequest,
+    SkillInfo, SkillsRequest, SkillsResponse, StartConversationRequest, Success,
     UpdateConversationRequest, UpdateSecretsRequest,
 };
 pub use bash::{

@@ -50,6 +50,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::llm::{LlmClient, LlmError};
 use crate::secrets::Secrets;
+use crate::skills::AgentContext;
 use crate::tools::{SharedTool, ToolContext, ToolError, ToolOptions};
 
 pub use condenser::Condenser;
@@ -152,6 +153,9 @@ pub struct ConversationConfig {
     pub tool_options: ToolOptions,
     /// Event listeners.
     pub callbacks: Vec<Callback>,
+    /// Where the user's skills are, for an agent context with `load_user_skills` (see
+    /// [`crate::skills::user_skill_dirs`]); none by default.
+    pub user_skill_dirs: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for ConversationConfig {
@@ -189,7 +193,14 @@ impl ConversationConfig {
             emit_state_updates: false,
             tool_options: ToolOptions::default(),
             callbacks: Vec::new(),
+            user_skill_dirs: Vec::new(),
         }
+    }
+
+    /// Searches `dirs` for the user's skills when the agent context asks for them.
+    pub fn user_skill_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.user_skill_dirs = dirs;
+        self
     }
 
     /// Persists under `dir`.
@@ -267,6 +278,8 @@ struct Inner {
     /// Condenses the history when it grows too long (spec §7).
     condenser: Option<Condenser>,
     agent: Agent,
+    /// The agent's `agent_context`, read once (skills resolved).
+    context: Option<AgentContext>,
     workspace: PathBuf,
     conversation_dir: Option<PathBuf>,
     secrets: Secrets,
@@ -339,6 +352,7 @@ impl LocalConversation {
             source,
         })?;
         let id = config.id.unwrap_or_else(uuid::Uuid::new_v4);
+        let context = agent_context(&config);
         let conversation_dir = config
             .persistence_dir
             .as_ref()
@@ -426,6 +440,7 @@ impl LocalConversation {
                 core: Mutex::new(core),
                 llm,
                 condenser,
+                context,
                 agent: config.agent,
                 workspace: config.workspace,
                 conversation_dir,
@@ -502,12 +517,37 @@ impl LocalConversation {
         self.inner.ensure_ready().await?;
         let _between_steps = self.inner.step_gate.lock().await;
         let mut core = self.inner.lock();
+        // Skills whose keywords the message mentions, once per conversation; the state's
+        // list changes in place (no state-update event), as in the reference.
+        let (activated_skills, extended_content) = match &self.inner.context {
+            Some(context) => {
+                let text = message
+                    .content
+                    .iter()
+                    .filter_map(|c| match c {
+                        oh_protocol::Content::Text(t) => Some(t.text.as_str()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                match context.user_message_suffix(&text, &core.state.activated_knowledge_skills) {
+                    Some((suffix, names)) => {
+                        core.state
+                            .activated_knowledge_skills
+                            .extend(names.iter().cloned());
+                        (names, vec![oh_protocol::TextContent::new(suffix)])
+                    }
+                    None => (Vec::new(), Vec::new()),
+                }
+            }
+            None => (Vec::new(), Vec::new()),
+        };
         let event = MessageEvent {
             base: new_base(Source::User),
             llm_message: message,
             llm_response_id: None,
-            activated_skills: Vec::new(),
-            extended_content: Vec::new(),
+            activated_skills,
+            extended_content,
             sender: None,
             critic_result: None,
         };
@@ -785,7 +825,8 @@ impl Inner {
             .take(3)
             .any(|e| matches!(e, Event::SystemPrompt(_)));
         if !has_prompt {
-            let event = step::system_prompt_event(&self.agent, tools, &self.secrets);
+            let event =
+                step::system_prompt_event(&self.agent, self.context.as_ref(), tools, &self.secrets);
             core.emit(Event::SystemPrompt(event))?;
         }
         Ok(tools)
@@ -1025,4 +1066,19 @@ fn check_resumable(state: &ConversationState, agent: &Agent) -> Result<()> {
             missing.join(", ")
         )))
     }
+}
+
+/// The agent's context: its `agent_context` with user skills resolved and, when it asks for
+/// them, the workspace's project skills (which win over explicit skills of the same name).
+fn agent_context(config: &ConversationConfig) -> Option<AgentContext> {
+    let value = config
+        .agent
+        .agent_context
+        .as_ref()
+        .filter(|v| v.is_object())?;
+    let mut context = AgentContext::from_json(value, &config.user_skill_dirs);
+    if context.load_project_skills {
+        context.add_project_skills(crate::skills::load_project_skills(&config.workspace));
+    }
+    Some(context)
 }

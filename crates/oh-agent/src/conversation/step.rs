@@ -207,6 +207,7 @@ pub(super) fn unmatched_actions(events: &[Event]) -> Vec<ActionEvent> {
 /// The `SystemPromptEvent` recorded once at the start of a conversation.
 pub(super) fn system_prompt_event(
     agent: &oh_protocol::Agent,
+    context: Option<&crate::skills::AgentContext>,
     tools: &[SharedTool],
     secrets: &Secrets,
 ) -> SystemPromptEvent {
@@ -223,7 +224,37 @@ pub(super) fn system_prompt_event(
         _ => prompt::static_prompt(&options),
     };
     let now = &now_timestamp()[..16];
-    let dynamic = prompt::dynamic_context(&secrets.described(), now);
+    let described = secrets.described();
+    let dynamic = match context {
+        None => prompt::dynamic_context(&described, now),
+        Some(context) => {
+            let (repo, listed) = context.partition(&agent.llm.model);
+            let repo: Vec<(&str, &str)> = repo
+                .iter()
+                .map(|s| (s.name.as_str(), s.content.as_str()))
+                .collect();
+            let listed: Vec<prompt::ListedSkill<'_>> = listed
+                .iter()
+                .map(|s| prompt::ListedSkill {
+                    name: &s.name,
+                    description: s.description.as_deref(),
+                    content: &s.content,
+                })
+                .collect();
+            let now = match &context.current_datetime {
+                None => None,
+                Some(Some(given)) => Some(given.as_str()),
+                Some(None) => Some(now),
+            };
+            prompt::dynamic_context_with(&prompt::DynamicParts {
+                repo_skills: &repo,
+                listed_skills: &listed,
+                custom_suffix: context.system_message_suffix.as_deref(),
+                secrets: &described,
+                now,
+            })
+        }
+    };
     SystemPromptEvent {
         base: new_base(Source::Agent),
         system_prompt: TextContent::new(text),
