@@ -188,13 +188,14 @@ class Session:
         llm: ScriptedLLM,
         conversation_id=None,
         ws: RemoteWorkspace | None = None,
+        agent: Agent | None = None,
         **kwargs,
     ):
         self.events: list = []
         self.lock = threading.Lock()
         self.workspace = ws if ws is not None else workspace(server)
         self.conversation = Conversation(
-            agent=make_agent(llm),
+            agent=agent if agent is not None else make_agent(llm),
             workspace=self.workspace,
             conversation_id=conversation_id,
             callbacks=[self.on_event],
@@ -1824,6 +1825,164 @@ def core_158(g: Group) -> None:
         ensure("CONFORMANCE_KEPT" in names, "the server's other variables are missing: the check proves nothing")
         leaked = sorted(names.intersection(OBSERVABILITY_HEADERS))
         ensure(not leaked, f"leaked {leaked}")
+
+
+
+# --------------------------------------------------------------------------- skills
+
+
+SKILL_INFO_KEYS = {
+    "name",
+    "type",
+    "content",
+    "triggers",
+    "source",
+    "description",
+    "is_agentskills_format",
+    "disable_model_invocation",
+}
+
+
+def write_skill_files(server: ServerProcess) -> None:
+    """A project with a root AGENTS.md, a keyword skill, an AgentSkills skill, a legacy
+    microagent and a README (not a skill); and one user skill."""
+    files = {
+        server.workspace_dir / "AGENTS.md": "Project rule: run make check (AGENTS-7781).\n",
+        server.workspace_dir / ".openhands/skills/zebra.md": (
+            "---\ntriggers:\n- zebra\ndescription: Facts about zebras.\n---\n\nZebras have stripes (ZEBRA-4410).\n"
+        ),
+        server.workspace_dir / ".openhands/skills/README.md": "Not a skill.\n",
+        server.workspace_dir / ".openhands/skills/pdf-tools/SKILL.md": (
+            "---\nname: pdf-tools\ndescription: Read PDF files.\n---\nUse pdftotext.\n"
+        ),
+        server.workspace_dir / ".openhands/microagents/legacy.md": "---\ntriggers: [okapi]\n---\nOkapis are shy.\n",
+        server.state_dir / "persistence/skills/mine.md": "A user skill (USER-5521).\n",
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@group(
+    "skills",
+    [
+        "load_from_agent_server",
+        "skill_types_and_triggers",
+        "skill_info_shape",
+        "sources_counted",
+        "context_ready",
+        "project_dir_missing_is_empty",
+        "bad_body_422",
+        "repo_skill_in_system_prompt",
+        "keyword_activates_skill",
+        "activated_once",
+    ],
+)
+def skills_group(g: Group) -> None:
+    """`POST /api/skills` through RemoteWorkspace.load_skills_from_agent_server(), then a
+    conversation whose agent context carries the loaded skills."""
+    server = start_server(g)
+    write_skill_files(server)
+    llm = start_llm(g)
+    client = rest(server)
+    g.defer(client.close)
+    ws = workspace(server)
+    skills, context = [], None
+
+    with g.check("load_from_agent_server", fatal=True):
+        # Public skills cannot be fetched on this machine: both servers go on without them.
+        skills, context = ws.load_skills_from_agent_server(load_public=False)
+        names = sorted(s.name for s in skills)
+        ensure(names == ["agents", "legacy", "mine", "pdf-tools", "zebra"], f"skills {names}")
+
+    with g.check("skill_types_and_triggers"):
+        by_name = {s.name: s for s in skills}
+        zebra = by_name["zebra"]
+        ensure(zebra.trigger is not None and list(zebra.trigger.keywords) == ["zebra"], f"zebra trigger {zebra.trigger}")
+        ensure(zebra.content == "Zebras have stripes (ZEBRA-4410).", f"zebra content {zebra.content!r}")
+        ensure(zebra.description == "Facts about zebras.", f"zebra description {zebra.description!r}")
+        ensure(by_name["agents"].trigger is None, "AGENTS.md is triggered")
+        ensure("AGENTS-7781" in by_name["agents"].content, "AGENTS.md content missing")
+        ensure(by_name["pdf-tools"].is_agentskills_format, "SKILL.md not in AgentSkills format")
+        ensure(by_name["mine"].content.strip() == "A user skill (USER-5521).", f"user skill {by_name['mine'].content!r}")
+        expected_source = str(server.workspace_dir / ".openhands/skills/zebra.md")
+        ensure(zebra.source == expected_source, f"source {zebra.source!r}, expected {expected_source!r}")
+
+    body = {}
+    with g.check("skill_info_shape"):
+        reply = client.post(
+            "/api/skills",
+            json={"load_public": False, "load_user": True, "load_project": True, "load_org": False,
+                  "project_dir": str(server.workspace_dir)},
+        )
+        ensure(reply.status_code == 200, f"status {reply.status_code}: {short(reply.text)}")
+        body = reply.json()
+        ensure(set(body) == {"skills", "sources"}, f"keys {sorted(body)}")
+        for item in body["skills"]:
+            ensure(set(item) == SKILL_INFO_KEYS, f"{item.get('name')}: keys {sorted(item)}")
+        types = {item["name"]: item["type"] for item in body["skills"]}
+        expected = {"agents": "repo", "mine": "repo", "zebra": "knowledge", "legacy": "knowledge",
+                    "pdf-tools": "agentskills"}
+        ensure(types == expected, f"types {types}")
+        # User skills come first (lower precedence), then the project's.
+        ensure(body["skills"][0]["name"] == "mine", f"order {[i['name'] for i in body['skills']]}")
+
+    with g.check("sources_counted"):
+        sources = body.get("sources", {})
+        ensure(sources.get("project") == 4 and sources.get("sdk_base") == 1, f"sources {sources}")
+        ensure(sources.get("sandbox") == 0 and sources.get("org") == 0, f"sources {sources}")
+
+    with g.check("context_ready"):
+        ensure(context is not None and len(context.skills) == 5, f"context {context}")
+        ensure(context.load_public_skills is False, "the context still asks for public skills")
+
+    with g.check("project_dir_missing_is_empty"):
+        reply = client.post(
+            "/api/skills",
+            json={"load_public": False, "load_user": False, "project_dir": str(server.workspace_dir / "missing"),
+                  "sandbox_config": {"exposed_urls": [{"name": "WORKER_1", "url": "http://w1", "port": 8011}]}},
+        )
+        ensure(reply.status_code == 200, f"status {reply.status_code}: {short(reply.text)}")
+        names = [item["name"] for item in reply.json()["skills"]]
+        ensure(names == ["work_hosts"], f"skills {names}")
+
+    with g.check("bad_body_422"):
+        for bad in ({"load_user": [1]}, {"project_dir": 5}, {"sandbox_config": {"exposed_urls": [{"name": "x"}]}}):
+            reply = client.post("/api/skills", json=bad)
+            ensure(reply.status_code == 422, f"{bad}: status {reply.status_code}: {short(reply.text)}")
+            ensure(isinstance(reply.json().get("detail"), list), f"{bad}: body {short(reply.text)}")
+
+    agent = make_agent(llm).model_copy(update={"agent_context": context})
+    s = Session(g, server, llm, agent=agent)
+    llm.script(finish("one"))
+    s.say_and_run("Tell me about the zebra.")
+    llm.script(finish("two"))
+    s.say_and_run("And the zebra again?")
+
+    with g.check("repo_skill_in_system_prompt"):
+        first = llm.requests[0]
+        system = [m for m in first["messages"] if m.get("role") == "system"]
+        text = str(system)
+        ensure("AGENTS-7781" in text and "USER-5521" in text, "repo skills missing from the system prompt")
+        ensure("<REPO_CONTEXT>" in text, "no <REPO_CONTEXT> section")
+        ensure("ZEBRA-4410" not in text, "a triggered skill's content is in the system prompt")
+        ensure("<name>zebra</name>" in text, "the triggered skill is not listed")
+
+    with g.check("keyword_activates_skill"):
+        ensure("ZEBRA-4410" in user_texts(llm.requests[0]), "the skill's content did not reach the LLM")
+        users = [e for e in rest_events(server, s.conversation.id)
+                 if e.get("kind") == "MessageEvent" and e.get("source") == "user"]
+        ensure(users[0].get("activated_skills") == ["zebra"], f"activated {users[0].get('activated_skills')}")
+        extended = users[0].get("extended_content") or []
+        ensure(len(extended) == 1 and "ZEBRA-4410" in extended[0].get("text", ""), f"extended {short(str(extended))}")
+
+    with g.check("activated_once"):
+        users = [e for e in rest_events(server, s.conversation.id)
+                 if e.get("kind") == "MessageEvent" and e.get("source") == "user"]
+        ensure(users[1].get("activated_skills") == [], f"second activated {users[1].get('activated_skills')}")
+        ensure(user_texts(llm.requests[-1]).count("ZEBRA-4410") == 1, "the skill was added twice")
+        state = rest_info(server, s.conversation.id)
+        ensure(state.get("activated_knowledge_skills") == ["zebra"], f"state {state.get('activated_knowledge_skills')}")
 
 
 # --------------------------------------------------------------------------- 10. runtime API

@@ -344,6 +344,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::git::router())
         .merge(crate::runtime::router(&state))
         .merge(crate::settings::router())
+        .merge(crate::skills::router())
         .merge(crate::extended::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -101,6 +101,10 @@ pub struct Config {
     /// server among them are dropped. Set by `POST /api/init`'s `env`; not read from the
     /// environment or the configuration file.
     pub command_env: BTreeMap<String, String>,
+    /// Where the user's skills are (`POST /api/skills` with `load_user`, and agent contexts
+    /// with `load_user_skills`): `$HOME/.agents/skills`, then `skills` and `microagents` in
+    /// `OH_PERSISTENCE_DIR` (else `$HOME/.openhands`), as the reference. Empty by default.
+    pub user_skill_dirs: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -131,6 +135,7 @@ impl Default for Config {
             shutdown_drain_seconds: 8.0,
             deferred_init: false,
             command_env: BTreeMap::new(),
+            user_skill_dirs: Vec::new(),
         }
     }
 }
@@ -234,6 +239,10 @@ impl Config {
             .get("OH_PERSISTENCE_DIR")
             .filter(|dir| !dir.is_empty())
             .map(PathBuf::from);
+        config.user_skill_dirs = oh_agent::skills::user_skill_dirs(
+            env.get("HOME").filter(|h| !h.is_empty()).map(Path::new),
+            config.persistence_dir.as_deref(),
+        );
         if let Some(origins) = env.list("OH_ALLOW_CORS_ORIGINS")? {
             config.allow_cors_origins = origins;
         } else if let Some(value) = file.get("allow_cors_origins") {

@@ -122,7 +122,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("/api/profiles/{name}/validate", &["POST"]),
     ("/api/settings/agent-schema", &["GET"]),
     ("/api/settings/conversation-schema", &["GET"]),
-    ("/api/skills", &["POST"]),
     ("/api/skills/catalog", &["GET"]),
     ("/api/skills/install", &["POST"]),
     ("/api/skills/installed", &["GET"]),

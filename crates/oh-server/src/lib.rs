@@ -34,6 +34,7 @@ mod server_details;
 mod service;
 mod settings;
 mod settings_store;
+mod skills;
 mod sockets;
 mod upload_journal;
 mod ws;

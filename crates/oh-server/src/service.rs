@@ -548,6 +548,8 @@ pub(crate) struct Conversations {
     buffer: usize,
     /// Tool settings of every conversation (the extra environment of its terminal).
     tool_options: ToolOptions,
+    /// Where agent contexts with `load_user_skills` find the user's skills.
+    user_skill_dirs: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Conversations {
@@ -604,6 +606,7 @@ impl Conversations {
                     .map(|(name, value)| (name.clone(), value.clone()))
                     .collect(),
             ),
+            user_skill_dirs: config.user_skill_dirs.clone(),
         })
     }
 
@@ -743,7 +746,8 @@ impl Conversations {
             .id(new.id)
             .max_iterations(new.max_iterations)
             .emit_state_updates(true)
-            .tool_options(self.tool_options.clone());
+            .tool_options(self.tool_options.clone())
+            .user_skill_dirs(self.user_skill_dirs.clone());
         config.stuck_detection = new.stuck_detection;
         config.secrets = new.secrets;
         config.lookup_secrets = new.lookup_secrets;
@@ -895,7 +899,8 @@ impl Conversations {
             .id(id)
             .max_iterations(state.max_iterations)
             .emit_state_updates(true)
-            .tool_options(self.tool_options.clone());
+            .tool_options(self.tool_options.clone())
+            .user_skill_dirs(self.user_skill_dirs.clone());
         config.stuck_detection = state.stuck_detection;
         for (name, source) in &mut meta.secrets {
             match source {
