@@ -2016,6 +2016,7 @@ def write_marketplace(root: Path) -> None:
         "malformed_ref_400",
         "missing_ref_422",
         "unknown_conversation_404",
+        "unreachable_github_400",
     ],
 )
 def load_plugin_group(g: Group) -> None:
@@ -2094,6 +2095,19 @@ def load_plugin_group(g: Group) -> None:
         with rest(server) as client:
             resp = client.post(f"/api/conversations/{uuid.uuid4()}/load_plugin", json={"plugin_ref": "fmt@confmk"})
         ensure(resp.status_code == 404, f"status {resp.status_code}")
+
+    with g.check("unreachable_github_400"):
+        # This machine has no route to GitHub (and the repository does not exist anyway).
+        source = "github:openhands-rs-conformance/no-such-marketplace"
+        gh = AgentContext(registered_marketplaces=[MarketplaceRegistration(name="gh", source=source)])
+        other = Session(g, server, llm, agent=make_agent(llm).model_copy(update={"agent_context": gh}))
+        code = status_of(lambda: other.conversation.load_plugin("fmt@gh"))
+        ensure(code == 400, f"status {code}")
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{other.conversation.id}/load_plugin", json={"plugin_ref": "fmt@gh"})
+        ensure(resp.status_code == 400, f"status {resp.status_code}")
+        detail = resp.json().get("detail", "")
+        ensure(source in detail and "Failed to fetch" in detail, f"detail {detail!r}")
 
 
 # --------------------------------------------------------------------------- 10. runtime API
