@@ -56,6 +56,7 @@ from harness import (  # noqa: E402
     Runner,
     ScriptedLLM,
     ServerProcess,
+    call,
     ensure,
     finish,
     http_status,
@@ -66,6 +67,7 @@ from harness import (  # noqa: E402
 )
 
 from openhands.sdk import LLM, Agent, Conversation  # noqa: E402
+from openhands.sdk.context import AgentContext  # noqa: E402
 from openhands.sdk.conversation.exceptions import ConversationRunError  # noqa: E402,F401
 from openhands.sdk.conversation.impl.remote_conversation import (  # noqa: E402
     RemoteConversation,
@@ -1844,14 +1846,15 @@ SKILL_INFO_KEYS = {
 
 
 def write_skill_files(server: ServerProcess) -> None:
-    """A project with a root AGENTS.md, a keyword skill, an AgentSkills skill, a legacy
-    microagent and a README (not a skill); and one user skill."""
+    """A project with a root AGENTS.md, one in a subdirectory (a path rule), a keyword skill,
+    an AgentSkills skill, a legacy microagent and a README (not a skill); and one user skill."""
     files = {
         server.workspace_dir / "AGENTS.md": "Project rule: run make check (AGENTS-7781).\n",
         server.workspace_dir / ".openhands/skills/zebra.md": (
             "---\ntriggers:\n- zebra\ndescription: Facts about zebras.\n---\n\nZebras have stripes (ZEBRA-4410).\n"
         ),
         server.workspace_dir / ".openhands/skills/README.md": "Not a skill.\n",
+        server.workspace_dir / "sub/AGENTS.md": "Sub-directory rule (SUBRULE-3310).\n",
         server.workspace_dir / ".openhands/skills/pdf-tools/SKILL.md": (
             "---\nname: pdf-tools\ndescription: Read PDF files.\n---\nUse pdftotext.\n"
         ),
@@ -1876,6 +1879,7 @@ def write_skill_files(server: ServerProcess) -> None:
         "repo_skill_in_system_prompt",
         "keyword_activates_skill",
         "activated_once",
+        "path_rule_on_file_touch",
     ],
 )
 def skills_group(g: Group) -> None:
@@ -1890,10 +1894,11 @@ def skills_group(g: Group) -> None:
     skills, context = [], None
 
     with g.check("load_from_agent_server", fatal=True):
-        # Public skills cannot be fetched on this machine: both servers go on without them.
-        skills, context = ws.load_skills_from_agent_server(load_public=False)
+        # With no network the public skills cannot be fetched: the reference logs that and goes
+        # on with the other sources, and so does our server.
+        skills, context = ws.load_skills_from_agent_server()
         names = sorted(s.name for s in skills)
-        ensure(names == ["agents", "legacy", "mine", "pdf-tools", "zebra"], f"skills {names}")
+        ensure(names == ["agents", "agents:sub", "legacy", "mine", "pdf-tools", "zebra"], f"skills {names}")
 
     with g.check("skill_types_and_triggers"):
         by_name = {s.name: s for s in skills}
@@ -1922,18 +1927,20 @@ def skills_group(g: Group) -> None:
             ensure(set(item) == SKILL_INFO_KEYS, f"{item.get('name')}: keys {sorted(item)}")
         types = {item["name"]: item["type"] for item in body["skills"]}
         expected = {"agents": "repo", "mine": "repo", "zebra": "knowledge", "legacy": "knowledge",
-                    "pdf-tools": "agentskills"}
+                    "pdf-tools": "agentskills", "agents:sub": "knowledge"}
         ensure(types == expected, f"types {types}")
         # User skills come first (lower precedence), then the project's.
         ensure(body["skills"][0]["name"] == "mine", f"order {[i['name'] for i in body['skills']]}")
 
     with g.check("sources_counted"):
         sources = body.get("sources", {})
-        ensure(sources.get("project") == 4 and sources.get("sdk_base") == 1, f"sources {sources}")
+        ensure(sources.get("project") == 5 and sources.get("sdk_base") == 1, f"sources {sources}")
+        rule = next((i for i in body.get("skills", []) if i["name"] == "agents:sub"), {})
+        ensure(rule.get("triggers") == [] and rule.get("disable_model_invocation") is True, f"rule {rule}")
         ensure(sources.get("sandbox") == 0 and sources.get("org") == 0, f"sources {sources}")
 
     with g.check("context_ready"):
-        ensure(context is not None and len(context.skills) == 5, f"context {context}")
+        ensure(context is not None and len(context.skills) == 6, f"context {context}")
         ensure(context.load_public_skills is False, "the context still asks for public skills")
 
     with g.check("project_dir_missing_is_empty"):
@@ -1983,6 +1990,29 @@ def skills_group(g: Group) -> None:
         ensure(user_texts(llm.requests[-1]).count("ZEBRA-4410") == 1, "the skill was added twice")
         state = rest_info(server, s.conversation.id)
         ensure(state.get("activated_knowledge_skills") == ["zebra"], f"state {state.get('activated_knowledge_skills')}")
+
+    with g.check("path_rule_on_file_touch"):
+        # The client rebuilds the rule from the listing as a plain skill (it keeps no path
+        # trigger), so this conversation loads the project's skills itself.
+        rules_agent = make_agent(llm).model_copy(
+            update={"agent_context": AgentContext(load_project_skills=True, current_datetime=None)}
+        )
+        r = Session(g, server, llm, agent=rules_agent)
+        top = str(server.workspace_dir / "top.txt")
+        inside = str(server.workspace_dir / "sub" / "new.txt")
+        llm.script(
+            call("file_editor", command="create", path=top, file_text="x", security_risk="LOW", summary="top"),
+            call("file_editor", command="create", path=inside, file_text="y", security_risk="LOW", summary="sub"),
+            finish("written"),
+        )
+        start = len(llm.requests)
+        r.say_and_run("Write the two files.")
+        tools = [m for m in llm.requests[-1]["messages"] if m.get("role") == "tool"]
+        texts = [str(m.get("content")) for m in tools]
+        ensure(len(texts) >= 2, f"{len(texts)} tool results in the last request ({len(llm.requests) - start} requests)")
+        ensure("SUBRULE-3310" not in texts[0], "the rule fired for a file outside its directory")
+        ensure("SUBRULE-3310" in texts[1], "the rule did not reach the LLM with the result that touched sub/")
+        ensure(texts[1].count("SUBRULE-3310") == 1, "the rule was added more than once")
 
 
 # --------------------------------------------------------------------------- plugins

@@ -361,20 +361,70 @@ fn xml_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The text a triggered skill adds to the user message that mentioned `keyword`: an
-/// `<EXTRA_INFO>` block with the keyword, the skill's file (when known) and its content.
+/// The block a triggered skill adds to the user message that mentioned `keyword`: an
+/// `<EXTRA_INFO>` element with the keyword, the skill's file (when known) and its content.
+/// Several blocks are joined by a blank line.
 pub fn skill_knowledge(keyword: &str, location: Option<&str>, content: &str) -> String {
     let mut text = format!(
-        "\n<EXTRA_INFO>\n\
-         This was added because the message mentions \"{keyword}\"; it may not be relevant.\n"
+        "<EXTRA_INFO>\n\
+         This was added because the message mentions \"{keyword}\".\n\
+         It may not be relevant to what the user asked.\n"
     );
     if let Some(location) = location {
         text.push_str(&format!(
-            "Skill location: {location}\n(Relative paths in the skill are relative to this file.)\n"
+            "\nSkill location: {location}\n\
+             (Resolve relative file references in the skill against this path.)\n"
         ));
     }
-    text.push_str(&format!("\n{content}\n</EXTRA_INFO>\n"));
+    text.push_str(&format!("\n\n{content}\n</EXTRA_INFO>"));
     text
+}
+
+/// The block a path rule adds to the result of a tool that touched a file matching `glob`.
+pub fn path_rule(glob: &str, location: Option<&str>, content: &str) -> String {
+    let mut text = format!(
+        "<EXTRA_INFO>\n\
+         This rule applies because you touched a file matching \"{glob}\"; follow it when \
+         working on such files.\n"
+    );
+    if let Some(location) = location {
+        text.push_str(&format!("Rule location: {location}\n"));
+    }
+    text.push_str(&format!("\n{content}\n</EXTRA_INFO>"));
+    text
+}
+
+/// An agent context's `current_datetime` as the prompt shows it: a date-time to the minute
+/// (`YYYY-MM-DDTHH:MM`, the wall clock as written, offset dropped), a bare date at
+/// midnight; any other text as given.
+pub fn prompt_datetime(given: &str) -> String {
+    let b = given.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    let date = b.len() >= 10
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10);
+    if !date {
+        return given.to_owned();
+    }
+    if b.len() == 10 {
+        return format!("{given}T00:00");
+    }
+    let time = b.len() >= 16
+        && matches!(b[10], b'T' | b't' | b' ' | b'_')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16);
+    if time {
+        format!("{}T{}", &given[..10], &given[11..16])
+    } else {
+        given.to_owned()
+    }
 }
 
 fn custom_secrets(secrets: &[(String, Option<String>)]) -> String {

@@ -167,3 +167,59 @@ async fn without_an_agent_context_nothing_changes() {
     assert!(user_messages(&conv.events())[0].extended_content.is_empty());
     conv.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_instruction_file_applies_when_the_agent_touches_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = dir.path().join("ws");
+    std::fs::create_dir_all(workspace.join("sub")).unwrap();
+    std::fs::write(workspace.join("sub/AGENTS.md"), "SUB-DIR-RULE-3").unwrap();
+    let inside = workspace.join("sub/new.txt");
+    let outside = workspace.join("top.txt");
+    let llm = ScriptedLlm::start(vec![
+        Reply::tool(
+            "file_editor",
+            json!({"command": "create", "path": outside, "file_text": "x"}),
+        ),
+        Reply::tool(
+            "file_editor",
+            json!({"command": "create", "path": inside, "file_text": "y"}),
+        ),
+        Reply::tool("file_editor", json!({"command": "view", "path": inside})),
+        Reply::tool("finish", json!({"message": "ok"})),
+    ])
+    .await
+    .unwrap();
+    let mut agent = common::agent(&llm.base_url());
+    agent.agent_context = Some(json!({"load_project_skills": true}));
+    let conv = common::start(common::config(agent, &workspace, None));
+    conv.send_text("Write the files.").await.unwrap();
+    assert_eq!(conv.run().await.unwrap(), ExecutionStatus::Finished);
+    let extended: Vec<Vec<String>> = conv
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Observation(o) if o.tool_name == "file_editor" => {
+                Some(o.extended_content.iter().map(|t| t.text.clone()).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(extended.len(), 3);
+    assert!(extended[0].is_empty(), "a file outside sub/ fired the rule");
+    assert_eq!(extended[1].len(), 1);
+    assert!(extended[1][0].contains("SUB-DIR-RULE-3") && extended[1][0].contains("\"sub/**\""));
+    assert!(extended[2].is_empty(), "the rule fired twice");
+    assert_eq!(conv.state().activated_path_rules, ["agents:sub"]);
+    // The model sees the rule with the tool result that touched the directory.
+    let requests = llm.requests();
+    let tool_results: Vec<&Value> = requests[2].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .collect();
+    assert!(message_text(tool_results[1]).contains("SUB-DIR-RULE-3"));
+    assert!(!message_text(tool_results[0]).contains("SUB-DIR-RULE-3"));
+    conv.close().await;
+}

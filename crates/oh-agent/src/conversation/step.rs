@@ -241,11 +241,12 @@ pub(super) fn system_prompt_event(
                     content: &s.content,
                 })
                 .collect();
-            let now = match &context.current_datetime {
+            let given = match &context.current_datetime {
                 None => None,
-                Some(Some(given)) => Some(given.as_str()),
-                Some(None) => Some(now),
+                Some(Some(given)) => Some(prompt::prompt_datetime(given)),
+                Some(None) => Some(now.to_owned()),
             };
+            let now = given.as_deref();
             prompt::dynamic_context_with(&prompt::DynamicParts {
                 repo_skills: &repo,
                 listed_skills: &listed,
@@ -590,13 +591,24 @@ async fn execute_batch(
         let mut core = inner.lock();
         match result {
             Ok(observation) => {
+                // Path rules of the files the action touched, once per conversation; the
+                // state's list changes in place, as in the reference.
+                let mut extended_content = Vec::new();
+                if let Some(context) = &inner.context
+                    && let Some(path) = touched_path(action, &inner.workspace)
+                    && let Some((text, names)) =
+                        context.tool_use_suffix(&path, &core.state.activated_path_rules)
+                {
+                    core.state.activated_path_rules.extend(names);
+                    extended_content.push(oh_protocol::TextContent::new(text));
+                }
                 core.emit(Event::Observation(ObservationEvent {
                     base: new_base(Source::Environment),
                     tool_name: action_event.tool_name.clone(),
                     tool_call_id: action_event.tool_call_id.clone(),
                     observation,
                     action_id: action_event.base.id.clone(),
-                    extended_content: Vec::new(),
+                    extended_content,
                 }))?;
                 if matches!(action, Action::Finish(_)) {
                     finished = true;
@@ -621,4 +633,46 @@ async fn execute_batch(
         inner.lock().set_status(ExecutionStatus::Finished)?;
     }
     Ok(())
+}
+
+/// The workspace-relative `/` path an action's `path` field names: as given when relative,
+/// else below the workspace (also through symlinks); `None` when the action has no path or
+/// it is outside the workspace.
+fn touched_path(action: &oh_protocol::Action, workspace: &std::path::Path) -> Option<String> {
+    let raw = match action {
+        oh_protocol::Action::FileEditor(a) => a.path.clone(),
+        oh_protocol::Action::Terminal(_)
+        | oh_protocol::Action::Finish(_)
+        | oh_protocol::Action::Think(_)
+        | oh_protocol::Action::TaskTracker(_) => return None,
+        other => serde_json::to_value(other)
+            .ok()?
+            .get("path")?
+            .as_str()?
+            .to_owned(),
+    };
+    if raw.is_empty() {
+        return None;
+    }
+    let path = std::path::Path::new(&raw);
+    let relative = if path.is_relative() {
+        path.to_path_buf()
+    } else if let Ok(inside) = path.strip_prefix(workspace) {
+        inside.to_path_buf()
+    } else {
+        let root = std::fs::canonicalize(workspace).ok()?;
+        let resolved = match std::fs::canonicalize(path) {
+            Ok(resolved) => resolved,
+            // A file not created yet: resolve its directory.
+            Err(_) => std::fs::canonicalize(path.parent()?)
+                .ok()?
+                .join(path.file_name()?),
+        };
+        resolved.strip_prefix(&root).ok()?.to_path_buf()
+    };
+    Some(
+        relative
+            .to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "/"),
+    )
 }

@@ -206,6 +206,18 @@ impl Skill {
             .map(String::as_str)
     }
 
+    /// The first of a path rule's globs that `file_path` (workspace-relative, `/`-separated)
+    /// matches.
+    pub fn match_path_trigger(&self, file_path: &str) -> Option<&str> {
+        match &self.trigger {
+            Some(Trigger::Path(globs)) => globs
+                .iter()
+                .find(|glob| path_matches_glob(file_path, glob))
+                .map(String::as_str),
+            _ => None,
+        }
+    }
+
     /// The skill's summary on the wire (`SkillInfo`).
     pub fn info(&self) -> SkillInfo {
         SkillInfo {
@@ -417,6 +429,40 @@ fn keyword_matches(keyword: &str, message_lower: &str) -> bool {
         !is_word(message_lower[..at].chars().next_back())
             && !is_word(message_lower[at + keyword.len()..].chars().next())
     })
+}
+
+/// Whether `path` (`/`-separated) matches a gitignore-style `glob`: `**` crosses
+/// directories (`**/` also matches none), `*` and `?` stay within one segment, and a glob
+/// without `/` matches a file name at any depth. Case-sensitive.
+pub fn path_matches_glob(path: &str, glob: &str) -> bool {
+    if glob.is_empty() {
+        return false;
+    }
+    let glob = if glob.contains('/') {
+        glob.to_owned()
+    } else {
+        format!("**/{glob}")
+    };
+    let mut pattern = String::from("^(?s:");
+    let mut rest = glob.as_str();
+    while !rest.is_empty() {
+        let (piece, len) = if rest.starts_with("**/") {
+            ("(?:.*/)?".to_owned(), 3)
+        } else if rest.starts_with("**") {
+            (".*".to_owned(), 2)
+        } else if rest.starts_with('*') {
+            ("[^/]*".to_owned(), 1)
+        } else if rest.starts_with('?') {
+            ("[^/]".to_owned(), 1)
+        } else {
+            let end = rest.find(['*', '?']).unwrap_or(rest.len());
+            (regex::escape(&rest[..end]), end)
+        };
+        pattern.push_str(&piece);
+        rest = &rest[len..];
+    }
+    pattern.push_str(")$");
+    regex::Regex::new(&pattern).is_ok_and(|re| re.is_match(path))
 }
 
 // ── Loading ────────────────────────────────────────────────────────────────
@@ -826,7 +872,7 @@ impl AgentContext {
             return suffix.map(|s| (s.to_owned(), Vec::new()));
         }
         let mut activated = Vec::new();
-        let mut text = String::new();
+        let mut blocks = Vec::new();
         for skill in &self.skills {
             let Some(keyword) = skill.match_trigger(query) else {
                 continue;
@@ -834,7 +880,7 @@ impl AgentContext {
             if already_active.contains(&skill.name) {
                 continue;
             }
-            text.push_str(&crate::prompt::skill_knowledge(
+            blocks.push(crate::prompt::skill_knowledge(
                 keyword,
                 skill.source.as_deref(),
                 &skill.content,
@@ -844,11 +890,41 @@ impl AgentContext {
         if activated.is_empty() {
             return suffix.map(|s| (s.to_owned(), Vec::new()));
         }
+        let mut text = blocks.join("\n\n");
         if let Some(suffix) = suffix {
             text.push('\n');
             text.push_str(suffix);
         }
         Some((text, activated))
+    }
+
+    /// The text added to a tool observation that touched `file_path` (workspace-relative)
+    /// and the path rules it activates: each rule not in `already_active` whose globs match,
+    /// once per conversation. `None` when none applies.
+    pub fn tool_use_suffix(
+        &self,
+        file_path: &str,
+        already_active: &[String],
+    ) -> Option<(String, Vec<String>)> {
+        if file_path.is_empty() {
+            return None;
+        }
+        let mut names = Vec::new();
+        let mut blocks = Vec::new();
+        for skill in &self.skills {
+            if already_active.contains(&skill.name) {
+                continue;
+            }
+            if let Some(glob) = skill.match_path_trigger(file_path) {
+                blocks.push(crate::prompt::path_rule(
+                    glob,
+                    skill.source.as_deref(),
+                    &skill.content,
+                ));
+                names.push(skill.name.clone());
+            }
+        }
+        (!names.is_empty()).then(|| (blocks.join("\n"), names))
     }
 }
 

@@ -304,3 +304,90 @@ fn skill_info_has_the_reference_shape() {
                "disable_model_invocation": false})
     );
 }
+
+#[test]
+fn several_skills_and_the_suffix_are_laid_out_like_the_reference() {
+    let context = AgentContext {
+        skills: vec![
+            Skill {
+                source: Some("/s/a.md".into()),
+                ..Skill::new("a", "A body", Some(Trigger::Keyword(vec!["x".into()])))
+            },
+            Skill::new("b", "B body", Some(Trigger::Keyword(vec!["y".into()]))),
+        ],
+        user_message_suffix: Some("SUF".into()),
+        ..AgentContext::default()
+    };
+    let (text, names) = context.user_message_suffix("x and y", &[]).unwrap();
+    assert_eq!(names, ["a", "b"]);
+    // Blocks start and end with their tags, the location sits after a blank line, the
+    // content after two, blocks are a blank line apart and the suffix follows on its line.
+    assert!(text.starts_with("<EXTRA_INFO>\n"), "{text:?}");
+    assert!(text.contains(".\n\nSkill location: /s/a.md\n("), "{text:?}");
+    assert!(
+        text.contains(")\n\n\nA body\n</EXTRA_INFO>\n\n<EXTRA_INFO>\n"),
+        "{text:?}"
+    );
+    assert!(
+        text.ends_with(".\n\n\nB body\n</EXTRA_INFO>\nSUF"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn datetimes_are_shown_to_the_minute() {
+    use crate::prompt::prompt_datetime;
+    assert_eq!(
+        prompt_datetime("2026-12-05T17:32:54.123456Z"),
+        "2026-12-05T17:32"
+    );
+    assert_eq!(
+        prompt_datetime("2026-01-02 03:04:05+02:00"),
+        "2026-01-02T03:04"
+    );
+    assert_eq!(prompt_datetime("2026-01-02"), "2026-01-02T00:00");
+    assert_eq!(prompt_datetime("next Tuesday"), "next Tuesday");
+}
+
+#[test]
+fn globs_match_like_gitignore() {
+    assert!(path_matches_glob("src/a/b.rs", "src/**"));
+    assert!(path_matches_glob("src/b.rs", "src/**/*.rs"));
+    assert!(path_matches_glob("src/x/y/b.rs", "src/**/*.rs"));
+    assert!(!path_matches_glob("lib/b.rs", "src/**"));
+    assert!(path_matches_glob("deep/dir/file.py", "*.py"));
+    assert!(!path_matches_glob("src/a/b.rs", "src/*.rs"));
+    assert!(path_matches_glob("a.c", "?.c"));
+    assert!(!path_matches_glob("a.c", ""));
+    assert!(path_matches_glob("a+b(1).md", "a+b(1).md"));
+}
+
+#[test]
+fn path_rules_fire_once_per_rule() {
+    let context = AgentContext {
+        skills: vec![
+            Skill {
+                source: Some("/w/sub/AGENTS.md".into()),
+                ..Skill::new(
+                    "agents:sub",
+                    "SUB RULE",
+                    Some(Trigger::Path(vec!["sub/**".into()])),
+                )
+            },
+            Skill::new("kw", "K", Some(Trigger::Keyword(vec!["sub".into()]))),
+        ],
+        ..AgentContext::default()
+    };
+    let (text, names) = context.tool_use_suffix("sub/x.rs", &[]).unwrap();
+    assert_eq!(names, ["agents:sub"]);
+    assert!(
+        text.starts_with("<EXTRA_INFO>\n") && text.contains("\"sub/**\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("Rule location: /w/sub/AGENTS.md\n\nSUB RULE\n</EXTRA_INFO>"),
+        "{text}"
+    );
+    assert_eq!(context.tool_use_suffix("sub/x.rs", &names), None);
+    assert_eq!(context.tool_use_suffix("other/x.rs", &[]), None);
+}
