@@ -2721,6 +2721,131 @@ def preset_planning(g: Group) -> None:
         check_golden_tools(llm, "planning")
 
 
+# --------------------------------------------------------------------------- plugins
+
+
+def write_marketplace(root: Path) -> None:
+    """A local marketplace `confmk` with the plugin `fmt`: a triggered skill and a command."""
+    files = {
+        ".plugin/marketplace.json": (
+            '{"name": "confmk", "owner": {"name": "conformance"}, "plugins": ['
+            '{"name": "fmt", "source": "./plugins/fmt"}]}'
+        ),
+        "plugins/fmt/.plugin/plugin.json": '{"name": "fmt", "version": "0.3.0"}',
+        "plugins/fmt/skills/release.md": "---\ntriggers:\n- release\n---\nRelease rule (RELEASE-3391).\n",
+        "plugins/fmt/commands/now.md": "---\ndescription: Tell the time\n---\nAnswer in UTC (NOW-6620).\n",
+    }
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@group(
+    "load_plugin",
+    [
+        "load_plugin_ok",
+        "skills_in_agent_context",
+        "command_reaches_llm",
+        "unknown_plugin_404",
+        "unknown_marketplace_404",
+        "malformed_ref_400",
+        "missing_ref_422",
+        "unknown_conversation_404",
+        "unreachable_github_400",
+    ],
+)
+def load_plugin_group(g: Group) -> None:
+    """RemoteConversation.load_plugin() with a marketplace registered in the agent context
+    (a local directory both servers can read), then a turn that uses a plugin command."""
+    from openhands.sdk.context import AgentContext
+    from openhands.sdk.marketplace import MarketplaceRegistration
+
+    server = start_server(g)
+    llm = start_llm(g)
+    market = Path(tempfile.mkdtemp(prefix="marketplace-", dir=STATE_ROOT))
+    write_marketplace(market)
+    context = AgentContext(registered_marketplaces=[MarketplaceRegistration(name="confmk", source=str(market))])
+    agent = make_agent(llm).model_copy(update={"agent_context": context})
+    s = Session(g, server, llm, agent=agent)
+    cid = s.conversation.id
+
+    with g.check("load_plugin_ok", fatal=True):
+        s.conversation.load_plugin("fmt@confmk")
+
+    with g.check("skills_in_agent_context"):
+        # What the client sees: the conversation state's agent (the reference's REST
+        # detail keeps listing the agent as it was created, ours shows the new context).
+        ctx = s.conversation.state.agent.agent_context
+        ensure(ctx is not None, "no agent context")
+        names = [skill.name for skill in ctx.skills]
+        ensure(names == ["release", "fmt:now"], f"skills {names}")
+        command = ctx.skills[1]
+        ensure(list(command.trigger.keywords) == ["/fmt:now"], f"trigger {command.trigger}")
+        ensure("NOW-6620" in command.content, f"content {command.content!r}")
+        ensure(command.description == "Tell the time", f"description {command.description!r}")
+        ensure([r.name for r in ctx.registered_marketplaces] == ["confmk"], f"registered {ctx.registered_marketplaces}")
+
+    with g.check("command_reaches_llm"):
+        llm.script(finish("done"))
+        s.say_and_run("Please /fmt:now for Paris.")
+        text = user_texts(llm.requests[-1])
+        ensure("NOW-6620" in text, "the command's skill did not reach the LLM")
+        ensure("RELEASE-3391" not in text, "an untriggered skill reached the LLM")
+
+    def status_of(call) -> int | None:
+        try:
+            call()
+        except httpx.HTTPStatusError as exc:
+            return exc.response.status_code
+        return 200
+
+    with g.check("unknown_plugin_404"):
+        code = status_of(lambda: s.conversation.load_plugin("nope@confmk"))
+        ensure(code == 404, f"status {code}")
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{cid}/load_plugin", json={"plugin_ref": "nope"})
+        ensure(resp.status_code == 404, f"status {resp.status_code}")
+        ensure(resp.json() == {"detail": "Plugin 'nope' not found in any registered marketplace"}, short(resp.text))
+
+    with g.check("unknown_marketplace_404"):
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{cid}/load_plugin", json={"plugin_ref": "fmt@elsewhere"})
+        ensure(resp.status_code == 404, f"status {resp.status_code}")
+        ensure(resp.json() == {"detail": "Marketplace 'elsewhere' is not registered"}, short(resp.text))
+
+    with g.check("malformed_ref_400"):
+        with rest(server) as client:
+            for bad in ("fmt@", "@confmk", ""):
+                resp = client.post(f"/api/conversations/{cid}/load_plugin", json={"plugin_ref": bad})
+                ensure(resp.status_code == 400, f"{bad!r}: status {resp.status_code}")
+                ensure(isinstance(resp.json().get("detail"), str), f"{bad!r}: {short(resp.text)}")
+
+    with g.check("missing_ref_422"):
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{cid}/load_plugin", json={})
+        ensure(resp.status_code == 422, f"status {resp.status_code}")
+        ensure(resp.json()["detail"][0]["loc"] == ["body", "plugin_ref"], short(resp.text))
+
+    with g.check("unknown_conversation_404"):
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{uuid.uuid4()}/load_plugin", json={"plugin_ref": "fmt@confmk"})
+        ensure(resp.status_code == 404, f"status {resp.status_code}")
+
+    with g.check("unreachable_github_400"):
+        # This machine has no route to GitHub (and the repository does not exist anyway).
+        source = "github:openhands-rs-conformance/no-such-marketplace"
+        gh = AgentContext(registered_marketplaces=[MarketplaceRegistration(name="gh", source=source)])
+        other = Session(g, server, llm, agent=make_agent(llm).model_copy(update={"agent_context": gh}))
+        code = status_of(lambda: other.conversation.load_plugin("fmt@gh"))
+        ensure(code == 400, f"status {code}")
+        with rest(server) as client:
+            resp = client.post(f"/api/conversations/{other.conversation.id}/load_plugin", json={"plugin_ref": "fmt@gh"})
+        ensure(resp.status_code == 400, f"status {resp.status_code}")
+        detail = resp.json().get("detail", "")
+        ensure(source in detail and "Failed to fetch" in detail, f"detail {detail!r}")
+
+
 # --------------------------------------------------------------------------- 10. runtime API
 
 

@@ -16,6 +16,7 @@
 
 pub mod conversation;
 pub mod llm;
+pub mod plugin;
 pub mod prompt;
 mod pyfmt;
 pub mod regular_file;

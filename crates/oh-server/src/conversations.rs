@@ -68,6 +68,10 @@ pub(crate) fn router() -> Router<AppState> {
             "/api/conversations/{conversation_id}/ask_agent",
             post(ask_agent),
         )
+        .route(
+            "/api/conversations/{conversation_id}/load_plugin",
+            post(load_plugin),
+        )
         .route("/api/conversations/{conversation_id}/fork", post(fork))
         .route(
             "/api/conversations/{conversation_id}/navigate",
@@ -759,6 +763,57 @@ async fn ask_agent(
             other => agent_error(other),
         })?;
     Ok(ok(&oh_protocol::api::AskAgentResponse { response }))
+}
+
+/// `POST …/load_plugin`: loads a plugin from the marketplaces registered in the agent's
+/// context and adds its skills to that context (kept with the conversation). 404 for an
+/// unknown conversation, plugin or marketplace; 400 for the rest (a malformed reference,
+/// no marketplaces, a source that cannot be fetched, an invalid manifest, and a plugin with
+/// MCP servers, hooks or sub-agents, which this server does not run: `unsupported` lists
+/// them).
+async fn load_plugin(
+    State(state): State<AppState>,
+    ConversationId(id): ConversationId,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    use oh_agent::plugin::PluginError;
+    // `plugin_ref` is the body's only field (FastAPI's embedded `Body`): errors name it.
+    let plugin_ref = match body.get("plugin_ref") {
+        Some(Value::String(s)) => s.clone(),
+        None => {
+            return Err(ApiError::validation(
+                &["body", "plugin_ref"],
+                "missing",
+                "Field required",
+                Value::Null,
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::validation(
+                &["body", "plugin_ref"],
+                "string_type",
+                "Input should be a valid string",
+                other.clone(),
+            ));
+        }
+    };
+    let live = live_or(&state, id, "Not Found").await?;
+    let _one_at_a_time = live.plugin_gate.lock().await;
+    let cache = state.settings.dir().join("cache").join("plugins");
+    let context = live.conv.agent_context();
+    let loaded = oh_agent::plugin::load_plugin(context.as_ref(), &plugin_ref, &cache)
+        .await
+        .map_err(|e| {
+            let detail = e.to_string();
+            match e {
+                e if e.is_not_found() => ApiError::new(StatusCode::NOT_FOUND, detail),
+                PluginError::Unsupported { features, .. } => ApiError::bad_request(detail)
+                    .with_field("unsupported", serde_json::json!(features)),
+                _ => ApiError::bad_request(detail),
+            }
+        })?;
+    live.set_agent_context(loaded.agent_context).await?;
+    Ok(ok(&Success::TRUE))
 }
 
 /// `GET …/runtime` and `POST …/runtime/reprovision`: a conversation of this server always

@@ -37,6 +37,14 @@ impl ApiError {
         Self::new(status, status.canonical_reason().unwrap_or("Error"))
     }
 
+    /// The same error with `key` added to its JSON body.
+    pub fn with_field(mut self, key: &str, value: Value) -> Self {
+        if let Some(body) = self.body.as_object_mut() {
+            body.insert(key.to_owned(), value);
+        }
+        self
+    }
+
     /// 404 `{"detail": "Not Found"}`.
     pub fn not_found() -> Self {
         Self::reason(StatusCode::NOT_FOUND)

@@ -61,10 +61,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ),
     ("/api/conversations/{conversation_id}/goal/stop", &["POST"]),
     (
-        "/api/conversations/{conversation_id}/load_plugin",
-        &["POST"],
-    ),
-    (
         "/api/conversations/{conversation_id}/switch_acp_model",
         &["POST"],
     ),

@@ -159,6 +159,8 @@ pub(crate) struct Live {
     runs: Arc<tokio::sync::Semaphore>,
     /// A title is being generated.
     titling: AtomicBool,
+    /// Held while a plugin is loaded, so that two loads do not lose each other's skills.
+    pub(crate) plugin_gate: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Live {
@@ -334,6 +336,21 @@ impl Live {
         if !lookups.is_empty() {
             self.conv.update_lookup_secrets(lookups)?;
         }
+        self.save_meta().await;
+        Ok(())
+    }
+
+    /// Replaces the agent's `agent_context`: in the conversation (its state) and in
+    /// `meta.json`, so that the conversation keeps it when it is loaded again.
+    pub(crate) async fn set_agent_context(
+        &self,
+        context: serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        self.conv.set_agent_context(context.clone())?;
+        if let Some(AgentBase::Agent(agent)) = &mut lock(&self.meta).agent {
+            agent.agent_context = Some(context);
+        }
+        self.mark_updated();
         self.save_meta().await;
         Ok(())
     }
@@ -994,6 +1011,7 @@ impl Conversations {
             cipher: self.cipher.clone(),
             runs: Arc::clone(&self.runs),
             titling: AtomicBool::new(false),
+            plugin_gate: tokio::sync::Mutex::new(()),
         }))
     }
 

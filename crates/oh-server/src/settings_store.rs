@@ -613,6 +613,11 @@ impl SettingsStore {
         Self::new(dir, cipher)
     }
 
+    /// The directory the store keeps its files in (the server's persistence directory).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.0.dir
+    }
+
     /// The cipher of the server's secret key, if any.
     pub(crate) fn cipher(&self) -> Option<&Cipher> {
         self.0.cipher.as_ref()

@@ -285,8 +285,10 @@ struct Inner {
     /// Condenses the history when it grows too long (spec §7).
     condenser: Option<Condenser>,
     agent: Agent,
-    /// The agent's `agent_context`, read once (skills resolved).
-    context: Option<AgentContext>,
+    /// The agent's `agent_context` (skills resolved); replaced when a plugin adds skills.
+    context: Mutex<Option<Arc<AgentContext>>>,
+    /// Where the user's skills are (to resolve a replaced `agent_context`).
+    user_skill_dirs: Vec<PathBuf>,
     workspace: PathBuf,
     conversation_dir: Option<PathBuf>,
     secrets: Secrets,
@@ -368,7 +370,7 @@ impl LocalConversation {
             source,
         })?;
         let id = config.id.unwrap_or_else(uuid::Uuid::new_v4);
-        let context = agent_context(&config);
+        let context = agent_context(&config).map(Arc::new);
         let conversation_dir = config
             .persistence_dir
             .as_ref()
@@ -458,7 +460,8 @@ impl LocalConversation {
                 core: Mutex::new(core),
                 llm,
                 condenser,
-                context,
+                context: Mutex::new(context),
+                user_skill_dirs: config.user_skill_dirs.clone(),
                 agent: config.agent,
                 workspace: config.workspace,
                 conversation_dir,
@@ -563,7 +566,7 @@ impl LocalConversation {
         let mut core = self.inner.lock();
         // Skills whose keywords the message mentions, once per conversation; the state's
         // list changes in place (no state-update event), as in the reference.
-        let (activated_skills, extended_content) = match &self.inner.context {
+        let (activated_skills, extended_content) = match self.inner.context().as_deref() {
             Some(context) => {
                 let text = message
                     .content
@@ -781,6 +784,38 @@ impl LocalConversation {
             .set_field("security_analyzer", |s| s.security_analyzer = analyzer)
     }
 
+    /// The agent's `agent_context` as stored in the conversation's state.
+    pub fn agent_context(&self) -> Option<serde_json::Value> {
+        match &self.inner.lock().state.agent {
+            AgentBase::Agent(agent) => agent.agent_context.clone(),
+            _ => None,
+        }
+    }
+
+    /// Replaces the agent's `agent_context` (e.g. with a plugin's skills added): stored in
+    /// the state (a state update in server mode) and used from the next user message on;
+    /// the system prompt already recorded is not rewritten.
+    pub fn set_agent_context(&self, value: serde_json::Value) -> Result<()> {
+        let context = build_context(
+            Some(&value),
+            &self.inner.user_skill_dirs,
+            &self.inner.workspace,
+        )
+        .map(Arc::new);
+        let mut core = self.inner.lock();
+        core.set_field("agent", |s| {
+            if let AgentBase::Agent(agent) = &mut s.agent {
+                agent.agent_context = Some(value);
+            }
+        })?;
+        *self
+            .inner
+            .context
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = context;
+        Ok(())
+    }
+
     /// Adds or replaces secrets.
     pub fn update_secrets(&self, secrets: BTreeMap<String, String>) -> Result<()> {
         let mut core = self.inner.lock();
@@ -838,6 +873,14 @@ impl Inner {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The agent context as it is now.
+    fn context(&self) -> Option<Arc<AgentContext>> {
+        self.context
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         let sent = self.lock().outbox.send(Delivery::Flush(tx)).is_ok();
@@ -869,8 +912,12 @@ impl Inner {
             .take(3)
             .any(|e| matches!(e, Event::SystemPrompt(_)));
         if !has_prompt {
-            let event =
-                step::system_prompt_event(&self.agent, self.context.as_ref(), tools, &self.secrets);
+            let event = step::system_prompt_event(
+                &self.agent,
+                self.context().as_deref(),
+                tools,
+                &self.secrets,
+            );
             core.emit(Event::SystemPrompt(event))?;
         }
         Ok(tools)
@@ -1133,14 +1180,22 @@ fn check_resumable(state: &ConversationState, agent: &Agent) -> Result<()> {
 /// The agent's context: its `agent_context` with user skills resolved and, when it asks for
 /// them, the workspace's project skills (which win over explicit skills of the same name).
 fn agent_context(config: &ConversationConfig) -> Option<AgentContext> {
-    let value = config
-        .agent
-        .agent_context
-        .as_ref()
-        .filter(|v| v.is_object())?;
-    let mut context = AgentContext::from_json(value, &config.user_skill_dirs);
+    build_context(
+        config.agent.agent_context.as_ref(),
+        &config.user_skill_dirs,
+        &config.workspace,
+    )
+}
+
+fn build_context(
+    value: Option<&serde_json::Value>,
+    user_skill_dirs: &[PathBuf],
+    workspace: &Path,
+) -> Option<AgentContext> {
+    let value = value.filter(|v| v.is_object())?;
+    let mut context = AgentContext::from_json(value, user_skill_dirs);
     if context.load_project_skills {
-        context.add_project_skills(crate::skills::load_project_skills(&config.workspace));
+        context.add_project_skills(crate::skills::load_project_skills(workspace));
     }
     Some(context)
 }

@@ -602,7 +602,7 @@ async fn execute_batch(
                 // Path rules of the files the action touched, once per conversation; the
                 // state's list changes in place, as in the reference.
                 let mut extended_content = Vec::new();
-                if let Some(context) = &inner.context
+                if let Some(context) = inner.context().as_deref()
                     && let Some(path) = touched_path(action, &inner.workspace)
                     && let Some((text, names)) =
                         context.tool_use_suffix(&path, &core.state.activated_path_rules)
