@@ -1900,6 +1900,36 @@ def runtime_info(g: Group) -> None:
         ensure((got, posted) == (404, 404), f"GET {got}, POST {posted}")
 
 
+@group("runtime_lifecycle", ["credentials_not_served", "release_not_allowed"])
+def runtime_lifecycle(g: Group) -> None:
+    """`RemoteWorkspace.get_runtime_session_key()` and `release_runtime()` call
+    `POST …/runtime/credentials` and `DELETE …/runtime`, which the reference 1.58.2 agent
+    server does not serve (404, and 405 on the GET-only `…/runtime`): both methods raise,
+    on either server, with the same status."""
+    server = start_server(g)
+    llm = start_llm(g)
+    s = Session(g, server, llm)
+    ws = RemoteWorkspace(
+        host=server.url, api_key=API_KEY, working_dir=str(server.workspace_dir),
+        runtime_conversation_id=str(s.conversation.id),
+    )
+
+    def status_of(call) -> int | None:
+        try:
+            call()
+        except httpx.HTTPStatusError as e:
+            return e.response.status_code
+        return None
+
+    with g.check("credentials_not_served"):
+        code = status_of(ws.get_runtime_session_key)
+        ensure(code == 404, f"get_runtime_session_key: status {code}")
+
+    with g.check("release_not_allowed"):
+        code = status_of(ws.release_runtime)
+        ensure(code == 405, f"release_runtime: status {code}")
+
+
 # --------------------------------------------------------------------------- 8. restart and resume
 
 
@@ -2506,29 +2536,7 @@ def skills_group(g: Group) -> None:
 
 # --------------------------------------------------------------------------- 9b. tool presets
 
-# The `tools` arrays the reference sends for each preset (descriptions scrubbed), copied next
-# to the suite by `cargo xtask conformance` from crates/oh-agent/tests/fixtures/llm_requests.
-PRESET_FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def scrub_descriptions(value):
-    """Every `description` string replaced by the fixtures' placeholder."""
-    if isinstance(value, dict):
-        return {
-            k: ("<description>" if k == "description" and isinstance(v, str) else scrub_descriptions(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [scrub_descriptions(v) for v in value]
-    return value
-
-
-def golden_tools(preset: str) -> list:
-    import json
-
-    data = json.loads((PRESET_FIXTURES / f"tools_{preset}.json").read_text())
-    ensure(data.get("preset") == preset, f"fixture of preset {data.get('preset')}")
-    return data["tools"]
+# The golden `tools` arrays: `golden_tools` and `scrub_descriptions` of section 4b.
 
 
 def check_golden_tools(llm: ScriptedLLM, preset: str) -> None:
@@ -2539,10 +2547,6 @@ def check_golden_tools(llm: ScriptedLLM, preset: str) -> None:
         if got != expected:
             names = [t.get("function", {}).get("name") for t in got or []]
             raise AssertionError(f"request {i}: tools differ from tools_{preset}.json (got {names})")
-
-
-def preset_llm(llm: ScriptedLLM) -> LLM:
-    return LLM(model="openai/scripted", base_url=llm.base_url, api_key="test-key", usage_id="agent", num_retries=0)
 
 
 def observations_of(s: Session, tool: str) -> list:

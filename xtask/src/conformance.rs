@@ -239,7 +239,6 @@ fn python_suite(
 ) -> Result<(bool, String)> {
     let dir = TempDir::new("oh-conformance")?;
     copy_suite(&workspace_root().join(SUITE_DIR), dir.path())?;
-    copy_preset_fixtures(dir.path())?;
     // The reference's captured tool schemas, for the tool-preset groups.
     let golden = dir.path().join("llm_requests");
     fs::create_dir(&golden).with_context(|| format!("could not create {}", golden.display()))?;
@@ -380,29 +379,6 @@ fn copy_suite(from: &Path, to: &Path) -> Result<()> {
                     dest.display()
                 )
             })?;
-        }
-    }
-    Ok(())
-}
-
-/// Where the golden tool schemas of the SDK's presets live, relative to the workspace root.
-const PRESET_FIXTURES_DIR: &str = "crates/oh-agent/tests/fixtures/llm_requests";
-
-/// Copies the presets' golden tool schemas (`tools_<preset>.json`) into `to/fixtures/`,
-/// where the suite's preset groups read them.
-fn copy_preset_fixtures(to: &Path) -> Result<()> {
-    let from = workspace_root().join(PRESET_FIXTURES_DIR);
-    let dest = to.join("fixtures");
-    fs::create_dir_all(&dest).with_context(|| format!("could not create {}", dest.display()))?;
-    let entries =
-        fs::read_dir(&from).with_context(|| format!("could not read {}", from.display()))?;
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name_text = name.to_string_lossy();
-        if name_text.starts_with("tools_") && name_text.ends_with(".json") {
-            fs::copy(entry.path(), dest.join(&name))
-                .with_context(|| format!("could not copy {}", entry.path().display()))?;
         }
     }
     Ok(())
