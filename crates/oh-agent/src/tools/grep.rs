@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use futures::future::BoxFuture;
-use oh_protocol::tool::{ToolAnnotations, ToolDefinition};
+use oh_protocol::tool::ToolDefinition;
 use oh_protocol::tool_gpt5_planning::{GrepAction, GrepObservation};
 use oh_protocol::{Action, Content, Observation};
 use serde_json::{Map, Value, json};
@@ -276,23 +276,14 @@ impl Tool for GrepTool {
         }
     }
     fn definition(&self) -> ToolDefinition {
-        ToolDefinition {
-            description: self.description(),
-            action_type: "GrepAction".to_owned(),
-            observation_type: Some("GrepObservation".to_owned()),
-            annotations: Some(ToolAnnotations {
-                title: Some(NAME.to_owned()),
-                read_only_hint: true,
-                destructive_hint: false,
-                idempotent_hint: true,
-                open_world_hint: false,
-            }),
-            meta: None,
-            prompt_guidance: None,
-            response_schema: None,
-            kind: "GrepTool".to_owned(),
-            title: NAME.to_owned(),
-        }
+        super::spec::definition(
+            NAME,
+            "GrepTool",
+            "GrepAction",
+            "GrepObservation",
+            self.description(),
+            super::spec::annotations(NAME, true, false, true),
+        )
     }
     fn read_only(&self) -> bool {
         true

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use futures::future::BoxFuture;
 use oh_protocol::tool::{
-    FileEditorAction, FileEditorCommand, FileEditorObservation, ToolAnnotations, ToolDefinition,
+    FileEditorAction, FileEditorCommand, FileEditorObservation, ToolDefinition,
 };
 use oh_protocol::{Action, Content, Observation};
 use serde_json::{Map, Value};
@@ -176,23 +176,14 @@ impl Tool for PlanningFileEditorTool {
         }
     }
     fn definition(&self) -> ToolDefinition {
-        ToolDefinition {
-            description: self.description(),
-            action_type: "PlanningFileEditorAction".to_owned(),
-            observation_type: Some("PlanningFileEditorObservation".to_owned()),
-            annotations: Some(ToolAnnotations {
-                title: Some(NAME.to_owned()),
-                read_only_hint: false,
-                destructive_hint: false,
-                idempotent_hint: false,
-                open_world_hint: false,
-            }),
-            meta: None,
-            prompt_guidance: None,
-            response_schema: None,
-            kind: "PlanningFileEditorTool".to_owned(),
-            title: NAME.to_owned(),
-        }
+        super::spec::definition(
+            NAME,
+            "PlanningFileEditorTool",
+            "PlanningFileEditorAction",
+            "PlanningFileEditorObservation",
+            self.description(),
+            super::spec::annotations(NAME, false, false, false),
+        )
     }
     fn read_only(&self) -> bool {
         false

@@ -477,15 +477,54 @@ pub fn tool_schema(tool: DefaultTool, working_dir: &str) -> ToolSchema {
 
 /// The tool's record in the `SystemPromptEvent`.
 pub fn tool_definition(tool: DefaultTool, working_dir: &str) -> ToolDefinition {
+    definition(
+        tool.name(),
+        tool.kind(),
+        tool.action_kind(),
+        tool.observation_kind(),
+        description(tool, working_dir),
+        tool.annotations(),
+    )
+}
+
+/// A tool's record in the `SystemPromptEvent`, from its wire name, its class names in the
+/// reference (`GlobTool`, `GlobAction`, `GlobObservation`), its description and its hints.
+/// No `meta`, prompt guidance or response schema; set them on the result where a tool has
+/// them.
+pub fn definition(
+    name: &str,
+    kind: &str,
+    action_type: &str,
+    observation_type: &str,
+    description: String,
+    annotations: ToolAnnotations,
+) -> ToolDefinition {
     ToolDefinition {
-        description: description(tool, working_dir),
-        action_type: tool.action_kind().to_owned(),
-        observation_type: Some(tool.observation_kind().to_owned()),
-        annotations: Some(tool.annotations()),
+        description,
+        action_type: action_type.to_owned(),
+        observation_type: Some(observation_type.to_owned()),
+        annotations: Some(annotations),
         meta: None,
         prompt_guidance: None,
         response_schema: None,
-        kind: tool.kind().to_owned(),
-        title: tool.name().to_owned(),
+        kind: kind.to_owned(),
+        title: name.to_owned(),
+    }
+}
+
+/// The hints of a tool that never reaches outside the machine (`open_world_hint: false`),
+/// titled by its wire name.
+pub fn annotations(
+    name: &str,
+    read_only: bool,
+    destructive: bool,
+    idempotent: bool,
+) -> ToolAnnotations {
+    ToolAnnotations {
+        title: Some(name.to_owned()),
+        read_only_hint: read_only,
+        destructive_hint: destructive,
+        idempotent_hint: idempotent,
+        open_world_hint: false,
     }
 }

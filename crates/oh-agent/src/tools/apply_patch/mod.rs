@@ -12,7 +12,7 @@ pub mod core;
 use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
-use oh_protocol::tool::{ToolAnnotations, ToolDefinition};
+use oh_protocol::tool::ToolDefinition;
 use oh_protocol::tool_gpt5_planning::{ApplyPatchAction, ApplyPatchObservation};
 use oh_protocol::{Action, Content, Observation};
 use serde_json::{Map, Value, json};
@@ -151,23 +151,14 @@ impl Tool for ApplyPatchTool {
         }
     }
     fn definition(&self) -> ToolDefinition {
-        ToolDefinition {
-            description: DESCRIPTION.to_owned(),
-            action_type: "ApplyPatchAction".to_owned(),
-            observation_type: Some("ApplyPatchObservation".to_owned()),
-            annotations: Some(ToolAnnotations {
-                title: Some(NAME.to_owned()),
-                read_only_hint: false,
-                destructive_hint: true,
-                idempotent_hint: false,
-                open_world_hint: false,
-            }),
-            meta: None,
-            prompt_guidance: None,
-            response_schema: None,
-            kind: "ApplyPatchTool".to_owned(),
-            title: NAME.to_owned(),
-        }
+        super::spec::definition(
+            NAME,
+            "ApplyPatchTool",
+            "ApplyPatchAction",
+            "ApplyPatchObservation",
+            DESCRIPTION.to_owned(),
+            super::spec::annotations(NAME, false, true, false),
+        )
     }
     fn read_only(&self) -> bool {
         false

@@ -102,13 +102,7 @@ impl GeminiTool {
     /// The reference's MCP-style hints.
     pub fn annotations(self) -> ToolAnnotations {
         let read_only = self.read_only();
-        ToolAnnotations {
-            title: Some(self.name().to_owned()),
-            read_only_hint: read_only,
-            destructive_hint: !read_only,
-            idempotent_hint: read_only,
-            open_world_hint: false,
-        }
+        super::spec::annotations(self.name(), read_only, !read_only, read_only)
     }
 
     /// The description shown to the LLM, ending with the workspace directory.
@@ -181,22 +175,21 @@ impl GeminiTool {
 
     /// The tool's record in the `SystemPromptEvent`.
     pub fn tool_definition(self, working_dir: &str) -> ToolDefinition {
-        ToolDefinition {
-            description: self.description(working_dir),
-            action_type: self.action_kind().to_owned(),
-            observation_type: Some(self.observation_kind().to_owned()),
-            annotations: Some(self.annotations()),
-            // The reference records the workspace for the tools that take file paths.
-            meta: (self != GeminiTool::ListDirectory).then(|| {
-                let mut meta = Map::new();
-                meta.insert("workspace_root".into(), Value::from(working_dir));
-                meta
-            }),
-            prompt_guidance: None,
-            response_schema: None,
-            kind: self.kind().to_owned(),
-            title: self.name().to_owned(),
-        }
+        let mut definition = super::spec::definition(
+            self.name(),
+            self.kind(),
+            self.action_kind(),
+            self.observation_kind(),
+            self.description(working_dir),
+            self.annotations(),
+        );
+        // The reference records the workspace for the tools that take file paths.
+        definition.meta = (self != GeminiTool::ListDirectory).then(|| {
+            let mut meta = Map::new();
+            meta.insert("workspace_root".into(), Value::from(working_dir));
+            meta
+        });
+        definition
     }
 }
 
