@@ -12,8 +12,10 @@
 //!   given, so relative paths are relative to the process's current directory. Failures are
 //!   reported in the result with Python's error texts.
 //!
-//! Not ported: `git_changes`/`git_diff` (they need the reference's git helpers), the
-//! completion callback, and the live echo of command output to the parent's stdout
+//! `git_changes`/`git_diff` are the agent server's git routes' own code ([`git`]), so a
+//! local and a remote workspace answer alike; their paths are used as given too.
+//!
+//! Not ported: the completion callback, and the live echo of command output to the parent's stdout
 //! (outputs are logged with `tracing` at debug level instead).
 
 use std::ffi::{OsStr, OsString};
@@ -31,6 +33,8 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::tools::file_editor::{os_error, py_path, py_repr};
+
+pub mod git;
 
 /// The reference's default command timeout.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,6 +135,24 @@ impl LocalWorkspace {
     /// `shutil.copy2`.
     pub async fn file_download(&self, source: &Path, destination: &Path) -> FileOperationResult {
         copy_in_background(source, destination).await
+    }
+
+    /// Files changed in the git repository at `path` (or in the repositories directly below
+    /// it) against the reference's display base, sorted by path
+    /// ([`git::GitError::NotARepository`] when there is none), as `GET /api/git/changes`
+    /// computes them.
+    pub async fn git_changes(&self, path: &Path) -> git::GitResult<Vec<oh_protocol::GitChange>> {
+        git::Git::default()
+            .changes(&path.to_string_lossy(), None)
+            .await
+    }
+
+    /// The current content of the file at `path` and its content at the display base, as
+    /// `GET /api/git/diff` computes them.
+    pub async fn git_diff(&self, path: &Path) -> git::GitResult<oh_protocol::GitDiff> {
+        git::Git::default()
+            .diff(&path.to_string_lossy(), None)
+            .await
     }
 }
 

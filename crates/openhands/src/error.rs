@@ -7,8 +7,9 @@ use oh_protocol::ExecutionStatus;
 /// Everything that can go wrong through the facade.
 ///
 /// Failures of the backends are wrapped as they are ([`Error::Client`], [`Error::Agent`]),
-/// except a failed run, which is [`Error::Run`] whichever backend ran it, and a file transfer
-/// that reports `success: false`, which is [`Error::FileOperation`].
+/// except a failed run, which is [`Error::Run`] whichever backend ran it, a file transfer
+/// that reports `success: false`, which is [`Error::FileOperation`], and a git query that
+/// fails, which is [`Error::Git`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -66,6 +67,22 @@ pub enum Error {
         destination_path: String,
         /// The reason given by the workspace.
         message: String,
+    },
+    /// A git query could not be answered: a git command failed or the file cannot be diffed
+    /// (no such file, too large, not a regular file). The same failure has the same
+    /// `message` for every kind of workspace (the reference's text). A path outside any
+    /// repository is not an error: it has no changes and an empty diff.
+    #[error("{operation} {path} failed: {message}")]
+    Git {
+        /// `git_changes` or `git_diff`.
+        operation: &'static str,
+        /// The path asked about, as given.
+        path: String,
+        /// The reason, in the reference's words.
+        message: String,
+        /// The cause: the agent server's answer, or the local failure.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
     /// The workspace cannot do this operation.
     #[error("{workspace} does not support {operation}")]

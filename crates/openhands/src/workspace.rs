@@ -275,40 +275,48 @@ impl Workspace {
     }
 
     /// Files changed in the git repository at `path` (relative to the working directory
-    /// when relative). Remote workspaces only, for now: a local one answers
-    /// [`Error::Unsupported`].
+    /// when relative), or in the repositories directly below it, sorted by path: the
+    /// agent server's `GET /api/git/changes`, run in this process for a local workspace.
+    /// A path outside any repository has no changes; a failed git command is
+    /// [`Error::Git`] for every kind of workspace.
     pub async fn git_changes(&self, path: impl AsRef<Path>) -> Result<Vec<GitChange>> {
+        let path = path.as_ref();
         match self {
             #[cfg(feature = "client")]
-            Self::Remote(ws) => Ok(ws.git_changes(&path.as_ref().to_string_lossy()).await?),
+            Self::Remote(ws) => ws
+                .git_changes(&path.to_string_lossy())
+                .await
+                .map_err(|e| remote_git_error("git_changes", path, e)),
             #[cfg(feature = "local")]
-            Self::Local(_) => {
-                let _ = path;
-                Err(self.unsupported("git_changes"))
-            }
+            Self::Local(ws) => match ws.git_changes(&self.resolve(path)).await {
+                Err(oh_agent::workspace::git::GitError::NotARepository) => Ok(Vec::new()),
+                other => other.map_err(|e| local_git_error("git_changes", path, e)),
+            },
         }
     }
 
-    /// The current and original content of the file at `path` (relative to the working
-    /// directory when relative). Remote workspaces only, for now: a local one answers
-    /// [`Error::Unsupported`].
+    /// The current content of the file at `path` (relative to the working directory when
+    /// relative) and its content at the base the changes are computed against: the agent
+    /// server's `GET /api/git/diff`, run in this process for a local workspace. A file
+    /// outside any repository has an empty diff (both sides `None`); a file that cannot be
+    /// diffed (missing, too large, not a regular file) is [`Error::Git`] for every kind of
+    /// workspace.
     pub async fn git_diff(&self, path: impl AsRef<Path>) -> Result<GitDiff> {
+        let path = path.as_ref();
         match self {
             #[cfg(feature = "client")]
-            Self::Remote(ws) => Ok(ws.git_diff(&path.as_ref().to_string_lossy()).await?),
+            Self::Remote(ws) => ws
+                .git_diff(&path.to_string_lossy())
+                .await
+                .map_err(|e| remote_git_error("git_diff", path, e)),
             #[cfg(feature = "local")]
-            Self::Local(_) => {
-                let _ = path;
-                Err(self.unsupported("git_diff"))
-            }
-        }
-    }
-
-    #[cfg(feature = "local")]
-    fn unsupported(&self, operation: &'static str) -> Error {
-        Error::Unsupported {
-            operation,
-            workspace: self.kind(),
+            Self::Local(ws) => match ws.git_diff(&self.resolve(path)).await {
+                Err(oh_agent::workspace::git::GitError::NotARepository) => Ok(GitDiff {
+                    modified: None,
+                    original: None,
+                }),
+                other => other.map_err(|e| local_git_error("git_diff", path, e)),
+            },
         }
     }
 
@@ -392,6 +400,41 @@ fn file_error(
         source_path: source.to_string_lossy().into_owned(),
         destination_path: destination.to_string_lossy().into_owned(),
         message,
+    }
+}
+
+/// A git query the server refused with 400 (a failed git command, a file that cannot be
+/// diffed) is [`Error::Git`] with the server's text, as a local one is; other failures stay
+/// [`Error::Client`].
+#[cfg(feature = "client")]
+fn remote_git_error(operation: &'static str, path: &Path, error: oh_client::Error) -> Error {
+    match error {
+        oh_client::Error::Status {
+            status: 400,
+            ref detail,
+            ..
+        } => Error::Git {
+            operation,
+            path: path.to_string_lossy().into_owned(),
+            message: detail.clone(),
+            source: Some(Box::new(error)),
+        },
+        other => other.into(),
+    }
+}
+
+/// A local git failure as [`Error::Git`], with the same text the server answers with.
+#[cfg(feature = "local")]
+fn local_git_error(
+    operation: &'static str,
+    path: &Path,
+    error: oh_agent::workspace::git::GitError,
+) -> Error {
+    Error::Git {
+        operation,
+        path: path.to_string_lossy().into_owned(),
+        message: error.to_string(),
+        source: Some(Box::new(error)),
     }
 }
 

@@ -4,7 +4,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use openhands::prelude::*;
-use openhands::protocol::GitChangeStatus;
 use pretty_assertions::assert_eq;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -133,19 +132,6 @@ async fn local_workspace_operations() {
     let scratch = dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     round_trip(&workspace, &scratch).await;
-
-    let unsupported = workspace.git_changes(".").await.expect_err("local git");
-    assert!(
-        matches!(
-            unsupported,
-            openhands::Error::Unsupported {
-                operation: "git_changes",
-                workspace: "LocalWorkspace"
-            }
-        ),
-        "{unsupported:?}"
-    );
-    assert!(workspace.git_diff("a.txt").await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,34 +150,139 @@ async fn remote_workspace_operations() {
     let scratch = tempfile::tempdir().unwrap();
     round_trip(&workspace, scratch.path()).await;
 
-    // git: a repository in the working directory with one change and one new file.
+    server.shutdown().await.unwrap();
+}
+
+/// The outcome of one git query, with the working directory written `<wd>` so that two
+/// workspaces' outcomes can be compared.
+type Outcome = std::result::Result<String, String>;
+
+/// One table of git queries: a repository (in `repo/`) with an added, a modified, a deleted
+/// and a moved file in nested directories, and a directory outside any repository. Checks
+/// every outcome against the table and returns them, so that the caller can compare two
+/// workspaces with each other.
+async fn git_table(workspace: &Workspace) -> Vec<(&'static str, Outcome)> {
     let setup = workspace
         .execute_command(
-            "git init -q repo && cd repo && git config user.email t@example.com && \
-             git config user.name t && echo one > a.txt && git add a.txt && \
-             git commit -qm init && echo two > a.txt && echo new > b.txt",
+            "mkdir -p outside && echo loose > outside/loose.txt && \
+             git init -q repo && cd repo && git config user.email t@example.com && \
+             git config user.name t && mkdir -p src/deep && echo keep > src/deep/modified.txt && \
+             echo gone > deleted.txt && echo move > old.txt && echo same > unchanged.txt && \
+             git add -A && git commit -qm init && \
+             echo changed > src/deep/modified.txt && rm deleted.txt && \
+             mkdir -p moved/into && git mv old.txt moved/into/new.txt && \
+             mkdir -p src/added && echo fresh > src/added/new.txt",
         )
         .await
         .unwrap();
     assert_eq!(setup.exit_code, 0, "{setup:?}");
-    let mut changes: Vec<(GitChangeStatus, String)> = workspace
-        .git_changes("repo")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.status, c.path))
-        .collect();
-    changes.sort_by(|a, b| a.1.cmp(&b.1));
-    assert_eq!(
-        changes,
-        vec![
-            (GitChangeStatus::Updated, "a.txt".to_owned()),
-            (GitChangeStatus::Added, "b.txt".to_owned()),
-        ]
-    );
-    let diff = workspace.git_diff("repo/a.txt").await.unwrap();
-    assert_eq!(diff.original.as_deref().map(str::trim_end), Some("one"));
-    assert_eq!(diff.modified.as_deref().map(str::trim_end), Some("two"));
 
+    let working_dir = workspace.working_dir().to_string_lossy().into_owned();
+    let real_dir = workspace
+        .working_dir()
+        .canonicalize()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let anonymous = |text: String| {
+        text.replace(&real_dir, "<wd>")
+            .replace(&working_dir, "<wd>")
+    };
+    let failure = |error: openhands::Error| match error {
+        openhands::Error::Git {
+            operation, message, ..
+        } => anonymous(format!("{operation}: {message}")),
+        other => panic!("not a git error: {other:?}"),
+    };
+
+    let mut outcomes = Vec::new();
+    for path in ["repo", "repo/src", "outside"] {
+        let outcome = workspace
+            .git_changes(path)
+            .await
+            .map(|changes| {
+                changes
+                    .iter()
+                    .map(|change| format!("{:?} {}", change.status, change.path))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .map_err(failure);
+        outcomes.push((path, outcome));
+    }
+    for path in [
+        "repo/src/deep/modified.txt",
+        "repo/src/added/new.txt",
+        "repo/deleted.txt",
+        "repo/old.txt",
+        "repo/moved/into/new.txt",
+        "repo/unchanged.txt",
+        "outside/loose.txt",
+        "repo/missing.txt",
+        "outside/missing.txt",
+    ] {
+        let outcome = workspace
+            .git_diff(path)
+            .await
+            .map(|diff| format!("{:?} -> {:?}", diff.original, diff.modified))
+            .map_err(failure);
+        outcomes.push((path, outcome));
+    }
+
+    let ok = |text: &str| Ok(text.to_owned());
+    let expected: Vec<(&str, Outcome)> = vec![
+        (
+            "repo",
+            ok(
+                "Deleted deleted.txt, Added moved/into/new.txt, Deleted old.txt, \
+                Added src/added/new.txt, Updated src/deep/modified.txt",
+            ),
+        ),
+        (
+            "repo/src",
+            ok("Added added/new.txt, Updated deep/modified.txt"),
+        ),
+        ("outside", ok("")),
+        (
+            "repo/src/deep/modified.txt",
+            ok(r#"Some("keep") -> Some("changed")"#),
+        ),
+        ("repo/src/added/new.txt", ok(r#"Some("") -> Some("fresh")"#)),
+        ("repo/deleted.txt", ok(r#"Some("gone") -> Some("")"#)),
+        ("repo/old.txt", ok(r#"Some("move") -> Some("")"#)),
+        ("repo/moved/into/new.txt", ok(r#"Some("") -> Some("move")"#)),
+        ("repo/unchanged.txt", ok(r#"Some("same") -> Some("same")"#)),
+        ("outside/loose.txt", ok("None -> None")),
+        (
+            "repo/missing.txt",
+            Err("git_diff: File does not exist: <wd>/repo/missing.txt".to_owned()),
+        ),
+        (
+            "outside/missing.txt",
+            Err("git_diff: File does not exist: <wd>/outside/missing.txt".to_owned()),
+        ),
+    ];
+    assert_eq!(outcomes, expected, "{}", workspace.kind());
+    outcomes
+}
+
+/// The same git table through a local and a remote workspace: the same outcomes, errors
+/// included.
+#[tokio::test(flavor = "multi_thread")]
+async fn git_reads_the_same_locally_and_remotely() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Workspace::local(dir.path());
+    let local_outcomes = git_table(&local).await;
+
+    let server = LocalServer::builder()
+        .api_key("git-key")
+        .start()
+        .await
+        .unwrap();
+    let remote: Workspace = server.workspace().unwrap().into();
+    assert!(!remote.is_local());
+    let remote_outcomes = git_table(&remote).await;
+
+    assert_eq!(local_outcomes, remote_outcomes);
     server.shutdown().await.unwrap();
 }
