@@ -84,14 +84,6 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
-    /// The workspace cannot do this operation.
-    #[error("{workspace} does not support {operation}")]
-    Unsupported {
-        /// The operation asked for.
-        operation: &'static str,
-        /// The kind of workspace.
-        workspace: &'static str,
-    },
     /// A conversation option that the chosen workspace cannot honour.
     #[error("invalid conversation option: {0}")]
     InvalidOption(String),
