@@ -77,7 +77,7 @@ fn check_repo_path(value: &str) -> Result<(), PluginError> {
     reason.map_or(Ok(()), |r| Err(PluginError::Invalid(r.to_owned())))
 }
 
-/// Where a plugin of a marketplace is (a `source` as [`fetch`] takes it).
+/// Where a plugin of a marketplace is (a `source` as the plugin fetcher takes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginSource {
     /// Local path, git URL or `github:owner/repo`.
