@@ -51,7 +51,8 @@ pub enum Error {
         path: String,
         /// HTTP status code.
         status: u16,
-        /// The `detail` of the JSON error body, else the body as text.
+        /// The `detail` of the JSON error body, else the body as text; for a 401, followed by
+        /// a note saying whether a key was sent.
         detail: String,
     },
     /// A response body was not what the protocol says.
