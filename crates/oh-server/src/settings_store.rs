@@ -742,22 +742,7 @@ impl SettingsStore {
 
     /// Names of the stored profiles, sorted.
     pub(crate) fn profile_names(&self) -> Result<Vec<String>, StoreError> {
-        let dir = self.0.dir.join(PROFILES_DIR);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(err.into()),
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let stem = name.strip_suffix(".json")?;
-                valid_profile_name(stem).then(|| stem.to_owned())
-            })
-            .collect();
-        names.sort();
-        Ok(names)
+        profile_files(&self.0.dir.join(PROFILES_DIR))
     }
 
     /// A profile's LLM, secrets in the clear; `None` when there is none.
@@ -801,21 +786,7 @@ impl SettingsStore {
     /// Summaries of the stored agent profiles (`id`, `name`, `agent_kind`, `revision`,
     /// `llm_profile_ref`, `mcp_server_refs`), sorted by name; unreadable files are skipped.
     pub(crate) fn agent_profile_summaries(&self) -> Result<Vec<Value>, StoreError> {
-        let dir = self.0.dir.join(AGENT_PROFILES_DIR);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(err.into()),
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let stem = name.strip_suffix(".json")?;
-                valid_profile_name(stem).then(|| stem.to_owned())
-            })
-            .collect();
-        names.sort();
+        let names = profile_files(&self.0.dir.join(AGENT_PROFILES_DIR))?;
         let mut out = Vec::new();
         for name in names {
             let Ok(Some(Value::Object(doc))) =
@@ -973,6 +944,26 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)
+}
+
+/// The profile names stored in `dir` (`<name>.json` with a valid name), sorted; none when the
+/// directory does not exist.
+fn profile_files(dir: &std::path::Path) -> Result<Vec<String>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err.into()),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".json")?;
+            valid_profile_name(stem).then(|| stem.to_owned())
+        })
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 #[cfg(test)]
