@@ -60,6 +60,12 @@ const RESTART_DELAY: Duration = Duration::from_secs(1);
 /// How long a task gets to stop before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a resume waits for the paused task's container to be gone.
+const STOPPED_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a resume looks at the paused task meanwhile.
+const STOPPED_POLL: Duration = Duration::from_millis(200);
+
 /// Log lines kept of a failed sandbox.
 const LOG_TAIL: &str = "60";
 
@@ -260,6 +266,30 @@ impl SwarmBackend {
         }))
     }
 
+    /// Waits until no task of the service holds a container any more (every task has reached
+    /// a final state), up to [`STOPPED_WAIT`]. Scaling to 0 returns before the old task's
+    /// container has stopped; a task started meanwhile on the same node would find the
+    /// host-mode port still taken and crash-loop ("address already in use").
+    async fn wait_stopped(&self, handle: &str) -> Result<(), BackendError> {
+        let service = self.docker.inspect_service(handle, None).await?;
+        let id = service.id.as_deref().unwrap_or(handle);
+        let deadline = tokio::time::Instant::now() + STOPPED_WAIT;
+        loop {
+            let tasks = self.tasks(id).await?;
+            if tasks.iter().all(finished) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    service = handle,
+                    "swarm: the paused task is still stopping; resuming anyway"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(STOPPED_POLL).await;
+        }
+    }
+
     /// Sets the replica count, pinning the service to its current node when it scales to 0.
     /// Swarm needs the version it last saw; a concurrent update makes it retry once.
     async fn scale(&self, handle: &str, replicas: i64) -> Result<(), BackendError> {
@@ -377,6 +407,21 @@ fn wanted(task: &Task) -> bool {
                 | TaskState::READY
                 | TaskState::STARTING
                 | TaskState::RUNNING
+        )
+    )
+}
+
+/// The task is over: its container is gone or never existed.
+fn finished(task: &Task) -> bool {
+    matches!(
+        state(task),
+        None | Some(
+            TaskState::COMPLETE
+                | TaskState::SHUTDOWN
+                | TaskState::FAILED
+                | TaskState::REJECTED
+                | TaskState::REMOVE
+                | TaskState::ORPHANED
         )
     )
 }
@@ -553,7 +598,11 @@ impl Backend for SwarmBackend {
         handle: &'a str,
         _: PauseKind,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
-        self.scale(handle, 1).boxed()
+        async move {
+            self.wait_stopped(handle).await?;
+            self.scale(handle, 1).await
+        }
+        .boxed()
     }
 
     fn remove<'a>(&'a self, handle: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
@@ -749,6 +798,31 @@ mod tests {
             classify(1, &[t(1, SHUTDOWN, RUNNING, None)]).0,
             Observed::Pending
         );
+    }
+
+    #[test]
+    fn a_task_stopping_after_a_pause_still_holds_its_container() {
+        let stopping = task(
+            "2026-01-01T00:00:00Z",
+            TaskState::SHUTDOWN,
+            TaskState::RUNNING,
+            None,
+        );
+        assert!(!finished(&stopping));
+        let gone = task(
+            "2026-01-01T00:00:00Z",
+            TaskState::SHUTDOWN,
+            TaskState::SHUTDOWN,
+            Some(0),
+        );
+        assert!(finished(&gone));
+        let crashed = task(
+            "2026-01-01T00:00:00Z",
+            TaskState::RUNNING,
+            TaskState::FAILED,
+            Some(1),
+        );
+        assert!(finished(&crashed));
     }
 
     #[test]
