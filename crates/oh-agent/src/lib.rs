@@ -18,7 +18,7 @@ pub mod conversation;
 pub mod llm;
 pub mod plugin;
 pub mod prompt;
-mod pyfmt;
+pub mod pyfmt;
 pub mod regular_file;
 pub mod secrets;
 pub mod skills;

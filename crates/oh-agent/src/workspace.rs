@@ -21,19 +21,14 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use oh_protocol::workspace::{CommandResult, FileOperationResult};
-use tokio::io::{AsyncRead, AsyncReadExt as _};
-use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
 
-use crate::tools::file_editor::{os_error, py_path, py_repr};
+use crate::pyfmt::{os_error, py_path, repr as py_repr};
 
+pub mod exec;
 pub mod git;
 
 /// The reference's default command timeout.
@@ -58,10 +53,6 @@ pub const SENSITIVE_ENV_VARS: &[&str] = &[
 /// session keys (`OH_SESSION_API_KEYS_0`, `OH_SESSION_API_KEYS_1`, …) and of the previous
 /// secret keys (`OH_PREVIOUS_SECRET_KEYS_0`, …).
 pub const SENSITIVE_ENV_PREFIXES: &[&str] = &["OH_SESSION_API_KEYS_", "OH_PREVIOUS_SECRET_KEYS_"];
-
-/// How long output is still collected after a timed-out command was killed, in case a
-/// process outside its group holds the pipes open.
-const KILL_DRAIN: Duration = Duration::from_secs(2);
 
 /// A workspace on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,30 +89,36 @@ impl LocalWorkspace {
     ) -> CommandResult {
         let cwd = cwd.unwrap_or(&self.working_dir);
         tracing::debug!(command, cwd = %cwd.display(), "executing local command");
-        let mut child = match spawn_shell(command, cwd) {
+        let child = match exec::spawn_shell(command, Some(cwd), &[]) {
             Ok(child) => child,
-            Err(err) => return spawn_failure(command, cwd, &err),
-        };
-        let stdout = collect(child.stdout.take());
-        let stderr = collect(child.stderr.take());
-        let (exit_code, drain) = match tokio::time::timeout(timeout, child.wait()).await {
-            Ok(Ok(status)) => (exit_code(status), timeout),
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "waiting for a local command failed");
-                (-1, KILL_DRAIN)
-            }
-            Err(_) => {
-                kill_group(&mut child).await;
-                (-1, KILL_DRAIN)
+            Err(err) => {
+                // The reference raises instead.
+                return CommandResult {
+                    command: command.to_owned(),
+                    exit_code: -1,
+                    stdout: String::new(),
+                    stderr: exec::spawn_error(&err, Some(cwd)),
+                    timeout_occurred: false,
+                };
             }
         };
-        let deadline = tokio::time::Instant::now() + drain;
+        let mut execution = exec::Execution::new(child, Some(timeout));
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        while let Some(piece) = execution.next().await {
+            match piece {
+                exec::Piece::Stdout(text) => stdout.push_str(&text),
+                exec::Piece::Stderr(text) => stderr.push_str(&text),
+            }
+        }
+        let ended = execution.finish(exec::Stop::Kill).await;
+        stdout.push_str(&ended.stdout);
+        stderr.push_str(&ended.stderr);
         CommandResult {
             command: command.to_owned(),
-            exit_code,
-            stdout: stdout.finish(deadline).await,
-            stderr: stderr.finish(deadline).await,
-            timeout_occurred: exit_code == -1,
+            exit_code: ended.exit_code,
+            stdout: universal_newlines(&stdout),
+            stderr: universal_newlines(&stderr),
+            timeout_occurred: ended.timed_out,
         }
     }
 
@@ -215,100 +212,6 @@ pub fn is_sensitive_env(name: &OsStr) -> bool {
             .any(|prefix| name.starts_with(prefix))
 }
 
-fn spawn_shell(command: &str, cwd: &Path) -> io::Result<Child> {
-    Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(sanitized_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-}
-
-/// The result when the shell could not be started (the reference raises instead).
-fn spawn_failure(command: &str, cwd: &Path, err: &io::Error) -> CommandResult {
-    let culprit = if cwd.is_dir() {
-        Path::new("/bin/sh")
-    } else {
-        cwd
-    };
-    CommandResult {
-        command: command.to_owned(),
-        exit_code: -1,
-        stdout: String::new(),
-        stderr: os_error(err, culprit),
-        timeout_occurred: false,
-    }
-}
-
-/// Python's `returncode`: the exit code, or minus the signal that ended the process.
-fn exit_code(status: ExitStatus) -> i64 {
-    status
-        .code()
-        .map(i64::from)
-        .or_else(|| status.signal().map(|signal| -i64::from(signal)))
-        .unwrap_or(-1)
-}
-
-/// Kills the command's whole process group, then the shell itself.
-async fn kill_group(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        signal_group(pid, "KILL").await;
-    }
-    if let Err(err) = child.kill().await {
-        tracing::debug!(error = %err, "killing the shell failed (it may have exited)");
-    }
-}
-
-/// Output of one pipe, gathered in the background so that a partial result survives a
-/// reader that never finishes.
-struct Collector {
-    buffer: Arc<Mutex<Vec<u8>>>,
-    task: Option<JoinHandle<()>>,
-}
-
-fn collect<R: AsyncRead + Unpin + Send + 'static>(pipe: Option<R>) -> Collector {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let task = pipe.map(|mut pipe| {
-        let buffer = Arc::clone(&buffer);
-        tokio::spawn(async move {
-            let mut chunk = vec![0u8; 8192];
-            loop {
-                match pipe.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(read) => buffer
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .extend_from_slice(&chunk[..read]),
-                }
-            }
-        })
-    });
-    Collector { buffer, task }
-}
-
-impl Collector {
-    /// Waits for the pipe to close until `deadline`, then returns what was read, decoded.
-    async fn finish(mut self, deadline: tokio::time::Instant) -> String {
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout_at(deadline, &mut task).await.is_err()
-        {
-            task.abort();
-        }
-        let bytes = self
-            .buffer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        universal_newlines(&String::from_utf8_lossy(&bytes))
-    }
-}
-
 fn universal_newlines(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\r', "\n")
 }
@@ -391,28 +294,6 @@ fn copy_times(source: &fs::Metadata, target: &Path) -> io::Result<()> {
         times = times.set_accessed(accessed);
     }
     fs::File::open(target)?.set_times(times)
-}
-
-/// Sends `signal` (`TERM`, `KILL`, …) to the process group `pgid` through `/bin/sh`'s `kill`
-/// (the crates forbid unsafe code, so no direct `killpg`). Group 0 is ignored.
-pub async fn signal_group(pgid: u32, signal: &str) {
-    if pgid == 0 {
-        return;
-    }
-    let sent = Command::new("/bin/sh")
-        .arg("-c")
-        .arg("kill -s \"$1\" -- \"-$2\" 2>/dev/null")
-        .arg("sh")
-        .arg(signal)
-        .arg(pgid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-    if let Err(err) = sent {
-        tracing::warn!(error = %err, pgid, "could not signal the process group");
-    }
 }
 
 #[cfg(test)]

@@ -124,6 +124,28 @@ pub fn parse_micros(text: &str) -> Option<(i64, bool)> {
     Some((micros - offset_seconds * 1_000_000, true))
 }
 
+/// Parses a datetime given in a query as the reference's pydantic models read one, into Unix
+/// microseconds: a number is Unix seconds (milliseconds when its magnitude is above 2·10¹⁰),
+/// anything else goes through [`parse_micros`] (a naive value is UTC). `None` when it is
+/// neither, or out of range.
+pub fn parse_datetime(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(number) = text.parse::<f64>() {
+        if !number.is_finite() {
+            return None;
+        }
+        let seconds = if number.abs() > 20_000_000_000.0 {
+            number / 1000.0
+        } else {
+            number
+        };
+        let micros = (seconds * 1_000_000.0).round();
+        // Beyond year ±9999 nothing can be formatted back.
+        return (micros.abs() < 253_402_300_800_000_000.0).then_some(micros as i64);
+    }
+    parse_micros(text).map(|(micros, _)| micros)
+}
+
 /// A forward reader over the bytes of a timestamp.
 struct Cursor<'a>(&'a [u8]);
 
@@ -187,6 +209,23 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_datetimes_read_numbers_as_unix_time() {
+        let base = 1_777_889_702_118_204; // 2026-05-04T10:15:02.118204Z
+        assert_eq!(parse_datetime("2026-05-04T10:15:02.118204Z"), Some(base));
+        assert_eq!(
+            parse_datetime(" 2026-05-04 12:15:02.118204+02:00"),
+            Some(base)
+        );
+        assert_eq!(parse_datetime("1777889702.118204"), Some(base));
+        assert_eq!(parse_datetime("1777889702118.204"), Some(base));
+        assert_eq!(parse_datetime("0"), Some(0));
+        assert_eq!(parse_datetime("inf"), None);
+        assert_eq!(parse_datetime("NaN"), None);
+        assert_eq!(parse_datetime("1e300"), None);
+        assert_eq!(parse_datetime("yesterday"), None);
+    }
 
     #[test]
     fn parses_what_it_formats_and_offsets() {

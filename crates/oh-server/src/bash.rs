@@ -23,9 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::ops::Bound;
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -36,12 +34,12 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
+use oh_agent::workspace::exec;
 use oh_protocol::bash::{BashCommand, BashEvent, BashOutput, ExecuteBashRequest, HexUuid};
 use oh_protocol::time::utc_timestamp;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt as _};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -52,9 +50,6 @@ use crate::runtime::{RuntimeScope, resolve};
 
 /// Largest output chunk, in characters (Unicode scalar values, as Python counts them).
 const MAX_CONTENT_CHARS: usize = 1024 * 1024;
-
-/// Bytes read from a pipe at once.
-const READ_SIZE: usize = 64 * 1024;
 
 /// Grace period between SIGTERM and SIGKILL, and again after SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(1);
@@ -516,13 +511,15 @@ impl Inner {
             }
             Err(closed) => Err(io::Error::other(closed)),
         };
-        let mut running = None;
-        if let Ok(child) = &spawned {
-            let pgid = child.id().unwrap_or(0);
-            let (exited_tx, exited) = watch::channel(false);
-            lock(&inner.running).insert(command.id.0, Running { pgid, exited });
-            running = Some(exited_tx);
-        }
+        let execution = spawned.map(|child| {
+            let execution = exec::Execution::new(child, Some(Duration::from_secs(command.timeout)));
+            let running = Running {
+                pgid: execution.pgid(),
+                exited: execution.exited(),
+            };
+            lock(&inner.running).insert(command.id.0, running);
+            execution
+        });
         let event = Arc::new(BashEvent::Command(command.clone()));
         let stored = Arc::clone(&inner);
         let result = tokio::task::spawn_blocking(move || stored.store(event, micros))
@@ -537,19 +534,16 @@ impl Inner {
             return Err(err);
         }
 
-        let task = match (spawned, running) {
-            (Ok(child), Some(exited_tx)) => {
+        let task = match execution {
+            Ok(execution) => {
                 let command = command.clone();
                 tokio::spawn(async move {
-                    let final_output = supervise(&inner, &command, child, exited_tx).await;
+                    let final_output = supervise(&inner, &command, execution).await;
                     inner.finish(command.id, final_output).await;
                 })
             }
-            (spawned, _) => {
-                let reason = match spawned {
-                    Err(err) => os_error(&err, command.cwd.as_deref()),
-                    Ok(_) => "the process could not be tracked".to_owned(),
-                };
+            Err(err) => {
+                let reason = exec::spawn_error(&err, command.cwd.as_deref().map(Path::new));
                 let command_id = command.id;
                 tokio::spawn(async move {
                     let output = Output {
@@ -595,14 +589,19 @@ fn parse_stored_name(name: &str) -> Option<StoredName> {
         (Kind::Output, [command, id]) => (Some(stored_id(command)?), stored_id(id)?),
         _ => return None,
     };
-    let digits = |range: std::ops::Range<usize>| stamp.get(range)?.parse::<i64>().ok();
-    let micros = civil_micros(
-        digits(0..4)?,
-        digits(4..6)?,
-        digits(6..8)?,
-        digits(8..10)? * 3600 + digits(10..12)? * 60 + digits(12..14)?,
-        digits(14..20)?,
-    )?;
+    // All digits (checked above), so every slice is on a character boundary.
+    let part = |range: std::ops::Range<usize>| stamp.get(range).unwrap_or_default();
+    let iso = format!(
+        "{}-{}-{}T{}:{}:{}.{}Z",
+        part(0..4),
+        part(4..6),
+        part(6..8),
+        part(8..10),
+        part(10..12),
+        part(12..14),
+        part(14..20)
+    );
+    let (micros, _) = oh_protocol::time::parse_micros(&iso)?;
     Some(StoredName {
         micros,
         kind,
@@ -919,113 +918,21 @@ impl Inner {
     }
 }
 
-/// Python's rendering of an `OSError` about `filename`: `[Errno 2] No such file or directory:
-/// '/nope'`.
-fn os_error(err: &io::Error, cwd: Option<&str>) -> String {
-    let Some(code) = err.raw_os_error() else {
-        return err.to_string();
-    };
-    let full = err.to_string();
-    let suffix = format!(" (os error {code})");
-    let description = full.strip_suffix(&suffix).unwrap_or(&full);
-    // With a working directory, changing into it is what fails (`/bin/sh` itself is there).
-    let culprit = cwd.unwrap_or("/bin/sh");
-    format!("[Errno {code}] {description}: '{culprit}'")
-}
-
 fn spawn(command: &BashCommand, env: &[(String, String)]) -> io::Result<Child> {
-    let mut shell = Command::new("/bin/sh");
-    shell
-        .arg("-c")
-        .arg(&command.command)
-        .env_clear()
-        .envs(oh_agent::workspace::sanitized_env_with(env))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(cwd) = &command.cwd {
-        shell.current_dir(cwd);
-    }
-    shell.spawn()
+    exec::spawn_shell(&command.command, command.cwd.as_deref().map(Path::new), env)
 }
 
-/// Python's `returncode`: the exit code, or minus the signal that ended the process.
-fn exit_code(status: ExitStatus) -> i64 {
-    status
-        .code()
-        .map(i64::from)
-        .or_else(|| status.signal().map(|signal| -i64::from(signal)))
-        .unwrap_or(-1)
-}
-
-/// SIGTERM to the group, then SIGKILL if the shell is still there after a second.
-async fn terminate(pgid: u32, mut exited: watch::Receiver<bool>) {
-    oh_agent::workspace::signal_group(pgid, "TERM").await;
-    let wait = |mut exited: watch::Receiver<bool>| async move {
-        tokio::time::timeout(KILL_GRACE, exited.wait_for(|done| *done))
-            .await
-            .is_ok_and(|res| res.is_ok())
-    };
-    if !wait(exited.clone()).await {
-        oh_agent::workspace::signal_group(pgid, "KILL").await;
-        if !wait(exited.clone()).await {
-            tracing::error!(pgid, "could not stop a bash command");
-        }
-    }
-    let _ = exited.borrow_and_update();
-}
-
-/// Output of one pipe, decoded incrementally as UTF-8 (invalid bytes become U+FFFD).
+/// Decoded output of one pipe not stored yet.
 #[derive(Debug, Default)]
 struct Decoded {
     text: String,
     chars: usize,
-    /// An incomplete UTF-8 sequence at the end of the last read.
-    pending: Vec<u8>,
 }
 
 impl Decoded {
     fn push_str(&mut self, text: &str) {
         self.chars += text.chars().count();
         self.text.push_str(text);
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        let mut data = std::mem::take(&mut self.pending);
-        data.extend_from_slice(bytes);
-        let mut rest = &data[..];
-        loop {
-            match std::str::from_utf8(rest) {
-                Ok(text) => {
-                    self.push_str(text);
-                    break;
-                }
-                Err(err) => {
-                    let (valid, after) = rest.split_at(err.valid_up_to());
-                    self.push_str(std::str::from_utf8(valid).unwrap_or_default());
-                    match err.error_len() {
-                        Some(len) => {
-                            self.push_str("\u{FFFD}");
-                            rest = after.get(len..).unwrap_or_default();
-                        }
-                        None => {
-                            self.pending = after.to_vec();
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Flushes an incomplete trailing sequence (end of stream).
-    fn finish(&mut self) {
-        if !self.pending.is_empty() {
-            let pending = std::mem::take(&mut self.pending);
-            self.push_str(&String::from_utf8_lossy(&pending));
-        }
     }
 
     /// Takes the first `MAX_CONTENT_CHARS` characters while more than that are buffered.
@@ -1044,110 +951,75 @@ impl Decoded {
     }
 
     fn take_rest(&mut self) -> Option<String> {
-        self.finish();
         self.chars = 0;
         let text = std::mem::take(&mut self.text);
         (!text.is_empty()).then_some(text)
     }
 }
 
-async fn read_some<R: AsyncRead + Unpin>(
-    pipe: &mut Option<R>,
-    buf: &mut [u8],
-) -> io::Result<usize> {
-    match pipe {
-        Some(pipe) => pipe.read(buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Runs a spawned command to its end (EOF on both pipes and exit) or its timeout, storing
-/// intermediate chunks; returns the final output.
+/// Runs a started command to its end (EOF on both pipes and exit) or its timeout, storing
+/// chunks of at most `MAX_CONTENT_CHARS` characters as they fill; returns the final output.
 async fn supervise(
     inner: &Arc<Inner>,
     command: &BashCommand,
-    mut child: Child,
-    exited_tx: watch::Sender<bool>,
+    mut execution: exec::Execution,
 ) -> Output {
-    let pgid = child.id().unwrap_or(0);
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let mut out = Decoded::default();
-    let mut err = Decoded::default();
-    let mut out_buf = vec![0u8; READ_SIZE];
-    let mut err_buf = vec![0u8; READ_SIZE];
-    let mut order = 0u64;
-    let mut status: Option<io::Result<ExitStatus>> = None;
-    let deadline = tokio::time::Instant::now().checked_add(Duration::from_secs(command.timeout));
-    let sleep = async {
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending().await,
+    let mut pending = Pending::default();
+    while let Some(piece) = execution.next().await {
+        match piece {
+            exec::Piece::Stdout(text) => pending.out.push_str(&text),
+            exec::Piece::Stderr(text) => pending.err.push_str(&text),
         }
-    };
-    tokio::pin!(sleep);
-    let mut timed_out = false;
-    while stdout.is_some() || stderr.is_some() || status.is_none() {
-        tokio::select! {
-            read = read_some(&mut stdout, &mut out_buf) => match read {
-                Ok(n) if n > 0 => {
-                    out.push(out_buf.get(..n).unwrap_or_default());
-                    while let Some(chunk) = out.take_chunk() {
-                        inner.record(command.id, Output { order, exit_code: None, stdout: Some(chunk), stderr: None }).await;
-                        order += 1;
-                    }
-                }
-                _ => stdout = None,
-            },
-            read = read_some(&mut stderr, &mut err_buf) => match read {
-                Ok(n) if n > 0 => {
-                    err.push(err_buf.get(..n).unwrap_or_default());
-                    while let Some(chunk) = err.take_chunk() {
-                        inner.record(command.id, Output { order, exit_code: None, stdout: None, stderr: Some(chunk) }).await;
-                        order += 1;
-                    }
-                }
-                _ => stderr = None,
-            },
-            done = child.wait(), if status.is_none() => {
-                status = Some(done);
-                exited_tx.send_replace(true);
-            }
-            () = &mut sleep => {
-                timed_out = true;
-                break;
-            }
-        }
+        pending.store_full_chunks(inner, command.id).await;
     }
-    let exit = if timed_out {
+    let ended = execution
+        .finish(exec::Stop::Terminate { grace: KILL_GRACE })
+        .await;
+    if ended.timed_out {
         tracing::warn!(command_id = %command.id, timeout = command.timeout, "bash command timed out");
-        if status.is_none() {
-            let exited = exited_tx.subscribe();
-            let waiter = async {
-                let _ = child.wait().await;
-                exited_tx.send_replace(true);
-            };
-            let both = async { tokio::join!(waiter, terminate(pgid, exited)) };
-            if tokio::time::timeout(KILL_GRACE * 3, both).await.is_err() {
-                tracing::error!(command_id = %command.id, "a timed-out command did not die");
-            }
-        } else {
-            // The shell is gone but something in its group holds the pipes open.
-            oh_agent::workspace::signal_group(pgid, "KILL").await;
-        }
-        -1
-    } else {
-        match status {
-            Some(Ok(status)) => exit_code(status),
-            _ => -1,
-        }
-    };
-    exited_tx.send_replace(true);
+    }
+    pending.out.push_str(&ended.stdout);
+    pending.err.push_str(&ended.stderr);
+    pending.store_full_chunks(inner, command.id).await;
     Output {
-        order,
-        exit_code: Some(exit),
-        stdout: out.take_rest(),
-        stderr: err.take_rest(),
+        order: pending.order,
+        exit_code: Some(ended.exit_code),
+        stdout: pending.out.take_rest(),
+        stderr: pending.err.take_rest(),
+    }
+}
+
+/// A running command's output not stored yet, and the order of the next stored chunk.
+#[derive(Debug, Default)]
+struct Pending {
+    out: Decoded,
+    err: Decoded,
+    order: u64,
+}
+
+impl Pending {
+    /// Stores every full chunk (`MAX_CONTENT_CHARS` characters) of either pipe.
+    async fn store_full_chunks(&mut self, inner: &Arc<Inner>, command_id: HexUuid) {
+        while let Some(chunk) = self.out.take_chunk() {
+            let output = Output {
+                order: self.order,
+                exit_code: None,
+                stdout: Some(chunk),
+                stderr: None,
+            };
+            inner.record(command_id, output).await;
+            self.order += 1;
+        }
+        while let Some(chunk) = self.err.take_chunk() {
+            let output = Output {
+                order: self.order,
+                exit_code: None,
+                stdout: None,
+                stderr: Some(chunk),
+            };
+            inner.record(command_id, output).await;
+            self.order += 1;
+        }
     }
 }
 
@@ -1352,7 +1224,7 @@ async fn stop_bash_command(
     state.activity.touch();
     let running = lock(&bash.inner.running).get(&command_id).cloned();
     if let Some(running) = running {
-        terminate(running.pgid, running.exited).await;
+        exec::terminate_group(running.pgid, running.exited, KILL_GRACE).await;
         return Ok(ok(&json!({ "success": true })));
     }
     // Stopping a finished command succeeds; an unknown id is 404.
@@ -1363,114 +1235,11 @@ async fn stop_bash_command(
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Datetimes in queries
-
-/// Microseconds since the epoch of a civil UTC date and second of day.
-fn civil_micros(year: i64, month: i64, day: i64, seconds: i64, micros: i64) -> Option<i64> {
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !(0..86_400).contains(&seconds) {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    (days * 86_400 + seconds)
-        .checked_mul(1_000_000)?
-        .checked_add(micros)
-}
-
-/// Parses a query datetime as pydantic does (ISO 8601 with `T` or a space, optional seconds,
-/// fraction and offset; a bare date; or Unix seconds), into UTC microseconds. A naive time
-/// is taken as UTC.
+/// A query datetime (pydantic's reading) as UTC microseconds, with pydantic's message.
 fn parse_datetime(raw: &str) -> Result<i64, String> {
-    const MSG: &str = "Input should be a valid datetime or date, invalid character in year";
-    let raw = raw.trim();
-    if let Ok(number) = raw.parse::<f64>() {
-        if !number.is_finite() {
-            return Err(MSG.into());
-        }
-        // pydantic reads large numbers as milliseconds.
-        let seconds = if number.abs() > 20_000_000_000.0 {
-            number / 1000.0
-        } else {
-            number
-        };
-        return Ok((seconds * 1_000_000.0).round() as i64);
-    }
-    let bytes = raw.as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Result<i64, String> {
-        let part = raw.get(range).ok_or(MSG)?;
-        if part.bytes().all(|b| b.is_ascii_digit()) && !part.is_empty() {
-            part.parse::<i64>().map_err(|_| MSG.to_owned())
-        } else {
-            Err(MSG.to_owned())
-        }
-    };
-    if bytes.len() < 10 || bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') {
-        return Err(MSG.into());
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if bytes.len() == 10 {
-        return civil_micros(year, month, day, 0, 0).ok_or_else(|| MSG.to_owned());
-    }
-    if !matches!(bytes.get(10), Some(b'T' | b't' | b' ')) || bytes.get(13) != Some(&b':') {
-        return Err(MSG.into());
-    }
-    let hour = num(11..13)?;
-    let minute = num(14..16)?;
-    let mut at = 16;
-    let mut second = 0;
-    let mut micros = 0;
-    if bytes.get(at) == Some(&b':') {
-        second = num(at + 1..at + 3)?;
-        at += 3;
-        if matches!(bytes.get(at), Some(b'.' | b',')) {
-            let digits: String = raw
-                .get(at + 1..)
-                .unwrap_or_default()
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            if digits.is_empty() || digits.len() > 9 {
-                return Err(MSG.into());
-            }
-            at += 1 + digits.len();
-            let padded = format!("{digits:0<6}");
-            micros = padded
-                .get(..6)
-                .unwrap_or("0")
-                .parse::<i64>()
-                .map_err(|_| MSG)?;
-        }
-    }
-    let offset = match raw.get(at..).unwrap_or_default() {
-        "" | "Z" | "z" => 0,
-        tz => {
-            let sign = match tz.as_bytes().first() {
-                Some(b'+') => 1,
-                Some(b'-') => -1,
-                _ => return Err(MSG.into()),
-            };
-            let body = tz.get(1..).unwrap_or_default().replace(':', "");
-            if body.len() != 4 || !body.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(MSG.into());
-            }
-            let hours: i64 = body.get(..2).unwrap_or("0").parse().map_err(|_| MSG)?;
-            let mins: i64 = body.get(2..).unwrap_or("0").parse().map_err(|_| MSG)?;
-            sign * (hours * 3600 + mins * 60)
-        }
-    };
-    if hour > 23 || minute > 59 || second > 59 {
-        return Err(MSG.into());
-    }
-    let local = civil_micros(year, month, day, hour * 3600 + minute * 60 + second, micros)
-        .ok_or_else(|| MSG.to_owned())?;
-    Ok(local - offset * 1_000_000)
+    oh_protocol::time::parse_datetime(raw).ok_or_else(|| {
+        "Input should be a valid datetime or date, invalid character in year".to_owned()
+    })
 }
 
 #[cfg(test)]
@@ -1736,15 +1505,14 @@ mod tests {
     }
 
     #[test]
-    fn decoding_keeps_split_characters_and_chunks_by_characters() {
+    fn output_is_chunked_by_characters() {
         let mut decoded = Decoded::default();
-        let bytes = "héllo".as_bytes();
-        decoded.push(&bytes[..2]);
-        decoded.push(&bytes[2..]);
-        decoded.push(b"\xff!");
-        assert_eq!(decoded.take_rest().as_deref(), Some("héllo\u{FFFD}!"));
+        assert_eq!(decoded.take_rest(), None);
+        decoded.push_str("hé");
+        decoded.push_str("llo");
+        assert_eq!(decoded.take_rest().as_deref(), Some("héllo"));
         let mut big = Decoded::default();
-        big.push("é".repeat(MAX_CONTENT_CHARS + 3).as_bytes());
+        big.push_str(&"é".repeat(MAX_CONTENT_CHARS + 3));
         let chunk = big.take_chunk().unwrap_or_default();
         assert_eq!(chunk.chars().count(), MAX_CONTENT_CHARS);
         assert!(big.take_chunk().is_none());

@@ -56,8 +56,8 @@ struct Filter {
 /// A timestamp filter, normalized to our event timestamps (naive UTC, six fraction digits).
 fn timestamp_param(query: &Query, name: &str) -> ApiResult<Option<String>> {
     query.parse(name, "datetime_from_date_parsing", |raw| {
-        oh_protocol::time::parse_micros(raw)
-            .map(|(micros, _)| oh_protocol::time::naive_timestamp(micros, 0))
+        oh_protocol::time::parse_datetime(raw)
+            .map(|micros| oh_protocol::time::naive_timestamp(micros, 0))
             .ok_or_else(|| "Input should be a valid datetime".to_owned())
     })
 }

@@ -56,18 +56,6 @@ pub(crate) fn routes(prefix: &str) -> Router<AppState> {
         )
 }
 
-/// Python's rendering of an `OSError` about `path`: `[Errno 13] Permission denied: '/x'`.
-fn os_error(err: &io::Error, path: &Path) -> String {
-    let Some(code) = err.raw_os_error() else {
-        return err.to_string();
-    };
-    let full = err.to_string();
-    let description = full
-        .strip_suffix(&format!(" (os error {code})"))
-        .unwrap_or(&full);
-    format!("[Errno {code}] {description}: '{}'", path.display())
-}
-
 /// Whether `err` says the path names nothing: missing, under a non-directory, or a symlink
 /// loop (the errors Python's `Path.exists()` answers `False` for).
 fn names_nothing(err: &io::Error) -> bool {
@@ -83,7 +71,7 @@ fn names_nothing(err: &io::Error) -> bool {
 /// answers 500 for most of these; the statuses of the errors it does classify are kept.
 fn fs_error(err: &io::Error, path: &Path, action: &str) -> ApiError {
     use io::ErrorKind as Kind;
-    let shown = os_error(err, path);
+    let shown = oh_agent::pyfmt::os_error(err, path);
     let status = match err.kind() {
         Kind::PermissionDenied | Kind::ReadOnlyFilesystem => {
             return ApiError::new(StatusCode::FORBIDDEN, format!("Permission denied: {shown}"));

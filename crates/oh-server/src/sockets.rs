@@ -168,9 +168,9 @@ impl Replay {
             Some("all") => Replay::All,
             Some("since") => match query
                 .get("after_timestamp")
-                .and_then(oh_protocol::time::parse_micros)
+                .and_then(oh_protocol::time::parse_datetime)
             {
-                Some((micros, _)) => Replay::Since(oh_protocol::time::naive_timestamp(micros, 0)),
+                Some(micros) => Replay::Since(oh_protocol::time::naive_timestamp(micros, 0)),
                 None => Replay::None,
             },
             _ if resend_all(query) => Replay::All,

@@ -8,9 +8,9 @@ use super::encoding::TextEncoding;
 use super::error::EditorError;
 use super::fsio::{read_text, write_text};
 use super::history::History;
-use super::pyfmt::{py_int_list, py_strip};
 use super::text::{SNIPPET_CONTEXT_WINDOW, cat_n, count_lines, line_range, lines_with_endings};
 use super::text_observation;
+use crate::pyfmt::{py_int_list, py_strip};
 
 /// A file the editor is about to change: where it is and how it is named in messages.
 #[derive(Debug, Clone, Copy)]

@@ -10,8 +10,8 @@ use crate::regular_file::{self, OpenError};
 use super::binary::{SNIFF_LEN, looks_binary};
 use super::encoding::{DecodeError, TextEncoding, detect, has_binary_control};
 use super::error::EditorError;
-use super::pyfmt::os_error;
 use super::text::normalize_newlines;
+use crate::pyfmt::os_error;
 
 /// Largest file the editor reads or edits: 10 MB.
 pub(crate) const MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;

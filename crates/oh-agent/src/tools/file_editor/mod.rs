@@ -25,7 +25,6 @@ mod error;
 mod fsio;
 mod history;
 pub(crate) mod parse;
-pub(crate) mod pyfmt;
 pub(crate) mod text;
 mod view;
 
@@ -34,13 +33,13 @@ use std::path::{Path, PathBuf};
 use oh_protocol::message::Content;
 use oh_protocol::tool::{FileEditorAction, FileEditorCommand, FileEditorObservation};
 
+pub(crate) use crate::pyfmt::{os_error, py_path, py_strip, repr as py_repr};
 pub use parse::parse_action;
-pub(crate) use pyfmt::{os_error, py_path, py_repr, py_strip};
 
+use crate::pyfmt::py_join;
 use edit::Target;
 use error::EditorError;
 use history::History;
-use pyfmt::py_join;
 
 /// The file editor of one conversation: its working directory (for "Maybe you meant" hints)
 /// and the undo history of the files it changed. The history lives in memory only.

@@ -11,11 +11,11 @@ use crate::regular_file::{self, OpenError};
 
 use super::error::EditorError;
 use super::fsio::{LoadFailure, is_image, load, not_regular, validate_file};
-use super::pyfmt::{os_error, py_int_list};
 use super::text::{
     DIRECTORY_CONTENT_TRUNCATED_NOTICE, MAX_RESPONSE_LEN_CHAR, cat_n, count_lines, line_range,
 };
 use super::text_observation;
+use crate::pyfmt::{os_error, py_int_list};
 use crate::tools::truncate::maybe_truncate;
 
 /// Runs `view` on an existing path.

@@ -20,10 +20,10 @@ use oh_protocol::{Action, Observation};
 use serde_json::{Map, Value, json};
 
 use super::file_editor::parse::{describe, integer, type_error};
-use super::file_editor::pyfmt::py_join;
 use super::spec::with_injected_fields;
 use super::{Tool, ToolContext, ToolError};
 use crate::llm::ToolSchema;
+use crate::pyfmt::py_join;
 
 /// One of the gemini preset's file tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,10 +247,7 @@ pub(crate) fn io_failure(err: &std::io::Error, what: &str, path: &Path) -> Strin
     if err.kind() == std::io::ErrorKind::PermissionDenied {
         format!("Error: Permission denied: {}", path.display())
     } else {
-        format!(
-            "Error {what}: {}",
-            super::file_editor::pyfmt::os_error(err, path)
-        )
+        format!("Error {what}: {}", crate::pyfmt::os_error(err, path))
     }
 }
 

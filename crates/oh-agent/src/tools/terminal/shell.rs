@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::output::{PromptBlock, find_prompt};
+use crate::workspace::exec::{Signal, Utf8Decoder, signal_process};
 
 /// Most text the screen keeps; past it the oldest lines are dropped (down to
 /// [`SCREEN_KEEP`]). The reference keeps about 10 000 lines of history.
@@ -40,8 +41,8 @@ struct ScreenState {
     text: String,
     /// Absolute position of `text[0]`.
     base: usize,
-    /// Bytes of an incomplete UTF-8 sequence at the end of the last read.
-    partial: Vec<u8>,
+    /// Decodes the PTY's bytes, holding back a character split between reads.
+    decoder: Utf8Decoder,
     /// The PTY reported end of file or an error.
     eof: bool,
 }
@@ -69,32 +70,7 @@ impl Screen {
     fn push(&self, bytes: &[u8]) {
         {
             let mut state = self.lock();
-            let mut data = std::mem::take(&mut state.partial);
-            data.extend_from_slice(bytes);
-            let mut rest: &[u8] = &data;
-            let mut decoded = String::with_capacity(rest.len());
-            loop {
-                match std::str::from_utf8(rest) {
-                    Ok(valid) => {
-                        decoded.push_str(valid);
-                        break;
-                    }
-                    Err(err) => {
-                        let (valid, after) = rest.split_at(err.valid_up_to());
-                        decoded.push_str(&String::from_utf8_lossy(valid));
-                        match err.error_len() {
-                            Some(bad) => {
-                                decoded.push(char::REPLACEMENT_CHARACTER);
-                                rest = &after[bad..];
-                            }
-                            None => {
-                                state.partial = after.to_vec();
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
+            let mut decoded = state.decoder.decode(bytes);
             decoded.retain(|c| c != '\r');
             state.text.push_str(&decoded);
             if state.text.len() > SCREEN_LIMIT {
@@ -401,20 +377,13 @@ fn session_members(sid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// SIGKILLs the members of session `sid` (through `/bin/sh`'s `kill`: no unsafe code here).
+/// SIGKILLs the members of session `sid`.
 fn kill_session(sid: u32) {
-    let pids = session_members(sid);
-    if pids.is_empty() {
-        return;
+    for pid in session_members(sid) {
+        if let Err(err) = signal_process(pid, Signal::Kill) {
+            tracing::debug!(error = %err, pid, "could not kill a process left in a terminal session");
+        }
     }
-    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-    let _ = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(format!("kill -s KILL {} 2>/dev/null", list.join(" ")))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
 }
 
 impl Drop for ShellHandle {
