@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 //! Behaviour of `apply_patch`: parsing and applying the `*** Begin Patch` format, and the
 //! texts a refused patch shows the model (those of the Python reference 1.58.2, whose
 //! `process_patch` was run on the same inputs).

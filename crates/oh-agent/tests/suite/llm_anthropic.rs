@@ -1,8 +1,6 @@
 //! The Anthropic Messages client against a scripted LLM over real HTTP.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod llm_support;
+use super::llm_support;
 
 use llm_support::*;
 use oh_agent::llm::{CompletionRequest, LlmError, WireFormat};

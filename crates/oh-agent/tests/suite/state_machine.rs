@@ -1,9 +1,7 @@
 //! The execution-status state machine: pause, messages sent mid-run, the iteration cap,
 //! stuck detection, confirmation accept and reject, and resuming from disk.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use std::time::Duration;
 
@@ -90,7 +88,7 @@ async fn pause_mid_run_stops_after_the_step_and_run_resumes() {
         let conv = conv.clone();
         tokio::spawn(async move { conv.run().await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::llm_called(&llm, 1).await;
     assert_eq!(conv.status(), ExecutionStatus::Running);
     conv.pause().unwrap();
     assert_eq!(runner.await.unwrap().unwrap(), ExecutionStatus::Paused);
@@ -121,7 +119,7 @@ async fn message_sent_mid_run_is_seen_at_the_next_step() {
         let conv = conv.clone();
         tokio::spawn(async move { conv.run().await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::llm_called(&llm, 1).await;
     conv.send_text("also do this").await.unwrap();
     assert_eq!(runner.await.unwrap().unwrap(), ExecutionStatus::Finished);
     let requests = llm.requests();
@@ -152,7 +150,7 @@ async fn message_arriving_while_finishing_is_answered() {
         let conv = conv.clone();
         tokio::spawn(async move { conv.run().await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::llm_called(&llm, 1).await;
     conv.send_text("two").await.unwrap();
     assert_eq!(runner.await.unwrap().unwrap(), ExecutionStatus::Finished);
     assert_eq!(
@@ -178,7 +176,7 @@ async fn second_concurrent_run_is_refused() {
         let conv = conv.clone();
         tokio::spawn(async move { conv.run().await })
     };
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    common::llm_called(&llm, 1).await;
     let second = conv.run().await;
     assert!(
         matches!(
@@ -500,7 +498,7 @@ async fn interrupt_abandons_the_llm_call() {
         let conv = conv.clone();
         tokio::spawn(async move { conv.run().await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::llm_called(&llm, 1).await;
     let started = std::time::Instant::now();
     conv.interrupt().unwrap();
     assert_eq!(runner.await.unwrap().unwrap(), ExecutionStatus::Paused);
@@ -520,7 +518,11 @@ async fn interrupt_abandons_the_llm_call() {
 async fn interrupt_stops_a_running_command() {
     let dir = tempfile::tempdir().unwrap();
     let llm = ScriptedLlm::start(vec![
-        Reply::tool("terminal", json!({"command": "sleep 30", "timeout": 60})),
+        Reply::tool(
+            "terminal",
+            // One foreground process from before the marker exists until the interrupt.
+            json!({"command": "sh -c 'touch started && exec sleep 30'", "timeout": 60}),
+        ),
         finish("stopped"),
     ])
     .await
@@ -535,7 +537,10 @@ async fn interrupt_stops_a_running_command() {
         let conv = conv.clone();
         tokio::spawn(async move { conv.run().await })
     };
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    common::wait_for("the command to start", || {
+        dir.path().join("started").exists()
+    })
+    .await;
     let started = std::time::Instant::now();
     conv.interrupt().unwrap();
     assert_eq!(runner.await.unwrap().unwrap(), ExecutionStatus::Paused);

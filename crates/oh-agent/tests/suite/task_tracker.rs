@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 //! Behaviour of the `task_tracker` tool core.
 //!
 //! Texts, the `TASKS.json` layout and the alias handling were checked against the Python

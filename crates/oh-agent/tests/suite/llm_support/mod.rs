@@ -1,7 +1,6 @@
-//! Helpers shared by the LLM client tests (`llm_openai.rs`, `llm_anthropic.rs`).
+//! Helpers shared by the LLM client tests (`llm_openai`, `llm_anthropic`).
 
-#![allow(dead_code, unreachable_pub, reason = "each test crate uses a subset")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![allow(unreachable_pub, reason = "`pub` helpers of a private test module")]
 
 use oh_agent::llm::{CompletionRequest, LlmClient, ToolSchema};
 use oh_protocol::message::{ImageContent, Thinking, ThinkingBlock, ToolCallOrigin};

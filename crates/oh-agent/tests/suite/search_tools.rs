@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 //! Behaviour of `glob` and `grep` (planning preset). The expected texts and lists are what
 //! the Python reference 1.58.2 (without ripgrep: its Python glob and system grep backends)
 //! answered for the same tree and calls.

@@ -4,9 +4,7 @@
 //! The test re-executes its own binary as a child process that runs the conversation; the
 //! parent kills it while a terminal command is running, then resumes the conversation.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,13 +58,8 @@ async fn killed_mid_run_resumes() {
     let (ws, store) = paths(root.path());
     let id = uuid::Uuid::new_v4();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_runs_until_killed",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .arg(common::test_name(module_path!(), "child_runs_until_killed"))
         .env(ROLE, "child")
         .env(DIR, root.path())
         .env(ID, id.to_string())

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 //! The agent server's keys never reach commands: the agent's terminal and `LocalWorkspace`
 //! get this process's environment without `SESSION_API_KEY`, `OH_SESSION_API_KEYS` (the
 //! JSON-list form), `OH_SESSION_API_KEYS_<n>` and `OH_SECRET_KEY`.
@@ -14,6 +13,8 @@ use oh_agent::tools::terminal::{Terminal, TerminalConfig};
 use oh_agent::workspace::LocalWorkspace;
 use oh_protocol::message::Content;
 use oh_protocol::tool::TerminalAction;
+
+use super::common;
 
 /// Marks the child run; its value is visible to commands (proves `env` printed something).
 const CHILD_FLAG: &str = "OH_TEST_ENV_KEYS_CHILD";
@@ -88,7 +89,8 @@ async fn child_runs_env() {
 fn keys_are_not_in_the_environment_of_commands() {
     let mut child = Command::new(std::env::current_exe().unwrap());
     child
-        .args(["--ignored", "--exact", "child_runs_env", "--nocapture"])
+        .args(["--ignored", "--exact", "--nocapture"])
+        .arg(common::test_name(module_path!(), "child_runs_env"))
         .env(CHILD_FLAG, "visible");
     for (name, value) in KEYS {
         child.env(name, value);

@@ -3,9 +3,7 @@
 //! tools exactly as the reference does (`fixtures/llm_requests/tools_<preset>.json`, the
 //! `tools` array of the reference's first request with descriptions scrubbed).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use std::path::Path;
 

@@ -1,9 +1,7 @@
 //! The LLM summarizing condenser: event-count trigger, condensation on context-window
 //! errors, manual `condense()`, configuration errors, and resuming a condensed conversation.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use oh_agent::conversation::{Error, LocalConversation, view};
 use oh_protocol::{Agent, Event, ExecutionStatus};

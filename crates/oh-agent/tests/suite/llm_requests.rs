@@ -5,9 +5,7 @@
 //! sequence's shape (roles, content block types, tool-call ids, names and arguments, where
 //! Anthropic's cache markers sit). Our own words: descriptions and the system prompt.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use std::path::Path;
 

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 //! Behaviour of `LocalWorkspace`.
 //!
 //! Results were checked against the Python reference (openhands-sdk 1.57.0) running the same
@@ -12,6 +11,8 @@ use std::time::{Duration, Instant};
 use oh_agent::workspace::{DEFAULT_COMMAND_TIMEOUT, LocalWorkspace};
 use oh_protocol::workspace::{CommandResult, FileOperationResult};
 use pretty_assertions::assert_eq;
+
+use super::common;
 
 fn workspace() -> (tempfile::TempDir, LocalWorkspace) {
     let dir = tempfile::tempdir().unwrap();
@@ -93,9 +94,11 @@ async fn a_timeout_kills_the_process_group_and_reports_minus_one() {
     // only kills the shell, so it waits for the orphaned `sleep`. The port kills the group.
     let (dir, workspace) = workspace();
     let marker = dir.path().join("survived");
+    let pid_file = dir.path().join("child.pid");
     let command = format!(
-        "echo before; (sleep 3; touch {}) & sleep 5; echo after",
-        marker.display()
+        "echo before; (sleep 3; touch {}) & echo $! > {}; sleep 5; echo after",
+        marker.display(),
+        pid_file.display()
     );
     let started = Instant::now();
     let result = workspace
@@ -110,7 +113,16 @@ async fn a_timeout_kills_the_process_group_and_reports_minus_one() {
     assert!(result.timeout_occurred);
     assert_eq!(result.stdout, "before\n");
     assert_eq!(result.stderr, "");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Had the background child survived, it would touch the marker before it ends.
+    let child: u32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    common::wait_for("the background child to end", || {
+        !common::process_alive(child)
+    })
+    .await;
     assert!(!marker.exists(), "a background child outlived the timeout");
 }
 

@@ -1,9 +1,7 @@
 //! Bad LLM responses produce the reference's behaviour, never a panic: malformed tool
 //! arguments, an unknown tool, an empty response, server errors then success, auth failure.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use oh_agent::conversation::{Error, MALFORMED_MARKER};
 use oh_protocol::event::FailureKind;

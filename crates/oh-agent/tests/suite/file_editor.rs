@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 //! Behaviour of the `file_editor` tool core.
 //!
 //! Unless a test says otherwise, the expected texts were checked against the Python reference

@@ -1,12 +1,4 @@
-//! Helpers shared by the conversation tests.
-
-#![allow(
-    dead_code,
-    unused_macros,
-    unused_imports,
-    reason = "each test file uses a subset"
-)]
-#![allow(clippy::expect_used, reason = "test helpers")]
+//! Helpers shared by the conversation tests, and waits for something observable.
 
 use std::path::Path;
 use std::time::Duration;
@@ -87,3 +79,39 @@ macro_rules! first {
     };
 }
 pub(crate) use first;
+
+/// The name the test harness knows test `name` of `module` by (pass `module_path!()`), for
+/// re-running one test of this binary in a child process with `--exact`.
+pub(crate) fn test_name(module: &str, name: &str) -> String {
+    // `module_path!()` starts with the crate (`all`); test names do not.
+    let (_, path) = module
+        .split_once("::")
+        .expect("a module inside the test crate");
+    format!("{path}::{name}")
+}
+
+/// Waits (up to 60 s, then panics naming `what`) until `done` holds: the tests' way to wait
+/// for something observable instead of sleeping.
+pub(crate) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until `llm` has received `n` requests (a request is recorded when it arrives, before
+/// a delayed reply is sent), e.g. until an LLM call is in flight.
+pub(crate) async fn llm_called(llm: &oh_testkit::ScriptedLlm, n: usize) {
+    wait_for(&format!("{n} LLM request(s)"), || llm.requests().len() >= n).await;
+}
+
+/// Whether process `pid` runs (a zombie does not).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
+}

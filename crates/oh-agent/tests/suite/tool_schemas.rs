@@ -3,7 +3,6 @@
 //!
 //! The golden schemas in `fixtures/llm_requests/tools.json` come from the Python SDK
 //! (`cargo xtask llm-fixtures`), with every `description` replaced by a placeholder.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::path::Path;
 

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 //! Behaviour of `planning_file_editor` (planning preset): views anything, edits the plan
 //! only. Texts and observation fields are what the Python reference 1.58.2 answered for the
 //! same calls.

@@ -2,9 +2,7 @@
 //! script with `file_editor`, runs it with `terminal`, reads the failure, fixes the script,
 //! runs it again and calls `finish`. The event sequence is snapshotted.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use oh_protocol::{Event, ExecutionStatus};
 use oh_testkit::{Reply, ScriptedLlm};

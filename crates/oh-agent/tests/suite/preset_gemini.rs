@@ -4,9 +4,7 @@
 //! `cargo xtask llm-fixtures`, descriptions scrubbed), and a scripted conversation using
 //! every gemini tool runs to `finished` with the observations the reference gives.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use std::path::Path;
 

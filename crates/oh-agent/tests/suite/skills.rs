@@ -3,9 +3,7 @@
 //! `activated_skills` / `extended_content`, and the LLM request), and project skills are
 //! loaded from the workspace when the context asks for them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use oh_protocol::{Event, ExecutionStatus};
 use oh_testkit::{Reply, ScriptedLlm};

@@ -1,9 +1,7 @@
 //! Secrets in a conversation: advertised by name in the system prompt, exported into the
 //! terminal when a command mentions them, masked in what the model sees. Also: usage stats.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use oh_protocol::{Event, ExecutionStatus, Observation};
 use oh_testkit::{COMPLETION_TOKENS, PROMPT_TOKENS, Reply, ScriptedLlm};

@@ -2,9 +2,7 @@
 //! agent's context, `LocalConversation::set_agent_context` with the result, and the plugin's
 //! command reaches the LLM on the next user message (and is in the stored state).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-mod common;
+use super::common;
 
 use std::path::Path;
 

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 //! The `terminal` tool on a real bash: session semantics, timeouts, continuation, input,
 //! rejections, reset, secrets and the text the LLM sees.
 
@@ -17,6 +16,8 @@ use pretty_assertions::assert_eq;
 use serde_json::json;
 use sha2::Digest as _;
 use tempfile::TempDir;
+
+use super::common;
 
 const RESET_TEXT: &str = "Terminal session has been reset. All previous environment variables \
                           and session state have been cleared.";
@@ -711,7 +712,7 @@ async fn a_shell_killed_while_idle_is_restarted() {
         .unwrap();
     assert!(killer.success());
     let deadline = Instant::now() + Duration::from_secs(3);
-    while process_alive(shell) && Instant::now() < deadline {
+    while common::process_alive(shell) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -798,12 +799,6 @@ async fn close_kills_the_shell_and_its_jobs() {
     assert!(matches!(err, ToolError::Internal(_)));
 }
 
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| !stat.contains(") Z "))
-        .unwrap_or(false)
-}
-
 #[tokio::test]
 async fn dropping_the_terminal_hangs_up_its_shell() {
     let dir = TempDir::new().unwrap();
@@ -813,11 +808,16 @@ async fn dropping_the_terminal_hangs_up_its_shell() {
     let shell: u32 = text(&run(&terminal, "echo $$").await).parse().unwrap();
     drop(terminal);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while (process_alive(background) || process_alive(shell)) && Instant::now() < deadline {
+    while (common::process_alive(background) || common::process_alive(shell))
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!process_alive(shell), "shell {shell} still alive");
-    assert!(!process_alive(background), "job {background} still alive");
+    assert!(!common::process_alive(shell), "shell {shell} still alive");
+    assert!(
+        !common::process_alive(background),
+        "job {background} still alive"
+    );
 }
 
 #[test]
@@ -838,11 +838,16 @@ fn runtime_shutdown_hangs_up_the_shell() {
     // dropped, which hangs the terminal up.
     drop(runtime);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while (process_alive(background) || process_alive(shell)) && Instant::now() < deadline {
+    while (common::process_alive(background) || common::process_alive(shell))
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!process_alive(shell), "shell {shell} still alive");
-    assert!(!process_alive(background), "job {background} still alive");
+    assert!(!common::process_alive(shell), "shell {shell} still alive");
+    assert!(
+        !common::process_alive(background),
+        "job {background} still alive"
+    );
     drop(terminal);
 }
 
@@ -924,15 +929,20 @@ fn parse_action_is_strict() {
 #[test]
 fn ctrl_c_works_when_sigint_was_ignored_by_the_parent() {
     let exe = std::env::current_exe().unwrap();
-    let status = std::process::Command::new("/bin/sh")
+    let output = std::process::Command::new("/bin/sh")
         .arg("-c")
-        .arg("trap '' INT; exec \"$0\" --exact hard_timeout_then_ctrl_c --test-threads=1")
+        .arg("trap '' INT; exec \"$0\" --exact \"$1\" --test-threads=1")
         .arg(&exe)
-        .stdout(std::process::Stdio::null())
-        .status()
+        .arg(common::test_name(
+            module_path!(),
+            "hard_timeout_then_ctrl_c",
+        ))
+        .output()
         .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    // "1 passed": the filter named the test (a filter naming nothing passes with 0 tests).
     assert!(
-        status.success(),
-        "Ctrl-C did not stop the command with SIGINT ignored"
+        output.status.success() && report.contains("1 passed"),
+        "Ctrl-C did not stop the command with SIGINT ignored:\n{report}"
     );
 }
