@@ -1,9 +1,7 @@
 //! Conversations created from `agent_settings` or a stored agent profile (`agent_profile_id`),
 //! and the `/api/agent-profiles` routes.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use common::{Socket, TestServer};
 use oh_testkit::{Reply, ScriptedLlm};

@@ -1,9 +1,7 @@
 //! Authentication on every route: a table over the whole route list (the CORE routes this
 //! server implements and the EXTENDED ones that answer 501), plus the event socket's rules.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use common::{TestServer, send};
 use futures::SinkExt;

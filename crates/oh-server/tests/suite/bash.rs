@@ -1,7 +1,6 @@
 //! `/api/bash/*`: background commands, their events, search and paging (spec §7).
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
+use super::common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -180,10 +179,12 @@ async fn a_timeout_kills_the_whole_group() {
     let server = TestServer::start().await;
     let marker = tempfile::tempdir().expect("dir");
     let late = marker.path().join("late");
+    let pid_file = marker.path().join("child.pid");
     let started = Instant::now();
     let command = format!(
-        "(sleep 3; touch '{}') & echo early; sleep 30",
-        late.display()
+        "(sleep 3; touch '{}') & echo $! > '{}'; echo early; sleep 30",
+        late.display(),
+        pid_file.display()
     );
     let result = execute(&server, &command, None, 1).await;
     assert_eq!(result.exit_code, -1);
@@ -193,7 +194,16 @@ async fn a_timeout_kills_the_whole_group() {
         "took {:?}",
         started.elapsed()
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Had the background child survived, it would touch `late` before it ends.
+    let child: u32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    common::wait_until("the background child to end", || {
+        !common::process_alive(child)
+    })
+    .await;
     assert!(!late.exists(), "the background child survived the timeout");
 }
 

@@ -1,8 +1,6 @@
 //! `/sockets/bash-events`: commands started over the socket, live events, replay, errors.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use common::{Socket, TestServer};
 use futures::SinkExt;

@@ -3,7 +3,7 @@
 //! bodies where an object is expected, path-only redirects, and a create refused at run
 //! capacity leaving nothing behind.
 
-mod common;
+use super::common;
 
 use bytes::Bytes;
 use common::{TestServer, agent_json, create_body, send, send_exact, ws_handshake};

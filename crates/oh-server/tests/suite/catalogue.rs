@@ -1,8 +1,7 @@
 //! The conversation catalogue under concurrency: metadata writes reach the disk in order, and
 //! listing many stored conversations never holds up the async workers.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
+use super::common;
 
 use std::time::{Duration, Instant};
 

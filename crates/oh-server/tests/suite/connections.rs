@@ -1,9 +1,7 @@
 //! Slow and idle clients: header-read and idle timeouts, the body rate, the connection cap,
 //! and a shutdown bounded by its drain whatever clients (or blocking threads) hang.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

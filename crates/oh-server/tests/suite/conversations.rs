@@ -1,8 +1,6 @@
 //! Conversation lifecycle over REST and the event socket, with the scripted LLM over HTTP.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use common::{Socket, TestServer, agent_json, create_body};
 use hyper::Method;

@@ -2,9 +2,7 @@
 //! `/api/init` only, `POST /api/init` turns it into the server its body describes (keys,
 //! secret key, paths, command environment), and servers started normally answer 404.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use std::time::{Duration, Instant};
 

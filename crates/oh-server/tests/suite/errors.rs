@@ -1,8 +1,6 @@
 //! Client mistakes get a 4xx with a JSON body, never a 500 or a plain-text rejection.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use bytes::Bytes;
 use common::{TestServer, agent_json, create_body, send};

@@ -1,9 +1,7 @@
 //! Fan-out: a subscriber that never reads does not hold up the conversation, and one that
 //! reads slowly still gets every persisted event once, in order.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use std::time::{Duration, Instant};
 

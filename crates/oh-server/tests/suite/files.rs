@@ -1,7 +1,6 @@
 //! `/api/file/upload` and `/api/file/download` (spec §8).
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
+use super::common;
 
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -440,15 +439,6 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Polls `condition` until it holds, for at most 10 s.
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Uploads `content` to `target` in two chunks; between them, while the body is still
 /// streaming, returns control to `inspect`.
 async fn upload_in_two_chunks(
@@ -514,7 +504,7 @@ async fn an_upload_in_progress_is_private_and_journaled() {
 
     for (target, final_mode) in [(&key, 0o600), (&new, usual_mode)] {
         let reply = upload_in_two_chunks(&server, target, &content, async || {
-            wait_until("the temporary file appears", || {
+            common::wait_until("the temporary file appears", || {
                 !temp_files(work.path()).is_empty()
             })
             .await;

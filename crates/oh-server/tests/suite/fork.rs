@@ -1,7 +1,7 @@
 //! `POST /api/conversations/{id}/fork`: a copy of the events (all, or up to an event), the
 //! agent with its key and the secrets, in `idle`, that runs on its own; and `…/runtime`.
 
-mod common;
+use super::common;
 
 use common::{Socket, TestServer, agent_json, create_body};
 use oh_testkit::{Reply, ScriptedLlm};

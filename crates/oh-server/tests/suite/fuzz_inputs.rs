@@ -11,8 +11,8 @@
 //! `OH_FUZZ_SECONDS` is set, rounds with fresh seeds until that many seconds have passed:
 //!
 //! ```sh
-//! OH_FUZZ_SECONDS=600 PROPTEST_CASES=2000 cargo test -p oh-server --test fuzz_inputs \
-//!     rest_queries_and_ids -- --nocapture
+//! OH_FUZZ_SECONDS=600 PROPTEST_CASES=2000 cargo test -p oh-server --test all -- \
+//!     fuzz_inputs::rest_queries_and_ids --nocapture
 //! ```
 //!
 //! Regression policy: a failure's seed is written to `fuzz_inputs.proptest-regressions` next
@@ -22,9 +22,7 @@
 //! `echo fuzz` (anything else that would parse as a command is rewritten before sending),
 //! and uploads only target fresh names in the test's temp directory.
 
-#![allow(clippy::expect_used, reason = "test helpers")]
-
-mod common;
+use super::common;
 
 use std::fmt::Debug;
 use std::time::{Duration, Instant};

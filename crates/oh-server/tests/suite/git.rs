@@ -1,7 +1,6 @@
 //! `/api/git/changes` and `/api/git/diff` (spec §3.18), on repositories made with the git CLI.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
+use super::common;
 
 use std::path::Path;
 use std::process::Command;

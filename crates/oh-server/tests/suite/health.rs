@@ -1,8 +1,6 @@
 //! Health probes and server info, without authentication.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use common::TestServer;
 

@@ -3,9 +3,7 @@
 //! `OH_SESSION_API_KEYS_<n>`, `SESSION_API_KEY`, `OH_SECRET_KEY`), and `Debug` of a
 //! `Config` or `Server` never shows them.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,9 +1,7 @@
 //! `LookupSecret` conversation secrets: accepted on create and update, fetched by the server's
 //! agent when a command mentions them, never shown to clients, kept across a restart.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,9 +2,7 @@
 //! tree), the agent continues from there, nothing is removed, and the new HEAD survives a
 //! restart.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use common::{Socket, TestServer, agent_json, create_body};
 use oh_testkit::{Reply, ScriptedLlm};

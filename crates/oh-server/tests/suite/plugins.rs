@@ -2,9 +2,7 @@
 //! agent's context adds its skills to the conversation (kept across a restart, used by the
 //! next turns); unknown conversations, plugins and marketplaces are 404, the rest 400.
 
-#![allow(clippy::expect_used, reason = "test helpers")]
-
-mod common;
+use super::common;
 
 use std::path::Path;
 

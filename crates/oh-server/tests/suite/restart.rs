@@ -1,9 +1,7 @@
 //! Restart and crash recovery of the real binary: kill -9 during a run, SIGTERM during a run,
 //! kill -9 during an upload.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -145,7 +143,8 @@ async fn wait_status(server: &Process, id: &str, want: &str) {
     }
 }
 
-/// Starts a conversation with a secret whose first command hangs, and waits until it runs.
+/// Starts a conversation with a secret whose first command (`touch started && sleep ..`)
+/// hangs, and waits until it runs.
 async fn start_hanging_run(server: &Process, llm: &ScriptedLlm, root: &std::path::Path) -> String {
     let mut body = create_body(agent_json(&llm.base_url()), &root.join("work"));
     body["secrets"] = json!({"MY_TOKEN": {"kind": "StaticSecret", "value": "tok-12345"}});
@@ -166,8 +165,9 @@ async fn start_hanging_run(server: &Process, llm: &ScriptedLlm, root: &std::path
         events.iter().any(|e| e["kind"] == "ActionEvent")
     })
     .await;
-    // Let the command start in the shell.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The command touches `started` first: it runs in the shell.
+    let started = root.join("work").join("started");
+    common::wait_until("the command to start", || started.exists()).await;
     id
 }
 
@@ -216,7 +216,7 @@ async fn run_again(server: &Process, llm: &ScriptedLlm, id: &str) -> Vec<Value> 
 async fn kill_9_during_a_run_then_restart() {
     let llm = ScriptedLlm::start(vec![Reply::tool(
         "terminal",
-        json!({"command": "sleep 60"}),
+        json!({"command": "touch started && sleep 60"}),
     )])
     .await
     .expect("llm");
@@ -256,9 +256,12 @@ async fn kill_9_during_a_run_then_restart() {
 
 #[tokio::test]
 async fn sigterm_during_a_run_pauses_and_keeps_everything() {
-    let llm = ScriptedLlm::start(vec![Reply::tool("terminal", json!({"command": "sleep 3"}))])
-        .await
-        .expect("llm");
+    let llm = ScriptedLlm::start(vec![Reply::tool(
+        "terminal",
+        json!({"command": "touch started && sleep 3"}),
+    )])
+    .await
+    .expect("llm");
     let dir = tempfile::tempdir().expect("dir");
     let mut server = Process::start(dir.path(), free_port()).await;
     let id = start_hanging_run(&server, &llm, dir.path()).await;

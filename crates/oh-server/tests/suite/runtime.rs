@@ -1,9 +1,8 @@
 //! Runtime-scoped routes (`/api/conversations/{id}/bash|file|git|vscode/…`) and the 1.58.2
 //! behaviour of core routes they came with (deleted files in git diffs, credentials kept
 //! from commands).
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
+use super::common;
 
 use std::path::Path;
 use std::process::Command;

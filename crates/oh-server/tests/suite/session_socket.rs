@@ -2,9 +2,7 @@
 //! events' positions in the log, live `durable` frames without duplicates, messages sent on
 //! the socket, and its refusals.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use common::{TestServer, agent_json, create_body, ws_open};
 use futures::{SinkExt, StreamExt};

@@ -1,52 +1,21 @@
 //! The settings store: `/api/settings` (patches, `X-Expose-Secrets`), the custom secrets of
 //! `/api/settings/secrets`, LLM profiles, persistence (encrypted, 0600) across a restart,
 //! and secret values never in the log.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
+use std::sync::Arc;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
-use common::{Reply, TestServer, send};
 use hyper::Method;
+use oh_testkit::logs::Logs;
 use serde_json::{Value, json};
+
+use super::common::{Reply, TestServer, send};
 
 const KEY: &str = "settings-test-key";
 
-/// Everything the server logs in this test binary (all levels).
-fn log() -> Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buffer);
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Sink(Arc::clone(&sink)))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-        buffer
-    })
-    .clone()
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Fails if any of `values` was logged.
+/// Fails if any of `values` was logged. The capture is the process's one global subscriber: it
+/// holds what every test of this binary logged, so the values must be unique to this module.
 fn assert_not_logged(values: &[&str]) {
-    let log = log();
-    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let text = Logs::global().text();
     assert!(!text.is_empty(), "the log capture is not working");
     for value in values {
         assert!(!text.contains(value), "{value:?} is in the log");
@@ -54,7 +23,7 @@ fn assert_not_logged(values: &[&str]) {
 }
 
 async fn keyed_server() -> TestServer {
-    log();
+    Logs::global();
     TestServer::with_key(KEY).await
 }
 
@@ -607,7 +576,7 @@ async fn persisted_encrypted_and_private_across_restart() {
 
 #[tokio::test]
 async fn without_a_secret_key_encrypted_is_503_and_auth_applies() {
-    log();
+    Logs::global();
     let server = TestServer::start().await;
     assert_eq!(
         patch(
@@ -1036,7 +1005,7 @@ async fn previous_secret_keys_read_old_values() {
     let dir = server.stop().await;
     let file = dir.path().join(".openhands/secrets.json");
     let before = std::fs::read_to_string(&file).unwrap();
-    log();
+    Logs::global();
     let server = TestServer::start_in(dir, Some("new-key"), |config| {
         config.previous_secret_keys = vec![KEY.into()];
     })

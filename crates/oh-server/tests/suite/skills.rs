@@ -1,9 +1,8 @@
 //! `POST /api/skills`: the merged skills of the sandbox, user, organization and project
 //! sources with the reference's precedence and counts; bad bodies as 4xx JSON; and a
 //! conversation whose agent context asks for the user's skills gets them in its prompt.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
+use super::common;
 
 use std::path::Path;
 

@@ -2,9 +2,7 @@
 //! handshake, the cap on unauthenticated sockets, the pre-auth read budget, the auth timeout,
 //! the bash subscriber limit, and close codes after protocol errors.
 
-#![allow(clippy::expect_used, reason = "helpers outside #[test] functions")]
-
-mod common;
+use super::common;
 
 use std::time::Duration;
 
@@ -325,7 +323,7 @@ fn rss_kib() -> u64 {
 
 /// Measures the memory of unauthenticated sockets (server and raw clients share this
 /// process; the raw clients hold no buffers). Run by hand:
-/// `OH_PREAUTH_SOCKETS=60 cargo test -p oh-server --test sockets_limits pre_auth_socket_cost -- --ignored --nocapture`
+/// `OH_PREAUTH_SOCKETS=60 cargo test -p oh-server --test all -- --exact suite::sockets_limits::pre_auth_socket_cost --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn pre_auth_socket_cost() {

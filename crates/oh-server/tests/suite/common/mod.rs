@@ -1,7 +1,6 @@
 //! Shared helpers of the server's integration tests: a server on a free port in a temporary
 //! directory, and a small HTTP client.
-#![allow(dead_code, unreachable_pub)]
-#![allow(clippy::expect_used, reason = "test helpers")]
+#![allow(unreachable_pub, reason = "`pub` helpers of a private test module")]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -371,4 +370,20 @@ pub async fn ws_open(
     tokio_tungstenite::connect_async(request)
         .await
         .map(|(ws, _)| ws)
+}
+
+/// Polls `condition` until it holds, for at most 10 s: a wait on something observable.
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether process `pid` runs (a zombie does not).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
 }
