@@ -1,12 +1,6 @@
 //! Values built on the Rust side: their JSON is pinned by insta snapshots, and where the
 //! reference has an equivalent constructor, the result must equal its captured fixture.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a failure should panic"
-)]
-
 use oh_protocol::event::PauseEvent;
 use oh_protocol::*;
 use pretty_assertions::assert_eq;

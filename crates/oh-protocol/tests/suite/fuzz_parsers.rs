@@ -6,8 +6,8 @@
 //! `OH_FUZZ_SECONDS` is set, rounds with fresh seeds until that many seconds have passed:
 //!
 //! ```sh
-//! OH_FUZZ_SECONDS=600 PROPTEST_CASES=100000 cargo test -p oh-protocol --test fuzz_parsers \
-//!     timestamps -- --nocapture
+//! OH_FUZZ_SECONDS=600 PROPTEST_CASES=100000 cargo test -p oh-protocol --test all -- \
+//!     fuzz_parsers::timestamps --nocapture
 //! ```
 //!
 //! Regression policy: a failure's seed is written to `fuzz_parsers.proptest-regressions` next to

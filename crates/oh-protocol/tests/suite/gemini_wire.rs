@@ -6,8 +6,6 @@
 //! `kind` added as the discriminated unions write it). Each must decode into its typed
 //! variant (not `Unknown`) and encode back to the same JSON in both forms.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
 use oh_protocol::wire::to_compact_value;
 use oh_protocol::{Action, Observation};
 use pretty_assertions::assert_eq;

@@ -2,8 +2,6 @@
 //! variants and re-encode (compact form) to exactly what the Python reference 1.58.2 wrote
 //! (`model_dump(exclude_none=True)` of the same objects).
 
-#![allow(clippy::unwrap_used, reason = "tests")]
-
 use oh_protocol::tool::FileEditorCommand;
 use oh_protocol::tool_gpt5_planning::FileChangeType;
 use oh_protocol::{Action, Observation, wire};
