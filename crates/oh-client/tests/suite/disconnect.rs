@@ -1,8 +1,7 @@
 //! The event stream loses and duplicates nothing while its connection is cut hundreds of
 //! times during a run.
-#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
 
-mod common;
+use super::common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

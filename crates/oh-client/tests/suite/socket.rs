@@ -1,7 +1,6 @@
 //! Only 4001 and 4004 stop the event socket for good; other losses reconnect.
-#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
 
-mod common;
+use super::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! Shared helpers: an in-process agent server, a scripted agent, and a TCP proxy that can cut
 //! event-socket connections.
-#![allow(dead_code, unreachable_pub)]
-#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test helpers")]
+#![allow(unreachable_pub, reason = "`pub` helpers of a private test module")]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +34,17 @@ impl TestServer {
             config.session_api_keys = vec![key.into()];
             config.secret_key = Some(key.into());
         }
-        let server = Server::bind(config).await.expect("bind");
+        // A server just stopped on `port` may hold it a moment longer: retry until it is free.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let server = loop {
+            match Server::bind(config.clone()).await {
+                Ok(server) => break server,
+                Err(_) if port != 0 && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(err) => panic!("bind: {err}"),
+            }
+        };
         let addr = server.local_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -62,12 +71,11 @@ impl TestServer {
 }
 
 impl TestServer {
-    /// Stops the server and waits a moment for its port to be released.
+    /// Stops the server (a server started on its port waits until the port is free).
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
