@@ -2,7 +2,6 @@
 //! what it had is served again, reconciled with the engine, and nothing is orphaned. Ignored
 //! by default (needs the Docker Engine and `cargo xtask image`); CI runs them with
 //! `cargo test -p oh-sandbox-server -- --ignored`.
-#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -3,9 +3,9 @@
 //!
 //! Needs the Docker Engine and the image `openhands-agent-server:latest`
 //! (`cargo xtask image`):
-//! `cargo test -p oh-sandbox-server --test swarm -- --ignored --nocapture`.
+//! `cargo test -p oh-sandbox-server --test all -- --ignored --nocapture swarm::`.
 //! The swarm is left initialised; every service a test creates is removed.
-#![allow(clippy::expect_used, clippy::print_stdout, reason = "test helpers")]
+#![allow(clippy::print_stdout, reason = "test helpers")]
 
 use std::collections::HashMap;
 use std::time::Duration;
