@@ -1,20 +1,14 @@
 //! `OpenHandsCloudWorkspace` against our sandbox server's Cloud API, on the real Docker
 //! Engine. Ignored by default (they need the engine and `cargo xtask image`); CI runs them
-//! with `cargo test -p openhands-e2e --test cloud -- --ignored --test-threads 1`.
+//! with `cargo test -p openhands-e2e --test all -- --ignored --test-threads 1 cloud::`.
 //!
 //! The sandboxes share the host's network: the agent server inside resolves the lookup
 //! secrets at the sandbox server's loopback URL (the client's `cloud_api_url`, as upstream)
 //! and calls the scripted LLM there. Every test ends by counting the containers carrying
 //! its server's label: none may be left.
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::print_stdout,
-    reason = "tests print their figures"
-)]
+#![allow(clippy::print_stdout, reason = "tests print their figures")]
 
-#[path = "support/server.rs"]
-mod server;
+use super::server;
 
 use std::time::{Duration, Instant};
 

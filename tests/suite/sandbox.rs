@@ -1,19 +1,13 @@
 //! `ApiRemoteWorkspace` against our sandbox server, on the real Docker Engine. These tests
 //! need the engine and the image `cargo xtask image` builds, so they are ignored by default;
-//! CI runs them with `cargo test -p openhands-e2e --test sandbox -- --ignored`.
+//! CI runs them with `cargo test -p openhands-e2e --test all -- --ignored sandbox::`.
 //!
 //! Each test starts its own `SandboxServer` in process (own state directory, so own
 //! instance label) and ends by counting the containers that carry its label: none may be
 //! left, whatever happened.
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::print_stdout,
-    reason = "tests print their figures"
-)]
+#![allow(clippy::print_stdout, reason = "tests print their figures")]
 
-#[path = "support/server.rs"]
-mod server;
+use super::server;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

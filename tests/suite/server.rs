@@ -1,7 +1,6 @@
 //! A sandbox server in the test process, on the real engine, and what its tests share:
 //! the image, a container count by the server's label, the scripted agent. Dropping a
 //! server that was not stopped removes every container carrying its label.
-#![allow(dead_code, reason = "each test file uses part of it")]
 
 use std::collections::HashMap;
 use std::time::Duration;
