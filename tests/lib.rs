@@ -1,1 +1,1 @@
-//! End-to-end tests of the openhands crates; see `e2e.rs`. The library is empty.
+//! End-to-end tests of the openhands crates; see `all.rs`. The library is empty.

@@ -224,7 +224,7 @@ fn llm_fixtures() -> Result<()> {
     println!(
         "\nLLM request fixtures written to {LLM_FIXTURES_DIR}.\n\
          Next: check them against the Rust schemas and review the changes:\n  \
-         cargo test -p oh-agent --test tool_schemas\n\
+         cargo test -p oh-agent --test all -- tool_schemas::\n\
          then read `git diff` before committing."
     );
     Ok(())

@@ -1,0 +1,4 @@
+//! One module per topic.
+
+mod restart;
+mod swarm;
