@@ -706,11 +706,8 @@ async fn a_shell_killed_while_idle_is_restarted() {
     let dir = TempDir::new().unwrap();
     let terminal = start(&dir).await;
     let shell: u32 = text(&run(&terminal, "echo $$").await).parse().unwrap();
-    let killer = std::process::Command::new("kill")
-        .args(["-KILL", &shell.to_string()])
-        .status()
+    oh_agent::workspace::exec::signal_process(shell, oh_agent::workspace::exec::Signal::Kill)
         .unwrap();
-    assert!(killer.success());
     let deadline = Instant::now() + Duration::from_secs(3);
     while common::process_alive(shell) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

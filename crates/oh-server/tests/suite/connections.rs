@@ -10,6 +10,7 @@ use bytes::Bytes;
 use common::{Socket, TestServer};
 use futures::SinkExt;
 use hyper::Method;
+use oh_agent::workspace::exec::{Signal, signal_process};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -396,11 +397,7 @@ impl Process {
 
     /// SIGTERM, then how long until the process exited (`None`: still running after `limit`).
     async fn terminate(&mut self, limit: Duration) -> Option<Duration> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        signal_process(self.child.id(), Signal::Terminate).expect("SIGTERM");
         let start = Instant::now();
         while start.elapsed() < limit {
             if self.child.try_wait().expect("try_wait").is_some() {

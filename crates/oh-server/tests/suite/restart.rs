@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{agent_json, create_body, send};
 use hyper::Method;
+use oh_agent::workspace::exec::{Signal, signal_process};
 use oh_testkit::{Reply, ScriptedLlm};
 use serde_json::{Value, json};
 
@@ -59,12 +60,8 @@ impl Process {
         .await
     }
 
-    fn signal(&mut self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+    fn signal(&mut self, signal: Signal) {
+        signal_process(self.child.id(), signal).expect("signal");
         let _ = self.child.wait();
     }
 }
@@ -225,7 +222,7 @@ async fn kill_9_during_a_run_then_restart() {
     let mut server = Process::start(dir.path(), port).await;
     let id = start_hanging_run(&server, &llm, dir.path()).await;
     let before = events(&server, &id).await;
-    server.signal("-KILL");
+    server.signal(Signal::Kill);
     drop(server);
 
     let server = Process::start(dir.path(), free_port()).await;
@@ -265,7 +262,7 @@ async fn sigterm_during_a_run_pauses_and_keeps_everything() {
     let dir = tempfile::tempdir().expect("dir");
     let mut server = Process::start(dir.path(), free_port()).await;
     let id = start_hanging_run(&server, &llm, dir.path()).await;
-    server.signal("-TERM");
+    server.signal(Signal::Terminate);
     drop(server);
 
     let server = Process::start(dir.path(), free_port()).await;
@@ -330,7 +327,7 @@ async fn kill_9_during_an_upload_then_restart_leaves_no_temporary_file() {
         assert!(Instant::now() < deadline, "no temporary file appeared");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    server.signal("-KILL");
+    server.signal(Signal::Kill);
     drop(tx);
     let _ = response.await;
     assert_eq!(
