@@ -322,6 +322,73 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Serves on a new task of the current tokio runtime until the returned handle is
+    /// stopped or dropped: the in-process server of the facade's `LocalServer` and of the
+    /// tests.
+    pub fn spawn(self) -> Spawned {
+        let addr = self.addr;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(async {
+            let _ = stopped.await;
+        }));
+        Spawned {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+/// A server serving on its own task ([`Server::spawn`]). Dropping it asks the server to stop
+/// (it still drains and saves in the background); [`stop`](Spawned::stop) also waits.
+#[derive(Debug)]
+pub struct Spawned {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ServerError>>>,
+}
+
+impl Spawned {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<address>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Asks the server to stop and waits until it has (connections drained, conversations
+    /// paused and saved).
+    pub async fn stop(mut self) -> Result<(), ServerError> {
+        match self.request_stop() {
+            Some(task) => task
+                .await
+                .unwrap_or_else(|join| Err(ServerError::Io(std::io::Error::other(join)))),
+            None => Ok(()),
+        }
+    }
+
+    /// Asks the server to stop without waiting; the handle (given once) completes when it
+    /// has stopped.
+    pub fn request_stop(&mut self) -> Option<tokio::task::JoinHandle<Result<(), ServerError>>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// Drops idle live conversations from memory now and then.
 async fn evict_idle(state: AppState) {
     let Some(ttl) = state.conversations.idle_ttl() else {

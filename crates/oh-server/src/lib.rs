@@ -41,7 +41,7 @@ mod sockets;
 mod upload_journal;
 mod ws;
 
-pub use app::{Server, ServerError};
+pub use app::{Server, ServerError, Spawned};
 pub use auth::ApiKeys;
 pub use config::{Config, ConfigError};
 pub use extended::NOT_IMPLEMENTED as EXTENDED_ROUTES_501;

@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use oh_protocol::SecretString;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 
@@ -45,8 +43,7 @@ pub struct LocalServer {
     working_dir: PathBuf,
     /// The temporary root, when the server owns one.
     temp: Option<tempfile::TempDir>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), oh_server::ServerError>>>,
+    server: oh_server::Spawned,
 }
 
 /// Builds a [`LocalServer`]; see [`LocalServer::builder`].
@@ -128,12 +125,8 @@ impl LocalServerBuilder {
             path: working_dir.clone(),
             source,
         })?;
-        let server = oh_server::Server::bind(config).await?;
+        let server = oh_server::Server::bind(config).await?.spawn();
         let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(async {
-            let _ = stopped.await;
-        }));
         Ok(LocalServer {
             addr,
             url: format!("http://{addr}"),
@@ -141,8 +134,7 @@ impl LocalServerBuilder {
             root,
             working_dir,
             temp,
-            stop: Some(stop),
-            task: Some(task),
+            server,
         })
     }
 }
@@ -198,10 +190,7 @@ impl LocalServer {
     /// Stops the server gracefully: it stops accepting, closes event sockets, pauses
     /// running conversations and saves them, then the temporary root (if any) is removed.
     pub async fn shutdown(mut self) -> Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = match self.task.take() {
+        let result = match self.server.request_stop() {
             Some(task) => match task.await {
                 Ok(result) => result.map_err(Error::from),
                 Err(join) => Err(Error::Server(oh_server::ServerError::Io(
@@ -222,10 +211,7 @@ impl LocalServer {
 
 impl Drop for LocalServer {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let task = self.task.take();
+        let task = self.server.request_stop();
         let temp = self.temp.take();
         // Remove the temporary root only once the server has stopped writing to it.
         match (task, tokio::runtime::Handle::try_current()) {

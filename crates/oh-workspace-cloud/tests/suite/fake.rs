@@ -341,7 +341,7 @@ pub struct AgentServer {
     pub url: String,
     pub key: String,
     _dir: tempfile::TempDir,
-    _stop: oneshot::Sender<()>,
+    _server: oh_server::Spawned,
 }
 
 impl AgentServer {
@@ -351,21 +351,12 @@ impl AgentServer {
         config.port = 0;
         config.session_api_keys = vec![key.into()];
         config.secret_key = Some(key.into());
-        let server = oh_server::Server::bind(config).await.unwrap();
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = server
-                .serve(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let server = oh_server::Server::bind(config).await.unwrap().spawn();
         Self {
-            url: format!("http://{addr}"),
+            url: server.url(),
             key: key.to_owned(),
             _dir: dir,
-            _stop: stop,
+            _server: server,
         }
     }
 }

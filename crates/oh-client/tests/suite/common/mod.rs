@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: oh_server::Spawned,
 }
 
 impl TestServer {
@@ -45,19 +45,11 @@ impl TestServer {
                 Err(err) => panic!("bind: {err}"),
             }
         };
-        let addr = server.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = server
-                .serve(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let server = server.spawn();
         Self {
-            addr,
+            addr: server.local_addr(),
             dir,
-            stop: Some(stop),
+            server,
         }
     }
 
@@ -72,18 +64,8 @@ impl TestServer {
 
 impl TestServer {
     /// Stops the server (a server started on its port waits until the port is free).
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn stop(self) {
+        drop(self.server);
     }
 }
 

@@ -18,8 +18,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub key: Option<String>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    pub task: Option<tokio::task::JoinHandle<()>>,
+    server: Option<oh_server::Spawned>,
 }
 
 impl TestServer {
@@ -51,33 +50,19 @@ impl TestServer {
             config.secret_key = Some(key.into());
         }
         tweak(&mut config);
-        let server = Server::bind(config).await.expect("bind");
-        let addr = server.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            server
-                .serve(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-        });
+        let server = Server::bind(config).await.expect("bind").spawn();
         Self {
-            addr,
+            addr: server.local_addr(),
             dir,
             key: key.map(str::to_owned),
-            stop: Some(stop),
-            task: Some(task),
+            server: Some(server),
         }
     }
 
     /// Stops the server gracefully and gives back its directory.
     pub async fn stop(mut self) -> tempfile::TempDir {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("serve");
         }
         let dir = tempfile::tempdir().expect("temp dir");
         std::mem::replace(&mut self.dir, dir)
@@ -140,14 +125,6 @@ impl TestServer {
             .await;
         assert_eq!(reply.status, 201, "{}", reply.text());
         reply.json()["id"].as_str().expect("id").to_owned()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
