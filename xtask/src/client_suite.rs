@@ -795,11 +795,11 @@ async fn errors(target: &Target, g: &mut Group) -> Result<()> {
         "llm_failure",
         matches!(
             &failed,
-            Err(ClientError::Run {
+            Err(ClientError::Run(oh_protocol::RunFailure {
                 status: ExecutionStatus::Error,
                 code: Some(_),
                 ..
-            })
+            }))
         ),
         format!("{failed:?}"),
     );

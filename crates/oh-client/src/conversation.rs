@@ -8,7 +8,7 @@ use std::time::Duration;
 use hyper::Method;
 use oh_protocol::{
     AgentBase, ConfirmationPolicy, ConfirmationResponseRequest, ConversationInfo,
-    ConversationStats, Event, EventPage, ExecutionStatus, Message, SecretSource,
+    ConversationStats, Event, EventPage, ExecutionStatus, Message, RunFailure, SecretSource,
     SendMessageRequest, SetConfirmationPolicyRequest, StartConversationRequest, Success,
     UpdateConversationRequest, UpdateSecretsRequest, Workspace,
 };
@@ -461,9 +461,11 @@ impl RemoteConversationBuilder {
 
     fn create_request(&self) -> Result<StartConversationRequest> {
         let Some(agent) = self.agent.clone() else {
-            return Err(Error::Protocol(
-                "a new conversation needs an agent (RemoteConversationBuilder::agent)".into(),
-            ));
+            return Err(Error::Builder {
+                builder: "RemoteConversationBuilder",
+                reason: "a new conversation needs an agent (RemoteConversationBuilder::agent)"
+                    .into(),
+            });
         };
         let tools: Vec<String> = match &agent {
             AgentBase::Agent(agent) => agent.tools.iter().map(|t| t.name.clone()).collect(),
@@ -722,7 +724,8 @@ impl RemoteConversation {
 
     /// Starts a run (`POST …/run`; "already running" is fine) and waits until it ends:
     /// finished, paused, waiting for confirmation or idle. A run that ends in `error` or
-    /// `stuck` is an [`Error::Run`] carrying the latest `ConversationErrorEvent`.
+    /// `stuck` is an [`Error::Run`] (an `error` run carries the latest
+    /// `ConversationErrorEvent`; see [`RunFailure::from_events`]).
     ///
     /// The socket's state frames say when the run ends; if the socket is down the REST
     /// status is polled every second. The events of the run are reconciled from REST before
@@ -837,23 +840,9 @@ impl RemoteConversation {
     }
 
     fn run_error(&self, status: ExecutionStatus) -> Error {
-        let latest = self.with_events(|events| {
-            events.iter().rev().find_map(|e| match e {
-                Event::ConversationError(e) => Some((e.code.clone(), e.detail.clone())),
-                _ => None,
-            })
-        });
-        let (code, detail) = match (latest, status) {
-            (Some((code, detail)), _) => (Some(code), detail),
-            (None, ExecutionStatus::Stuck) => (None, "the agent got stuck in a loop".to_owned()),
-            (None, _) => (None, "the run ended in error".to_owned()),
-        };
-        Error::Run {
-            conversation_id: self.shared.id,
-            status,
-            code,
-            detail,
-        }
+        Error::Run(
+            self.with_events(|events| RunFailure::from_events(self.shared.id, status, events)),
+        )
     }
 
     /// Asks the agent to pause after its current step (`POST …/pause`).
@@ -1049,6 +1038,25 @@ mod tests {
             before,
             ..RunTracker::default()
         }
+    }
+
+    #[test]
+    fn a_new_conversation_without_an_agent_is_a_builder_error() {
+        let workspace = RemoteWorkspace::new("http://127.0.0.1:9", "/w").unwrap();
+        let error = RemoteConversation::builder(&workspace)
+            .create_request()
+            .unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                crate::Error::Builder {
+                    builder: "RemoteConversationBuilder",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(!error.is_transient());
     }
 
     #[test]

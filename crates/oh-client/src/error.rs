@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use oh_protocol::ExecutionStatus;
+use oh_protocol::{ErrorBody, RunFailure};
+
+/// A boxed cause: the transport's or decoder's own error.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong talking to an agent server (or, through
 /// [`ServiceClient`](crate::ServiceClient), to another JSON service).
@@ -27,12 +30,20 @@ pub enum Error {
         reason: String,
     },
     /// No HTTP response: the server could not be reached or the connection broke.
-    #[error("cannot reach {url}: {message}")]
+    ///
+    /// The transport's error is the [`source`](std::error::Error::source); walking the chain
+    /// finds the [`std::io::Error`] underneath, e.g. to tell a refused connection
+    /// ([`std::io::ErrorKind::ConnectionRefused`]) from others. [`error_chain`] renders it
+    /// all.
+    ///
+    /// [`error_chain`]: crate::error_chain
+    #[error("cannot reach {url}")]
     Connect {
         /// The URL requested.
         url: String,
-        /// The transport's message.
-        message: String,
+        /// The transport's error.
+        #[source]
+        source: BoxError,
     },
     /// No answer within the time allowed.
     #[error("{what} timed out after {after:?}")]
@@ -54,14 +65,19 @@ pub enum Error {
         /// The `detail` of the JSON error body, else the body as text; for a 401, followed by
         /// a note saying whether a key was sent.
         detail: String,
+        /// The error body, when it was one (`{"detail": …}`, as the agent server writes
+        /// them).
+        body: Option<Box<ErrorBody>>,
     },
-    /// A response body was not what the protocol says.
-    #[error("cannot decode {what}: {message}")]
+    /// A response body was not what the protocol says (or a request body could not be
+    /// encoded).
+    #[error("cannot decode {what}")]
     Decode {
         /// What was decoded.
         what: String,
-        /// The decoder's message.
-        message: String,
+        /// The decoder's error, or what is missing.
+        #[source]
+        source: BoxError,
     },
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
@@ -80,17 +96,17 @@ pub enum Error {
         /// Close reason.
         reason: String,
     },
-    /// A run ended in `error` or `stuck` (the reference's `ConversationRunError`).
-    #[error("conversation {conversation_id} run failed ({status:?}): {detail}")]
-    Run {
-        /// The conversation.
-        conversation_id: uuid::Uuid,
-        /// `error` or `stuck`.
-        status: ExecutionStatus,
-        /// The latest `ConversationErrorEvent` code, if any.
-        code: Option<String>,
-        /// What went wrong.
-        detail: String,
+    /// A run ended in `error` or `stuck` (the reference's `ConversationRunError`); the same
+    /// type as a local conversation's failed run.
+    #[error(transparent)]
+    Run(RunFailure),
+    /// A builder was used wrongly: a part it needs is missing.
+    #[error("{builder}: {reason}")]
+    Builder {
+        /// The builder, e.g. `RemoteConversationBuilder`.
+        builder: &'static str,
+        /// What is missing or wrong.
+        reason: String,
     },
     /// The server broke the protocol (e.g. a duplicate command output chunk).
     #[error("protocol error: {0}")]
@@ -114,7 +130,18 @@ impl Error {
         self.status() == Some(404)
     }
 
+    /// The error body of a [`Error::Status`], when the answer had one.
+    pub fn body(&self) -> Option<&ErrorBody> {
+        match self {
+            Self::Status { body, .. } => body.as_deref(),
+            _ => None,
+        }
+    }
+
     /// True when retrying may help: no response, a timeout, 429 or 5xx.
+    ///
+    /// Every retry decision of the client and the workspace crates goes through here; the
+    /// match names every variant, so a new one needs a decision.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } => true,
@@ -124,7 +151,8 @@ impl Error {
             | Self::Decode { .. }
             | Self::Io { .. }
             | Self::SocketClosed { .. }
-            | Self::Run { .. }
+            | Self::Run(_)
+            | Self::Builder { .. }
             | Self::Protocol(_)
             | Self::Closed(_) => false,
         }
@@ -137,13 +165,135 @@ impl Error {
         }
     }
 
-    pub(crate) fn decode(what: impl Into<String>, message: impl std::fmt::Display) -> Self {
+    pub(crate) fn decode(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Self::Decode {
             what: what.into(),
-            message: message.to_string(),
+            source: source.into(),
         }
     }
 }
 
 /// The client's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn status(status: u16) -> Error {
+        Error::Status {
+            method: "GET".into(),
+            path: "/x".into(),
+            status,
+            detail: String::new(),
+            body: None,
+        }
+    }
+
+    /// One error of every variant (the match fails to compile when one is added).
+    fn every_variant() -> Vec<(Error, bool)> {
+        let id = uuid::Uuid::nil();
+        let all = vec![
+            (
+                Error::InvalidUrl {
+                    url: "x".into(),
+                    reason: "r".into(),
+                },
+                false,
+            ),
+            (
+                Error::InvalidHeader {
+                    name: "n".into(),
+                    reason: "r".into(),
+                },
+                false,
+            ),
+            (
+                Error::Connect {
+                    url: "http://h".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+                },
+                true,
+            ),
+            (
+                Error::Timeout {
+                    what: "GET /x".into(),
+                    after: Duration::from_secs(1),
+                },
+                true,
+            ),
+            (status(503), true),
+            (Error::decode("x", "no id"), false),
+            (
+                Error::io("f", std::io::Error::from(std::io::ErrorKind::NotFound)),
+                false,
+            ),
+            (
+                Error::SocketClosed {
+                    code: 4001,
+                    reason: "r".into(),
+                },
+                false,
+            ),
+            (
+                Error::Run(RunFailure::new(
+                    id,
+                    oh_protocol::ExecutionStatus::Error,
+                    None,
+                    "d",
+                )),
+                false,
+            ),
+            (
+                Error::Builder {
+                    builder: "B",
+                    reason: "r".into(),
+                },
+                false,
+            ),
+            (Error::Protocol("p".into()), false),
+            (Error::Closed(id), false),
+        ];
+        for (error, _) in &all {
+            match error {
+                Error::InvalidUrl { .. }
+                | Error::InvalidHeader { .. }
+                | Error::Connect { .. }
+                | Error::Timeout { .. }
+                | Error::Status { .. }
+                | Error::Decode { .. }
+                | Error::Io { .. }
+                | Error::SocketClosed { .. }
+                | Error::Run(_)
+                | Error::Builder { .. }
+                | Error::Protocol(_)
+                | Error::Closed(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn retrying_helps_only_without_an_answer_or_on_429_and_5xx() {
+        for (error, transient) in every_variant() {
+            assert_eq!(error.is_transient(), transient, "{error:?}");
+        }
+        for (code, transient) in [
+            (400, false),
+            (401, false),
+            (404, false),
+            (409, false),
+            (422, false),
+            (429, true),
+            (500, true),
+            (502, true),
+            (504, true),
+        ] {
+            assert_eq!(status(code).is_transient(), transient, "{code}");
+        }
+        assert!(status(404).is_not_found());
+        assert_eq!(status(404).body(), None);
+    }
+}

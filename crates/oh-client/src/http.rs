@@ -14,6 +14,7 @@ use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use oh_protocol::ErrorBody;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -194,7 +195,7 @@ impl Http {
             Ok(Err(e)) => {
                 return Err(Error::Connect {
                     url,
-                    message: describe(&e),
+                    source: Box::new(e),
                 });
             }
             Ok(Ok(response)) => response,
@@ -209,7 +210,7 @@ impl Http {
             .and_then(|r| r.ok())
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        let mut detail = error_detail(&body);
+        let (mut detail, error_body) = error_detail(&body);
         if status == 401 {
             // The server cannot tell a missing key from a wrong one; this side can.
             detail.push_str(if !authenticated {
@@ -225,6 +226,7 @@ impl Http {
             path: path.to_owned(),
             status,
             detail,
+            body: error_body.map(Box::new),
         })
     }
 
@@ -246,7 +248,7 @@ impl Http {
                 .map(|c| c.to_bytes())
                 .map_err(|e| Error::Connect {
                     url: format!("{}{path}", self.base),
-                    message: describe(&e),
+                    source: Box::new(e),
                 })
         };
         tokio::time::timeout(timeout, exchange)
@@ -289,24 +291,26 @@ pub(crate) fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T>
     serde_json::from_slice(bytes).map_err(|e| Error::decode(format!("the answer of {path}"), e))
 }
 
-/// The `detail` of an error body (`{"detail": …}`), else the body as text.
-fn error_detail(body: &[u8]) -> String {
-    let text = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(map)) => match map.get("detail") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => serde_json::Value::Object(map).to_string(),
-        },
-        _ => String::from_utf8_lossy(body).into_owned(),
+/// The `detail` of an error body (`{"detail": …}`, read as the typed [`ErrorBody`]), else
+/// the body as text; and the typed body when it was one.
+fn error_detail(body: &[u8]) -> (String, Option<ErrorBody>) {
+    let (text, typed) = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value @ serde_json::Value::Object(_)) => {
+            match serde_json::from_value::<ErrorBody>(value.clone()) {
+                Ok(typed) => (typed.detail.to_string(), Some(typed)),
+                Err(_) => (value.to_string(), None),
+            }
+        }
+        _ => (String::from_utf8_lossy(body).into_owned(), None),
     };
     if text.len() <= MAX_DETAIL {
-        return text;
+        return (text, typed);
     }
     let mut end = MAX_DETAIL;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &text[..end])
+    (format!("{}…", &text[..end]), typed)
 }
 
 /// An error with its causes, for messages.
@@ -360,16 +364,26 @@ mod tests {
 
     #[test]
     fn error_details_come_from_the_json_body() {
-        assert_eq!(
-            error_detail(br#"{"detail":"Unauthorized"}"#),
-            "Unauthorized"
+        let (detail, body) = error_detail(br#"{"detail":"Unauthorized"}"#);
+        assert_eq!(detail, "Unauthorized");
+        assert_eq!(body, Some(ErrorBody::message("Unauthorized")));
+        let (detail, body) = error_detail(
+            br#"{"detail":[{"type":"missing","loc":["body"],"msg":"Field required","input":null}]}"#,
         );
         assert_eq!(
-            error_detail(br#"{"detail":[{"msg":"x"}]}"#),
-            r#"[{"msg":"x"}]"#
+            detail,
+            r#"[{"type":"missing","loc":["body"],"msg":"Field required","input":null}]"#
         );
-        assert_eq!(error_detail(b"plain"), "plain");
-        assert!(error_detail("é".repeat(3000).as_bytes()).ends_with('…'));
+        assert!(matches!(
+            body.map(|b| b.detail),
+            Some(oh_protocol::ErrorDetail::Validation(entries)) if entries[0].msg == "Field required"
+        ));
+        assert_eq!(
+            error_detail(br#"{"error":"x"}"#),
+            (r#"{"error":"x"}"#.to_owned(), None)
+        );
+        assert_eq!(error_detail(b"plain"), ("plain".to_owned(), None));
+        assert!(error_detail("é".repeat(3000).as_bytes()).0.ends_with('…'));
     }
 
     #[test]

@@ -10,8 +10,12 @@
 //! - [`ServiceClient`]: JSON over the same HTTP stack to services that are not agent servers
 //!   (a runtime API, the Cloud API), with keys as headers that `Debug` never shows.
 //!
-//! Errors are typed ([`Error`]): connection failures, timeouts, HTTP statuses with the
-//! server's `detail`, fatal socket closes (4001, 4004) and failed runs.
+//! Errors are typed ([`Error`]): connection failures (the transport's error kept as the
+//! [`source`](std::error::Error::source), so a refused connection can be told apart), timeouts,
+//! HTTP statuses with the server's error body ([`oh_protocol::ErrorBody`]), fatal socket closes
+//! (4001, 4004), failed runs ([`oh_protocol::RunFailure`], the same type a local conversation
+//! reports) and a misused builder ([`Error::Builder`]). [`Error::is_transient`] is the one
+//! retry decision.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), oh_client::Error> {

@@ -335,6 +335,25 @@ mod tests {
         let error = api.get::<()>("/x").await.unwrap_err();
         assert!(matches!(error, Error::Connect { .. }), "{error:?}");
         assert!(error.is_transient());
+        // The transport's error is kept: a caller finds the refusal by walking the chain.
+        let mut cause = std::error::Error::source(&error);
+        let mut kinds = Vec::new();
+        while let Some(inner) = cause {
+            if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+                kinds.push(io.kind());
+            }
+            cause = inner.source();
+        }
+        assert!(
+            kinds.contains(&std::io::ErrorKind::ConnectionRefused),
+            "{kinds:?} in {}",
+            error_chain(&error)
+        );
+        assert!(
+            error_chain(&error).starts_with(&format!("cannot reach http://{addr}/x: ")),
+            "{}",
+            error_chain(&error)
+        );
 
         // Accepts, never answers.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -483,7 +483,7 @@ impl RemoteWorkspace {
                 let Some(frame) = frame else { break };
                 let frame = frame.map_err(|e| Error::Connect {
                     url: format!("{}{path}", self.host()),
-                    message: http::describe(&e),
+                    source: Box::new(e),
                 })?;
                 if let Ok(data) = frame.into_data() {
                     file.write_all(&data)

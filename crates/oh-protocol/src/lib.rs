@@ -73,9 +73,10 @@ pub use event::{
     SystemPromptEvent, UserRejectObservation,
 };
 pub use message::{Content, ImageContent, Message, MessageToolCall, Role, TextContent};
-pub use server::{AuthFrame, ErrorBody, ErrorDetail, HealthStatus, ServerInfo};
+pub use server::{AuthFrame, ErrorBody, ErrorDetail, HealthStatus, ServerInfo, ValidationError};
 pub use state::{
-    ConversationState, ConversationStats, ExecutionStatus, Metrics, MetricsSnapshot, TokenUsage,
+    ConversationState, ConversationStats, ExecutionStatus, Metrics, MetricsSnapshot, RunFailure,
+    TokenUsage,
 };
 pub use tagged::Unknown;
 pub use tool::{Action, Observation};

@@ -38,6 +38,63 @@ impl ExecutionStatus {
     }
 }
 
+/// A run that ended in `error` or `stuck` (the reference's `ConversationRunError`): the one
+/// failure type of a run, whether the conversation ran in this process or on an agent
+/// server.
+///
+/// Not a wire type: it is built from the conversation's status and events, the same way on
+/// both sides ([`RunFailure::from_events`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("conversation {conversation_id} run failed ({status:?}): {detail}")]
+#[non_exhaustive]
+pub struct RunFailure {
+    /// The conversation.
+    pub conversation_id: uuid::Uuid,
+    /// `error` or `stuck`.
+    pub status: ExecutionStatus,
+    /// The error class (`ConversationErrorEvent.code`), when one was recorded.
+    pub code: Option<String>,
+    /// What went wrong.
+    pub detail: String,
+}
+
+impl RunFailure {
+    /// A failure with these parts.
+    pub fn new(
+        conversation_id: uuid::Uuid,
+        status: ExecutionStatus,
+        code: Option<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            conversation_id,
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// The failure of a run that stopped in `status`: for `error`, the latest
+    /// `ConversationErrorEvent` of `events` gives the code and detail; a `stuck` run (which
+    /// records no such event) or an `error` without one gets a fixed text.
+    pub fn from_events(
+        conversation_id: uuid::Uuid,
+        status: ExecutionStatus,
+        events: &[crate::Event],
+    ) -> Self {
+        let latest = events.iter().rev().find_map(|e| match e {
+            crate::Event::ConversationError(e) => Some((e.code.clone(), e.detail.clone())),
+            _ => None,
+        });
+        let (code, detail) = match (latest, status) {
+            (Some((code, detail)), ExecutionStatus::Error) => (Some(code), detail),
+            (_, ExecutionStatus::Stuck) => (None, "the agent got stuck in a loop".to_owned()),
+            (_, _) => (None, "the run ended in error".to_owned()),
+        };
+        Self::new(conversation_id, status, code, detail)
+    }
+}
+
 /// Token counts of one call, or accumulated (`TokenUsage`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -242,4 +299,38 @@ pub struct ConversationState {
 
 pub(crate) fn default_max_iterations() -> u64 {
     500
+}
+
+#[cfg(test)]
+mod run_failure_tests {
+    use super::*;
+    use crate::Event;
+
+    fn error_event(code: &str, detail: &str) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "kind": "ConversationErrorEvent", "id": "e", "timestamp": "2026-01-01T00:00:00",
+            "source": "environment", "code": code, "detail": detail,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_run_failure_comes_from_the_latest_error_event_of_an_error_run() {
+        let id = uuid::Uuid::nil();
+        let events = [error_event("A", "first"), error_event("B", "second")];
+        let failed = RunFailure::from_events(id, ExecutionStatus::Error, &events);
+        assert_eq!(
+            failed,
+            RunFailure::new(id, ExecutionStatus::Error, Some("B".into()), "second")
+        );
+        assert_eq!(
+            failed.to_string(),
+            format!("conversation {id} run failed (Error): second")
+        );
+        let stuck = RunFailure::from_events(id, ExecutionStatus::Stuck, &events);
+        assert_eq!(stuck.code, None);
+        assert_eq!(stuck.detail, "the agent got stuck in a loop");
+        let bare = RunFailure::from_events(id, ExecutionStatus::Error, &[]);
+        assert_eq!(bare.detail, "the run ended in error");
+    }
 }

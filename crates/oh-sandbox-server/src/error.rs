@@ -127,7 +127,7 @@ impl From<BackendError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = json_response(&serde_json::json!({ "detail": self.detail }));
+        let mut response = json_response(&oh_protocol::ErrorBody::message(self.detail));
         *response.status_mut() = self.status;
         response
     }

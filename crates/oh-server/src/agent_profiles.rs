@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{get, post};
+use oh_protocol::{ErrorBody, ErrorDetail};
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
@@ -156,9 +157,10 @@ fn validate(body: Map<String, Value>) -> ApiResult<Map<String, Value>> {
         problems.push(problem("tools", "missing", "Every tool needs a name"));
     }
     if !problems.is_empty() {
+        // Entries `loc` first and without `input`, kept as they are on the wire.
         return Err(ApiError::with_body(
             StatusCode::UNPROCESSABLE_ENTITY,
-            json!({ "detail": problems }),
+            ErrorBody::new(ErrorDetail::Other(json!(problems))),
         ));
     }
     let Some(Value::Object(profile)) = conform(Value::Object(body), &default) else {

@@ -245,14 +245,14 @@ fn unresolved(llm_ref: Option<&str>, mcp_refs: &[String]) -> ApiError {
     };
     ApiError::with_body(
         axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        json!({"detail": {
+        oh_protocol::ErrorBody::new(oh_protocol::ErrorDetail::Other(json!({
             "code": "unresolved_profile_references",
             "message": message,
             "dangling_llm_profile_ref": llm_ref,
             "dangling_mcp_server_refs": mcp_refs,
             "dangling_meta_profile_ref": null,
             "dangling_meta_profile_llm_refs": [],
-        }}),
+        }))),
     )
 }
 

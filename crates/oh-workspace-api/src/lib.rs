@@ -181,6 +181,22 @@ fn crash_hint(pod_status: &PodStatus, restart_reasons: &[String]) -> String {
     hint
 }
 
+impl Error {
+    /// True when retrying may help: a runtime-API call that got no answer, timed out or was
+    /// answered 429 or 5xx ([`oh_client::Error::is_transient`]). The match names every
+    /// variant, so a new one needs a decision.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { source, .. } => source.is_transient(),
+            Self::InvalidOption { .. }
+            | Self::InvalidRuntime { .. }
+            | Self::Failed { .. }
+            | Self::NotReady { .. }
+            | Self::NotRunning { .. } => false,
+        }
+    }
+}
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -583,7 +599,7 @@ async fn wait_ready(
                     "status call failed, retrying: {}",
                     chain(&e)
                 );
-                last_state = format!("GET {path} failed: {e}");
+                last_state = format!("GET {path} failed: {}", chain(&e));
             }
             Ok(Err(source)) => return Err(api_error(format!("GET {path}"), session_id, source)),
             Ok(Ok(report)) => {
@@ -934,6 +950,53 @@ impl ApiRemoteWorkspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_api_call_without_a_useful_answer_is_transient() {
+        let api = |source: oh_client::Error| Error::Api {
+            call: "GET /sessions/s".into(),
+            session_id: "s".into(),
+            source: Box::new(source),
+        };
+        let invalid_header = ServiceClient::new("http://h")
+            .unwrap()
+            .with_header("bad name", &SecretString::new("k"))
+            .unwrap_err();
+        assert!(!invalid_header.is_transient());
+        assert!(!api(invalid_header).is_transient());
+        let timeout = oh_client::Error::Timeout {
+            what: "GET /sessions/s".into(),
+            after: Duration::from_secs(1),
+        };
+        assert!(api(timeout).is_transient());
+        for error in [
+            Error::InvalidOption {
+                reason: "r".into(),
+                source: None,
+            },
+            Error::InvalidRuntime {
+                session_id: "s".into(),
+                reason: "r".into(),
+                source: None,
+            },
+            Error::Failed {
+                session_id: "s".into(),
+                pod_status: PodStatus::Failed,
+                restart_reasons: Vec::new(),
+                logs: String::new(),
+            },
+            Error::NotReady {
+                session_id: "s".into(),
+                last_state: "x".into(),
+                waited: Duration::from_secs(1),
+            },
+            Error::NotRunning {
+                session_id: "s".into(),
+            },
+        ] {
+            assert!(!error.is_transient(), "{error:?}");
+        }
+    }
 
     #[test]
     fn session_ids_are_encoded_as_one_path_segment() {

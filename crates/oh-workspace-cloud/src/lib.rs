@@ -191,6 +191,27 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// True when retrying may help: a Cloud API call that got no answer, timed out or was
+    /// answered 429 or 5xx ([`oh_client::Error::is_transient`]). A refused key, a failed
+    /// sandbox or a wait that ran out is not. The match names every variant, so a new one
+    /// needs a decision.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { source, .. } => source.is_transient(),
+            Self::InvalidOption { .. }
+            | Self::Unauthorized { .. }
+            | Self::InvalidSandbox { .. }
+            | Self::Failed { .. }
+            | Self::NotReady { .. }
+            | Self::NotRunning { .. }
+            | Self::Unsupported { .. }
+            | Self::ProfileNotFound { .. }
+            | Self::InvalidSettings { .. } => false,
+        }
+    }
+}
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -550,7 +571,7 @@ async fn wait_running(
                     "status call failed, retrying: {}",
                     error_chain(&e)
                 );
-                last_state = format!("GET {path} failed: {e}");
+                last_state = format!("GET {path} failed: {}", error_chain(&e));
             }
             Ok(Err(source)) => return Err(api_error(format!("GET {path}"), source)),
             Ok(Ok(list)) => {
@@ -592,8 +613,9 @@ async fn wait_running(
                                     .max(Duration::from_millis(1));
                                 match resume_call(api, sandbox_id, timeout).await {
                                     Ok(()) => last_state = "PAUSED, resumed".into(),
-                                    Err(Error::Api { source, .. }) if source.is_transient() => {
-                                        last_state = format!("PAUSED, resume failed: {source}");
+                                    Err(e) if e.is_transient() => {
+                                        last_state =
+                                            format!("PAUSED, resume failed: {}", error_chain(&e));
                                     }
                                     Err(e) => return Err(e),
                                 }
@@ -1078,6 +1100,61 @@ fn mcp_from_settings(settings: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_api_call_without_a_useful_answer_is_transient() {
+        let timeout = || oh_client::Error::Timeout {
+            what: "GET /x".into(),
+            after: Duration::from_secs(1),
+        };
+        let api = api_error("GET /x".into(), timeout());
+        assert!(matches!(api, Error::Api { .. }));
+        assert!(api.is_transient());
+        let refused = Error::Unauthorized {
+            call: "GET /x".into(),
+            source: Box::new(timeout()),
+        };
+        assert!(!refused.is_transient());
+        let bad_key = oh_client::ServiceClient::new("http://h")
+            .unwrap()
+            .with_header("bad name", &SecretString::new("k"))
+            .unwrap_err();
+        assert!(!api_error("GET /x".into(), bad_key).is_transient());
+        for error in [
+            Error::InvalidOption {
+                reason: "r".into(),
+                source: None,
+            },
+            Error::InvalidSandbox {
+                sandbox_id: "s".into(),
+                reason: "r".into(),
+                source: None,
+            },
+            Error::Failed {
+                sandbox_id: "s".into(),
+                status: SandboxStatus::Error,
+            },
+            Error::NotReady {
+                sandbox_id: "s".into(),
+                last_state: "x".into(),
+                waited: Duration::from_secs(1),
+            },
+            Error::NotRunning {
+                sandbox_id: "s".into(),
+                reason: "r".into(),
+            },
+            Error::Unsupported { operation: "pause" },
+            Error::ProfileNotFound {
+                profile: "p".into(),
+            },
+            Error::InvalidSettings {
+                reason: "r".into(),
+                source: None,
+            },
+        ] {
+            assert!(!error.is_transient(), "{error:?}");
+        }
+    }
 
     #[test]
     fn delete_sends_the_id_in_path_and_query() {

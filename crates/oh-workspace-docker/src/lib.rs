@@ -108,15 +108,33 @@ pub enum Error {
     /// The workspace's container is gone (cleaned up).
     #[error("the container of this workspace is not running")]
     NotRunning,
-    /// An invalid option.
+    /// An option cannot be used (a relative `working_dir`, a zero timeout, a `working_dir`
+    /// the container's user cannot write).
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// No free port on 127.0.0.1 for a host-network container.
+    #[error("no free loopback port for the host-network container")]
+    NoFreePort(#[source] std::io::Error),
+    /// The Engine published no host port for the container's server port.
+    #[error("the Engine published no host port for {port} of container {name}")]
+    NoHostPort {
+        /// Container name.
+        name: String,
+        /// The container port, e.g. `8000/tcp`.
+        port: String,
+    },
     /// Building the image from a checkout failed.
-    #[error("building the agent-server image failed: {0}")]
-    ImageBuild(String),
-    /// Any other Engine API error.
-    #[error("Docker Engine: {0}")]
-    Docker(bollard::errors::Error),
+    #[error("building the agent-server image failed: {reason}")]
+    ImageBuild {
+        /// What failed.
+        reason: String,
+        /// The cause, when a process could not be run or a directory read.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// Any other Engine API error (the Engine's error is the source).
+    #[error("the Docker Engine refused a request")]
+    Docker(#[source] bollard::errors::Error),
     /// The agent server's client failed.
     #[error(transparent)]
     Client(#[from] oh_client::Error),
@@ -134,8 +152,6 @@ fn image_hint(image: &str) -> String {
     }
 }
 
-// Not `#[from]`: that would make the Engine's error both the message and its source, and
-// error chains would print it twice.
 impl From<bollard::errors::Error> for Error {
     fn from(error: bollard::errors::Error) -> Self {
         Self::Docker(error)
@@ -723,11 +739,8 @@ async fn remove_on(
 async fn free_loopback_port() -> Result<u16> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| Error::InvalidOption(format!("no free loopback port: {e}")))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| Error::InvalidOption(format!("no free loopback port: {e}")))?
-        .port();
+        .map_err(Error::NoFreePort)?;
+    let port = listener.local_addr().map_err(Error::NoFreePort)?.port();
     Ok(port)
 }
 
@@ -761,9 +774,10 @@ pub async fn published_port(
             logs: tail_logs(docker, id).await,
         });
     }
-    Err(Error::InvalidOption(format!(
-        "the Engine published no host port for {key}"
-    )))
+    Err(Error::NoHostPort {
+        name: name.to_owned(),
+        port: key,
+    })
 }
 
 async fn forward_logs(docker: Docker, id: String, name: String) {
@@ -1094,13 +1108,19 @@ impl DockerDevWorkspace {
             .args(["xtask", "image", "--tag", &self.tag])
             .status()
             .await
-            .map_err(|e| Error::ImageBuild(format!("cannot run cargo: {e}")))?;
+            .map_err(|e| Error::ImageBuild {
+                reason: "cannot run cargo".to_owned(),
+                source: Some(e),
+            })?;
         if !status.success() {
-            return Err(Error::ImageBuild(format!(
-                "`cargo xtask image --tag {}` in {} ended with {status}",
-                self.tag,
-                checkout.display()
-            )));
+            return Err(Error::ImageBuild {
+                reason: format!(
+                    "`cargo xtask image --tag {}` in {} ended with {status}",
+                    self.tag,
+                    checkout.display()
+                ),
+                source: None,
+            });
         }
         self.workspace.image(self.tag).start().await
     }
@@ -1108,17 +1128,20 @@ impl DockerDevWorkspace {
 
 /// The nearest directory from the current one up that holds `xtask/` and `Cargo.toml`.
 fn find_checkout() -> Result<std::path::PathBuf> {
-    let start = std::env::current_dir()
-        .map_err(|e| Error::ImageBuild(format!("no current directory: {e}")))?;
+    let start = std::env::current_dir().map_err(|e| Error::ImageBuild {
+        reason: "no current directory".to_owned(),
+        source: Some(e),
+    })?;
     start
         .ancestors()
         .find(|dir| dir.join("xtask").is_dir() && dir.join("Cargo.toml").is_file())
         .map(std::path::Path::to_path_buf)
-        .ok_or_else(|| {
-            Error::ImageBuild(format!(
+        .ok_or_else(|| Error::ImageBuild {
+            reason: format!(
                 "no openhands-rs checkout at or above {}; pass one with `checkout`",
                 start.display()
-            ))
+            ),
+            source: None,
         })
 }
 

@@ -265,7 +265,7 @@ async fn an_llm_on_the_hosts_loopback_is_explained_on_the_bridge_network() {
         .run()
         .await
         .expect_err("the LLM is out of reach");
-    let oh_client::Error::Run { detail, .. } = &failed else {
+    let oh_client::Error::Run(oh_protocol::RunFailure { detail, .. }) = &failed else {
         panic!("{failed:?}")
     };
     assert!(detail.contains("the container itself"), "{detail}");

@@ -227,10 +227,9 @@ impl ConversationBuilder {
             #[cfg(feature = "client")]
             Workspace::Remote(ref ws) => {
                 if self.persistence_dir.is_some() {
-                    return Err(Error::InvalidOption(
+                    return Err(Error::invalid_option(
                         "persistence_dir is for local conversations; the agent server \
-                         persists remote ones"
-                            .to_owned(),
+                         persists remote ones",
                     ));
                 }
                 let mut builder = oh_client::RemoteConversation::builder(ws)
@@ -279,7 +278,7 @@ fn split_secrets(secrets: BTreeMap<String, SecretSource>) -> Result<SplitSecrets
         match source {
             SecretSource::Static(secret) => {
                 let value = secret.value.ok_or_else(|| {
-                    Error::InvalidOption(format!("secret {name} has no value"))
+                    Error::invalid_option(format!("secret {name} has no value"))
                 })?;
                 values.insert(name, value.expose().to_owned());
             }
@@ -287,7 +286,7 @@ fn split_secrets(secrets: BTreeMap<String, SecretSource>) -> Result<SplitSecrets
                 lookups.insert(name, lookup);
             }
             _ => {
-                return Err(Error::InvalidOption(format!(
+                return Err(Error::invalid_option(format!(
                     "secret {name} has a kind this crate cannot resolve"
                 )));
             }
@@ -399,7 +398,11 @@ impl Conversation {
                 let status = c.run().await?;
                 match status {
                     ExecutionStatus::Error | ExecutionStatus::Stuck => {
-                        Err(run_error(c.id(), status, &c.events()))
+                        Err(Error::Run(oh_protocol::RunFailure::from_events(
+                            c.id(),
+                            status,
+                            &c.events(),
+                        )))
                     }
                     other => Ok(other),
                 }
@@ -543,23 +546,3 @@ impl Conversation {
     }
 }
 
-/// [`Error::Run`] for a local run that stopped in `status`, from the latest
-/// `ConversationErrorEvent`.
-#[cfg(feature = "local")]
-fn run_error(conversation_id: uuid::Uuid, status: ExecutionStatus, events: &[Event]) -> Error {
-    let latest = events.iter().rev().find_map(|e| match e {
-        Event::ConversationError(e) => Some((e.code.clone(), e.detail.clone())),
-        _ => None,
-    });
-    let (code, detail) = match (latest, status) {
-        (Some((code, detail)), ExecutionStatus::Error) => (Some(code), detail),
-        (_, ExecutionStatus::Stuck) => (None, "the agent got stuck in a loop".to_owned()),
-        (_, _) => (None, "the run ended in error".to_owned()),
-    };
-    Error::Run {
-        conversation_id,
-        status,
-        code,
-        detail,
-    }
-}

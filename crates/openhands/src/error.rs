@@ -2,14 +2,19 @@
 
 use std::path::PathBuf;
 
-use oh_protocol::ExecutionStatus;
+use oh_protocol::RunFailure;
+
+/// A boxed cause.
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong through the facade.
 ///
-/// Failures of the backends are wrapped as they are ([`Error::Client`], [`Error::Agent`]),
-/// except a failed run, which is [`Error::Run`] whichever backend ran it, a file transfer
-/// that reports `success: false`, which is [`Error::FileOperation`], and a git query that
-/// fails, which is [`Error::Git`].
+/// Failures of the backends are wrapped as they are ([`Error::Client`], [`Error::Agent`],
+/// [`Error::Docker`], …), with their causes kept as [`source`](std::error::Error::source)s,
+/// except what reads the same whichever backend is used: a failed run is [`Error::Run`], a
+/// misused builder (an option the backend cannot honour or refuses, a part missing) is
+/// [`Error::InvalidOption`], a file transfer that reports a failure is
+/// [`Error::FileOperation`], and a git query that fails is [`Error::Git`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -38,24 +43,16 @@ pub enum Error {
     #[cfg(feature = "api")]
     #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
     #[error(transparent)]
-    Api(#[from] oh_workspace_api::Error),
+    Api(oh_workspace_api::Error),
     /// An OpenHands Cloud sandbox could not be started or used.
     #[cfg(feature = "cloud")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cloud")))]
     #[error(transparent)]
-    Cloud(#[from] oh_workspace_cloud::Error),
-    /// A run ended in `error` or `stuck` (the reference's `ConversationRunError`).
-    #[error("conversation {conversation_id} run failed ({status:?}): {detail}")]
-    Run {
-        /// The conversation.
-        conversation_id: uuid::Uuid,
-        /// `error` or `stuck`.
-        status: ExecutionStatus,
-        /// The error class (`ConversationErrorEvent.code`), when one was recorded.
-        code: Option<String>,
-        /// What went wrong.
-        detail: String,
-    },
+    Cloud(oh_workspace_cloud::Error),
+    /// A run ended in `error` or `stuck` (the reference's `ConversationRunError`), local or
+    /// remote: the one [`RunFailure`] type of both.
+    #[error(transparent)]
+    Run(RunFailure),
     /// A file upload or download reported a failure.
     #[error("{operation} {source_path} -> {destination_path} failed: {message}")]
     FileOperation {
@@ -84,9 +81,18 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
-    /// A conversation option that the chosen workspace cannot honour.
-    #[error("invalid conversation option: {0}")]
-    InvalidOption(String),
+    /// A builder was misused, whichever builder it was: an option the chosen workspace
+    /// cannot honour (a persistence directory for a remote conversation), a value a
+    /// workspace refuses (a zero timeout, a relative working directory, a key that is not
+    /// valid in HTTP), or a part it needs is missing.
+    #[error("invalid option: {reason}")]
+    InvalidOption {
+        /// What is wrong.
+        reason: String,
+        /// The backend's error, when it refused the value.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A local file or directory could not be prepared.
     #[error("{}: {source}", path.display())]
     Io {
@@ -100,7 +106,24 @@ pub enum Error {
 impl Error {
     /// True when the error is a failed run ([`Error::Run`]).
     pub fn is_run_failure(&self) -> bool {
-        matches!(self, Self::Run { .. })
+        matches!(self, Self::Run(_))
+    }
+
+    /// The failed run, if the error is one.
+    pub fn run_failure(&self) -> Option<&RunFailure> {
+        match self {
+            Self::Run(failure) => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// [`Error::InvalidOption`] without a cause.
+    #[cfg(any(feature = "client", feature = "local"))]
+    pub(crate) fn invalid_option(reason: impl Into<String>) -> Self {
+        Self::InvalidOption {
+            reason: reason.into(),
+            source: None,
+        }
     }
 }
 
@@ -108,17 +131,10 @@ impl Error {
 impl From<oh_client::Error> for Error {
     fn from(error: oh_client::Error) -> Self {
         match error {
-            oh_client::Error::Run {
-                conversation_id,
-                status,
-                code,
-                detail,
-            } => Self::Run {
-                conversation_id,
-                status,
-                code,
-                detail,
-            },
+            oh_client::Error::Run(failure) => Self::Run(failure),
+            oh_client::Error::Builder { builder, reason } => {
+                Self::invalid_option(format!("{builder}: {reason}"))
+            }
             other => Self::Client(other),
         }
     }
@@ -129,7 +145,34 @@ impl From<oh_workspace_docker::Error> for Error {
     fn from(error: oh_workspace_docker::Error) -> Self {
         match error {
             oh_workspace_docker::Error::Client(client) => client.into(),
+            oh_workspace_docker::Error::InvalidOption(reason) => Self::invalid_option(reason),
             other => Self::Docker(other),
+        }
+    }
+}
+
+#[cfg(feature = "api")]
+impl From<oh_workspace_api::Error> for Error {
+    fn from(error: oh_workspace_api::Error) -> Self {
+        match error {
+            oh_workspace_api::Error::InvalidOption { reason, source } => Self::InvalidOption {
+                reason,
+                source: source.map(|s| s as BoxError),
+            },
+            other => Self::Api(other),
+        }
+    }
+}
+
+#[cfg(feature = "cloud")]
+impl From<oh_workspace_cloud::Error> for Error {
+    fn from(error: oh_workspace_cloud::Error) -> Self {
+        match error {
+            oh_workspace_cloud::Error::InvalidOption { reason, source } => Self::InvalidOption {
+                reason,
+                source: source.map(|s| s as BoxError),
+            },
+            other => Self::Cloud(other),
         }
     }
 }
@@ -138,14 +181,7 @@ impl From<oh_workspace_docker::Error> for Error {
 impl From<oh_agent::conversation::Error> for Error {
     fn from(error: oh_agent::conversation::Error) -> Self {
         match error {
-            oh_agent::conversation::Error::Run {
-                id, code, detail, ..
-            } => Self::Run {
-                conversation_id: id,
-                status: ExecutionStatus::Error,
-                code: Some(code),
-                detail,
-            },
+            oh_agent::conversation::Error::Run { failure, .. } => Self::Run(failure),
             other => Self::Agent(other),
         }
     }
@@ -153,3 +189,72 @@ impl From<oh_agent::conversation::Error> for Error {
 
 /// The facade's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "client")]
+    #[test]
+    fn a_refused_connection_stays_findable_through_the_facade() {
+        let refused = oh_client::Error::Connect {
+            url: "http://127.0.0.1:9/health".into(),
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        };
+        let error = Error::from(refused);
+        assert!(matches!(error, Error::Client(_)), "{error:?}");
+        let mut cause = std::error::Error::source(&error);
+        let mut found = false;
+        while let Some(inner) = cause {
+            found |= inner
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+            cause = inner.source();
+        }
+        assert!(found, "{error:?}");
+    }
+
+    #[cfg(feature = "client")]
+    #[test]
+    fn a_failed_run_and_a_misused_builder_read_the_same_from_every_backend() {
+        let failure = RunFailure::new(
+            uuid::Uuid::nil(),
+            oh_protocol::ExecutionStatus::Stuck,
+            None,
+            "the agent got stuck in a loop",
+        );
+        let remote = Error::from(oh_client::Error::Run(failure.clone()));
+        assert_eq!(remote.run_failure(), Some(&failure));
+        assert_eq!(remote.to_string(), failure.to_string());
+
+        let builder = Error::from(oh_client::Error::Builder {
+            builder: "RemoteConversationBuilder",
+            reason: "no agent".into(),
+        });
+        assert!(
+            matches!(&builder, Error::InvalidOption { reason, source: None } if reason.contains("no agent")),
+            "{builder:?}"
+        );
+        #[cfg(feature = "docker")]
+        assert!(matches!(
+            Error::from(oh_workspace_docker::Error::InvalidOption("x".into())),
+            Error::InvalidOption { .. }
+        ));
+        #[cfg(feature = "api")]
+        assert!(matches!(
+            Error::from(oh_workspace_api::Error::InvalidOption {
+                reason: "x".into(),
+                source: None
+            }),
+            Error::InvalidOption { .. }
+        ));
+        #[cfg(feature = "cloud")]
+        assert!(matches!(
+            Error::from(oh_workspace_cloud::Error::InvalidOption {
+                reason: "x".into(),
+                source: None
+            }),
+            Error::InvalidOption { .. }
+        ));
+    }
+}

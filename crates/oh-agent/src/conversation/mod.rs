@@ -77,14 +77,16 @@ pub enum Error {
     },
     /// The run stopped on an error; the conversation's status is `error` and a
     /// `ConversationErrorEvent` describes it.
-    #[error("conversation {id} run failed: {code}: {detail}")]
+    #[error(
+        "conversation {} run failed: {}: {}",
+        .failure.conversation_id,
+        .failure.code.as_deref().unwrap_or_default(),
+        .failure.detail
+    )]
     Run {
-        /// The conversation.
-        id: uuid::Uuid,
-        /// The error class (`ConversationErrorEvent.code`).
-        code: String,
-        /// The error text.
-        detail: String,
+        /// What failed: status `error`, the `ConversationErrorEvent`'s code and detail. The
+        /// same type as a remote conversation's failed run.
+        failure: oh_protocol::RunFailure,
         /// Where the conversation is persisted.
         persistence_dir: Option<PathBuf>,
     },

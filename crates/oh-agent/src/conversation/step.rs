@@ -89,9 +89,12 @@ pub(super) async fn run_loop(inner: &Inner) -> Result<ExecutionStatus> {
             core.set_status(ExecutionStatus::Error)?;
             core.conversation_error(&code, &detail)?;
             return Err(Error::Run {
-                id: inner.id,
-                code,
-                detail,
+                failure: oh_protocol::RunFailure::new(
+                    inner.id,
+                    ExecutionStatus::Error,
+                    Some(code),
+                    detail,
+                ),
                 persistence_dir: inner.conversation_dir.clone(),
             });
         }

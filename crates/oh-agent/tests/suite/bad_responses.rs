@@ -208,10 +208,10 @@ async fn persistent_server_errors_end_the_run_in_error() {
     ));
     conv.send_text("go").await.unwrap();
     let result = conv.run().await;
-    let Err(Error::Run { code, .. }) = result else {
+    let Err(Error::Run { failure, .. }) = result else {
         panic!("expected a run error, got {result:?}")
     };
-    assert_eq!(code, "LLMServiceUnavailableError");
+    assert_eq!(failure.code.as_deref(), Some("LLMServiceUnavailableError"));
     assert_eq!(conv.status(), ExecutionStatus::Error);
     assert_eq!(llm.requests().len(), 3, "num_retries attempts in all");
 }

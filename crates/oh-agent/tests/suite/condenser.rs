@@ -266,7 +266,7 @@ async fn context_window_error_without_condenser_ends_the_run() {
     conv.send_text("go").await.unwrap();
     let error = conv.run().await.unwrap_err();
     assert!(
-        matches!(&error, Error::Run { code, .. } if code == "LLMContextWindowExceedError"),
+        matches!(&error, Error::Run { failure, .. } if failure.code.as_deref() == Some("LLMContextWindowExceedError")),
         "{error:?}"
     );
 }

@@ -208,18 +208,15 @@ async fn failing_run(workspace: Workspace) -> openhands::Error {
 
 fn assert_run_error(error: &openhands::Error) {
     assert!(error.is_run_failure(), "{error:?}");
-    let openhands::Error::Run {
-        status,
-        code,
-        detail,
-        ..
-    } = error
-    else {
+    let openhands::Error::Run(failure) = error else {
         unreachable!()
     };
-    assert_eq!(*status, ExecutionStatus::Error);
-    assert!(code.is_some(), "the error event's code is carried");
-    assert!(detail.contains("this model does not exist"), "{detail}");
+    assert_eq!(failure.status, ExecutionStatus::Error);
+    assert!(failure.code.is_some(), "the error event's code is carried");
+    assert!(
+        failure.detail.contains("this model does not exist"),
+        "{failure}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,7 +239,7 @@ async fn builder_options_reach_the_conversation() {
         .await
         .expect_err("remote conversations are persisted by the server");
     assert!(
-        matches!(rejected, openhands::Error::InvalidOption(_)),
+        matches!(rejected, openhands::Error::InvalidOption { .. }),
         "{rejected:?}"
     );
 
