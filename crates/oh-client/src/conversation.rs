@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use hyper::Method;
 use oh_protocol::{
-    AgentBase, ConfirmationPolicy, ConfirmationResponseRequest, ConversationInfo,
+    AgentBase, Callback, ConfirmationPolicy, ConfirmationResponseRequest, ConversationInfo,
     ConversationStats, Event, EventPage, ExecutionStatus, Message, RunFailure, SecretSource,
     SendMessageRequest, SetConfirmationPolicyRequest, StartConversationRequest, Success,
-    UpdateConversationRequest, UpdateSecretsRequest, Workspace,
+    UpdateConversationRequest, UpdateSecretsRequest, WorkspaceSpec,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -21,9 +21,6 @@ use crate::error::{Error, Result};
 use crate::http::{self, Http};
 use crate::stream::{self, Backoff};
 use crate::workspace::RemoteWorkspace;
-
-/// A function called with every event of the conversation, on the socket's task.
-pub type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// Time a blocking [`RemoteConversation::run`] waits by default (the reference's 3600 s).
 pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -471,8 +468,10 @@ impl RemoteConversationBuilder {
             AgentBase::Agent(agent) => agent.tools.iter().map(|t| t.name.clone()).collect(),
             _ => Vec::new(),
         };
-        let mut request =
-            StartConversationRequest::new(agent, Workspace::local(self.workspace.working_dir()));
+        let mut request = StartConversationRequest::new(
+            agent,
+            WorkspaceSpec::local(self.workspace.working_dir()),
+        );
         request.conversation_id = self.conversation_id;
         request.tags = self.tags.clone();
         if let Some(n) = self.max_iterations {

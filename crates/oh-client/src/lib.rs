@@ -49,9 +49,7 @@ mod service;
 mod stream;
 mod workspace;
 
-pub use conversation::{
-    Callback, DEFAULT_RUN_TIMEOUT, RemoteConversation, RemoteConversationBuilder,
-};
+pub use conversation::{DEFAULT_RUN_TIMEOUT, RemoteConversation, RemoteConversationBuilder};
 pub use error::{Error, Result};
 pub use service::{ServiceClient, block_on_own_thread, error_chain, path_segment, query_string};
 pub use stream::Backoff;

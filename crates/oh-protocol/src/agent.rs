@@ -586,30 +586,35 @@ pub struct LookupSecret {
 
 /// The workspace of a conversation as the server sees it: `{"working_dir": …, "kind":
 /// "LocalWorkspace"}`. A missing `kind` means `LocalWorkspace`.
+///
+/// The Python models are `LocalWorkspace` and friends; here they carry a `Spec` suffix
+/// because `Workspace` and `LocalWorkspace` name the workspaces that run commands (the
+/// `openhands` facade, `oh_agent::workspace`). The JSON is the same.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum Workspace {
+pub enum WorkspaceSpec {
     /// A directory on the server's machine.
-    Local(LocalWorkspace),
+    Local(LocalWorkspaceSpec),
     /// Another workspace kind.
     Unknown(Unknown),
 }
 
-tagged_union! { Workspace, tag = "kind", default = "LocalWorkspace";
-    Local(LocalWorkspace) = "LocalWorkspace",
+tagged_union! { WorkspaceSpec, tag = "kind", default = "LocalWorkspace";
+    Local(LocalWorkspaceSpec) = "LocalWorkspace",
 }
 
-/// A directory on the server's machine (`LocalWorkspace`).
+/// A directory on the server's machine (the Python model `LocalWorkspace`, kind
+/// `"LocalWorkspace"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocalWorkspace {
+pub struct LocalWorkspaceSpec {
     /// Absolute working directory.
     pub working_dir: String,
 }
 
-impl Workspace {
+impl WorkspaceSpec {
     /// A local workspace at `working_dir`.
     pub fn local(working_dir: impl Into<String>) -> Self {
-        Self::Local(LocalWorkspace {
+        Self::Local(LocalWorkspaceSpec {
             working_dir: working_dir.into(),
         })
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentBase, ConfirmationPolicy, SecretSource, SecurityAnalyzer, Workspace};
+use crate::agent::{AgentBase, ConfirmationPolicy, SecretSource, SecurityAnalyzer, WorkspaceSpec};
 use crate::event::Event;
 use crate::message::{Content, Role, content_list};
 use crate::state::{
@@ -60,7 +60,7 @@ pub struct ConversationInfo {
     /// Conversation id, written dashed.
     pub id: uuid::Uuid,
     /// The workspace.
-    pub workspace: Workspace,
+    pub workspace: WorkspaceSpec,
     /// `<conversations_path>/<id as 32 hex>`.
     #[serde(default, skip_serializing_if = "omit_none")]
     pub persistence_dir: Option<String>,
@@ -243,7 +243,7 @@ impl SendMessageRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StartConversationRequest {
     /// Where the agent works.
-    pub workspace: Workspace,
+    pub workspace: WorkspaceSpec,
     /// Work in a git worktree.
     #[serde(default)]
     pub worktree: bool,
@@ -345,7 +345,7 @@ fn conversation() -> String {
 
 impl StartConversationRequest {
     /// A request for `agent` in `workspace` with the reference's defaults otherwise.
-    pub fn new(agent: impl Into<AgentBase>, workspace: Workspace) -> Self {
+    pub fn new(agent: impl Into<AgentBase>, workspace: WorkspaceSpec) -> Self {
         Self {
             workspace,
             worktree: false,

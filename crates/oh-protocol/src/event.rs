@@ -13,6 +13,12 @@ use crate::tagged::{Unknown, tagged_union};
 use crate::tool::{Action, Observation, ToolDefinition};
 use crate::wire::omit_none;
 
+/// A function called with every event of a conversation, once per event, in order (Python's
+/// `ConversationCallbackType`). The one callback type of local conversations (`oh-agent`),
+/// remote ones (`oh-client`) and the `openhands` facade, so a list of callbacks works with
+/// each. Not a wire type: it lives here because this is the lowest crate all of them share.
+pub type Callback = std::sync::Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// Who produced an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

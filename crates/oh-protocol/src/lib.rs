@@ -52,9 +52,9 @@ pub mod wire;
 pub mod workspace;
 
 pub use agent::{
-    Agent, AgentBase, AlwaysConfirm, ConfirmRisky, ConfirmationPolicy, Llm, LocalWorkspace,
+    Agent, AgentBase, AlwaysConfirm, ConfirmRisky, ConfirmationPolicy, Llm, LocalWorkspaceSpec,
     LookupSecret, NeverConfirm, SecretSource, SecretString, SecurityAnalyzer, StaticSecret,
-    ToolSpec, Workspace,
+    ToolSpec, WorkspaceSpec,
 };
 pub use api::{
     AgentResponseResult, AskAgentRequest, AskAgentResponse, ConfirmationResponseRequest,
@@ -68,7 +68,7 @@ pub use bash::{
     BashCommand, BashError, BashEvent, BashEventPage, BashOutput, ExecuteBashRequest, HexUuid,
 };
 pub use event::{
-    ActionEvent, AgentErrorEvent, ConversationErrorEvent, ConversationStateUpdateEvent,
+    ActionEvent, AgentErrorEvent, Callback, ConversationErrorEvent, ConversationStateUpdateEvent,
     ErrorClassification, Event, EventBase, MessageEvent, ObservationEvent, SecurityRisk, Source,
     SystemPromptEvent, UserRejectObservation,
 };

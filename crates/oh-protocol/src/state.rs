@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentBase, ConfirmationPolicy, SecretSource, SecurityAnalyzer, Workspace};
+use crate::agent::{AgentBase, ConfirmationPolicy, SecretSource, SecurityAnalyzer, WorkspaceSpec};
 use crate::wire::{omit_none, yes};
 
 /// Where a conversation is in its life (`ConversationExecutionStatus`).
@@ -237,7 +237,7 @@ pub struct ConversationState {
     /// The agent.
     pub agent: AgentBase,
     /// The workspace.
-    pub workspace: Workspace,
+    pub workspace: WorkspaceSpec,
     /// Where the conversation is stored.
     #[serde(default, skip_serializing_if = "omit_none")]
     pub persistence_dir: Option<String>,

@@ -21,7 +21,7 @@ use oh_protocol::api::{
 };
 use oh_protocol::event::Event;
 use oh_protocol::tool::Action;
-use oh_protocol::{ConversationInfo, ExecutionStatus, Workspace};
+use oh_protocol::{ConversationInfo, ExecutionStatus, WorkspaceSpec};
 use serde_json::Value;
 
 use crate::app::AppState;
@@ -292,7 +292,7 @@ async fn create(State(state): State<AppState>, Json(body): Json<Value>) -> ApiRe
     if let Some(err) = tag_error(&request.tags) {
         return Err(err);
     }
-    let Workspace::Local(local) = &request.workspace else {
+    let WorkspaceSpec::Local(local) = &request.workspace else {
         return Err(ApiError::validation(
             &["body", "workspace"],
             "value_error",

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
-use oh_protocol::Workspace;
+use oh_protocol::WorkspaceSpec;
 
 use crate::app::AppState;
 use crate::bash::BashService;
@@ -109,7 +109,7 @@ async fn scope(state: &AppState, request: Request) -> ApiResult<Request> {
             )
         })?;
     let working_dir = match live.conv.state().workspace {
-        Workspace::Local(local) => PathBuf::from(local.working_dir),
+        WorkspaceSpec::Local(local) => PathBuf::from(local.working_dir),
         _ => return Err(ApiError::bad_request("unsupported workspace kind")),
     };
 

@@ -25,7 +25,7 @@ use oh_agent::conversation::{ConversationConfig, LocalConversation, Store};
 use oh_agent::tools::ToolOptions;
 use oh_protocol::agent::{AgentBase, LookupSecret, SecretSource, SecretString, StaticSecret};
 use oh_protocol::event::{ConversationStateUpdateEvent, Event, EventBase, Source};
-use oh_protocol::{ConversationInfo, ConversationState, ExecutionStatus, Workspace};
+use oh_protocol::{ConversationInfo, ConversationState, ExecutionStatus, WorkspaceSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -63,7 +63,7 @@ pub(crate) struct Meta {
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
     #[serde(default)]
-    pub(crate) workspace: Option<Workspace>,
+    pub(crate) workspace: Option<WorkspaceSpec>,
     #[serde(default)]
     pub(crate) max_iterations: Option<u64>,
     #[serde(default)]
@@ -933,7 +933,7 @@ impl Conversations {
             meta.agent = Some(AgentBase::Agent(Box::new(self.sealed_agent(&agent))));
         }
         let working_dir = match &state.workspace {
-            Workspace::Local(local) => PathBuf::from(&local.working_dir),
+            WorkspaceSpec::Local(local) => PathBuf::from(&local.working_dir),
             _ => {
                 return Err(ServiceError::Invalid("unsupported workspace kind".into()));
             }

@@ -5,14 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use oh_protocol::{
-    Agent, ConfirmationPolicy, ConversationStats, Event, ExecutionStatus, Message, SecretSource,
+    Agent, Callback, ConfirmationPolicy, ConversationStats, Event, ExecutionStatus, Message,
+    SecretSource,
 };
 
 use crate::error::{Error, Result};
 use crate::workspace::Workspace;
-
-/// A function called with every event of a conversation, once per event, in order.
-pub type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// A closure as a [`Callback`], so that a list of different closures is one type, like
 /// Python's `callbacks=[...]`:

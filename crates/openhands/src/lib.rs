@@ -157,7 +157,9 @@ pub use error::{Error, Result};
 cfg_feature! { any("local", "client") =>
     mod conversation;
     mod workspace;
-    pub use conversation::{Callback, Conversation, ConversationBuilder, callback};
+    pub use conversation::{Conversation, ConversationBuilder, callback};
+    #[doc(inline)]
+    pub use oh_protocol::Callback;
     pub use workspace::{DEFAULT_COMMAND_TIMEOUT, ExecuteCommand, Workspace};
 }
 

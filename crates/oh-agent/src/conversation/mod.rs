@@ -44,8 +44,9 @@ use oh_protocol::event::{
 };
 use oh_protocol::state::{ConversationStats, SecretRegistry};
 use oh_protocol::{
-    Agent, ConfirmationPolicy, ConversationState, Event, EventBase, ExecutionStatus, Message,
-    MessageEvent, Role, SecretString, SecurityAnalyzer, Source, UserRejectObservation, Workspace,
+    Agent, Callback, ConfirmationPolicy, ConversationState, Event, EventBase, ExecutionStatus,
+    Message, MessageEvent, Role, SecretString, SecurityAnalyzer, Source, UserRejectObservation,
+    WorkspaceSpec,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -121,9 +122,6 @@ pub enum Error {
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// An event listener. Called once per event, in order, on the conversation's delivery task.
-pub type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// How to create or resume a conversation.
 #[derive(Clone)]
@@ -397,7 +395,7 @@ impl LocalConversation {
                 check_resumable(&state, &config.agent)?;
                 let events = store.load_events()?;
                 state.agent = stored_agent(&config.agent);
-                state.workspace = Workspace::local(config.workspace.to_string_lossy());
+                state.workspace = WorkspaceSpec::local(config.workspace.to_string_lossy());
                 state.max_iterations = config.max_iterations;
                 restore_secrets(&state.secret_registry, &secrets);
                 if let Some(metrics) = state.stats.usage_to_metrics.get(&config.agent.llm.usage_id)
@@ -1073,7 +1071,7 @@ fn fresh_state(id: uuid::Uuid, config: &ConversationConfig, dir: &Path) -> Conve
     ConversationState {
         id,
         agent: stored_agent(&config.agent),
-        workspace: Workspace::local(config.workspace.to_string_lossy()),
+        workspace: WorkspaceSpec::local(config.workspace.to_string_lossy()),
         persistence_dir: Some(dir.to_string_lossy().into_owned()),
         max_iterations: config.max_iterations,
         stuck_detection: config.stuck_detection,

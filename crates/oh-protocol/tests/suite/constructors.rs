@@ -41,7 +41,7 @@ fn agent_defaults_match_python() {
 fn start_conversation_request_defaults_match_python() {
     let expected = fixture("StartConversationRequest/minimal_compact.json");
     let agent: AgentBase = serde_json::from_value(expected["agent"].clone()).unwrap();
-    let request = StartConversationRequest::new(agent, Workspace::local("/workspace/project"));
+    let request = StartConversationRequest::new(agent, WorkspaceSpec::local("/workspace/project"));
     assert_eq!(wire::to_compact_value(&request).unwrap(), expected);
 }
 
@@ -112,7 +112,7 @@ fn policies_workspace_and_auth_frame() {
       }
     ]
     "#);
-    insta::assert_json_snapshot!(Workspace::local("/workspace/project"), @r#"
+    insta::assert_json_snapshot!(WorkspaceSpec::local("/workspace/project"), @r#"
     {
       "working_dir": "/workspace/project",
       "kind": "LocalWorkspace"
