@@ -532,7 +532,10 @@ async fn conversation(target: &Target, g: &mut Group) -> Result<()> {
         conv.info().await?.title.as_deref(),
         Some("Conformance title"),
     );
-    let other = RemoteConversation::builder(&ws).attach(conv.id()).await?;
+    let other = RemoteConversation::builder(&ws)
+        .delete_on_close(false)
+        .attach(conv.id())
+        .await?;
     let mine: Vec<String> = conv
         .events()
         .iter()

@@ -25,6 +25,11 @@ use crate::workspace::RemoteWorkspace;
 /// Time a blocking [`RemoteConversation::run`] waits by default (the reference's 3600 s).
 pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// Whether a conversation is deleted on the server when it is closed, unless
+/// [`RemoteConversationBuilder::delete_on_close`] says otherwise: on, as the Python SDK's
+/// `Conversation(...)` factory. The `openhands` facade uses the same default.
+pub const DEFAULT_DELETE_ON_CLOSE: bool = true;
+
 /// Time allowed for the event socket's first state frame (the reference's 30 s).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -388,8 +393,11 @@ impl RemoteConversationBuilder {
         self
     }
 
-    /// Delete the conversation on the server when it is closed (default off, as the
-    /// reference's `RemoteConversation`; its `Conversation(...)` factory turns it on).
+    /// Delete the conversation on the server when it is closed (default
+    /// [`DEFAULT_DELETE_ON_CLOSE`]: on, as the Python SDK's `Conversation(...)`, which is how
+    /// Python code creates remote conversations; only its bare `RemoteConversation` class
+    /// defaults to off). Turn it off for a handle that only looks at a conversation another
+    /// handle owns, or to keep it on the server after this process ends.
     pub fn delete_on_close(mut self, on: bool) -> Self {
         self.delete_on_close = on;
         self
@@ -610,7 +618,7 @@ impl RemoteConversation {
             callbacks: Vec::new(),
             secrets: BTreeMap::new(),
             conversation_id: None,
-            delete_on_close: false,
+            delete_on_close: DEFAULT_DELETE_ON_CLOSE,
             backoff: Backoff::default(),
             ready_timeout: READY_TIMEOUT,
             max_iterations: None,
@@ -984,8 +992,8 @@ impl RemoteConversation {
         }
     }
 
-    /// Stops the event socket and, if the conversation was built with
-    /// `delete_on_close(true)`, deletes it on the server (errors are logged, not returned).
+    /// Stops the event socket and, unless the conversation was built with
+    /// `delete_on_close(false)`, deletes it on the server (errors are logged, not returned).
     pub async fn close(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;

@@ -49,7 +49,9 @@ mod service;
 mod stream;
 mod workspace;
 
-pub use conversation::{DEFAULT_RUN_TIMEOUT, RemoteConversation, RemoteConversationBuilder};
+pub use conversation::{
+    DEFAULT_DELETE_ON_CLOSE, DEFAULT_RUN_TIMEOUT, RemoteConversation, RemoteConversationBuilder,
+};
 pub use error::{Error, Result};
 pub use service::{ServiceClient, block_on_own_thread, error_chain, path_segment, query_string};
 pub use stream::Backoff;

@@ -100,7 +100,7 @@ pub struct ConversationBuilder {
     tags: BTreeMap<String, String>,
     persistence_dir: Option<PathBuf>,
     autotitle: Option<bool>,
-    delete_on_close: bool,
+    delete_on_close: Option<bool>,
 }
 
 impl std::fmt::Debug for ConversationBuilder {
@@ -191,9 +191,12 @@ impl ConversationBuilder {
     }
 
     /// Remote conversations only: delete the conversation on the server when it is closed
-    /// (default on, as the reference's factory). Ignored locally.
+    /// (default on, as the Python SDK's `Conversation(...)`:
+    /// [`client::DEFAULT_DELETE_ON_CLOSE`](crate::client::DEFAULT_DELETE_ON_CLOSE), the same
+    /// for a [`RemoteConversation`](crate::RemoteConversation) built directly). Ignored
+    /// locally.
     pub fn delete_on_close(mut self, on: bool) -> Self {
-        self.delete_on_close = on;
+        self.delete_on_close = Some(on);
         self
     }
 
@@ -232,8 +235,10 @@ impl ConversationBuilder {
                 }
                 let mut builder = oh_client::RemoteConversation::builder(ws)
                     .agent(self.agent)
-                    .callbacks(self.callbacks)
-                    .delete_on_close(self.delete_on_close);
+                    .callbacks(self.callbacks);
+                if let Some(on) = self.delete_on_close {
+                    builder = builder.delete_on_close(on);
+                }
                 if let Some(id) = self.conversation_id {
                     builder = builder.conversation_id(id);
                 }
@@ -321,7 +326,7 @@ impl Conversation {
             tags: BTreeMap::new(),
             persistence_dir: None,
             autotitle: None,
-            delete_on_close: true,
+            delete_on_close: None,
         }
     }
 
