@@ -50,8 +50,8 @@ async fn run() -> anyhow::Result<()> {
     if loopback_llm {
         builder = builder.network("host");
     }
-    let workspace = match builder.start().await {
-        Ok(workspace) => workspace,
+    let docker = match builder.start().await {
+        Ok(docker) => docker,
         Err(e @ (DockerError::DaemonUnreachable(_) | DockerError::ImageMissing { .. })) => {
             println!("SKIP: {e}");
             return Ok(());
@@ -60,12 +60,12 @@ async fn run() -> anyhow::Result<()> {
     };
     println!(
         "Container {} ({}) serves {}",
-        workspace.container_name(),
-        workspace.image(),
-        workspace.host()
+        docker.container_name(),
+        docker.image(),
+        docker.workspace().host()
     );
-    let result = common::sandbox_tour(&workspace, llm, TASK).await;
-    workspace.cleanup().await?;
+    let result = common::sandbox_tour(docker.workspace(), llm, TASK).await;
+    docker.cleanup().await?;
     println!("Container removed.");
     result
 }

@@ -7,15 +7,16 @@
 //! use std::time::Duration;
 //! use oh_workspace_docker::DockerWorkspace;
 //!
-//! let workspace = DockerWorkspace::builder()
+//! let docker = DockerWorkspace::builder()
 //!     .image("openhands-agent-server:latest")
 //!     .start()
 //!     .await?;
-//! let result = workspace
+//! let result = docker
+//!     .workspace()
 //!     .execute_command("uname -a", None, Duration::from_secs(10))
 //!     .await?;
 //! println!("{}", result.stdout);
-//! workspace.cleanup().await?;
+//! docker.cleanup().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -854,8 +855,16 @@ impl Drop for Container {
     }
 }
 
-/// An agent server in a Docker container; derefs to the [`RemoteWorkspace`] pointing at it,
-/// so it is used exactly like any remote workspace.
+/// An agent server in a Docker container. The container's methods (pause, resume, logs,
+/// cleanup) are here; the server is used through [`workspace`](Self::workspace), the
+/// [`RemoteWorkspace`] pointing at it, like any remote workspace (also as
+/// `AsRef<RemoteWorkspace>` and `RemoteWorkspace::from(&docker)`).
+///
+/// It does not `Deref` to the `RemoteWorkspace`: a handle that owns a container is not a
+/// smart pointer to a client, and through `Deref` one value answered with two error types
+/// (the container's calls with [`Error`], the server's with `oh_client::Error`) while its
+/// docs listed none of the server's methods. The hop through `workspace()` says which of the
+/// two a call reaches.
 #[derive(Debug)]
 pub struct DockerWorkspace {
     remote: RemoteWorkspace,
@@ -867,11 +876,17 @@ pub struct DockerWorkspace {
     cleanup_image: bool,
 }
 
-impl std::ops::Deref for DockerWorkspace {
-    type Target = RemoteWorkspace;
-
-    fn deref(&self) -> &RemoteWorkspace {
+impl AsRef<RemoteWorkspace> for DockerWorkspace {
+    fn as_ref(&self) -> &RemoteWorkspace {
         &self.remote
+    }
+}
+
+/// A clone of the remote workspace (cheap: clones share one connection pool); the container
+/// stays owned by the `DockerWorkspace`, which removes it.
+impl From<&DockerWorkspace> for RemoteWorkspace {
+    fn from(docker: &DockerWorkspace) -> Self {
+        docker.remote.clone()
     }
 }
 
@@ -881,7 +896,8 @@ impl DockerWorkspace {
         DockerWorkspaceBuilder::default()
     }
 
-    /// The remote workspace pointing at the container's server.
+    /// The remote workspace pointing at the container's server: commands, files, git,
+    /// health, conversations (`RemoteConversation::builder(docker.workspace())`).
     pub fn workspace(&self) -> &RemoteWorkspace {
         &self.remote
     }
@@ -1279,7 +1295,7 @@ mod tests {
             health_check_timeout: Duration::from_secs(1),
             cleanup_image: false,
         };
-        assert_eq!(workspace.api_key(), Some("sk-docker-4242"));
+        assert_eq!(workspace.workspace().api_key(), Some("sk-docker-4242"));
         for shown in [format!("{workspace:?}"), format!("{workspace:#?}")] {
             assert_hidden(&shown, &["sk-docker-4242"]);
             assert!(shown.contains("agent-server-test"), "{shown}");

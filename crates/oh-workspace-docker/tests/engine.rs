@@ -52,6 +52,7 @@ async fn commands_and_files_run_in_the_container_and_cleanup_removes_it() {
     assert!(exists(&id).await);
     let t = Duration::from_secs(20);
     let who = workspace
+        .workspace()
         .execute_command("id -u; pwd; git --version", Some("/workspace/project"), t)
         .await
         .unwrap();
@@ -62,7 +63,8 @@ async fn commands_and_files_run_in_the_container_and_cleanup_removes_it() {
     assert!(lines[2].starts_with("git version"));
     // The generated key is required.
     let anonymous =
-        oh_client::RemoteWorkspace::new(workspace.host(), "/workspace/project").unwrap();
+        oh_client::RemoteWorkspace::new(workspace.workspace().host(), "/workspace/project")
+            .unwrap();
     let refused = anonymous.execute_command("true", None, t).await;
     assert_eq!(refused.err().and_then(|e| e.status()), Some(401));
     // Files both ways.
@@ -71,22 +73,30 @@ async fn commands_and_files_run_in_the_container_and_cleanup_removes_it() {
     let source = local.path().join("in.bin");
     std::fs::write(&source, &payload).unwrap();
     workspace
+        .workspace()
         .file_upload(&source, "/workspace/project/data/in.bin")
         .await
         .unwrap();
     let size = workspace
+        .workspace()
         .execute_command("wc -c < data/in.bin", Some("/workspace/project"), t)
         .await
         .unwrap();
     assert_eq!(size.stdout.trim(), "200000");
     let back = local.path().join("out.bin");
     workspace
+        .workspace()
         .file_download("/workspace/project/data/in.bin", &back)
         .await
         .unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), payload);
     // Published on loopback only.
-    assert!(workspace.host().starts_with("http://127.0.0.1:"));
+    assert!(
+        workspace
+            .workspace()
+            .host()
+            .starts_with("http://127.0.0.1:")
+    );
     workspace.cleanup().await.unwrap();
     assert!(!exists(&id).await, "cleanup left the container");
     assert!(matches!(workspace.pause().await, Err(Error::NotRunning)));
@@ -114,7 +124,7 @@ async fn a_scripted_conversation_runs_inside_the_container() {
     config.base_url = Some(llm.base_url());
     config.api_key = Some("scripted".into());
     let agent = Agent::new(config, vec![ToolSpec::new("terminal")]);
-    let conversation = RemoteConversation::builder(&workspace)
+    let conversation = RemoteConversation::builder(workspace.workspace())
         .agent(agent)
         .autotitle(false)
         .create()
@@ -131,6 +141,7 @@ async fn a_scripted_conversation_runs_inside_the_container() {
     let local = tempfile::tempdir().unwrap();
     let mark = local.path().join("mark.txt");
     workspace
+        .workspace()
         .file_download("/workspace/project/made-in-container.txt", &mark)
         .await
         .unwrap();
@@ -144,9 +155,13 @@ async fn a_scripted_conversation_runs_inside_the_container() {
 async fn pause_freezes_and_resume_thaws() {
     let workspace = DockerWorkspace::builder().start().await.expect(NEEDS);
     workspace.pause().await.unwrap();
-    assert!(!workspace.alive().await, "a paused server answered");
+    assert!(
+        !workspace.workspace().alive().await,
+        "a paused server answered"
+    );
     workspace.resume().await.unwrap();
     let echo = workspace
+        .workspace()
         .execute_command("echo back", None, Duration::from_secs(20))
         .await
         .unwrap();
@@ -254,7 +269,7 @@ async fn an_llm_on_the_hosts_loopback_is_explained_on_the_bridge_network() {
     config.base_url = Some(llm.base_url());
     config.api_key = Some("scripted".into());
     config.num_retries = 0;
-    let conversation = RemoteConversation::builder(&workspace)
+    let conversation = RemoteConversation::builder(workspace.workspace())
         .agent(Agent::new(config, vec![ToolSpec::new("terminal")]))
         .autotitle(false)
         .create()
@@ -289,6 +304,7 @@ async fn panic_child() {
     let workspace = DockerWorkspace::builder().start().await.expect(NEEDS);
     std::fs::write(&record, workspace.container_id()).unwrap();
     let _ = workspace
+        .workspace()
         .execute_command("true", None, Duration::from_secs(10))
         .await;
     panic!("a test that panics while the workspace is in use");

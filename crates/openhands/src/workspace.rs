@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 /// everywhere keeps code portable between the variants.)
 ///
 /// Workspaces that start an agent server somewhere (Docker, runtime API, Cloud) hand back a
-/// [`RemoteWorkspace`](oh_client::RemoteWorkspace) and convert into `Workspace::Remote`.
+/// [`RemoteWorkspace`](oh_client::RemoteWorkspace) and convert into `Workspace::Remote`
+/// (`Workspace::from(&docker)`).
 ///
 /// ```no_run
 /// # async fn demo() -> openhands::Result<()> {
@@ -59,8 +60,7 @@ impl From<oh_client::RemoteWorkspace> for Workspace {
     }
 }
 
-/// Clones the handle (cheap: clones share one connection pool). Workspaces that deref to a
-/// `RemoteWorkspace` convert with `Workspace::from(&*handle)`.
+/// Clones the handle (cheap: clones share one connection pool).
 #[cfg(feature = "client")]
 impl From<&oh_client::RemoteWorkspace> for Workspace {
     fn from(workspace: &oh_client::RemoteWorkspace) -> Self {
