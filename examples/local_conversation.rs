@@ -14,8 +14,7 @@
 mod common;
 
 use oh_testkit::{Reply, ScriptedLlm};
-use openhands::agent::conversation::{ConversationConfig, LocalConversation};
-use openhands::protocol::{Agent, Event, Llm, Observation, ToolSpec};
+use openhands::prelude::*;
 use serde_json::json;
 
 const TASK: &str = "Write hello.sh that prints 'hello', run it with sh, and fix any error.";
@@ -92,13 +91,15 @@ async fn main() -> anyhow::Result<()> {
         ToolSpec::new("file_editor"),
         ToolSpec::new("task_tracker"),
     ];
-    let config = ConversationConfig::new(Agent::new(llm, tools), &workspace)
-        .callback(|event| println!("- {}", describe(event)));
-    let conversation = LocalConversation::new(config)?;
+    let conversation = Conversation::builder(Agent::new(llm, tools), Workspace::local(&workspace))
+        .callback(|event| println!("- {}", describe(event)))
+        .build()
+        .await?;
     conversation.send_text(TASK).await?;
     let status = conversation.run().await?;
+    let cost = conversation.accumulated_cost().await?;
     conversation.close().await;
-    common::print_outcome(status, conversation.state().stats.accumulated_cost());
+    common::print_outcome(status, cost);
     println!(
         "{}:\n{}",
         script_path,

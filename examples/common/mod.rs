@@ -201,7 +201,7 @@ pub(crate) async fn start_sandbox_server(
     let served = tokio::spawn(server.serve(async move {
         let _ = stopped.await;
     }));
-    let exists = openhands::client::ServiceClient::new(&url)
+    let exists = oh_client::ServiceClient::new(&url)
         .and_then(|c| c.with_header("X-API-Key", &key.as_str().into()))
         .map_err(|e| e.to_string())?
         .get::<serde_json::Value>(&format!("/image_exists?image={image}"))

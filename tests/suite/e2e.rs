@@ -1,6 +1,7 @@
 //! End-to-end tests across crates. Server and client tests join as those crates land.
 
-use openhands::protocol::{Event, wire};
+use oh_protocol::wire;
+use openhands::protocol::Event;
 
 /// The facade re-exports the wire types, and an event survives a trip through it unchanged.
 #[test]

@@ -393,7 +393,7 @@ impl Conversation {
     /// Runs the agent until it finishes, pauses, waits for confirmation or reaches the
     /// iteration cap, and returns the status it stopped in. A run that ends in `error` or
     /// `stuck` is [`Error::Run`]. A remote run is waited for at most an hour
-    /// ([`oh_client::DEFAULT_RUN_TIMEOUT`]).
+    /// ([`client::DEFAULT_RUN_TIMEOUT`](crate::client::DEFAULT_RUN_TIMEOUT)).
     pub async fn run(&self) -> Result<ExecutionStatus> {
         match self {
             #[cfg(feature = "local")]

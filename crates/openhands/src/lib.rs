@@ -125,11 +125,6 @@ hello(Workspace::from(&cloud)).await?;
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-/// Wire types shared with the Python agent server: events, messages, actions, observations and
-/// REST models. Always available.
-#[doc(inline)]
-pub use oh_protocol as protocol;
-
 /// Declares items that exist only with a feature (or one of several), and marks them so in
 /// the docs.
 macro_rules! cfg_feature {
@@ -154,6 +149,34 @@ mod error;
 
 pub use error::{Error, Result};
 
+/// Wire types shared with the Python agent server: events, messages, actions, observations,
+/// agent and LLM settings, conversation state and the agent server's REST models. Always
+/// available.
+///
+/// The modules hold every type of their kind (each event, action and observation, for a
+/// `match` in a callback); the types used most are also here. Serialization helpers,
+/// timestamp parsers, the agent server's bash-endpoint models and the APIs of sandbox
+/// services stay internal to the crates that use them.
+pub mod protocol {
+    #[doc(inline)]
+    pub use oh_protocol::{
+        agent, api, event, gemini, message, server, state, tool, tool_gpt5_planning, workspace,
+    };
+
+    #[doc(inline)]
+    pub use oh_protocol::{
+        Action, ActionEvent, Agent, AgentBase, AgentErrorEvent, AlwaysConfirm, Callback,
+        CommandResult, ConfirmRisky, ConfirmationPolicy, Content, ConversationErrorEvent,
+        ConversationInfo, ConversationState, ConversationStateUpdateEvent, ConversationStats,
+        ErrorBody, Event, EventBase, EventPage, ExecutionStatus, FileOperationResult, GitChange,
+        GitChangeStatus, GitDiff, ImageContent, Llm, LookupSecret, Message, MessageEvent,
+        MessageToolCall, Metrics, NeverConfirm, Observation, ObservationEvent, Role, SecretSource,
+        SecretString, SecurityAnalyzer, SecurityRisk, ServerInfo, Source, StartConversationRequest,
+        StaticSecret, SystemPromptEvent, TextContent, TokenUsage, ToolSpec, Unknown,
+        UserRejectObservation,
+    };
+}
+
 cfg_feature! { any("local", "client") =>
     mod conversation;
     mod workspace;
@@ -166,43 +189,86 @@ cfg_feature! { any("local", "client") =>
 cfg_feature! { "server" =>
     mod local_server;
     pub use local_server::{LocalServer, LocalServerBuilder};
+    #[doc(inline)]
+    pub use oh_server::ServerError;
 }
 
 cfg_feature! { "client" =>
-    /// Clients for a running agent server.
-    pub use oh_client as client;
     #[doc(inline)]
-    pub use oh_client::{RemoteConversation, RemoteWorkspace};
+    pub use oh_client::{
+        RemoteConversation, RemoteConversationBuilder, RemoteWorkspace, RemoteWorkspaceBuilder,
+    };
+
+    /// The agent server's client: [`RemoteWorkspace`] and [`RemoteConversation`], their
+    /// builders, defaults and errors.
+    pub mod client {
+        #[doc(inline)]
+        pub use oh_client::{
+            Backoff, DEFAULT_DELETE_ON_CLOSE, DEFAULT_RUN_TIMEOUT, DEFAULT_WORKING_DIR, Error,
+            RemoteConversation, RemoteConversationBuilder, RemoteWorkspace,
+            RemoteWorkspaceBuilder, Result,
+        };
+    }
 }
 cfg_feature! { "docker" =>
-    /// Agent servers in local Docker containers.
-    pub use oh_workspace_docker as docker;
     #[doc(inline)]
-    pub use oh_workspace_docker::DockerWorkspace;
+    pub use oh_workspace_docker::{DockerDevWorkspace, DockerWorkspace, DockerWorkspaceBuilder};
+
+    /// Agent servers in local Docker containers: [`DockerWorkspace`], its builder, the
+    /// image built from a checkout ([`DockerDevWorkspace`]) and the removal of containers a
+    /// killed process left behind ([`sweep`](docker::sweep)).
+    pub mod docker {
+        #[doc(inline)]
+        pub use oh_workspace_docker::{
+            DEFAULT_IMAGE, DockerDevWorkspace, DockerWorkspace, DockerWorkspaceBuilder, Error,
+            LABEL, OWNER_LABEL, Result, sweep,
+        };
+    }
 }
 cfg_feature! { "api" =>
-    /// Agent servers in sandboxes from a runtime API.
-    pub use oh_workspace_api as api;
     #[doc(inline)]
     pub use oh_workspace_api::{ApiRemoteWorkspace, ApiRemoteWorkspaceBuilder};
+
+    /// Agent servers in sandboxes from a runtime API: [`ApiRemoteWorkspace`], its builder,
+    /// options and errors.
+    pub mod api {
+        #[doc(inline)]
+        pub use oh_workspace_api::{
+            ApiRemoteWorkspace, ApiRemoteWorkspaceBuilder, DEFAULT_RUNTIME_CLASS,
+            DEFAULT_WORKING_DIR, Error, PullPolicy, Result, TargetType,
+        };
+    }
 }
 cfg_feature! { "cloud" =>
-    /// Agent servers in OpenHands Cloud sandboxes.
-    pub use oh_workspace_cloud as cloud;
     #[doc(inline)]
     pub use oh_workspace_cloud::{OpenHandsCloudWorkspace, OpenHandsCloudWorkspaceBuilder};
+
+    /// Agent servers in OpenHands Cloud sandboxes: [`OpenHandsCloudWorkspace`], its
+    /// builder, defaults and errors.
+    pub mod cloud {
+        #[doc(inline)]
+        pub use oh_workspace_cloud::{
+            DEFAULT_AGENT_SERVER_PORT, DEFAULT_WORKING_DIR, Error, OpenHandsCloudWorkspace,
+            OpenHandsCloudWorkspaceBuilder, Result,
+        };
+    }
 }
 cfg_feature! { "local" =>
-    /// The agent core, for conversations in this process.
-    pub use oh_agent as agent;
     #[doc(inline)]
     pub use oh_agent::conversation::LocalConversation;
     #[doc(inline)]
     pub use oh_agent::workspace::LocalWorkspace;
-}
-cfg_feature! { "server" =>
-    /// The agent server, to run in this process.
-    pub use oh_server as server;
+
+    /// Conversations in this process: [`LocalConversation`] (what [`Conversation::Local`]
+    /// holds) and [`LocalWorkspace`], with their errors.
+    pub mod local {
+        #[doc(inline)]
+        pub use oh_agent::conversation::{Error, LocalConversation, Result};
+        #[doc(inline)]
+        pub use oh_agent::workspace::LocalWorkspace;
+        #[doc(inline)]
+        pub use oh_agent::workspace::git::GitError;
+    }
 }
 
 /// The everyday names, for `use openhands::prelude::*;`.
