@@ -17,6 +17,7 @@ mod examples;
 mod features;
 mod image;
 mod load;
+mod public_api;
 #[cfg(test)]
 mod tidy;
 
@@ -115,6 +116,11 @@ Tasks:
                     --verify        then run the image as DockerWorkspace
                                     does and check health, the key, the
                                     user, git, /workspace and `docker stop`
+  public-api [--bless]
+                  List the public items of openhands (all features) and
+                  oh-client from rustdoc JSON (stable rustdoc with
+                  RUSTC_BOOTSTRAP=1) and diff them against the committed
+                  crates/<crate>/public-api.txt; --bless rewrites them.
   docker-sweep [--all]
                   Remove the containers DockerWorkspace started (label
                   org.openhands-rs.workspace) whose owning process is
@@ -159,6 +165,7 @@ fn main() -> Result<ExitCode> {
         Some("docker-sweep") => docker_sweep(&rest),
         Some("image") => image::main(&rest),
         Some("load") => load::main(&rest),
+        Some("public-api") => public_api::main(&rest),
         _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),
     }
 }
