@@ -170,10 +170,10 @@ pub mod protocol {
         ConversationInfo, ConversationState, ConversationStateUpdateEvent, ConversationStats,
         ErrorBody, Event, EventBase, EventPage, ExecutionStatus, FileOperationResult, GitChange,
         GitChangeStatus, GitDiff, ImageContent, Llm, LookupSecret, Message, MessageEvent,
-        MessageToolCall, Metrics, NeverConfirm, Observation, ObservationEvent, Role, SecretSource,
-        SecretString, SecurityAnalyzer, SecurityRisk, ServerInfo, Source, StartConversationRequest,
-        StaticSecret, SystemPromptEvent, TextContent, TokenUsage, ToolSpec, Unknown,
-        UserRejectObservation,
+        MessageToolCall, Metrics, NeverConfirm, Observation, ObservationEvent, Role, RunFailure,
+        SecretSource, SecretString, SecurityAnalyzer, SecurityRisk, ServerInfo, Source,
+        StartConversationRequest, StaticSecret, SystemPromptEvent, TextContent, TokenUsage,
+        ToolSpec, Unknown, UserRejectObservation,
     };
 }
 
