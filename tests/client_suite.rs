@@ -8,8 +8,8 @@
 //!   cargo test -p openhands-e2e --test client_suite -- --ignored --test-threads 1 --nocapture
 //! ```
 //!
-//! `OH_SUITE_URL` is the server, `OH_SUITE_KEY` its session API key, `OH_SUITE_ROOT` a
-//! scratch directory as the server sees it (the Python server runs in a chroot) and
+//! `OH_SUITE_URL` is the server, `OH_SUITE_KEY` its session API key, `OH_SUITE_ROOT` an
+//! existing scratch directory as the server sees it (the Python server runs in a chroot) and
 //! `OH_SUITE_LABEL` (optional) names the server in the output. The tests are ignored by
 //! default (they need a server) and fail when a variable is missing.
 //!

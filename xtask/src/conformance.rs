@@ -340,6 +340,14 @@ fn rust_suite(
             return Err(e);
         }
     };
+    // The suite's root exists on both servers (the Python server makes a conversation's
+    // working directory, but not its parents).
+    let root = scratch.host("work");
+    if let Err(e) = std::fs::create_dir_all(&root) {
+        server.stop();
+        scratch.remove();
+        return Err(e).with_context(|| format!("creating {}", root.display()));
+    }
     let mut cmd = Command::new(&suite.executable);
     cmd.args(["--ignored", "--exact", "--test-threads", "1", "--nocapture"])
         .args(tests)
@@ -349,7 +357,9 @@ fn rust_suite(
         )
         .env("OH_SUITE_KEY", &launch.key)
         .env("OH_SUITE_ROOT", scratch.server("work"))
-        .env("OH_SUITE_LABEL", target.label());
+        .env("OH_SUITE_LABEL", target.label())
+        // A failed group's report is its FAIL lines, not a backtrace of the assertion.
+        .env("RUST_BACKTRACE", "0");
     let counted = run_counting(&mut cmd);
     server.stop();
     scratch.remove();
