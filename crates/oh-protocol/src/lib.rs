@@ -3,7 +3,7 @@
 //! Everything that crosses the wire between an agent server and its clients is here: events
 //! (discriminated by `kind`), messages and content parts, the actions and observations of the
 //! default tools, conversation state and REST models, bash and file results, and WebSocket
-//! frames. This crate does no IO: it depends on serde, serde_json, thiserror and uuid only.
+//! frames. This crate does no IO: it depends on serde, serde_json and uuid only.
 //!
 //! # Two forms
 //!
