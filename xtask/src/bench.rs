@@ -113,7 +113,7 @@ pub(crate) struct Args {
     /// Use the existing release binaries.
     #[arg(long)]
     no_build: bool,
-    /// Where to write the JSON results [default: <target>/bench/results.json].
+    /// Where to write the JSON results (default: `<target>/bench/results.json`).
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Keep the scratch directories.

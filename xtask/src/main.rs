@@ -59,7 +59,7 @@ enum Task {
     /// Benchmark our agent server against the Python reference side by side.
     ///
     /// Needs root for the reference's chroot; our sandbox server is measured alone, beside
-    /// third-party figures. Prints tables, writes <target>/bench/results.json; exits 1 if a
+    /// third-party figures. Prints tables, writes `<target>/bench/results.json`; exits 1 if a
     /// sandbox check failed (a warm start served cold, containers left behind).
     Bench(bench::Args),
     /// Our server under slow and idle clients, on loopback.
@@ -72,7 +72,7 @@ enum Task {
     /// Build the examples of openhands-examples and run each against a scripted LLM.
     ///
     /// The scripted LLM is oh-testkit's `scripted-llm` binary (LLM_API_KEY=scripted,
-    /// LLM_MODEL=openai/scripted-model, LLM_BASE_URL=<its URL>); checks the exit status and
+    /// LLM_MODEL=openai/scripted-model, `LLM_BASE_URL=<its URL>`); checks the exit status and
     /// that the conversation finished, or the SKIP line of examples needing outside
     /// services. One PASS/SKIP/FAIL line per example.
     Examples {
@@ -82,7 +82,7 @@ enum Task {
     /// `cargo check -p openhands` with no features, the defaults, each feature alone and all
     /// features; and the `client` feature pulls in neither bollard, oh-agent nor oh-server.
     Features,
-    /// Build the agent-server image openhands-agent-server:<version> and :latest.
+    /// Build the agent-server image `openhands-agent-server:<version>` and `:latest`.
     ///
     /// The `runtime-prebuilt` target of docker/Dockerfile with our release binary, on --base
     /// if the engine has or can pull it, else on a Debian bookworm base built offline with
