@@ -2,26 +2,26 @@
 //!
 //! Both servers are started by the bench (ours from the release build, the
 //! reference through `xtask/pyenv.sh server` in its chroot) with the same
-//! session API key, an empty scratch directory each, and an in-process
-//! scripted LLM. Every measurement runs against both; one that fails on a
+//! session API key, an empty scratch directory each, and oh-testkit's
+//! `scripted-llm` binary run `--by-step` (every run: terminal `echo hi`, then finish, for
+//! any number of conversations at once). Every measurement runs against both; one that fails on a
 //! server (a route not written yet, a timeout) is reported as `n/a (<reason>)`
 //! and the bench goes on. The table goes to stdout, everything measured (with
 //! min/median/p99/max of each sample) to `<target>/bench/results.json`.
 //!
 //! The `sandbox` group is ours alone (the reference's runtime API is a hosted service): our
-//! sandbox server driven by `ApiRemoteWorkspace`, printed beside third-party figures.
+//! sandbox server driven by `ApiRemoteWorkspace` (in the e2e package's `e2e-driver`, see
+//! [`crate::driver`]), printed beside third-party figures.
 
 pub(crate) mod client;
 pub(crate) mod docker;
-mod llm;
 mod measure;
 mod report;
-mod sandbox;
+pub(crate) mod sandbox;
 mod saved;
 pub(crate) mod server;
 pub(crate) mod stats;
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
@@ -33,7 +33,8 @@ use self::measure::{Measured, Settings};
 use self::report::Results;
 use self::server::{Kind, Launch, Running, Scratch};
 use self::stats::{Summary, ms};
-use super::{USAGE, pyenv_command, workspace_root};
+use super::scripted_llm::{Mode, ScriptedLlm};
+use super::{cargo, pyenv_command, workspace_root};
 
 /// The measurements, by the name `--only` takes, with the values each gives.
 const MEASUREMENTS: &[(&str, &[&str])] = &[
@@ -72,87 +73,91 @@ struct Options {
     sandbox: sandbox::SandboxSettings,
 }
 
+/// `cargo xtask bench [OPTIONS]`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Measurements, comma-separated: startup, echo, files, create, run, saved, ws, docker,
+    /// sandbox (default: all; docker and sandbox need the image of `cargo xtask image`).
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    only: Vec<String>,
+    /// Skip the Python server.
+    #[arg(long, conflicts_with = "python_only")]
+    ours_only: bool,
+    /// Skip our server.
+    #[arg(long)]
+    python_only: bool,
+    /// Echo round trips [default: 50].
+    #[arg(long, value_name = "N")]
+    runs: Option<usize>,
+    /// Cold starts per server [default: 5].
+    #[arg(long, value_name = "N")]
+    starts: Option<usize>,
+    /// Fewer repetitions, for iterating (the options above still win).
+    #[arg(long)]
+    quick: bool,
+    /// Pause between bash-event polls, in ms.
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
+    poll_ms: f64,
+    /// WebSocket fan-out: subscribers.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    ws_subscribers: usize,
+    /// WebSocket fan-out: conversations the subscribers spread over.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    ws_conversations: usize,
+    /// Sandbox create → echo runs, cold and warm each [default: 20].
+    #[arg(long, value_name = "N")]
+    sandbox_runs: Option<usize>,
+    /// Our server binary (default: build it).
+    #[arg(long, value_name = "PATH")]
+    bin: Option<PathBuf>,
+    /// Use the existing release binaries.
+    #[arg(long)]
+    no_build: bool,
+    /// Where to write the JSON results (default: `<target>/bench/results.json`).
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Keep the scratch directories.
+    #[arg(long)]
+    keep: bool,
+}
+
 impl Options {
-    fn parse(args: &[OsString]) -> Result<Self> {
-        let mut options = Options {
-            only: Vec::new(),
-            ours: true,
-            python: true,
-            starts: 5,
-            bin: None,
-            build: true,
-            json: None,
-            keep: false,
+    fn new(args: Args) -> Result<Self> {
+        for name in &args.only {
+            if !MEASUREMENTS.iter().any(|(m, _)| m == name) {
+                bail!("unknown measurement `{name}`");
+            }
+        }
+        let quick = args.quick;
+        let pick = |given: Option<usize>, normal: usize, fewer: usize| {
+            given.unwrap_or(if quick { fewer } else { normal })
+        };
+        Ok(Options {
+            only: args.only.clone(),
+            ours: !args.python_only,
+            python: !args.ours_only,
+            starts: pick(args.starts, 5, 2),
+            bin: args.bin,
+            build: !args.no_build,
+            json: args.json,
+            keep: args.keep,
             settings: Settings {
-                echo_runs: 50,
-                poll_pause: Duration::from_millis(1),
-                create_runs: 20,
-                run_runs: 10,
-                transfer_runs: 3,
+                echo_runs: pick(args.runs, 50, 10),
+                poll_pause: Duration::from_secs_f64(args.poll_ms / 1000.0),
+                create_runs: if quick { 5 } else { 20 },
+                run_runs: if quick { 3 } else { 10 },
+                transfer_runs: if quick { 1 } else { 3 },
                 transfer_bytes: 64 << 20,
-                ws_subscribers: 100,
-                ws_conversations: 4,
-                ws_seconds: 3.0,
+                ws_subscribers: args.ws_subscribers,
+                ws_conversations: args.ws_conversations,
+                ws_seconds: if quick { 1.0 } else { 3.0 },
                 llm_base_url: String::new(),
             },
             sandbox: sandbox::SandboxSettings {
-                runs: 20,
-                bursts: 3,
+                runs: pick(args.sandbox_runs, 20, 5),
+                bursts: if quick { 1 } else { 3 },
             },
-        };
-        let mut args = args.iter().map(|arg| arg.to_string_lossy().into_owned());
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .with_context(|| format!("`{name}` needs a value"))
-            };
-            match arg.as_str() {
-                "--only" => {
-                    options.only = value("--only")?
-                        .split(',')
-                        .map(|s| s.trim().to_owned())
-                        .filter(|s| !s.is_empty())
-                        .collect();
-                    for name in &options.only {
-                        if !MEASUREMENTS.iter().any(|(m, _)| m == name) {
-                            bail!("unknown measurement `{name}`");
-                        }
-                    }
-                }
-                "--ours-only" => options.python = false,
-                "--python-only" => options.ours = false,
-                "--runs" => options.settings.echo_runs = value("--runs")?.parse()?,
-                "--starts" => options.starts = value("--starts")?.parse()?,
-                "--poll-ms" => {
-                    options.settings.poll_pause =
-                        Duration::from_secs_f64(value("--poll-ms")?.parse::<f64>()? / 1000.0);
-                }
-                "--quick" => {
-                    let s = &mut options.settings;
-                    s.echo_runs = 10;
-                    s.create_runs = 5;
-                    s.run_runs = 3;
-                    s.transfer_runs = 1;
-                    s.ws_seconds = 1.0;
-                    options.starts = 2;
-                    options.sandbox = sandbox::SandboxSettings { runs: 5, bursts: 1 };
-                }
-                "--sandbox-runs" => options.sandbox.runs = value("--sandbox-runs")?.parse()?,
-                "--ws-subscribers" => {
-                    options.settings.ws_subscribers = value("--ws-subscribers")?.parse()?;
-                }
-                "--ws-conversations" => {
-                    options.settings.ws_conversations = value("--ws-conversations")?.parse()?;
-                }
-                "--bin" => options.bin = Some(value("--bin")?.into()),
-                "--no-build" => options.build = false,
-                "--json" => options.json = Some(value("--json")?.into()),
-                "--keep" => options.keep = true,
-                "-h" | "--help" => bail!("{USAGE}"),
-                other => bail!("unknown option `{other}`\n\n{USAGE}"),
-            }
-        }
-        Ok(options)
+        })
     }
 
     fn selected(&self, name: &str) -> bool {
@@ -167,13 +172,6 @@ impl Options {
     }
 }
 
-/// The target directory cargo builds into.
-pub(crate) fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
 /// Our server binary: `bin` if given, else the release build (built first if `build`).
 pub(crate) fn our_binary(bin: Option<PathBuf>, build: bool) -> Result<PathBuf> {
     if let Some(bin) = bin {
@@ -185,29 +183,22 @@ pub(crate) fn our_binary(bin: Option<PathBuf>, build: bool) -> Result<PathBuf> {
 /// The release build of `package`'s binary `bin` (built first if `build`).
 fn release_binary(package: &str, bin: &str, build: bool) -> Result<PathBuf> {
     if build {
-        eprintln!("building {bin} (release)…");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args(["build", "--release", "--quiet", "-p", package])
-            .args(["--bin", bin])
-            .status()
-            .context("running cargo build")?;
-        if !status.success() {
-            bail!("building {bin} failed ({status})");
-        }
+        cargo::build_binary(package, bin, cargo::Profile::Release)
+    } else {
+        cargo::binary_path(bin, cargo::Profile::Release)
     }
-    Ok(target_dir().join("release").join(bin))
 }
 
 /// `cargo xtask bench ARGS...`.
-pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
-    let options = Options::parse(args)?;
-    let bench_dir = target_dir().join("bench");
+pub(crate) fn main(args: Args) -> Result<ExitCode> {
+    let options = Options::new(args)?;
+    let bench_dir = cargo::target_dir()?.join("bench");
+    std::fs::create_dir_all(&bench_dir)
+        .with_context(|| format!("creating {}", bench_dir.display()))?;
     let ours_bin = if options.ours && options.any_shared() {
         our_binary(options.bin.clone(), options.build)?
     } else {
-        target_dir().join("release").join("openhands-agent-server")
+        cargo::binary_path("openhands-agent-server", cargo::Profile::Release)?
     };
     let sandbox_bin = if options.ours && options.selected("sandbox") {
         release_binary(
@@ -216,9 +207,7 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
             options.build,
         )?
     } else {
-        target_dir()
-            .join("release")
-            .join("openhands-sandbox-server")
+        cargo::binary_path("openhands-sandbox-server", cargo::Profile::Release)?
     };
     let pyroot = PathBuf::from(String::from_utf8(pyenv_command(["root"]).output()?.stdout)?.trim());
     let launch = Launch {
@@ -272,15 +261,30 @@ async fn run_all(
             server::kill_all();
             // A stopped sandbox server leaves its sandboxes running: remove them.
             sandbox::sweep_all();
-            // Exiting runs no destructors: remove this process's DockerWorkspace containers.
-            let _ = oh_workspace_docker::sweep(Some(std::process::id())).await;
+            // The driver's DockerWorkspace containers: the Ctrl-C ended the driver too, so
+            // they are the ones whose owner is gone.
+            if let Some(mut sweep) = crate::driver::built() {
+                let _ = sweep
+                    .arg("docker-sweep")
+                    .stdout(std::process::Stdio::null())
+                    .status();
+            }
             #[allow(clippy::exit, reason = "interrupted: nothing else is left to do")]
             std::process::exit(130);
         }
     });
-    let llm = llm::ScriptedLlm::start().await?;
+    // Stateless for the agent (`--by-step`): every run is terminal `echo hi`, then finish,
+    // however many conversations run at once.
+    let llm = ScriptedLlm::start(
+        &json!([
+            {"kind": "tool_calls", "calls": [{"name": "terminal", "arguments": {"command": "echo hi"}}]},
+            {"kind": "tool_calls", "calls": [{"name": "finish", "arguments": {"message": "done"}}]},
+        ]),
+        &bench_dir.join("llm-script.json"),
+        Mode::ByStep,
+    )?;
     let mut settings = options.settings.clone();
-    settings.llm_base_url = llm.base_url();
+    settings.llm_base_url = llm.base_url().to_owned();
     let template = bench_dir.join("conversation-template");
     let mut results = Results::new(&settings);
     let load_before = load_average();
@@ -316,7 +320,7 @@ async fn run_all(
     }
     if options.selected("run") {
         results.notes.push(format!(
-            "run: create + WebSocket subscribe + POST events(run=true) until execution_status finished (socket frame); scripted in-process LLM (terminal `echo hi`, then finish); {} runs after 1 warm-up",
+            "run: create + WebSocket subscribe + POST events(run=true) until execution_status finished (socket frame); scripted LLM (oh-testkit's `scripted-llm --by-step`: terminal `echo hi`, then finish); {} runs after 1 warm-up",
             settings.run_runs
         ));
     }
@@ -336,7 +340,7 @@ async fn run_all(
     }
     if options.ours && options.selected("sandbox") {
         results.notes.push(format!(
-            "sandbox: our sandbox server (release `openhands-sandbox-server`, Docker backend, image {}, state in a temporary directory) and our `ApiRemoteWorkspace` (pull policy Never) in this process. create → first echo = from `start()` until the first `execute_command(\"echo ok\")` returned, cleanup untimed; {} timed runs after 1 warm-up, cold on a server without a pool, warm on one with a pool of 1 (before each run `GET /health` must report `warm_ready` = 1, and each run is checked to be served by a pool container, each cold run by a fresh one). {} concurrent cold creates until all echoed, median of {} burst(s). Containers counted by the servers' instance labels after they stopped. No Python counterpart: the reference's runtime API is hosted. Third-party figures (create → first command, median) as given in the issue, not measured here",
+            "sandbox: our sandbox server (release `openhands-sandbox-server`, Docker backend, image {}, state in a temporary directory) and our `ApiRemoteWorkspace` (pull policy Never) in the `e2e-driver` process, which times the runs. create → first echo = from `start()` until the first `execute_command(\"echo ok\")` returned, cleanup untimed; {} timed runs after 1 warm-up, cold on a server without a pool, warm on one with a pool of 1 (before each run `GET /health` must report `warm_ready` = 1, and each run is checked to be served by a pool container, each cold run by a fresh one). {} concurrent cold creates until all echoed, median of {} burst(s). Containers counted by the servers' instance labels after they stopped. No Python counterpart: the reference's runtime API is hosted. Third-party figures (create → first command, median) as given in the issue, not measured here",
             docker::OURS_IMAGE,
             options.sandbox.runs,
             sandbox::CONCURRENT,
@@ -407,7 +411,7 @@ async fn run_all(
     }
     results.notes.push(format!(
         "scripted LLM answered {} completion requests",
-        llm.requests()
+        llm.requests().await.map_or(0, |requests| requests.len())
     ));
     results.notes.push(format!(
         "{} CPUs; load average (1 min) {load_before} at the start, {} at the end: other work on the machine skews the figures",

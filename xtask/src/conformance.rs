@@ -23,8 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 
 use super::bench::server::{Kind, Launch, Scratch, start};
-use super::client_suite;
-use super::{USAGE, describe, pyenv_command, workspace_root};
+use super::{cargo, describe, pyenv_command, workspace_root};
 
 /// Where the suite lives, relative to the workspace root.
 const SUITE_DIR: &str = "xtask/conformance";
@@ -41,8 +40,8 @@ const PYTHON_SERVER_CMD: &str =
     "/opt/oh/bin/python -m openhands.agent_server --host 127.0.0.1 --port {port}";
 
 /// Which server a suite drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Target {
     /// Our `openhands-agent-server`.
     Rust,
     /// The reference Python server of the pinned SDK.
@@ -59,85 +58,62 @@ impl Target {
 }
 
 /// Which client suites run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Suites {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Suites {
     /// The Python SDK client suite (`xtask/conformance/suite.py`).
     Python,
-    /// Our `oh-client` suite (`xtask/src/client_suite.rs`).
+    /// Our `oh-client` suite (the `client_suite` test of the openhands-e2e package).
     Rust,
     /// Both.
     All,
 }
 
-/// The parsed arguments.
-#[derive(Debug)]
-struct Args {
-    /// `--server`: only this server (default: the Python suite against ours, the Rust suite
-    /// against both).
-    target: Option<Target>,
+/// `cargo xtask conformance [--suite python|rust|all] [--server rust|python] [-v] [GROUP...]`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The client suites to run.
+    #[arg(long = "suite", value_name = "SUITE", value_enum, default_value_t = Suites::All)]
     suites: Suites,
-    /// Group filters and `-v`, passed to the Python suite; the filters also pick Rust groups.
-    suite_args: Vec<OsString>,
+    /// Only this server (default: the Python suite against ours, the Rust suite against
+    /// both).
+    #[arg(long = "server", value_name = "SERVER", value_enum)]
+    target: Option<Target>,
+    /// Show tracebacks (Python suite).
+    #[arg(short, long)]
+    verbose: bool,
+    /// Check groups by name or prefix: workspace, files, git, conversation, pause,
+    /// confirmation, secrets, restart (Python suite only), errors, runtime_api (Python suite
+    /// vs ours only: the SDK's APIRemoteWorkspace against our sandbox server on Docker, image
+    /// openhands-agent-server:latest from `cargo xtask image`), cloud (likewise, the SDK's
+    /// OpenHandsCloudWorkspace against the same server's Cloud API).
+    #[arg(value_name = "GROUP")]
+    groups: Vec<String>,
 }
 
-fn parse_args(args: &[OsString]) -> Result<Args> {
-    let mut target = None;
-    let mut suites = Suites::All;
-    let mut suite_args = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let (option, inline) = match arg.to_str() {
-            Some(s) if s.starts_with("--server=") => {
-                ("--server", Some(s["--server=".len()..].to_owned()))
-            }
-            Some(s) if s.starts_with("--suite=") => {
-                ("--suite", Some(s["--suite=".len()..].to_owned()))
-            }
-            Some(s @ ("--server" | "--suite")) => (s, None),
-            Some("-v" | "--verbose") => {
-                suite_args.push("-v".into());
-                continue;
-            }
-            Some(s) if s.starts_with('-') => bail!("unknown option `{s}`\n\n{USAGE}"),
-            _ => {
-                suite_args.push(arg.clone());
-                continue;
-            }
-        };
-        let value = match inline {
-            Some(v) => v,
-            None => iter
-                .next()
-                .and_then(|v| v.to_str())
-                .with_context(|| format!("`{option}` needs a value"))?
-                .to_owned(),
-        };
-        match (option, value.as_str()) {
-            ("--server", "rust") => target = Some(Target::Rust),
-            ("--server", "python") => target = Some(Target::Python),
-            ("--suite", "python") => suites = Suites::Python,
-            ("--suite", "rust") => suites = Suites::Rust,
-            ("--suite", "all") => suites = Suites::All,
-            ("--server", other) => bail!("unknown server `{other}`: expected rust or python"),
-            (_, other) => bail!("unknown suite `{other}`: expected python, rust or all"),
+impl Args {
+    /// The arguments of the Python suite: the group filters, then `-v`.
+    fn suite_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = self.groups.iter().map(OsString::from).collect();
+        if self.verbose {
+            args.push("-v".into());
         }
+        args
     }
-    Ok(Args {
-        target,
-        suites,
-        suite_args,
-    })
 }
 
 /// `cargo xtask conformance [--suite python|rust|all] [--server rust|python] [-v] [GROUP...]`:
 /// the Python SDK client suite against our server and our Rust client suite against both
 /// servers; exits non-zero if any check failed.
 #[allow(clippy::print_stdout, reason = "the summary is this task's output")]
-pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
-    let args = parse_args(args)?;
+pub(crate) fn conformance(args: Args) -> Result<ExitCode> {
+    let suite_args = args.suite_args();
     let needs_ours = args.target != Some(Target::Python) || args.suites != Suites::Python;
     let binary = if needs_ours {
-        Some(build_binary(SERVER_PACKAGE, SERVER_BIN)?)
+        Some(cargo::build_binary(
+            SERVER_PACKAGE,
+            SERVER_BIN,
+            cargo::Profile::Dev,
+        )?)
     } else {
         None
     };
@@ -145,9 +121,13 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
     // image).
     let sandbox_binary = if args.suites != Suites::Rust
         && args.target.unwrap_or(Target::Rust) == Target::Rust
-        && runtime_api::selected(&args.suite_args)
+        && runtime_api::selected(&suite_args)
     {
-        Some(build_binary(runtime_api::PACKAGE, runtime_api::BIN)?)
+        Some(cargo::build_binary(
+            runtime_api::PACKAGE,
+            runtime_api::BIN,
+            cargo::Profile::Dev,
+        )?)
     } else {
         None
     };
@@ -159,7 +139,7 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
             None => None,
         };
         let env = setup.as_ref().map(|s| s.env()).unwrap_or_default();
-        let (passed, summary) = python_suite(target, binary.as_deref(), &args.suite_args, &env)?;
+        let (passed, summary) = python_suite(target, binary.as_deref(), &suite_args, &env)?;
         rows.push(("python SDK client".into(), target, summary, passed));
         if let Some(runtime_api::Setup::Running(api)) = setup {
             let (summary, clean) = match api.finish(!passed) {
@@ -176,33 +156,26 @@ pub(crate) fn conformance(args: &[OsString]) -> Result<ExitCode> {
         }
     }
     if args.suites != Suites::Python {
-        let filters: Vec<String> = args
-            .suite_args
-            .iter()
-            .filter_map(|a| a.to_str())
-            .filter(|a| !a.starts_with('-'))
-            .map(str::to_owned)
-            .collect();
-        let any_group = filters.is_empty()
-            || client_suite::GROUPS
-                .iter()
-                .any(|(name, _)| filters.iter().any(|f| name.starts_with(f.as_str())));
+        let suite = ClientSuite::build()?;
+        let tests = suite.select(&args.groups)?;
         let targets = match args.target {
-            _ if !any_group => {
-                println!("\nrust oh-client suite: no group matches {filters:?}; not run");
+            _ if tests.is_empty() => {
+                println!(
+                    "\nrust oh-client suite: no group matches {:?}; not run",
+                    args.groups
+                );
                 Vec::new()
             }
             Some(t) => vec![t],
             None => vec![Target::Rust, Target::Python],
         };
         for target in targets {
-            let outcomes = rust_suite(target, binary.as_deref(), &filters)?;
-            let failed = outcomes.iter().filter(|o| !o.passed).count();
+            let (checks, failed, passed) = rust_suite(&suite, &tests, target, binary.as_deref())?;
             rows.push((
                 "rust oh-client".into(),
                 target,
-                format!("{} checks, {failed} failed", outcomes.len()),
-                failed == 0 && !outcomes.is_empty(),
+                format!("{checks} checks, {failed} failed"),
+                passed && failed == 0 && checks > 0,
             ));
         }
     }
@@ -280,12 +253,58 @@ fn python_suite(
     Ok((status.success(), summary))
 }
 
-/// Starts `target` and runs the Rust client suite against it.
+/// The Rust client suite: the `client_suite` test of the e2e package, one ignored test per
+/// group, reading the server from `OH_SUITE_*` variables.
+#[derive(Debug)]
+struct ClientSuite {
+    /// The test executable, as cargo built it.
+    executable: PathBuf,
+}
+
+/// The e2e package and its client suite test.
+const CLIENT_SUITE_PACKAGE: &str = "openhands-e2e";
+const CLIENT_SUITE_TEST: &str = "client_suite";
+/// The suffix of a group's test name (`workspace_group` runs group `workspace`).
+const GROUP_TEST_SUFFIX: &str = "_group";
+
+impl ClientSuite {
+    /// Builds the test executable.
+    fn build() -> Result<Self> {
+        let executable = cargo::build_test(CLIENT_SUITE_PACKAGE, CLIENT_SUITE_TEST)?;
+        Ok(Self { executable })
+    }
+
+    /// The group tests whose group name starts with one of `filters` (all without filters),
+    /// as `--list --ignored` names them.
+    fn select(&self, filters: &[String]) -> Result<Vec<String>> {
+        let mut cmd = Command::new(&self.executable);
+        cmd.args(["--list", "--ignored", "--format", "terse"]);
+        let output = cmd
+            .output()
+            .with_context(|| format!("could not start `{}`", describe(&cmd)))?;
+        if !output.status.success() {
+            bail!("`{}` failed ({})", describe(&cmd), output.status);
+        }
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_suffix(": test"))
+            .filter(|name| {
+                let group = name.strip_suffix(GROUP_TEST_SUFFIX).unwrap_or(name);
+                filters.is_empty() || filters.iter().any(|f| group.starts_with(f.as_str()))
+            })
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+/// Starts `target` and runs the Rust client suite's `tests` against it; returns the checks
+/// counted, those failed and whether the test run passed.
 fn rust_suite(
+    suite: &ClientSuite,
+    tests: &[String],
     target: Target,
     binary: Option<&Path>,
-    filters: &[String],
-) -> Result<Vec<client_suite::Outcome>> {
+) -> Result<(usize, usize, bool)> {
     let kind = match target {
         Target::Rust => Kind::Ours,
         Target::Python => {
@@ -312,56 +331,72 @@ fn rust_suite(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
-        let scratch = Scratch::new(kind, &launch)?;
-        let mut server = start(kind, &launch, &scratch, "client-suite").await?;
-        let suite_target = client_suite::Target {
-            url: format!("http://127.0.0.1:{}", server.http.port()),
-            key: launch.key.clone(),
-            root: scratch.server("work"),
-        };
-        let outcomes = match client_suite::wait_healthy(&suite_target).await {
-            Ok(()) => client_suite::report(target.label(), &suite_target, filters).await,
-            Err(e) => {
-                server.stop();
-                scratch.remove();
-                return Err(e);
-            }
-        };
+    let scratch = Scratch::new(kind, &launch)?;
+    let server = runtime.block_on(start(kind, &launch, &scratch, "client-suite"));
+    let mut server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            scratch.remove();
+            return Err(e);
+        }
+    };
+    // The suite's root exists on both servers (the Python server makes a conversation's
+    // working directory, but not its parents).
+    let root = scratch.host("work");
+    if let Err(e) = std::fs::create_dir_all(&root) {
         server.stop();
         scratch.remove();
-        Ok(outcomes)
-    })
+        return Err(e).with_context(|| format!("creating {}", root.display()));
+    }
+    let mut cmd = Command::new(&suite.executable);
+    cmd.args(["--ignored", "--exact", "--test-threads", "1", "--nocapture"])
+        .args(tests)
+        .env(
+            "OH_SUITE_URL",
+            format!("http://127.0.0.1:{}", server.http.port()),
+        )
+        .env("OH_SUITE_KEY", &launch.key)
+        .env("OH_SUITE_ROOT", scratch.server("work"))
+        .env("OH_SUITE_LABEL", target.label())
+        // A failed group's report is its FAIL lines, not a backtrace of the assertion.
+        .env("RUST_BACKTRACE", "0");
+    let counted = run_counting(&mut cmd);
+    server.stop();
+    scratch.remove();
+    counted
 }
 
-/// Build binary `bin` of `package` and return its path, as cargo reports it (so that
-/// `CARGO_TARGET_DIR` and friends are respected).
-fn build_binary(package: &str, bin: &str) -> Result<PathBuf> {
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root())
-        .args(["build", "--package", package, "--bin", bin])
-        .arg("--message-format=json-render-diagnostics")
-        .stderr(Stdio::inherit());
-    let output = cmd
-        .output()
-        .with_context(|| format!("could not start `{}`", describe(&cmd)))?;
-    if !output.status.success() {
-        bail!("`{}` failed ({})", describe(&cmd), output.status);
-    }
-    let mut found = None;
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == bin
-            && let Some(path) = message["executable"].as_str()
-        {
-            found = Some(PathBuf::from(path));
+/// Runs the suite's test executable, echoing its output, and sums its
+/// `client suite group G: N checks, F failed` lines; returns checks, failed and whether it
+/// exited with success.
+fn run_counting(cmd: &mut Command) -> Result<(usize, usize, bool)> {
+    use std::io::{BufRead, Write};
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("could not start `{}`", describe(cmd)))?;
+    let (mut checks, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line?;
+            if let Some((n, f)) = group_count(&line) {
+                checks += n;
+                failed += f;
+            }
+            writeln!(std::io::stdout().lock(), "{line}")?;
         }
     }
-    found.with_context(|| format!("`{}` reported no `{bin}` executable", describe(&cmd)))
+    let status = child.wait()?;
+    Ok((checks, failed, status.success()))
+}
+
+/// The counts of a `client suite group G: N checks, F failed` line.
+fn group_count(line: &str) -> Option<(usize, usize)> {
+    let rest = line.trim().strip_prefix("client suite group ")?;
+    let (_, counts) = rest.split_once(": ")?;
+    let (checks, failed) = counts.split_once(" checks, ")?;
+    let failed = failed.strip_suffix(" failed")?;
+    Some((checks.parse().ok()?, failed.parse().ok()?))
 }
 
 /// Copy the suite's files (not its subdirectories, such as `__pycache__`).
@@ -411,45 +446,67 @@ impl Drop for TempDir {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
-    fn os(args: &[&str]) -> Vec<OsString> {
-        args.iter().map(OsString::from).collect()
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Cli::try_parse_from(std::iter::once("conformance").chain(args.iter().copied()))
+            .map(|cli| cli.args)
     }
 
     #[test]
     fn defaults_to_every_suite() {
-        let args = parse_args(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let args = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(args.target, None);
         assert_eq!(args.suites, Suites::All);
-        assert!(args.suite_args.is_empty());
+        assert!(args.suite_args().is_empty());
     }
 
     #[test]
     fn options_in_both_spellings_and_checks_pass_through() {
-        let args = parse_args(&os(&["--server", "python", "workspace", "--suite=rust"]))
+        let args = parse(&["--server", "python", "workspace", "--suite=rust"])
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(args.target, Some(Target::Python));
         assert_eq!(args.suites, Suites::Rust);
-        assert_eq!(args.suite_args, os(&["workspace"]));
-        let args = parse_args(&os(&[
-            "files",
-            "--server=rust",
-            "--verbose",
-            "--suite",
-            "python",
-        ]))
-        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.suite_args(), vec![OsString::from("workspace")]);
+        let args = parse(&["files", "--server=rust", "--verbose", "--suite", "python"])
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(args.target, Some(Target::Rust));
         assert_eq!(args.suites, Suites::Python);
-        assert_eq!(args.suite_args, os(&["files", "-v"]));
+        assert_eq!(
+            args.suite_args(),
+            vec![OsString::from("files"), OsString::from("-v")]
+        );
+        let args = parse(&["-v", "runtime_api.provision"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(args.verbose);
+        assert_eq!(args.groups, vec!["runtime_api.provision".to_owned()]);
     }
 
     #[test]
     fn rejects_unknown_servers_suites_and_options() {
-        assert!(parse_args(&os(&["--server", "go"])).is_err());
-        assert!(parse_args(&os(&["--server"])).is_err());
-        assert!(parse_args(&os(&["--suite", "java"])).is_err());
-        assert!(parse_args(&os(&["--quiet"])).is_err());
+        assert!(parse(&["--server", "go"]).is_err());
+        assert!(parse(&["--server"]).is_err());
+        assert!(parse(&["--suite", "java"]).is_err());
+        assert!(parse(&["--quiet"]).is_err());
+    }
+
+    #[test]
+    fn group_counts_are_read() {
+        assert_eq!(
+            group_count("client suite group workspace: 10 checks, 1 failed"),
+            Some((10, 1))
+        );
+        assert_eq!(group_count("PASS [rust] workspace/echo"), None);
+        assert_eq!(
+            group_count("client suite group x: many checks, 0 failed"),
+            None
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! scripted LLM, and check what it printed.
 //!
 //! Each example runs as a subprocess with `LLM_API_KEY=scripted`,
-//! `LLM_MODEL=openai/scripted-model` and `LLM_BASE_URL` pointing at an in-process
-//! [`ScriptedLlm`] that plays the model's part with a script made for that example: real
+//! `LLM_MODEL=openai/scripted-model` and `LLM_BASE_URL` pointing at oh-testkit's
+//! `scripted-llm` binary ([`ScriptedLlm`]) that plays the model's part with a script made for that example: real
 //! tool calls (commands that create, run and edit files) and then `finish`. Requests without
 //! tools (an agent server's auto-title) are answered outside the script. The environment
 //! variables that would send an example to outside services are removed, so every run is
@@ -14,17 +14,16 @@
 //! or, for examples that need services this machine does not have, a `SKIP:` line (reported
 //! as SKIP).
 
-use std::ffi::OsString;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use oh_testkit::{Reply, ScriptedLlm};
 use serde_json::{Value, json};
 
-use super::{describe, workspace_root};
+use super::scripted_llm::{Mode, ScriptedLlm};
+use super::{cargo, describe, workspace_root};
 
 /// The package holding the examples.
 const PACKAGE: &str = "openhands-examples";
@@ -60,19 +59,25 @@ enum Expect {
 /// One example: its scripted model and what it must print.
 struct Case {
     name: &'static str,
-    script: fn() -> Vec<Reply>,
+    /// The script, in the `scripted-llm` script format (see its `--help`).
+    script: fn() -> Vec<Value>,
     expect: Expect,
 }
 
-fn no_script() -> Vec<Reply> {
+fn no_script() -> Vec<Value> {
     Vec::new()
 }
 
+/// A reply calling tool `name` with `arguments`.
+fn tool(name: &str, arguments: Value) -> Value {
+    json!({"kind": "tool_calls", "calls": [{"name": name, "arguments": arguments}]})
+}
+
 /// Terminal call, then `finish`.
-fn command_then_finish(command: &str, message: &str) -> Vec<Reply> {
+fn command_then_finish(command: &str, message: &str) -> Vec<Value> {
     vec![
-        Reply::tool("terminal", json!({ "command": command })),
-        Reply::tool("finish", json!({ "message": message })),
+        tool("terminal", json!({ "command": command })),
+        tool("finish", json!({ "message": message })),
     ]
 }
 
@@ -137,12 +142,12 @@ const CASES: &[Case] = &[
         name: "cloud_workspace",
         script: || {
             vec![
-                Reply::tool(
+                tool(
                     "terminal",
                     json!({ "command": "printf '%s %s\\n' \"$(uname -s)\" \"$(id -u)\" > FACTS.txt && cat FACTS.txt" }),
                 ),
-                Reply::tool("terminal", json!({ "command": "rm FACTS.txt" })),
-                Reply::tool(
+                tool("terminal", json!({ "command": "rm FACTS.txt" })),
+                tool(
                     "finish",
                     json!({ "message": "FACTS.txt written, shown and deleted." }),
                 ),
@@ -178,14 +183,10 @@ enum Verdict {
 
 /// `cargo xtask examples [NAME...]`.
 #[allow(clippy::print_stdout, reason = "the verdicts are this task's output")]
-pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
-    let wanted: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+pub(crate) fn main(wanted: &[String]) -> Result<ExitCode> {
     let root = workspace_root();
     let declared = declared_examples(&root.join("examples").join("Cargo.toml"))?;
-    for name in &wanted {
+    for name in wanted {
         if !declared.contains(name) {
             bail!("no example named `{name}` in examples/Cargo.toml");
         }
@@ -195,15 +196,10 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
         .filter(|name| wanted.is_empty() || wanted.contains(name))
         .collect();
 
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     println!("examples: building {PACKAGE}…");
-    let mut build = Command::new(&cargo);
-    build
-        .current_dir(&root)
-        .args(["build", "--quiet", "-p", PACKAGE, "--examples"]);
-    super::run(&mut build)?;
-    let bin_dir = target_dir(&cargo, &root)?.join("debug").join("examples");
-    let log_dir = target_dir(&cargo, &root)?.join("xtask-examples");
+    let binaries = cargo::build_examples(PACKAGE, cargo::Profile::Dev)?;
+    super::scripted_llm::build()?;
+    let log_dir = cargo::target_dir()?.join("xtask-examples");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -214,7 +210,10 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
     for name in selected {
         let started = Instant::now();
         let verdict = match CASES.iter().find(|case| case.name == name) {
-            Some(case) => runtime.block_on(run_case(case, &bin_dir, &log_dir, &root)),
+            Some(case) => match binaries.iter().find(|(built, _)| built == name) {
+                Some((_, binary)) => runtime.block_on(run_case(case, binary, &log_dir, &root)),
+                None => Verdict::Fail("cargo built no executable for it".into()),
+            },
             None => Verdict::Fail(
                 "no case for it in xtask/src/examples.rs (a script and an expectation)".into(),
             ),
@@ -257,14 +256,16 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
 }
 
 /// Runs one example against its scripted LLM and judges its output.
-async fn run_case(case: &Case, bin_dir: &Path, log_dir: &Path, root: &Path) -> Verdict {
-    let llm = match ScriptedLlm::start((case.script)()).await {
+async fn run_case(case: &Case, binary: &Path, log_dir: &Path, root: &Path) -> Verdict {
+    // The binary answers requests without tools (an agent server's auto-title) outside the
+    // script.
+    let script_path = log_dir.join(format!("{}.script.json", case.name));
+    let llm = match ScriptedLlm::start(&Value::Array((case.script)()), &script_path, Mode::InOrder)
+    {
         Ok(llm) => llm,
-        Err(e) => return Verdict::Fail(format!("cannot start the scripted LLM: {e}")),
+        Err(e) => return Verdict::Fail(format!("cannot start the scripted LLM: {e:#}")),
     };
-    llm.answer_toolless(Some(Reply::text("An example run")));
-    let binary = bin_dir.join(case.name);
-    let mut command = Command::new(&binary);
+    let mut command = Command::new(binary);
     command
         .current_dir(root)
         .env("LLM_API_KEY", "scripted")
@@ -296,7 +297,13 @@ async fn run_case(case: &Case, bin_dir: &Path, log_dir: &Path, root: &Path) -> V
         Expect::FinishedWithDocker => Expect::Skip,
         other => other,
     };
-    judge(expect, &stdout, &llm)
+    let (requests, remaining) = match (llm.requests().await, llm.remaining().await) {
+        (Ok(requests), Ok(remaining)) => (requests, remaining),
+        (Err(e), _) | (_, Err(e)) => {
+            return Verdict::Fail(format!("cannot ask the scripted LLM what it saw: {e:#}"));
+        }
+    };
+    judge(expect, &stdout, &requests, remaining)
 }
 
 /// True when the local Docker Engine has the agent-server image `cargo xtask image` builds.
@@ -338,12 +345,11 @@ fn run_logged(mut command: Command, log_dir: &Path, name: &str) -> Result<Option
 }
 
 /// Compares an example's output (and its use of the scripted LLM) with its case.
-fn judge(expect: Expect, stdout: &str, llm: &ScriptedLlm) -> Verdict {
-    let agent_requests = llm
-        .requests()
+fn judge(expect: Expect, stdout: &str, requests: &[Value], remaining: u64) -> Verdict {
+    let agent_requests = requests
         .iter()
         .filter(|r| {
-            r.body
+            r["body"]
                 .get("tools")
                 .and_then(Value::as_array)
                 .is_some_and(|tools| !tools.is_empty())
@@ -361,10 +367,9 @@ fn judge(expect: Expect, stdout: &str, llm: &ScriptedLlm) -> Verdict {
                         .into(),
                 );
             }
-            if llm.remaining() > 0 {
+            if remaining > 0 {
                 return Verdict::Fail(format!(
-                    "the agent stopped with {} scripted replies unused",
-                    llm.remaining()
+                    "the agent stopped with {remaining} scripted replies unused"
                 ));
             }
             Verdict::Pass
@@ -411,26 +416,6 @@ fn declared_examples(manifest: &Path) -> Result<Vec<String>> {
         bail!("{} declares no [[example]]", manifest.display());
     }
     Ok(names)
-}
-
-/// The target directory, as cargo reports it.
-fn target_dir(cargo: &OsString, root: &Path) -> Result<PathBuf> {
-    let output = Command::new(cargo)
-        .current_dir(root)
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .output()
-        .context("running cargo metadata")?;
-    if !output.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let metadata: Value = serde_json::from_slice(&output.stdout)?;
-    metadata["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("cargo metadata has no target_directory")
 }
 
 /// The last `lines` lines of a log, indented.

@@ -5,14 +5,13 @@
 //! Each combination is a `cargo check -p openhands` that must succeed without warnings. The
 //! features are read from `crates/openhands/Cargo.toml`, so a new one is covered at once.
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::workspace_root;
+use super::{cargo, workspace_root};
 
 /// The facade package.
 const PACKAGE: &str = "openhands";
@@ -22,12 +21,9 @@ const NOT_IN_CLIENT: &[&str] = &["bollard", "oh-agent", "oh-server"];
 
 /// `cargo xtask features`.
 #[allow(clippy::print_stdout, reason = "the results are this task's output")]
-pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
-    if !args.is_empty() {
-        bail!("`features` takes no arguments");
-    }
+pub(crate) fn main() -> Result<ExitCode> {
     let root = workspace_root();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cargo = cargo::cargo();
     let features = declared_features(&root.join("crates").join(PACKAGE).join("Cargo.toml"))?;
 
     let mut combinations: Vec<Vec<String>> = vec![

@@ -15,18 +15,19 @@
 //! Every build ends with a smoke test (the binary runs in the image: its glibc fits);
 //! `--verify` also starts the server in a container and checks it from outside.
 
-use std::ffi::OsString;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
 use serde_json::Value;
 
-use super::{USAGE, run, workspace_root};
+use super::bench::client::Http;
+
+use super::{cargo, run, workspace_root};
 
 /// Repository of the image.
 const REPOSITORY: &str = "openhands-agent-server";
@@ -123,54 +124,32 @@ const RECIPE: u32 = 3;
 /// the end of every build catches a mismatch.
 const SUITE: &str = "bookworm";
 
-/// Parsed options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Options {
-    /// Replaces the default tags (`<repo>:<version>` and `<repo>:latest`).
+/// `cargo xtask image [OPTIONS]`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub(crate) struct Args {
+    /// Tag only T instead of `<repo>:<version>` and `<repo>:latest`.
+    #[arg(long, value_name = "T", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     tag: Option<String>,
-    /// Use this binary instead of building one.
+    /// Use this server binary (no build).
+    #[arg(long, value_name = "PATH")]
     bin: Option<PathBuf>,
-    /// Skip `cargo build`, use the existing release binary.
+    /// Use the existing release binary.
+    #[arg(long, conflicts_with = "bin")]
     no_build: bool,
-    /// The base image to try first.
+    /// The online base to try first.
+    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_BASE, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     base: String,
-    /// Do not try the online base at all.
+    /// Go straight to the offline base.
+    #[arg(long)]
     offline: bool,
-    /// After building, run the server in a container and check it from outside.
+    /// Then run the image as DockerWorkspace does and check health, the key, the user, git,
+    /// /workspace and `docker stop`.
+    #[arg(long)]
     verify: bool,
 }
 
-fn parse(args: &[OsString]) -> Result<Options> {
-    let mut options = Options {
-        tag: None,
-        bin: None,
-        no_build: false,
-        base: DEFAULT_BASE.to_owned(),
-        offline: false,
-        verify: false,
-    };
-    let mut args = args.iter().map(|a| a.to_string_lossy().into_owned());
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .filter(|v| !v.is_empty())
-                .with_context(|| format!("`{name}` needs a value\n\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--tag" => options.tag = Some(value("--tag")?),
-            "--bin" => options.bin = Some(PathBuf::from(value("--bin")?)),
-            "--base" => options.base = value("--base")?,
-            "--no-build" => options.no_build = true,
-            "--offline" => options.offline = true,
-            "--verify" => options.verify = true,
-            other => bail!("unknown option `{other}`\n\n{USAGE}"),
-        }
-    }
-    if options.bin.is_some() && options.no_build {
-        bail!("`--bin` already skips the build; `--no-build` is for the default binary");
-    }
-    Ok(options)
-}
+/// The options, as the task uses them.
+type Options = Args;
 
 /// The tags the image gets: `--tag` alone if given, else `<repo>:<version>` and `:latest`.
 fn tags(options: &Options, version: &str) -> Vec<String> {
@@ -434,12 +413,6 @@ fn git_info(root: &Path) -> (String, String) {
     (sha, git_ref)
 }
 
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-}
-
 /// The image's size in bytes.
 fn image_size(image: &str) -> Result<u64> {
     let out = Command::new("docker")
@@ -470,8 +443,7 @@ fn human_size(bytes: u64) -> String {
     clippy::print_stdout,
     reason = "the image's name and size are this task's output"
 )]
-pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
-    let options = parse(args)?;
+pub(crate) fn main(options: Args) -> Result<ExitCode> {
     let root = workspace_root();
     let started = Instant::now();
     let version = version(&root)?;
@@ -491,23 +463,18 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
         None => {
             if options.no_build {
                 say("using the existing release binary (--no-build)");
+                cargo::binary_path("openhands-agent-server", cargo::Profile::Release)?
             } else {
                 let step = Instant::now();
                 say("cargo build --release -p oh-server --bin openhands-agent-server…");
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                run(Command::new(cargo).current_dir(&root).args([
-                    "build",
-                    "--release",
-                    "-p",
+                let binary = cargo::build_binary(
                     "oh-server",
-                    "--bin",
                     "openhands-agent-server",
-                ]))?;
+                    cargo::Profile::Release,
+                )?;
                 say(&format!("binary built ({})", secs(step)));
+                binary
             }
-            target_dir(&root)
-                .join("release")
-                .join("openhands-agent-server")
         }
     };
     if !binary.is_file() {
@@ -516,7 +483,7 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
 
     let base = if options.offline {
         say("--offline: not trying an online base");
-        offline_base(&target_dir(&root).join("image-cache"))?
+        offline_base(&cargo::target_dir()?.join("image-cache"))?
     } else if image_exists(&options.base) {
         say(&format!("base {} (local)", options.base));
         options.base.clone()
@@ -528,7 +495,7 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
             "cannot pull {} (no registry?): using the offline base",
             options.base
         ));
-        offline_base(&target_dir(&root).join("image-cache"))?
+        offline_base(&cargo::target_dir()?.join("image-cache"))?
     };
 
     let context = tempfile::tempdir()?;
@@ -667,11 +634,16 @@ fn verify_running(container: &Container, key: &str) -> Result<()> {
         .lines()
         .find_map(|l| l.rsplit_once(':')?.1.trim().parse().ok())
         .with_context(|| format!("no published port in `{}`", mapping.trim()))?;
-    let addr = format!("127.0.0.1:{port}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let http = |method: &str, path: &str, key: Option<&str>, body: Option<&Value>| {
+        runtime.block_on(http(port, method, path, key, body))
+    };
 
     let started = Instant::now();
     let health = loop {
-        match http(&addr, "GET", "/health", None, None) {
+        match http("GET", "/health", None, None) {
             Ok((200, body)) => break body,
             _ if started.elapsed() < Duration::from_secs(30) => {
                 std::thread::sleep(Duration::from_millis(100));
@@ -690,12 +662,12 @@ fn verify_running(container: &Container, key: &str) -> Result<()> {
         "command": "id -u; id -g; git --version; touch /workspace/project/.w && echo writable",
         "timeout": 30,
     });
-    let (status, _) = http(&addr, "POST", path, None, Some(&request))?;
+    let (status, _) = http("POST", path, None, Some(&request))?;
     ensure!(
         status == 401,
         "{path} without the key answered {status}, not 401"
     );
-    let (status, output) = http(&addr, "POST", path, Some(key), Some(&request))?;
+    let (status, output) = http("POST", path, Some(key), Some(&request))?;
     ensure!(
         status == 200,
         "{path} with the key answered {status}: {output}"
@@ -712,7 +684,7 @@ fn verify_running(container: &Container, key: &str) -> Result<()> {
     );
     // The server's own state went under /workspace (WORKDIR / and its relative defaults).
     let owner = serde_json::json!({"command": "stat -c '%U %n' /workspace/bash_events"});
-    let (_, state) = http(&addr, "POST", path, Some(key), Some(&owner))?;
+    let (_, state) = http("POST", path, Some(key), Some(&owner))?;
     let state_out = state.get("stdout").and_then(Value::as_str).unwrap_or("");
     ensure!(
         state_out.trim() == "openhands /workspace/bash_events",
@@ -737,74 +709,32 @@ fn verify_running(container: &Container, key: &str) -> Result<()> {
     Ok(())
 }
 
-/// One HTTP/1.1 request with `Connection: close`; the status and the JSON body (`null` if
-/// the body is not JSON).
-fn http(
-    addr: &str,
+/// One request to `127.0.0.1:port` (hyper's pooled client, as the bench uses it), with the
+/// session key if given, within 60 s; the status and the JSON body (`null` if the body is
+/// not JSON).
+async fn http(
+    port: u16,
     method: &str,
     path: &str,
     key: Option<&str>,
     body: Option<&Value>,
 ) -> Result<(u16, Value)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(key) = key {
-        head.push_str(&format!("X-Session-API-Key: {key}\r\n"));
-    }
-    if !body.is_empty() {
-        head.push_str("Content-Type: application/json\r\n");
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
-}
-
-/// The status and JSON body of a raw HTTP/1.1 response (plain or chunked body).
-fn parse_response(raw: &[u8]) -> Result<(u16, Value)> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of headers in the response")?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line in {head:?}"))?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .replace(' ', "")
-            .starts_with("transfer-encoding:chunked")
-    });
-    let mut body = &raw[split + 4..];
-    let mut data = Vec::new();
-    if chunked {
-        loop {
-            let end = body
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .context("truncated chunk")?;
-            let size_text = String::from_utf8_lossy(&body[..end]);
-            let size_hex = size_text.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .with_context(|| format!("bad chunk size {size_hex:?}"))?;
-            if size == 0 {
-                break;
-            }
-            let start = end + 2;
-            let chunk = body.get(start..start + size).context("truncated chunk")?;
-            data.extend_from_slice(chunk);
-            body = body.get(start + size + 2..).unwrap_or_default();
-        }
-    } else {
-        data.extend_from_slice(body);
-    }
-    Ok((status, serde_json::from_slice(&data).unwrap_or(Value::Null)))
+    let client = Http::new(port, key.unwrap_or_default());
+    let method = hyper::Method::from_bytes(method.as_bytes())?;
+    let (content_type, body) = match body {
+        Some(body) => (Some("application/json"), Bytes::from(body.to_string())),
+        None => (None, Bytes::new()),
+    };
+    let reply = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.send(method, path, content_type, body),
+    )
+    .await
+    .with_context(|| format!("{path} did not answer within 60 s"))??;
+    Ok((
+        reply.status.as_u16(),
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    ))
 }
 
 #[cfg(test)]
@@ -825,8 +755,16 @@ mod tests {
         })
     }
 
-    fn os(args: &[&str]) -> Vec<OsString> {
-        args.iter().map(OsString::from).collect()
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        use clap::Parser as _;
+        Cli::try_parse_from(std::iter::once("image").chain(args.iter().copied()))
+            .map(|cli| cli.args)
     }
 
     #[test]
@@ -841,33 +779,28 @@ mod tests {
                 "openhands-agent-server:latest"
             ]
         );
-        let tagged = parse(&os(&["--tag", "x:dev", "--offline", "--verify"]))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let tagged =
+            parse(&["--tag", "x:dev", "--offline", "--verify"]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(tags(&tagged, "0.1.0"), ["x:dev"]);
         assert!(tagged.offline && tagged.verify);
     }
 
     #[test]
     fn options_take_their_values() {
-        let options = parse(&os(&[
-            "--bin",
-            "/tmp/server",
-            "--base",
-            "debian:trixie-slim",
-        ]))
-        .unwrap_or_else(|e| panic!("{e}"));
+        let options = parse(&["--bin", "/tmp/server", "--base", "debian:trixie-slim"])
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(options.bin, Some(PathBuf::from("/tmp/server")));
         assert_eq!(options.base, "debian:trixie-slim");
-        assert!(parse(&os(&["--no-build"])).is_ok_and(|o| o.no_build));
+        assert!(parse(&["--no-build"]).is_ok_and(|o| o.no_build));
     }
 
     #[test]
     fn bad_options_are_refused() {
-        assert!(parse(&os(&["--tag"])).is_err());
-        assert!(parse(&os(&["--tag", ""])).is_err());
-        assert!(parse(&os(&["--base"])).is_err());
-        assert!(parse(&os(&["--fast"])).is_err());
-        assert!(parse(&os(&["--bin", "x", "--no-build"])).is_err());
+        assert!(parse(&["--tag"]).is_err());
+        assert!(parse(&["--tag", ""]).is_err());
+        assert!(parse(&["--base"]).is_err());
+        assert!(parse(&["--fast"]).is_err());
+        assert!(parse(&["--bin", "x", "--no-build"]).is_err());
     }
 
     #[test]
@@ -910,17 +843,5 @@ mod tests {
     #[test]
     fn sizes_read_as_docker_shows_them() {
         assert_eq!(human_size(98_600_000), "98.6 MB (94.0 MiB)");
-    }
-
-    #[test]
-    fn responses_parse_plain_and_chunked() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n{\"status\":\"ok\"}";
-        let (status, body) = parse_response(plain).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((status, body), (200, serde_json::json!({"status": "ok"})));
-        let chunked = b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n\
-                        5\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\n\r\n";
-        let (status, body) = parse_response(chunked).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((status, body), (401, serde_json::json!({"a": 1})));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());
     }
 }

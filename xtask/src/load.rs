@@ -7,7 +7,6 @@
 //! open, and time its exit. Prints the figures and a PASS/FAIL line: `/health` always under
 //! 50 ms, every command ok, exit within the drain.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,16 +20,36 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::USAGE;
+use crate::bench::our_binary;
 use crate::bench::server::{self, Kind, Launch, Scratch};
 use crate::bench::stats::{Summary, ms};
-use crate::bench::{our_binary, target_dir};
+use crate::cargo;
 
 /// The whole run may not take longer than this.
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// The goal for every `/health` probe.
 const HEALTH_GOAL: Duration = Duration::from_millis(50);
+
+/// `cargo xtask load [OPTIONS]`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Our server binary (default: build it).
+    #[arg(long, value_name = "PATH")]
+    bin: Option<PathBuf>,
+    /// Use the existing release binary.
+    #[arg(long)]
+    no_build: bool,
+    /// Idle connections (at most 5000).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u16).range(..=5000))]
+    idle: u16,
+    /// Concurrent commands (at most 1000).
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u16).range(..=1000))]
+    commands: u16,
+    /// The server's shutdown drain, in seconds (at most 20).
+    #[arg(long = "drain", value_name = "S", default_value_t = 5, value_parser = clap::value_parser!(u64).range(..=20))]
+    drain_seconds: u64,
+}
 
 #[derive(Debug)]
 struct Options {
@@ -41,35 +60,15 @@ struct Options {
     drain_seconds: u64,
 }
 
-impl Options {
-    fn parse(args: &[OsString]) -> Result<Self> {
-        let mut options = Self {
-            bin: None,
-            build: true,
-            idle: 1000,
-            commands: 200,
-            drain_seconds: 5,
-        };
-        let mut args = args.iter().map(|arg| arg.to_string_lossy().into_owned());
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .with_context(|| format!("`{name}` needs a value"))
-            };
-            match arg.as_str() {
-                "--bin" => options.bin = Some(value("--bin")?.into()),
-                "--no-build" => options.build = false,
-                "--idle" => options.idle = value("--idle")?.parse()?,
-                "--commands" => options.commands = value("--commands")?.parse()?,
-                "--drain" => options.drain_seconds = value("--drain")?.parse()?,
-                "-h" | "--help" => bail!("{USAGE}"),
-                other => bail!("unknown option `{other}`\n\n{USAGE}"),
-            }
+impl From<Args> for Options {
+    fn from(args: Args) -> Self {
+        Self {
+            bin: args.bin,
+            build: !args.no_build,
+            idle: usize::from(args.idle),
+            commands: usize::from(args.commands),
+            drain_seconds: args.drain_seconds,
         }
-        if options.idle > 5000 || options.commands > 1000 || options.drain_seconds > 20 {
-            bail!("load: at most 5000 idle connections, 1000 commands and a 20 s drain");
-        }
-        Ok(options)
     }
 }
 
@@ -88,8 +87,8 @@ fn raise_fd_limit() -> Option<u64> {
 }
 
 /// `cargo xtask load ARGS...`.
-pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
-    let options = Options::parse(args)?;
+pub(crate) fn main(args: Args) -> Result<ExitCode> {
+    let options = Options::from(args);
     let soft = raise_fd_limit();
     let needed = options.idle as u64 + options.commands as u64 + 200;
     if soft.is_some_and(|soft| soft < needed) {
@@ -103,7 +102,7 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
         pyenv: PathBuf::new(),
         pyroot: PathBuf::new(),
         key: format!("load-{}", uuid::Uuid::new_v4().simple()),
-        log_dir: target_dir().join("load").join("logs"),
+        log_dir: cargo::target_dir()?.join("load").join("logs"),
         env: vec![(
             "OH_SHUTDOWN_DRAIN_SECONDS".to_owned(),
             options.drain_seconds.to_string(),

@@ -1,132 +1,113 @@
 //! Developer tasks for the openhands-rs workspace, run as `cargo xtask <task>`.
 //!
-//! Hand-rolled argument parsing on purpose: the tasks are few and take almost
-//! no options, so a CLI framework would cost more than it saves.
+//! One typed command line (clap, one subcommand per task); the tasks orchestrate: they build
+//! binaries through [`cargo`], start servers and the reference Python environment, and run
+//! the suites. xtask links no crate of the product, so it builds while the wire types are
+//! being reworked.
 
-use std::env;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
-mod client_suite;
+mod cargo;
 mod conformance;
+mod driver;
 mod examples;
 mod features;
 mod image;
 mod load;
 mod public_api;
+mod scripted_llm;
 #[cfg(test)]
 mod tidy;
 
-const USAGE: &str = "\
-Usage: cargo xtask <task> [args...]
+/// Developer tasks for the openhands-rs workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Option<Task>,
+}
 
-Tasks:
-  fixtures        Regenerate the golden wire fixtures of oh-protocol from the
-                  reference Python SDK (needs root: it uses a chroot).
-  llm-fixtures    Capture the LLM requests the reference Python agent sends
-                  (OpenAI Chat Completions and Anthropic Messages) into the
-                  golden fixtures of oh-agent (needs root, like `fixtures`).
-  conformance [--suite python|rust|all] [--server rust|python] [-v] [GROUP...]
-                  Wire conformance in both directions (needs root like
-                  `fixtures`): the real Python SDK client classes
-                  (xtask/conformance/suite.py) drive our server, and our
-                  oh-client suite (xtask/src/client_suite.rs) drives our
-                  server and the Python reference server. --suite picks
-                  the client suites (default all); --server picks one
-                  server (default: Python suite vs ours, Rust suite vs
-                  both). GROUP names (or prefixes) pick check groups:
-                  workspace, files, git, conversation, pause,
-                  confirmation, secrets, restart (Python suite only),
-                  errors, runtime_api (Python suite vs ours only: the
-                  SDK's APIRemoteWorkspace against our sandbox server on
-                  Docker, image openhands-agent-server:latest from
-                  `cargo xtask image`), cloud (likewise, the SDK's
-                  OpenHandsCloudWorkspace against the same server's Cloud
-                  API). -v shows tracebacks.
-  pyenv ARGS...   Run xtask/pyenv.sh, the reference Python environment:
-                    pyenv setup              build or update it
-                    pyenv python ARGS...     run its python, cwd mapped to /src
-                    pyenv server PORT [KEY]  run the Python agent server
-                    pyenv root               print where the chroot lives
-  bench [OPTIONS] Benchmark our agent server against the Python reference
-                  side by side (needs root for the reference's chroot),
-                  and our sandbox server (ours only, beside third-party
-                  figures). Prints tables, writes <target>/bench/results.json;
-                  exits 1 if a sandbox check failed (a warm start served
-                  cold, containers left behind).
-                    --only a,b,...  measurements: startup, echo, files,
-                                    create, run, saved, ws, docker,
-                                    sandbox (default: all; docker and
-                                    sandbox need the image of
-                                    `cargo xtask image`)
-                    --ours-only     skip the Python server
-                    --python-only   skip our server
-                    --runs N        echo round trips (default 50)
-                    --starts N      cold starts per server (default 5)
-                    --quick         fewer repetitions, for iterating
-                    --poll-ms N     pause between bash-event polls (default 1)
-                    --ws-subscribers N, --ws-conversations N
-                                    WebSocket fan-out shape (default 100 over 4)
-                    --sandbox-runs N
-                                    sandbox create → echo runs, cold and
-                                    warm each (default 20)
-                    --bin PATH      our server binary (default: build it)
-                    --no-build      use the existing release binaries
-                    --json PATH     where to write the JSON results
-                    --keep          keep the scratch directories
-  load [OPTIONS]  Our server under slow and idle clients, on loopback: holds
-                  1,000 idle connections, runs 200 concurrent commands and a
-                  slow-loris client while /health is probed every 50 ms,
-                  then SIGTERMs the server and times its exit. Prints the
-                  figures and PASS/FAIL (/health max < 50 ms, every command
-                  ok, exit within the drain). Bounded to 60 s.
-                    --bin PATH      our server binary (default: build it)
-                    --no-build      use the existing release binary
-                    --idle N        idle connections (default 1000)
-                    --commands N    concurrent commands (default 200)
-                    --drain S       the server's shutdown drain (default 5)
-  examples [NAME...]
-                  Build the examples of openhands-examples and run each
-                  (or the named ones) against a scripted LLM in this
-                  process (LLM_API_KEY=scripted, LLM_MODEL=openai/
-                  scripted-model, LLM_BASE_URL=<its URL>); checks the
-                  exit status and that the conversation finished, or
-                  the SKIP line of examples needing outside services.
-                  One PASS/SKIP/FAIL line per example.
-  features        `cargo check -p openhands` with no features, the
-                  defaults, each feature alone and all features, and
-                  check that the `client` feature pulls in neither
-                  bollard, oh-agent nor oh-server.
-  image [OPTIONS]  Build the agent-server image openhands-agent-server:<version>
-                  and :latest: the `runtime-prebuilt` target of
-                  docker/Dockerfile with our release binary, on --base if
-                  the engine has or can pull it, else on a Debian bookworm
-                  base built offline with debootstrap and `docker import`
-                  (cached by recipe). Ends with a smoke test of the binary
-                  in the image. Needs root (debootstrap) and Docker.
-                    --tag T         tag only T instead
-                    --bin PATH      use this server binary (no build)
-                    --no-build      use the existing release binary
-                    --base IMAGE    online base (default debian:bookworm-slim)
-                    --offline       go straight to the offline base
-                    --verify        then run the image as DockerWorkspace
-                                    does and check health, the key, the
-                                    user, git, /workspace and `docker stop`
-  public-api [--bless]
-                  List the public items of openhands (all features) and
-                  oh-client from rustdoc JSON (stable rustdoc with
-                  RUSTC_BOOTSTRAP=1) and diff them against the committed
-                  crates/<crate>/public-api.txt; --bless rewrites them.
-  docker-sweep [--all]
-                  Remove the containers DockerWorkspace started (label
-                  org.openhands-rs.workspace) whose owning process is
-                  gone; --all removes every one of them.
-  help            Show this text.
-";
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Regenerate the golden wire fixtures of oh-protocol from the reference Python SDK
+    /// (needs root: it uses a chroot).
+    Fixtures,
+    /// Capture the LLM requests the reference Python agent sends (OpenAI Chat Completions and
+    /// Anthropic Messages) into the golden fixtures of oh-agent (needs root, like `fixtures`).
+    LlmFixtures,
+    /// Wire conformance in both directions (needs root like `fixtures`).
+    ///
+    /// The real Python SDK client classes (xtask/conformance/suite.py) drive our server, and
+    /// our oh-client suite (the test `client_suite` of the openhands-e2e package, tests/)
+    /// drives our server and the Python reference server.
+    Conformance(conformance::Args),
+    /// Run xtask/pyenv.sh, the reference Python environment.
+    ///
+    /// `pyenv setup` builds or updates it; `pyenv python ARGS...` runs its python, cwd mapped
+    /// to /src; `pyenv server PORT [KEY]` runs the Python agent server; `pyenv root` prints
+    /// where the chroot lives.
+    Pyenv {
+        /// Arguments for xtask/pyenv.sh.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Benchmark our agent server against the Python reference side by side.
+    ///
+    /// Needs root for the reference's chroot; our sandbox server is measured alone, beside
+    /// third-party figures. Prints tables, writes `<target>/bench/results.json`; exits 1 if a
+    /// sandbox check failed (a warm start served cold, containers left behind).
+    Bench(bench::Args),
+    /// Our server under slow and idle clients, on loopback.
+    ///
+    /// Holds 1,000 idle connections, runs 200 concurrent commands and a slow-loris client
+    /// while /health is probed every 50 ms, then SIGTERMs the server and times its exit.
+    /// Prints the figures and PASS/FAIL (/health max < 50 ms, every command ok, exit within
+    /// the drain). Bounded to 60 s.
+    Load(load::Args),
+    /// Build the examples of openhands-examples and run each against a scripted LLM.
+    ///
+    /// The scripted LLM is oh-testkit's `scripted-llm` binary (LLM_API_KEY=scripted,
+    /// LLM_MODEL=openai/scripted-model, `LLM_BASE_URL=<its URL>`); checks the exit status and
+    /// that the conversation finished, or the SKIP line of examples needing outside
+    /// services. One PASS/SKIP/FAIL line per example.
+    Examples {
+        /// Run only these examples (default: all).
+        names: Vec<String>,
+    },
+    /// `cargo check -p openhands` with no features, the defaults, each feature alone and all
+    /// features; and the `client` feature pulls in neither bollard, oh-agent nor oh-server.
+    Features,
+    /// Build the agent-server image `openhands-agent-server:<version>` and `:latest`.
+    ///
+    /// The `runtime-prebuilt` target of docker/Dockerfile with our release binary, on --base
+    /// if the engine has or can pull it, else on a Debian bookworm base built offline with
+    /// debootstrap and `docker import` (cached by recipe). Ends with a smoke test of the
+    /// binary in the image. Needs root (debootstrap) and Docker.
+    Image(image::Args),
+    /// List the public items of openhands (all features) and oh-client and diff them against
+    /// the committed `crates/<crate>/public-api.txt`.
+    ///
+    /// The items come from rustdoc JSON (stable rustdoc with RUSTC_BOOTSTRAP=1, in a target
+    /// directory of its own). Exits 1 with the diff when they differ.
+    PublicApi {
+        /// Rewrite the committed lists instead of checking them.
+        #[arg(long)]
+        bless: bool,
+    },
+    /// Remove the containers DockerWorkspace started (label org.openhands-rs.workspace) whose
+    /// owning process is gone.
+    DockerSweep {
+        /// Remove every one of them.
+        #[arg(long)]
+        all: bool,
+    },
+}
 
 /// Where the fixture capture script writes, relative to the workspace root.
 const FIXTURES_DIR: &str = "crates/oh-protocol/tests/fixtures";
@@ -135,44 +116,35 @@ const FIXTURES_DIR: &str = "crates/oh-protocol/tests/fixtures";
 const LLM_FIXTURES_DIR: &str = "crates/oh-agent/tests/fixtures/llm_requests";
 
 fn main() -> Result<ExitCode> {
-    let mut args = env::args_os().skip(1);
-    let task = args.next().unwrap_or_default();
-    let rest: Vec<OsString> = args.collect();
-    match task.to_str() {
-        Some("" | "help" | "-h" | "--help") => {
-            print_usage();
-            Ok(ExitCode::SUCCESS)
-        }
-        Some("fixtures") => {
-            if !rest.is_empty() {
-                bail!("`fixtures` takes no arguments\n\n{USAGE}");
-            }
+    let Some(task) = Cli::parse().task else {
+        print_usage()?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    match task {
+        Task::Fixtures => {
             fixtures()?;
             Ok(ExitCode::SUCCESS)
         }
-        Some("llm-fixtures") => {
-            if !rest.is_empty() {
-                bail!("`llm-fixtures` takes no arguments\n\n{USAGE}");
-            }
+        Task::LlmFixtures => {
             llm_fixtures()?;
             Ok(ExitCode::SUCCESS)
         }
-        Some("conformance") => conformance::conformance(&rest),
-        Some("pyenv") => pyenv(&rest),
-        Some("bench") => bench::main(&rest),
-        Some("examples") => examples::main(&rest),
-        Some("features") => features::main(&rest),
-        Some("docker-sweep") => docker_sweep(&rest),
-        Some("image") => image::main(&rest),
-        Some("load") => load::main(&rest),
-        Some("public-api") => public_api::main(&rest),
-        _ => bail!("unknown task `{}`\n\n{USAGE}", task.to_string_lossy()),
+        Task::Conformance(args) => conformance::conformance(args),
+        Task::Pyenv { args } => pyenv(&args),
+        Task::Bench(args) => bench::main(args),
+        Task::Examples { names } => examples::main(&names),
+        Task::Features => features::main(),
+        Task::PublicApi { bless } => public_api::main(bless),
+        Task::DockerSweep { all } => docker_sweep(all),
+        Task::Image(args) => image::main(args),
+        Task::Load(args) => load::main(args),
     }
 }
 
-#[allow(clippy::print_stdout, reason = "usage text is this task's output")]
-fn print_usage() {
-    print!("{USAGE}");
+/// The help text, on stdout.
+fn print_usage() -> Result<()> {
+    Cli::command().print_help()?;
+    Ok(())
 }
 
 /// The workspace root: the parent of this package's directory.
@@ -231,7 +203,7 @@ fn llm_fixtures() -> Result<()> {
     println!(
         "\nLLM request fixtures written to {LLM_FIXTURES_DIR}.\n\
          Next: check them against the Rust schemas and review the changes:\n  \
-         cargo test -p oh-agent --test all -- tool_schemas::\n\
+         cargo test -p oh-agent --test tool_schemas\n\
          then read `git diff` before committing."
     );
     Ok(())
@@ -270,41 +242,77 @@ fn describe(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// `cargo xtask docker-sweep [--all]`: removes stray DockerWorkspace containers.
+/// `cargo xtask docker-sweep [--all]`: removes stray DockerWorkspace containers, through
+/// the driver (which links `oh-workspace-docker`; xtask does not).
 #[allow(
     clippy::print_stdout,
     reason = "the removed containers are this task's output"
 )]
-fn docker_sweep(args: &[OsString]) -> Result<ExitCode> {
-    let all = match args
-        .iter()
-        .map(|a| a.to_str())
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] => false,
-        [Some("--all")] => true,
-        _ => bail!("`docker-sweep` takes only `--all`\n\n{USAGE}"),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let removed = runtime.block_on(async {
-        if all {
-            return oh_workspace_docker::sweep(None).await;
+fn docker_sweep(all: bool) -> Result<ExitCode> {
+    let mut cmd = driver::command()?;
+    cmd.arg("docker-sweep");
+    if all {
+        cmd.arg("--all");
+    }
+    let removed = driver::json_lines(&mut cmd)?;
+    for line in &removed {
+        if let Some(name) = line["removed"].as_str() {
+            println!("removed {name}");
         }
-        let owners = oh_workspace_docker::owners().await?;
-        let mut removed = Vec::new();
-        for pid in owners {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                removed.extend(oh_workspace_docker::sweep(Some(pid)).await?);
-            }
-        }
-        Ok(removed)
-    })?;
-    for name in &removed {
-        println!("removed {name}");
     }
     println!("docker-sweep: {} container(s) removed", removed.len());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every `cargo xtask ...` line of CI and of the docs still parses (placeholders such
+    /// as `[--all]` or `ARGS...` are left out).
+    #[test]
+    fn documented_invocations_parse() {
+        let root = workspace_root();
+        let mut checked = 0;
+        for file in [".ci/run", "README.md", "ARCHITECTURE.md", "SECURITY.md"] {
+            let text = std::fs::read_to_string(root.join(file))
+                .unwrap_or_else(|e| panic!("reading {file}: {e}"));
+            for line in text.lines() {
+                let Some(start) = line.find("cargo xtask ") else {
+                    continue;
+                };
+                let words: Vec<&str> = line[start + "cargo xtask ".len()..]
+                    .split(['`', ';', ')', '#', '|'])
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .take_while(|w| {
+                        !w.starts_with('[')
+                            && !w.starts_with('<')
+                            && !w.ends_with("...")
+                            && !w.contains('{')
+                            && w.chars().all(|c| !c.is_uppercase())
+                    })
+                    .collect();
+                if words.is_empty() {
+                    continue;
+                }
+                let parsed =
+                    Cli::try_parse_from(std::iter::once("xtask").chain(words.iter().copied()));
+                assert!(
+                    parsed.is_ok(),
+                    "{file}: `cargo xtask {}` does not parse: {}",
+                    words.join(" "),
+                    parsed.err().map(|e| e.to_string()).unwrap_or_default()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} invocations found");
+    }
 }

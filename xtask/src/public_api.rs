@@ -10,9 +10,8 @@
 //! stops this task with both numbers rather than with a parse error.
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
@@ -27,18 +26,13 @@ const CRATES: &[(&str, &[&str])] = &[("openhands", &["--all-features"]), ("oh-cl
 
 /// `cargo xtask public-api [--bless]`.
 #[allow(clippy::print_stdout, reason = "the results are this task's output")]
-pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
-    let bless = match args {
-        [] => false,
-        [flag] if flag == "--bless" => true,
-        _ => bail!("`public-api` takes only `--bless`"),
-    };
+pub(crate) fn main(bless: bool) -> Result<ExitCode> {
     let root = workspace_root();
-    let target = crate::bench::target_dir().join("public-api");
+    let target = crate::cargo::target_dir()?.join("public-api");
     let mut failed = 0;
     for (package, flags) in CRATES {
         let listed = root.join("crates").join(package).join("public-api.txt");
-        let json = rustdoc_json(&root, &target, package, flags)?;
+        let json = rustdoc_json(&target, package, flags)?;
         let api = items(&json)?;
         if bless {
             std::fs::write(&listed, lines(&api))
@@ -88,10 +82,8 @@ pub(crate) fn main(args: &[OsString]) -> Result<ExitCode> {
 }
 
 /// Builds the rustdoc JSON of `package` into `target` and returns its path.
-fn rustdoc_json(root: &Path, target: &Path, package: &str, flags: &[&str]) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(root)
+fn rustdoc_json(target: &Path, package: &str, flags: &[&str]) -> Result<PathBuf> {
+    let status = crate::cargo::command()
         .env("RUSTC_BOOTSTRAP", "1")
         .env_remove("RUSTDOCFLAGS")
         .args(["rustdoc", "--quiet", "--lib", "-p", package])

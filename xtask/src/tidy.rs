@@ -2,7 +2,6 @@
 //! `cargo tree` and `git grep`. Each invariant is its own test.
 
 use std::collections::BTreeSet;
-use std::env;
 use std::process::Command;
 
 use super::workspace_root;
@@ -11,9 +10,7 @@ use super::workspace_root;
 /// given kinds of edges (`normal`, `build`, `dev`), for all features and all
 /// targets. The package itself is left out.
 fn dependencies(package: &str, edges: &str) -> BTreeSet<String> {
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .current_dir(workspace_root())
+    let output = crate::cargo::command()
         .args(["tree", "--package", package, "--edges", edges])
         .args(["--all-features", "--target", "all"])
         .args(["--prefix", "none", "--format", "{p}"])
@@ -162,5 +159,45 @@ fn one_reference_version_everywhere() {
         super::bench::docker::PYTHON_IMAGE.ends_with(&format!(":{version}")),
         "the reference's stand-in image must be tagged {version}: {}",
         super::bench::docker::PYTHON_IMAGE
+    );
+}
+
+/// The product's constants xtask repeats (it links no product crate) are the product's.
+#[test]
+fn repeated_constants_match_the_product() {
+    let root = workspace_root();
+    let backend = std::fs::read_to_string(root.join("crates/oh-sandbox-server/src/backend/mod.rs"))
+        .expect("reading the sandbox server's backend");
+    for (name, value) in [
+        ("SERVER_LABEL", crate::bench::sandbox::SERVER_LABEL),
+        ("POOL_LABEL", crate::bench::sandbox::POOL_LABEL),
+    ] {
+        assert!(
+            backend.contains(&format!("pub const {name}: &str = \"{value}\";")),
+            "oh_sandbox_server::{name} is no longer {value:?}: update xtask/src/bench/sandbox.rs"
+        );
+    }
+}
+
+/// xtask orchestrates: it links none of the product's crates, so it builds (and
+/// `cargo xtask fixtures` runs) while the wire types are being reworked.
+#[test]
+fn xtask_links_no_product_crate() {
+    assert_no_dependency(
+        "xtask",
+        "normal",
+        &[
+            "oh-protocol",
+            "oh-agent",
+            "oh-server",
+            "oh-client",
+            "oh-workspace-docker",
+            "oh-workspace-api",
+            "oh-workspace-cloud",
+            "oh-sandbox-server",
+            "oh-testkit",
+            "openhands",
+        ],
+        "it runs the product's binaries and tests instead",
     );
 }

@@ -377,6 +377,9 @@ struct State {
     script: VecDeque<Reply>,
     /// Answer to requests that offer no tools, when set (see `ScriptedLlm::answer_toolless`).
     toolless: Option<Reply>,
+    /// Pick replies by the request's step instead of consuming the script (see
+    /// `ScriptedLlm::replay_by_step`).
+    by_step: bool,
     requests: Vec<Recorded>,
     replies: u64,
     generated_ids: u64,
@@ -447,6 +450,15 @@ impl ScriptedLlm {
     pub fn answer_toolless(&self, reply: Option<Reply>) {
         lock(&self.state).toolless = reply;
     }
+
+    /// With `true`, a request that offers tools gets the script entry whose index is the
+    /// number of assistant messages in its history (its step in its conversation), and the
+    /// script is not consumed: any number of conversations can follow the same script at
+    /// once (a benchmark's many runs). A step past the end answers as an exhausted script
+    /// does. `false` (the default) consumes the script in order.
+    pub fn replay_by_step(&self, by_step: bool) {
+        lock(&self.state).by_step = by_step;
+    }
 }
 
 impl Drop for ScriptedLlm {
@@ -480,6 +492,19 @@ async fn serve(listener: TcpListener, state: Shared) {
                 .await;
         });
     }
+}
+
+/// The number of assistant messages in a completion request's history (OpenAI and Anthropic
+/// both list them under `messages` with role `assistant`).
+fn assistant_messages(body: &Value) -> usize {
+    body.get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, |messages| {
+            messages
+                .iter()
+                .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+                .count()
+        })
 }
 
 async fn handle(
@@ -560,6 +585,13 @@ async fn handle(
             (Some(format), "POST") => {
                 let reply = match &guard.toolless {
                     Some(reply) if !offers_tools => Some(reply.clone()),
+                    _ if guard.by_step => {
+                        let step = guard
+                            .requests
+                            .last()
+                            .map_or(0, |r| assistant_messages(&r.body));
+                        guard.script.get(step).cloned()
+                    }
                     _ => guard.script.pop_front(),
                 };
                 (reply.map(|r| (r, format)), n)

@@ -422,3 +422,43 @@ fn binary_help_documents_the_script_format_and_exits_0() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "no script is a usage error");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn by_step_replays_the_script_for_every_conversation() {
+    let llm = ScriptedLlm::start(vec![
+        Reply::tool("terminal", json!({"command": "echo hi"})),
+        Reply::tool("finish", json!({"message": "done"})),
+    ])
+    .await
+    .unwrap();
+    llm.replay_by_step(true);
+    let addr = llm.addr();
+    let tools = json!([{"type": "function", "function": {"name": "finish"}}]);
+    let step = |history: Value| json!({"tools": tools, "messages": history});
+    let first = step(json!([{"role": "user", "content": "go"}]));
+    let second = step(json!([
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": null},
+        {"role": "tool", "content": "hi"},
+    ]));
+    let third = step(json!([
+        {"role": "assistant"}, {"role": "assistant"}, {"role": "user"},
+    ]));
+    // Two conversations interleaved: each gets its own step's entry.
+    for (body, expected) in [
+        (first.clone(), "terminal"),
+        (first, "terminal"),
+        (second.clone(), "finish"),
+        (second, "finish"),
+    ] {
+        let (status, _, body) = call(addr, "POST", "/v1/chat/completions", body).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+            expected
+        );
+    }
+    assert_eq!(llm.remaining(), 2, "the script is not consumed");
+    let (status, _, body) = call(addr, "POST", "/v1/chat/completions", third).await;
+    assert_eq!(status, 500, "a step past the script: {body}");
+}

@@ -76,7 +76,7 @@ impl Http {
         self.port
     }
 
-    /// A client for `127.0.0.1:port`.
+    /// A client for `127.0.0.1:port`, sending `key` (none if empty).
     pub(crate) fn new(port: u16, key: &str) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -92,11 +92,16 @@ impl Http {
         }
     }
 
+    /// A request with the session key (none if the key is empty).
     fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
-        Request::builder()
+        let builder = Request::builder()
             .method(method)
-            .uri(format!("http://127.0.0.1:{}{path}", self.port))
-            .header(KEY_HEADER, &self.key)
+            .uri(format!("http://127.0.0.1:{}{path}", self.port));
+        if self.key.is_empty() {
+            builder
+        } else {
+            builder.header(KEY_HEADER, &self.key)
+        }
     }
 
     /// Sends a request and reads the whole response.

@@ -1,6 +1,7 @@
 //! The `docker` measurement: the agent-server image's size and `DockerWorkspace` enter →
 //! ready (container created and started, `/health` answering), for our image and for the
-//! reference's.
+//! reference's. `DockerWorkspace` runs in the driver (`e2e-driver docker-ready`), which
+//! times it.
 //!
 //! Ours is the image `cargo xtask image` builds. No registry is reachable here, so the
 //! reference's published image cannot be pulled; its stand-in is built offline, once, from
@@ -8,15 +9,13 @@
 //! reference wheels in a venv) with `docker import`, its entrypoint the Python agent server.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use oh_workspace_docker::DockerWorkspace;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::measure::Measured;
 use super::server::{Kind, Launch};
-use super::stats::{Summary, ms};
+use super::stats::Summary;
 
 /// The image `cargo xtask image` tags.
 pub(crate) const OURS_IMAGE: &str = "openhands-agent-server:latest";
@@ -93,18 +92,20 @@ pub(crate) async fn measure(kind: Kind, launch: &Launch, starts: usize) -> Resul
         Kind::Ours => "build it with `cargo xtask image`".to_owned(),
         Kind::Python => "the reference stand-in".to_owned(),
     })?;
-    let mut samples = Vec::new();
-    for _ in 0..starts.max(1) {
-        let started = Instant::now();
-        let workspace = DockerWorkspace::builder()
-            .image(image)
-            .detach_logs(false)
-            .health_check_timeout(Duration::from_secs(180))
-            .start()
-            .await
-            .with_context(|| format!("starting a DockerWorkspace on {image}"))?;
-        samples.push(ms(started.elapsed()));
-        workspace.cleanup().await?;
+    let mut cmd = crate::driver::command()?;
+    cmd.args(["docker-ready", "--image", image, "--starts"])
+        .arg(starts.max(1).to_string());
+    let lines = tokio::task::spawn_blocking(move || crate::driver::json_lines(&mut cmd)).await??;
+    let samples: Vec<f64> = lines
+        .iter()
+        .filter_map(|line| line.get("enter_ready_ms").and_then(Value::as_f64))
+        .collect();
+    if samples.len() != starts.max(1) {
+        bail!(
+            "the driver timed {} of {} starts",
+            samples.len(),
+            starts.max(1)
+        );
     }
     let summary = Summary::of(&samples);
     Ok(Measured {

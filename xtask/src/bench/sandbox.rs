@@ -20,16 +20,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use oh_protocol::runtime::PullPolicy;
-use oh_sandbox_server::{POOL_LABEL, SERVER_LABEL};
-use oh_workspace_api::ApiRemoteWorkspace;
 use serde_json::{Value, json};
 
 use super::client::Http;
 use super::docker::OURS_IMAGE;
 use super::measure::Measured;
 use super::server::{free_port, interrupted, live, scratch_dirs, signal, tail};
-use super::stats::{Summary, ms, percentile};
+use super::stats::{Summary, percentile};
 
 /// Sandboxes started at once in the concurrency measurement.
 pub(crate) const CONCURRENT: usize = 10;
@@ -39,6 +36,13 @@ const WARM: usize = 1;
 
 /// How long the pool may take to refill before a warm run.
 const REFILL_LIMIT: Duration = Duration::from_secs(120);
+
+/// The label the sandbox server puts on each of its containers, valued with its instance id,
+/// and the label of its warm-pool members: `oh_sandbox_server::{SERVER_LABEL, POOL_LABEL}`
+/// (xtask links no product crate; a tidy test keeps them equal).
+pub(crate) const SERVER_LABEL: &str = "org.openhands-rs.sandbox-server";
+/// See [`SERVER_LABEL`].
+pub(crate) const POOL_LABEL: &str = "org.openhands-rs.sandbox.pool";
 
 /// Name prefix of warm-pool containers.
 const POOL_PREFIX: &str = "ohsb-pool-";
@@ -283,10 +287,16 @@ impl SandboxServer {
         Ok(server)
     }
 
-    fn workspace(&self) -> oh_workspace_api::ApiRemoteWorkspaceBuilder {
-        ApiRemoteWorkspace::builder(&self.url, self.key.as_str(), OURS_IMAGE)
-            .image_pull_policy(PullPolicy::Never)
-            .startup_wait_timeout(Duration::from_secs(120))
+    /// The driver's arguments for this server's runtime API and our image.
+    fn api_args(&self) -> [String; 6] {
+        [
+            "--url".to_owned(),
+            self.url.clone(),
+            "--key".to_owned(),
+            self.key.clone(),
+            "--image".to_owned(),
+            OURS_IMAGE.to_owned(),
+        ]
     }
 
     /// Waits until `GET /health` reports `size` dormant pool members.
@@ -359,46 +369,63 @@ impl std::fmt::Display for WrongPath {
 
 impl std::error::Error for WrongPath {}
 
-/// `echo ok` through the workspace; its output checked.
-async fn echo(workspace: &ApiRemoteWorkspace) -> Result<()> {
-    let out = workspace
-        .execute_command("echo ok", None, Duration::from_secs(30))
-        .await
-        .context("echo")?;
-    ensure!(
-        out.exit_code == 0 && out.stdout.trim() == "ok",
-        "echo answered exit {} stdout {:?} stderr {:?}",
-        out.exit_code,
-        out.stdout,
-        out.stderr
-    );
-    Ok(())
+/// One create → first echo, in ms (timed by the driver, `e2e-driver api-create-echo`: from
+/// `ApiRemoteWorkspace::builder(..).start()` until `execute_command("echo ok")` returned);
+/// checked to be served `served` while the driver holds the sandbox, then cleaned up.
+async fn create_echo(server: &SandboxServer, served: Served) -> Result<f64> {
+    let mut cmd = crate::driver::command()?;
+    cmd.arg("api-create-echo").args(server.api_args());
+    let instance = server.instance.clone();
+    tokio::task::spawn_blocking(move || create_echo_blocking(cmd, &instance, served)).await?
 }
 
-/// One create → first echo, in ms; checked to be served `served`, then cleaned up.
-async fn create_echo(server: &SandboxServer, served: Served) -> Result<f64> {
-    let started = Instant::now();
-    let workspace = server.workspace().start().await.context("start")?;
-    let echoed = echo(&workspace).await;
-    let took = ms(started.elapsed());
-    let checked = echoed.and_then(|()| {
-        let port = url_port(workspace.url())?;
-        let (name, member) = serving_container(&server.instance, port)?;
-        match (served, member) {
-            (Served::Warm, false) => Err(WrongPath(format!(
-                "a warm run was served cold: runtime {} is container {name}, not a pool member",
-                workspace.runtime_id()
-            ))
-            .into()),
-            (Served::Cold, true) => {
-                Err(WrongPath(format!("a cold run was served by pool member {name}")).into())
-            }
-            _ => Ok(()),
+fn create_echo_blocking(
+    mut cmd: std::process::Command,
+    instance: &str,
+    served: Served,
+) -> Result<f64> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting e2e-driver api-create-echo")?;
+    let mut first = String::new();
+    if let Some(out) = child.stdout.as_mut() {
+        BufReader::new(out).read_line(&mut first)?;
+    }
+    let checked = match serde_json::from_str::<Value>(&first) {
+        Ok(run) => {
+            let took = run["ms"].as_f64().context("the driver gave no time")?;
+            let url = run["url"].as_str().unwrap_or_default();
+            let runtime_id = run["runtime_id"].as_str().unwrap_or_default().to_owned();
+            url_port(url)
+                .and_then(|port| serving_container(instance, port))
+                .and_then(|(name, member)| match (served, member) {
+                    (Served::Warm, false) => Err(WrongPath(format!(
+                        "a warm run was served cold: runtime {runtime_id} is container {name}, not a pool member"
+                    ))
+                    .into()),
+                    (Served::Cold, true) => Err(WrongPath(format!(
+                        "a cold run was served by pool member {name}"
+                    ))
+                    .into()),
+                    _ => Ok(took),
+                })
         }
-    });
-    let cleaned = workspace.cleanup().await.context("cleanup");
-    checked?;
-    cleaned?;
+        Err(_) => Err(anyhow!("the driver's run failed (see its error above)")),
+    };
+    // Let the driver clean up, and wait for it.
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = writeln!(stdin, "cleanup");
+    }
+    let status = child.wait()?;
+    let took = checked?;
+    ensure!(
+        status.success(),
+        "e2e-driver api-create-echo failed ({status})"
+    );
     Ok(took)
 }
 
@@ -440,49 +467,21 @@ fn series_measured(
 }
 
 /// [`CONCURRENT`] creates at once until every one answered an echo, in ms (and each
-/// sandbox's own time); all cleaned up.
+/// sandbox's own time); all cleaned up. Run by the driver (`e2e-driver api-burst`).
 async fn burst(server: &SandboxServer) -> Result<(f64, Vec<f64>)> {
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..CONCURRENT)
-        .map(|_| {
-            let builder = server.workspace();
-            tokio::spawn(async move {
-                let workspace = builder.start().await.context("start")?;
-                let echoed = echo(&workspace).await;
-                let took = ms(started.elapsed());
-                Ok::<_, anyhow::Error>((workspace, echoed.map(|()| took)))
-            })
-        })
+    let mut cmd = crate::driver::command()?;
+    cmd.arg("api-burst")
+        .args(server.api_args())
+        .args(["--count", &CONCURRENT.to_string()]);
+    let lines = tokio::task::spawn_blocking(move || crate::driver::json_lines(&mut cmd)).await??;
+    let result = lines.first().context("the driver printed nothing")?;
+    let wall = result["wall_ms"].as_f64().context("no wall_ms")?;
+    let each = result["each_ms"]
+        .as_array()
+        .context("no each_ms")?
+        .iter()
+        .filter_map(Value::as_f64)
         .collect();
-    let joined = futures::future::join_all(tasks).await;
-    let wall = ms(started.elapsed());
-    let mut each = Vec::new();
-    let mut first_error = None;
-    let mut cleanups = Vec::new();
-    for outcome in joined {
-        match outcome.map_err(anyhow::Error::from).and_then(|r| r) {
-            Ok((workspace, echoed)) => {
-                match echoed {
-                    Ok(took) => each.push(took),
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-                cleanups.push(async move { workspace.cleanup().await });
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    for cleaned in futures::future::join_all(cleanups).await {
-        if let Err(e) = cleaned {
-            first_error.get_or_insert(anyhow::Error::from(e).context("cleanup"));
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
     Ok((wall, each))
 }
 

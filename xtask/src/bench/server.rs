@@ -47,6 +47,13 @@ pub(crate) struct Launch {
     pub(crate) env: Vec<(String, String)>,
 }
 
+/// The secret key both servers get (`OH_SECRET_KEY`). Fixed, not the random session key:
+/// the reference (1.58.2 with cryptography 51) derives its Fernet key as the standard base64
+/// of the key's SHA-256 and Fernet refuses a `+` or `/` in it, so about three random keys in
+/// four made every conversation it saves (with an LLM key to encrypt) answer 500. This
+/// key's derived key has neither (a test checks it).
+pub(crate) const SECRET_KEY: &str = "xtask-secret-key-0";
+
 /// A scratch directory, as the bench (host) and as the server see it: the
 /// Python server runs in a chroot, so its paths differ from the host's.
 #[derive(Debug, Clone)]
@@ -162,7 +169,7 @@ pub(crate) async fn start(
         }
     }
     cmd.env("SESSION_API_KEY", &launch.key)
-        .env("OH_SECRET_KEY", &launch.key)
+        .env("OH_SECRET_KEY", SECRET_KEY)
         .env("OH_CONVERSATIONS_PATH", scratch.server("conversations"))
         .env("OH_BASH_EVENTS_DIR", scratch.server("bash_events"))
         .env("OH_PERSISTENCE_DIR", scratch.server("persistence"))
@@ -412,4 +419,20 @@ pub(crate) fn chroot_overhead(pyroot: &Path) -> Result<Duration> {
     }
     times.sort();
     Ok(times[times.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+
+    #[test]
+    fn the_secret_key_derives_a_url_safe_fernet_key() {
+        let derived = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(super::SECRET_KEY.as_bytes()));
+        assert!(
+            !derived.contains(['+', '/']),
+            "{derived}: the reference's Fernet would refuse it"
+        );
+    }
 }

@@ -36,9 +36,8 @@ pub(super) const BIN: &str = "openhands-sandbox-server";
 const IMAGE: &str = "openhands-agent-server:latest";
 
 /// The label the sandbox server puts on each of its containers, valued with the instance
-/// id it keeps in `<state-dir>/instance` (`oh_sandbox_server::SERVER_LABEL`; the xtask
-/// does not link the server for one string).
-const SERVER_LABEL: &str = "org.openhands-rs.sandbox-server";
+/// id it keeps in `<state-dir>/instance`.
+use crate::bench::sandbox::SERVER_LABEL;
 
 /// How long the server may take to answer `/health` (it reconciles with the engine first).
 const READY_WITHIN: Duration = Duration::from_secs(30);

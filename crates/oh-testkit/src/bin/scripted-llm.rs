@@ -8,7 +8,9 @@
 //!
 //! Requests that offer no tools (an agent server's title request, a condenser's summary) are
 //! answered with a fixed text outside the script, so they cannot take a step meant for the
-//! agent; `--script-toolless` sends them through the script instead.
+//! agent; `--script-toolless` sends them through the script instead. With `--by-step` the
+//! script is not consumed: a request gets the entry of its step in its conversation, so any
+//! number of conversations can follow it at once (`cargo xtask bench` runs it so).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -54,6 +56,11 @@ struct Args {
     /// of answering them with a fixed text.
     #[arg(long)]
     script_toolless: bool,
+    /// Give each request that offers tools the entry whose index is the number of assistant
+    /// messages in its history (its step), without consuming the script: any number of
+    /// conversations can follow the script at once.
+    #[arg(long)]
+    by_step: bool,
 }
 
 /// The answer to requests that offer no tools, unless `--script-toolless`.
@@ -71,6 +78,7 @@ async fn run(args: Args) -> Result<(), String> {
     if !args.script_toolless {
         server.answer_toolless(Some(Reply::text(TOOLLESS_REPLY)));
     }
+    server.replay_by_step(args.by_step);
     {
         let mut out = std::io::stdout().lock();
         #[allow(

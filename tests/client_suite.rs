@@ -1,8 +1,22 @@
-//! The Rust client suite: `oh-client`'s `RemoteWorkspace` and `RemoteConversation` against
-//! one running agent server (ours or the Python reference), with a scripted LLM in process.
+//! The Rust client conformance suite: `oh-client`'s `RemoteWorkspace` and
+//! `RemoteConversation` against one running agent server (ours or the Python reference),
+//! with a scripted LLM in process. `cargo xtask conformance` starts each server and runs
+//! this test binary against it; by hand:
 //!
-//! Every group declares its checks up front; a check a group never reached (because an
-//! earlier step failed) counts as failed, so the totals are the same for every server.
+//! ```text
+//! OH_SUITE_URL=http://127.0.0.1:8000 OH_SUITE_KEY=key OH_SUITE_ROOT=/tmp/scratch \
+//!   cargo test -p openhands-e2e --test client_suite -- --ignored --test-threads 1 --nocapture
+//! ```
+//!
+//! `OH_SUITE_URL` is the server, `OH_SUITE_KEY` its session API key, `OH_SUITE_ROOT` an
+//! existing scratch directory as the server sees it (the Python server runs in a chroot) and
+//! `OH_SUITE_LABEL` (optional) names the server in the output. The tests are ignored by
+//! default (they need a server) and fail when a variable is missing.
+//!
+//! One test per group of checks. Every group declares its checks up front; a check a group
+//! never reached (because an earlier step failed) counts as failed, so the totals are the
+//! same for every server. Each test prints one line per check and the line
+//! `client suite group GROUP: N checks, F failed`, which xtask sums.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -20,22 +34,41 @@ use serde_json::json;
 
 /// Where the suite finds the server.
 #[derive(Debug, Clone)]
-pub(crate) struct Target {
+struct Target {
     /// `http://127.0.0.1:PORT`.
-    pub(crate) url: String,
+    url: String,
     /// The server's session API key.
-    pub(crate) key: String,
+    key: String,
     /// A scratch directory as the server sees it (the Python server runs in a chroot).
-    pub(crate) root: String,
+    root: String,
+    /// The server's name in the output.
+    label: String,
+}
+
+impl Target {
+    /// The target from `OH_SUITE_URL`, `OH_SUITE_KEY`, `OH_SUITE_ROOT` and `OH_SUITE_LABEL`.
+    fn from_env() -> Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name).with_context(|| {
+                format!("{name} is not set: this suite runs against a server (see the crate docs)")
+            })
+        };
+        Ok(Self {
+            url: var("OH_SUITE_URL")?,
+            key: var("OH_SUITE_KEY")?,
+            root: var("OH_SUITE_ROOT")?,
+            label: std::env::var("OH_SUITE_LABEL").unwrap_or_else(|_| "this".to_owned()),
+        })
+    }
 }
 
 /// Outcome of one check.
 #[derive(Debug, Clone)]
-pub(crate) struct Outcome {
-    pub(crate) group: &'static str,
-    pub(crate) name: &'static str,
-    pub(crate) passed: bool,
-    pub(crate) detail: String,
+struct Outcome {
+    group: &'static str,
+    name: &'static str,
+    passed: bool,
+    detail: String,
 }
 
 /// The checks of one group, declared up front.
@@ -93,7 +126,7 @@ impl Group {
 }
 
 /// The groups, in run order, with their checks.
-pub(crate) const GROUPS: &[(&str, &[&str])] = &[
+const GROUPS: &[(&str, &[&str])] = &[
     (
         "workspace",
         &[
@@ -176,37 +209,112 @@ pub(crate) const GROUPS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Runs the selected groups (all when `filters` is empty; a filter matches a group-name
-/// prefix) and returns every outcome.
-pub(crate) async fn run(target: &Target, filters: &[String]) -> Vec<Outcome> {
-    let mut outcomes = Vec::new();
-    for (name, expected) in GROUPS {
-        if !filters.is_empty() && !filters.iter().any(|f| name.starts_with(f.as_str())) {
-            continue;
+/// Runs group `name` against the server of the environment; prints one line per check
+/// and the group's count, and fails if a check failed.
+fn run_group(name: &'static str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("no runtime: {e}"));
+    let outcomes = runtime.block_on(async {
+        let target = Target::from_env()?;
+        wait_healthy(&target).await?;
+        Ok::<_, anyhow::Error>((run(&target, name).await, target.label))
+    });
+    let (outcomes, label) = outcomes.unwrap_or_else(|e| panic!("{e:#}"));
+    let failed = report(&label, name, &outcomes);
+    assert_eq!(failed, 0, "{failed} check(s) of group {name} failed");
+}
+
+/// Runs group `name` and returns its outcomes, every declared check included.
+async fn run(target: &Target, name: &'static str) -> Vec<Outcome> {
+    let Some((_, expected)) = GROUPS.iter().find(|(group, _)| *group == name) else {
+        panic!("no group {name} in GROUPS");
+    };
+    let mut group = Group {
+        name,
+        expected,
+        done: Vec::new(),
+    };
+    let result = tokio::time::timeout(Duration::from_secs(180), async {
+        match name {
+            "workspace" => workspace(target, &mut group).await,
+            "files" => files(target, &mut group).await,
+            "git" => git(target, &mut group).await,
+            "conversation" => conversation(target, &mut group).await,
+            "pause" => pause(target, &mut group).await,
+            "confirmation" => confirmation(target, &mut group).await,
+            "secrets" => secrets(target, &mut group).await,
+            "errors" => errors(target, &mut group).await,
+            other => Err(anyhow!("unknown group {other}")),
         }
-        let mut group = Group {
-            name,
-            expected,
-            done: Vec::new(),
-        };
-        let result = tokio::time::timeout(Duration::from_secs(180), async {
-            match *name {
-                "workspace" => workspace(target, &mut group).await,
-                "files" => files(target, &mut group).await,
-                "git" => git(target, &mut group).await,
-                "conversation" => conversation(target, &mut group).await,
-                "pause" => pause(target, &mut group).await,
-                "confirmation" => confirmation(target, &mut group).await,
-                "secrets" => secrets(target, &mut group).await,
-                "errors" => errors(target, &mut group).await,
-                other => Err(anyhow!("unknown group {other}")),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| Err(anyhow!("the group timed out")));
-        outcomes.extend(group.finish(result.err()));
+    })
+    .await
+    .unwrap_or_else(|_| Err(anyhow!("the group timed out")));
+    group.finish(result.err())
+}
+
+// One test per group, in the order of `GROUPS` (run them with `--test-threads 1`).
+
+#[test]
+#[ignore = "needs a running agent server: OH_SUITE_URL, OH_SUITE_KEY, OH_SUITE_ROOT"]
+fn workspace_group() {
+    run_group("workspace");
+}
+
+#[test]
+#[ignore = "needs a running agent server: OH_SUITE_URL, OH_SUITE_KEY, OH_SUITE_ROOT"]
+fn files_group() {
+    run_group("files");
+}
+
+#[test]
+#[ignore = "needs a running agent server: OH_SUITE_URL, OH_SUITE_KEY, OH_SUITE_ROOT"]
+fn git_group() {
+    run_group("git");
+}
+
+#[test]
+#[ignore = "needs a running agent server: OH_SUITE_URL, OH_SUITE_KEY, OH_SUITE_ROOT"]
+fn conversation_group() {
+    run_group("conversation");
+}
+
+#[test]
+#[ignore = "needs a running agent server: OH_SUITE_URL, OH_SUITE_KEY, OH_SUITE_ROOT"]
+fn pause_group() {
+    run_group("pause");
+}
+
+#[test]
+#[ignore = "needs a running agent server: OH_SUITE_URL, OH_SUITE_KEY, OH_SUITE_ROOT"]
+fn confirmation_group() {
+    run_group("confirmation");
+}
+
+#[test]
+#[ignore = "needs a running agent server: OH_SUITE_URL, OH_SUITE_KEY, OH_SUITE_ROOT"]
+fn secrets_group() {
+    run_group("secrets");
+}
+
+#[test]
+#[ignore = "needs a running agent server: OH_SUITE_URL, OH_SUITE_KEY, OH_SUITE_ROOT"]
+fn errors_group() {
+    run_group("errors");
+}
+
+/// Every group of `GROUPS` has its test above (xtask selects groups by test name).
+#[test]
+fn every_group_has_a_test() {
+    let source = include_str!("client_suite.rs");
+    for (name, _) in GROUPS {
+        assert!(
+            source.contains(&format!("fn {name}_group() {{\n    run_group(\"{name}\");")),
+            "group {name} has no test `{name}_group`"
+        );
     }
-    outcomes
 }
 
 fn workspace_for(target: &Target, dir: &str) -> Result<RemoteWorkspace> {
@@ -818,11 +926,10 @@ async fn errors(target: &Target, g: &mut Group) -> Result<()> {
     Ok(())
 }
 
-/// Runs the suite against `target` and prints one line per check; returns the outcomes.
-#[allow(clippy::print_stdout, reason = "the suite's report")]
-pub(crate) async fn report(label: &str, target: &Target, filters: &[String]) -> Vec<Outcome> {
-    let outcomes = run(target, filters).await;
-    for o in &outcomes {
+/// Prints one line per check and the group's count; returns the number that failed.
+#[allow(clippy::print_stdout, reason = "the suite's report, read by xtask")]
+fn report(label: &str, group: &str, outcomes: &[Outcome]) -> usize {
+    for o in outcomes {
         let mark = if o.passed { "PASS" } else { "FAIL" };
         if o.passed {
             println!("{mark} [{label}] {}/{}", o.group, o.name);
@@ -832,14 +939,14 @@ pub(crate) async fn report(label: &str, target: &Target, filters: &[String]) -> 
     }
     let failed = outcomes.iter().filter(|o| !o.passed).count();
     println!(
-        "rust client suite against the {label} server: {} checks, {failed} failed",
+        "client suite group {group}: {} checks, {failed} failed",
         outcomes.len()
     );
-    outcomes
+    failed
 }
 
 /// Checks a server is reachable before the suite starts.
-pub(crate) async fn wait_healthy(target: &Target) -> Result<()> {
+async fn wait_healthy(target: &Target) -> Result<()> {
     let ws = RemoteWorkspace::builder(&target.url).build()?;
     ws.wait_until_healthy(Duration::from_secs(120))
         .await
