@@ -28,6 +28,7 @@ status is 1 if any check failed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import signal
@@ -93,7 +94,10 @@ from openhands.workspace import APIRemoteWorkspace, OpenHandsCloudWorkspace  # n
 SERVER_COMMAND = os.environ.get("OH_CONFORMANCE_SERVER", "")
 LABEL = os.environ.get("OH_CONFORMANCE_LABEL", "server")
 API_KEY = "conformance-session-key"
-SECRET_KEY = "conformance-secret-key"
+# The reference 1.58.2 derives its Fernet key as the *standard* base64 of SHA-256(key); with
+# cryptography >= 51 Fernet refuses a key holding "+" or "/", and every conversation create
+# answers 500. This key derives one without them (checked below, before any server starts).
+SECRET_KEY = "conformance-secret-key-3"
 RUN_TIMEOUT = 90.0  # one conversation.run()
 INPUT_COST = 0.000003  # per token, so that the server has a cost to add up
 OUTPUT_COST = 0.000015
@@ -3299,6 +3303,10 @@ def main(argv: list[str]) -> None:
     unknown = [f for f in filters if not any(name.startswith(f) or f.startswith(name + ".") for name, *_ in GROUPS)]
     if unknown:
         print(f"unknown check groups: {unknown}; groups: {[name for name, *_ in GROUPS]}", file=sys.stderr)
+        sys.exit(2)
+    derived = base64.b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()
+    if "+" in derived or "/" in derived:
+        print(f"SECRET_KEY derives {derived}: the reference's Fernet refuses it", file=sys.stderr)
         sys.exit(2)
     runner = Runner(filters, verbose)
     print(f"conformance: {LABEL} server: {SERVER_COMMAND}", flush=True)
