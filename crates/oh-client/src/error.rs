@@ -79,8 +79,9 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// A local file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// A local file could not be read or written (the cause is the
+    /// [`source`](std::error::Error::source)).
+    #[error("cannot read or write {}", path.display())]
     Io {
         /// The local path.
         path: PathBuf,
@@ -107,6 +108,22 @@ pub enum Error {
         builder: &'static str,
         /// What is missing or wrong.
         reason: String,
+    },
+    /// A relative path was given for a file transfer while the working directory is
+    /// relative too: the agent server's file routes take absolute paths only. Give the
+    /// workspace an absolute working directory
+    /// ([`RemoteWorkspaceBuilder::working_dir`](crate::RemoteWorkspaceBuilder::working_dir)) or
+    /// an absolute path.
+    #[error(
+        "path {path:?} is relative and so is the workspace's working directory \
+         {working_dir:?}; the agent server takes absolute paths only: set an absolute \
+         working_dir (RemoteWorkspaceBuilder::working_dir) or pass an absolute path"
+    )]
+    RelativePath {
+        /// The path given.
+        path: String,
+        /// The workspace's working directory.
+        working_dir: String,
     },
     /// The server broke the protocol (e.g. a duplicate command output chunk).
     #[error("protocol error: {0}")]
@@ -153,6 +170,7 @@ impl Error {
             | Self::SocketClosed { .. }
             | Self::Run(_)
             | Self::Builder { .. }
+            | Self::RelativePath { .. }
             | Self::Protocol(_)
             | Self::Closed(_) => false,
         }
@@ -253,6 +271,13 @@ mod tests {
                 },
                 false,
             ),
+            (
+                Error::RelativePath {
+                    path: "a".into(),
+                    working_dir: "w".into(),
+                },
+                false,
+            ),
             (Error::Protocol("p".into()), false),
             (Error::Closed(id), false),
         ];
@@ -268,6 +293,7 @@ mod tests {
                 | Error::SocketClosed { .. }
                 | Error::Run(_)
                 | Error::Builder { .. }
+                | Error::RelativePath { .. }
                 | Error::Protocol(_)
                 | Error::Closed(_) => {}
             }

@@ -340,7 +340,8 @@ impl RemoteWorkspace {
     /// Uploads the local file `source` to `destination` on the server, streaming it.
     ///
     /// A relative `destination` is taken relative to the working directory. The server
-    /// creates missing parent directories.
+    /// creates missing parent directories. A relative path under a relative working
+    /// directory is [`Error::RelativePath`], before any request.
     pub async fn file_upload(
         &self,
         source: impl AsRef<Path>,
@@ -391,7 +392,7 @@ impl RemoteWorkspace {
         source: String,
         destination: &str,
     ) -> Result<FileOperationResult> {
-        let destination = self.resolve(destination);
+        let destination = self.resolve_absolute(destination)?;
         let boundary = format!("----oh-client-{}", uuid::Uuid::new_v4().simple());
         let head = Bytes::from(format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\n\
@@ -443,8 +444,8 @@ impl RemoteWorkspace {
 
     /// Downloads `source` from the server into the local file `destination`, streaming it.
     ///
-    /// A relative `source` is taken relative to the working directory. Parent directories of
-    /// `destination` are created. The file is written next to `destination` under a temporary
+    /// A relative `source` is taken relative to the working directory ([`Error::RelativePath`]
+    /// when that is relative too). Parent directories of `destination` are created. The file is written next to `destination` under a temporary
     /// name and renamed when complete, so a failed download never leaves a truncated file.
     pub async fn file_download(
         &self,
@@ -452,7 +453,7 @@ impl RemoteWorkspace {
         destination: impl AsRef<Path>,
     ) -> Result<FileOperationResult> {
         let destination = destination.as_ref();
-        let source = self.resolve(source);
+        let source = self.resolve_absolute(source)?;
         let path = format!(
             "/api/file/download?{}",
             http::query(&[("path", source.as_str())])
@@ -533,6 +534,21 @@ impl RemoteWorkspace {
         self.http()
             .json(Method::GET, &path, None::<&()>, FILE_TIMEOUT)
             .await
+    }
+
+    /// [`resolve`](Self::resolve)d for the file routes, which take absolute paths only: a
+    /// relative result (a relative `path` under a relative working directory) is refused here,
+    /// naming the working directory, rather than by the server with a bare 400.
+    fn resolve_absolute(&self, path: &str) -> Result<String> {
+        let resolved = self.resolve(path);
+        if is_absolute(&resolved) {
+            Ok(resolved)
+        } else {
+            Err(Error::RelativePath {
+                path: path.to_owned(),
+                working_dir: self.working_dir().to_owned(),
+            })
+        }
     }
 
     /// `path` if absolute (POSIX or Windows syntax), else joined to the working directory.
@@ -632,6 +648,36 @@ mod tests {
         assert_eq!(ws.resolve("C:\\x\\y"), "C:/x/y");
         let relative = RemoteWorkspace::new("http://h", "workspace/project").unwrap();
         assert_eq!(relative.resolve("a"), "workspace/project/a");
+    }
+
+    #[tokio::test]
+    async fn relative_file_paths_under_a_relative_working_dir_fail_before_any_request() {
+        // Nothing listens on port 1: a request would fail with `Connect`, not `RelativePath`.
+        let relative = RemoteWorkspace::new("http://127.0.0.1:1", "workspace/project").unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let local = scratch.path().join("up.txt");
+        std::fs::write(&local, "x").unwrap();
+        let upload = relative.file_upload(&local, "up.txt").await.unwrap_err();
+        let download = relative
+            .file_download("up.txt", scratch.path().join("down.txt"))
+            .await
+            .unwrap_err();
+        for error in [upload, download] {
+            let Error::RelativePath { path, working_dir } = &error else {
+                panic!("expected RelativePath, got {error:?}");
+            };
+            assert_eq!(
+                (path.as_str(), working_dir.as_str()),
+                ("up.txt", "workspace/project")
+            );
+            assert!(error.to_string().contains("working_dir"), "{error}");
+        }
+        // An absolute path is sent as it is (and here fails to connect).
+        let absolute = relative
+            .file_upload(&local, "/tmp/up.txt")
+            .await
+            .unwrap_err();
+        assert!(matches!(absolute, Error::Connect { .. }), "{absolute:?}");
     }
 
     #[test]

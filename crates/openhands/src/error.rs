@@ -64,6 +64,10 @@ pub enum Error {
         destination_path: String,
         /// The reason given by the workspace.
         message: String,
+        /// The cause, for a remote workspace: the agent server's answer or the local file's
+        /// error (a local workspace reports a reason only).
+        #[source]
+        source: Option<BoxError>,
     },
     /// A git query could not be answered: a git command failed or the file cannot be diffed
     /// (no such file, too large, not a regular file). The same failure has the same
@@ -93,8 +97,9 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
-    /// A local file or directory could not be prepared.
-    #[error("{}: {source}", path.display())]
+    /// A local file or directory could not be prepared (the cause is the
+    /// [`source`](std::error::Error::source)).
+    #[error("cannot prepare {}", path.display())]
     Io {
         /// The local path.
         path: PathBuf,
@@ -135,6 +140,10 @@ impl From<oh_client::Error> for Error {
             oh_client::Error::Builder { builder, reason } => {
                 Self::invalid_option(format!("{builder}: {reason}"))
             }
+            error @ oh_client::Error::RelativePath { .. } => Self::InvalidOption {
+                reason: error.to_string(),
+                source: Some(Box::new(error)),
+            },
             other => Self::Client(other),
         }
     }

@@ -400,6 +400,7 @@ fn file_error(
         source_path: source.to_string_lossy().into_owned(),
         destination_path: destination.to_string_lossy().into_owned(),
         message,
+        source: Some(Box::new(error)),
     }
 }
 
@@ -450,5 +451,6 @@ fn checked(operation: &'static str, result: FileOperationResult) -> Result<FileO
             .unwrap_or_else(|| "the workspace reported a failure".to_owned()),
         source_path: result.source_path,
         destination_path: result.destination_path,
+        source: None,
     })
 }

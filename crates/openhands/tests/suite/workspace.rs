@@ -150,6 +150,35 @@ async fn remote_workspace_operations() {
     let scratch = tempfile::tempdir().unwrap();
     round_trip(&workspace, scratch.path()).await;
 
+    // Remotely, a failed transfer keeps the server's answer as its cause.
+    let missing = workspace
+        .file_download("no/such/file", scratch.path().join("never"))
+        .await
+        .expect_err("nothing to download");
+    let cause = std::error::Error::source(&missing).expect("the server's answer is kept");
+    let client = cause
+        .downcast_ref::<openhands::client::Error>()
+        .expect("an oh-client error");
+    assert_eq!(client.status(), Some(404), "{client:?}");
+
+    // A relative working directory with a relative path is refused before any request,
+    // naming the working directory.
+    let relative: Workspace = openhands::client::RemoteWorkspace::builder(server.url())
+        .api_key("workspace-key")
+        .working_dir("workspace/project")
+        .build()
+        .unwrap()
+        .into();
+    let refused = relative
+        .file_upload(scratch.path().join("original.bin"), "x.bin")
+        .await
+        .expect_err("relative path under a relative working dir");
+    let openhands::Error::InvalidOption { reason, source } = &refused else {
+        panic!("{refused:?}")
+    };
+    assert!(reason.contains("\"workspace/project\""), "{reason}");
+    assert!(source.is_some());
+
     server.shutdown().await.unwrap();
 }
 
