@@ -8,7 +8,6 @@ use super::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use oh_agent::conversation::INTERRUPTED_BY_RESTART;
 use oh_protocol::{Event, ExecutionStatus};
@@ -67,12 +66,11 @@ async fn killed_mid_run_resumes() {
         .unwrap();
 
     // Wait until the long command is running.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ws.join("started").exists() {
-        assert!(Instant::now() < deadline, "child never started the command");
+    common::wait_for("the child to start the command", || {
         assert!(child.try_wait().unwrap().is_none(), "child exited early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        ws.join("started").exists()
+    })
+    .await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 

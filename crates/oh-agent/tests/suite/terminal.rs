@@ -399,15 +399,19 @@ async fn interrupt_stops_the_foreground_command() {
     let terminal = std::sync::Arc::new(start(&dir).await);
     let runner = {
         let terminal = std::sync::Arc::clone(&terminal);
-        tokio::spawn(async move { terminal.execute(&with_timeout("sleep 100", 30.0)).await })
+        tokio::spawn(async move {
+            let command = "sh -c 'touch started && exec sleep 100'";
+            terminal.execute(&with_timeout(command, 30.0)).await
+        })
     };
-    // Ctrl-C at the prompt is harmless, so keep pressing it until the call returns.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !runner.is_finished() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        terminal.interrupt();
-    }
-    let obs = runner.await.unwrap().unwrap();
+    // Once the file exists the command is the terminal's foreground process.
+    let started = dir.path().join("started");
+    common::wait_for("the command to start", || started.exists()).await;
+    assert!(terminal.interrupt(), "no Ctrl-C sent while a command runs");
+    let obs = common::within("the interrupted call", runner)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(obs.exit_code, Some(130));
     assert_eq!(text(&run(&terminal, "echo usable").await), "usable");
     terminal.close().await;
@@ -417,8 +421,8 @@ async fn interrupt_stops_the_foreground_command() {
 async fn interrupt_while_idle_leaves_the_session_usable() {
     let dir = TempDir::new().unwrap();
     let terminal = start(&dir).await;
-    terminal.interrupt();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A Ctrl-C at the idle prompt would print a prompt that could end the next command early.
+    assert!(!terminal.interrupt(), "Ctrl-C sent at an idle prompt");
     let obs = run(&terminal, "echo fine").await;
     assert_eq!((text(&obs), obs.exit_code), ("fine".to_owned(), Some(0)));
     terminal.close().await;
@@ -465,7 +469,7 @@ async fn finished_background_command_lets_the_next_one_run() {
     let terminal = start_with(config).await;
     let obs = run(&terminal, "echo one; sleep 0.8; echo two").await;
     assert_eq!((text(&obs), obs.exit_code), ("one".to_owned(), Some(-1)));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    common::within("the command to finish", terminal.wait_for_command()).await;
     let obs = run(&terminal, "echo three").await;
     assert_eq!(text(&obs), "two\nthree");
     assert_eq!(obs.exit_code, Some(0));
@@ -708,11 +712,8 @@ async fn a_shell_killed_while_idle_is_restarted() {
     let shell: u32 = text(&run(&terminal, "echo $$").await).parse().unwrap();
     oh_agent::workspace::exec::signal_process(shell, oh_agent::workspace::exec::Signal::Kill)
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while common::process_alive(shell) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let status = common::within("the shell's exit", terminal.wait_for_shell_exit()).await;
+    assert_eq!(status, Some(128 + 9));
     let obs = run(&terminal, "echo again").await;
     assert_eq!(text(&obs), format!("{RESET_TEXT}\n\nagain"));
     terminal.close().await;

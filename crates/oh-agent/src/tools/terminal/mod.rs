@@ -221,14 +221,36 @@ impl Terminal {
     }
 
     /// Sends Ctrl-C to the foreground process, if a command is running. Does not wait.
-    pub fn interrupt(&self) {
+    /// Returns whether Ctrl-C was sent (not when idle: at an idle prompt it would only print
+    /// a new prompt).
+    pub fn interrupt(&self) -> bool {
         if !self.busy.load(Ordering::SeqCst) {
-            return;
+            return false;
         }
         let input = self.input.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = input.as_ref() {
-            let _ = tx.send(vec![0x03]);
-        }
+        input.as_ref().is_some_and(|tx| tx.send(vec![0x03]).is_ok())
+    }
+
+    /// Waits until the command last reported as still running has completed (its prompt
+    /// was printed), the shell exited or the terminal is closed, without taking the
+    /// command's output: the next call reports it. Returns at once when no command runs.
+    /// For tests, to wait for a command to finish in the background instead of sleeping.
+    #[doc(hidden)]
+    pub async fn wait_for_command(&self) {
+        let closing = self.closing.subscribe();
+        self.session.lock().await.wait_for_command(&closing).await;
+    }
+
+    /// Waits until the current shell has exited and returns its exit status (`128 + n`
+    /// when signal `n` killed it); `None` if no shell runs or its status is lost. For
+    /// tests, to wait until a killed shell is noticed instead of sleeping.
+    #[doc(hidden)]
+    pub async fn wait_for_shell_exit(&self) -> Option<i32> {
+        let mut exit = self.session.lock().await.exit_watch()?;
+        exit.wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|code| *code)
     }
 
     /// Stops the shell and its jobs. A call waiting for a command returns an error; later

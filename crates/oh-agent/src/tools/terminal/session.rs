@@ -191,6 +191,21 @@ impl Session {
         self.status.set(Status::Idle);
     }
 
+    /// Waits until the command reported as still running has completed, the shell exited
+    /// or the terminal closes, leaving the command's output for the next call. Returns at
+    /// once when no command runs.
+    pub(super) async fn wait_for_command(&mut self, closing: &watch::Receiver<bool>) {
+        if let (Some(shell), Status::Running(run)) = (self.shell.as_ref(), &mut self.status.value) {
+            // An infinite timeout: only completion, exit or closing end the wait.
+            let _ = wait(shell, run, Some(f64::INFINITY), Duration::MAX, closing).await;
+        }
+    }
+
+    /// A receiver of the current shell's exit status, if a shell runs.
+    pub(super) fn exit_watch(&self) -> Option<watch::Receiver<Option<i32>>> {
+        self.shell.as_ref().map(ShellHandle::exit_watch)
+    }
+
     /// Runs one action in the current shell (no reset handling, no masking).
     pub(super) async fn run(
         &mut self,

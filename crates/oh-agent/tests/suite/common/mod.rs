@@ -103,6 +103,14 @@ pub(crate) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Awaits `future` (up to 60 s, then panics naming `what`): for waits on something the code
+/// under test signals itself.
+pub(crate) async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
 /// Waits until `llm` has received `n` requests (a request is recorded when it arrives, before
 /// a delayed reply is sent), e.g. until an LLM call is in flight.
 pub(crate) async fn llm_called(llm: &oh_testkit::ScriptedLlm, n: usize) {
