@@ -8,7 +8,7 @@
 //! use oh_workspace_api::ApiRemoteWorkspace;
 //!
 //! let key = std::env::var("RUNTIME_API_KEY")?;
-//! let workspace = ApiRemoteWorkspace::builder(
+//! let sandbox = ApiRemoteWorkspace::builder(
 //!     "https://runtime.eval.all-hands.dev",
 //!     key,
 //!     "ghcr.io/openhands/agent-server:latest-python",
@@ -17,11 +17,12 @@
 //! .forward_env(["LLM_API_KEY"])
 //! .start()
 //! .await?;
-//! let result = workspace
+//! let result = sandbox
+//!     .workspace()
 //!     .execute_command("uname -a", None, Duration::from_secs(10))
 //!     .await?;
-//! println!("{} on {}", result.stdout, workspace.url());
-//! workspace.cleanup().await?;
+//! println!("{} on {}", result.stdout, sandbox.url());
+//! sandbox.cleanup().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -799,8 +800,14 @@ impl Drop for Lease {
     }
 }
 
-/// An agent server in a sandbox from a runtime API; derefs to the [`RemoteWorkspace`]
-/// pointing at it, so it is used exactly like any remote workspace.
+/// An agent server in a sandbox from a runtime API. The runtime's methods (pause, resume,
+/// cleanup) are here; the server is used through [`workspace`](Self::workspace), the
+/// [`RemoteWorkspace`] pointing at it, like any remote workspace (also as
+/// `AsRef<RemoteWorkspace>` and `RemoteWorkspace::from(&api)`).
+///
+/// It does not `Deref` to the `RemoteWorkspace`: a handle that owns a runtime is not a smart
+/// pointer to a client, and through `Deref` one value answered with two error types (the
+/// runtime's calls with [`Error`], the server's with `oh_client::Error`).
 ///
 /// [`cleanup`](Self::cleanup) stops the runtime (or pauses it with `pause_on_close`, or
 /// leaves it with `keep_alive`). Dropping the workspace without it does the same from a
@@ -815,11 +822,18 @@ pub struct ApiRemoteWorkspace {
     working_dir: String,
 }
 
-impl std::ops::Deref for ApiRemoteWorkspace {
-    type Target = RemoteWorkspace;
-
-    fn deref(&self) -> &RemoteWorkspace {
+impl AsRef<RemoteWorkspace> for ApiRemoteWorkspace {
+    fn as_ref(&self) -> &RemoteWorkspace {
         &self.remote
+    }
+}
+
+/// A clone of the remote workspace (cheap: clones share one connection pool); the runtime
+/// stays owned by the `ApiRemoteWorkspace`, which stops it. Convert again after
+/// [`resume`](ApiRemoteWorkspace::resume): the URL and key may have changed.
+impl From<&ApiRemoteWorkspace> for RemoteWorkspace {
+    fn from(api: &ApiRemoteWorkspace) -> Self {
+        api.remote.clone()
     }
 }
 
@@ -894,8 +908,8 @@ impl ApiRemoteWorkspace {
 
     /// Resumes the runtime (`POST /resume`) and waits until it is ready again, then points
     /// the workspace at the agent server's URL and session key as the runtime API now gives
-    /// them (it issues a new key on resume). Takes `&mut self` because the workspace it
-    /// derefs to changes.
+    /// them (it issues a new key on resume). Takes `&mut self` because
+    /// [`workspace`](Self::workspace) changes.
     pub async fn resume(&mut self) -> Result<()> {
         self.check_open()?;
         tracing::info!(

@@ -8,16 +8,17 @@
 //! use oh_workspace_cloud::OpenHandsCloudWorkspace;
 //!
 //! let key = std::env::var("OPENHANDS_CLOUD_API_KEY")?;
-//! let workspace = OpenHandsCloudWorkspace::builder("https://app.all-hands.dev", key)
+//! let cloud = OpenHandsCloudWorkspace::builder("https://app.all-hands.dev", key)
 //!     .sandbox_spec_id("ghcr.io/openhands/agent-server:main-python")
 //!     .start()
 //!     .await?;
-//! let llm = workspace.get_llm(None).await?;
-//! let result = workspace
+//! let llm = cloud.get_llm(None).await?;
+//! let result = cloud
+//!     .workspace()
 //!     .execute_command("uname -a", None, Duration::from_secs(10))
 //!     .await?;
-//! println!("{} with {} on {}", result.stdout, llm.model, workspace.url());
-//! workspace.cleanup().await?;
+//! println!("{} with {} on {}", result.stdout, llm.model, cloud.url());
+//! cloud.cleanup().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -743,8 +744,14 @@ impl Drop for Lease {
     }
 }
 
-/// An agent server in an OpenHands Cloud sandbox; derefs to the [`RemoteWorkspace`] pointing
-/// at it, so it is used exactly like any remote workspace.
+/// An agent server in an OpenHands Cloud sandbox. The sandbox's methods (resume, cleanup,
+/// the user's settings) are here; the server is used through
+/// [`workspace`](Self::workspace), the [`RemoteWorkspace`] pointing at it, like any remote
+/// workspace (also as `AsRef<RemoteWorkspace>` and `RemoteWorkspace::from(&cloud)`).
+///
+/// It does not `Deref` to the `RemoteWorkspace`: a handle that owns a sandbox is not a smart
+/// pointer to a client, and through `Deref` one value answered with two error types (the
+/// sandbox's calls with [`Error`], the server's with `oh_client::Error`).
 ///
 /// [`cleanup`](Self::cleanup) deletes the sandbox (or leaves it with `keep_alive`, or in
 /// local agent-server mode). Dropping the workspace without it does the same from a
@@ -760,11 +767,18 @@ pub struct OpenHandsCloudWorkspace {
     working_dir: String,
 }
 
-impl std::ops::Deref for OpenHandsCloudWorkspace {
-    type Target = RemoteWorkspace;
-
-    fn deref(&self) -> &RemoteWorkspace {
+impl AsRef<RemoteWorkspace> for OpenHandsCloudWorkspace {
+    fn as_ref(&self) -> &RemoteWorkspace {
         &self.remote
+    }
+}
+
+/// A clone of the remote workspace (cheap: clones share one connection pool); the sandbox
+/// stays owned by the `OpenHandsCloudWorkspace`, which deletes it. Convert again after
+/// [`resume`](OpenHandsCloudWorkspace::resume): the URL and key may have changed.
+impl From<&OpenHandsCloudWorkspace> for RemoteWorkspace {
+    fn from(cloud: &OpenHandsCloudWorkspace) -> Self {
+        cloud.remote.clone()
     }
 }
 
@@ -849,8 +863,8 @@ impl OpenHandsCloudWorkspace {
 
     /// Resumes the sandbox (`POST …/resume`) and waits until it runs again (within
     /// `init_timeout`), then points the workspace at the agent server's URL and session key
-    /// as the Cloud now reports them. Takes `&mut self` because the workspace it derefs to
-    /// changes. Local mode: [`Error::Unsupported`].
+    /// as the Cloud now reports them. Takes `&mut self` because
+    /// [`workspace`](Self::workspace) changes. Local mode: [`Error::Unsupported`].
     pub async fn resume(&mut self) -> Result<()> {
         if self.lease.local {
             return Err(Error::Unsupported {
