@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let started = Instant::now();
-    let workspace = ApiRemoteWorkspace::builder(&url, key.as_str(), &image)
+    let sandbox = ApiRemoteWorkspace::builder(&url, key.as_str(), &image)
         .image_pull_policy(if local.is_some() {
             PullPolicy::Never
         } else {
@@ -75,13 +75,13 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     println!(
         "Sandbox {} (session {}) ready at {} in {:.2} s",
-        workspace.runtime_id(),
-        workspace.session_id(),
-        workspace.url(),
+        sandbox.runtime_id(),
+        sandbox.session_id(),
+        sandbox.url(),
         started.elapsed().as_secs_f64()
     );
-    let result = common::sandbox_tour(&workspace, llm, TASK).await;
-    workspace.cleanup().await?;
+    let result = common::sandbox_tour(sandbox.workspace(), llm, TASK).await;
+    sandbox.cleanup().await?;
     println!("Sandbox stopped.");
     if let Some(local) = local {
         local.stop().await?;

@@ -68,14 +68,14 @@ async fn main() -> anyhow::Result<()> {
         _ if local.is_some() => builder = builder.sandbox_spec_id(IMAGE),
         _ => {}
     }
-    let workspace = builder.start().await?;
+    let cloud = builder.start().await?;
     println!(
         "Sandbox {} ready at {}",
-        workspace.sandbox_id().unwrap_or("?"),
-        workspace.url()
+        cloud.sandbox_id().unwrap_or("?"),
+        cloud.url()
     );
-    let result = tour(&workspace).await;
-    workspace.cleanup().await?;
+    let result = tour(&cloud).await;
+    cloud.cleanup().await?;
     println!("Sandbox deleted.");
     if let Some(local) = local {
         local.stop().await?;
@@ -84,26 +84,27 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The command, then the conversation with the user's LLM and secrets.
-async fn tour(workspace: &OpenHandsCloudWorkspace) -> anyhow::Result<()> {
+async fn tour(cloud: &OpenHandsCloudWorkspace) -> anyhow::Result<()> {
     let t = Duration::from_secs(30);
-    let here = Some(workspace.working_dir());
-    let hello = workspace
+    let here = Some(cloud.working_dir());
+    let hello = cloud
+        .workspace()
         .execute_command("echo 'Hello from the sandbox' && pwd", here, t)
         .await?;
     println!("{}", hello.stdout.trim_end());
 
-    let llm = workspace.get_llm(None).await?;
+    let llm = cloud.get_llm(None).await?;
     if llm.model.is_empty() {
         println!("The user has no LLM settings: skipping the conversation part.");
         return Ok(());
     }
-    let secrets = workspace.get_secrets(None).await?;
+    let secrets = cloud.get_secrets(None).await?;
     println!(
         "LLM {} from the user's settings; secrets {:?} (looked up by the agent server)",
         llm.model,
         secrets.keys().collect::<Vec<_>>()
     );
-    let conversation = Conversation::builder(common::default_agent(llm), workspace)
+    let conversation = Conversation::builder(common::default_agent(llm), cloud)
         .callbacks([common::print_events()])
         .secrets(secrets)
         .build()
@@ -111,7 +112,8 @@ async fn tour(workspace: &OpenHandsCloudWorkspace) -> anyhow::Result<()> {
     let outcome = common::run_task(&conversation, TASK).await;
     conversation.close().await;
     outcome?;
-    let gone = workspace
+    let gone = cloud
+        .workspace()
         .execute_command("test ! -e FACTS.txt", here, t)
         .await?;
     println!(

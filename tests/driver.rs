@@ -88,8 +88,9 @@ fn ms(elapsed: Duration) -> f64 {
 }
 
 /// `echo ok` through the workspace; its output checked.
-async fn echo(workspace: &ApiRemoteWorkspace) -> Result<()> {
-    let out = workspace
+async fn echo(sandbox: &ApiRemoteWorkspace) -> Result<()> {
+    let out = sandbox
+        .workspace()
         .execute_command("echo ok", None, Duration::from_secs(30))
         .await
         .context("echo")?;

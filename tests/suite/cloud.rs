@@ -114,7 +114,7 @@ async fn a_cloud_sandbox_runs_a_conversation_with_the_users_llm_and_secret() {
     println!("provisioned in {:?}", started.elapsed());
     assert_eq!(cloud.server.containers().await, 1);
     let sandbox_id = workspace.sandbox_id().unwrap().to_owned();
-    server::runs_commands_and_files(&workspace).await;
+    server::runs_commands_and_files(workspace.workspace()).await;
     let local = tempfile::tempdir().unwrap();
 
     // The user's LLM settings and secrets follow them into the sandbox.
@@ -156,6 +156,7 @@ async fn a_cloud_sandbox_runs_a_conversation_with_the_users_llm_and_secret() {
     }
     // The value reached the agent's shell ...
     workspace
+        .workspace()
         .file_download(
             "/workspace/project/token.txt",
             local.path().join("token.txt"),
@@ -256,6 +257,7 @@ async fn keep_alive_and_sandbox_id_reattach_and_other_users_see_nothing() {
         .expect(NEEDS);
     let id = first.sandbox_id().unwrap().to_owned();
     first
+        .workspace()
         .execute_command(
             "echo kept > /workspace/kept.txt",
             None,
@@ -298,6 +300,7 @@ async fn keep_alive_and_sandbox_id_reattach_and_other_users_see_nothing() {
         .unwrap();
     assert_eq!(second.sandbox_id(), Some(id.as_str()));
     let kept = second
+        .workspace()
         .execute_command("cat /workspace/kept.txt", None, Duration::from_secs(10))
         .await
         .unwrap();

@@ -46,7 +46,7 @@ async fn a_sandbox_runs_commands_files_and_a_conversation_and_cleanup_removes_it
         .expect(NEEDS);
     println!("provisioned in {:?}", started.elapsed());
     assert_eq!(server.containers().await, 1);
-    server::runs_commands_and_files(&workspace).await;
+    server::runs_commands_and_files(workspace.workspace()).await;
     // The facade's conversation runs there.
     let conversation = Conversation::builder(scripted_agent(&llm), &workspace)
         .autotitle(false)
@@ -84,6 +84,7 @@ async fn keep_alive_leaves_the_sandbox_and_the_same_session_reattaches() {
     let session_id = first.session_id().to_owned();
     let runtime_id = first.runtime_id().to_owned();
     first
+        .workspace()
         .execute_command(
             "echo kept > /workspace/kept.txt",
             None,
@@ -114,6 +115,7 @@ async fn keep_alive_leaves_the_sandbox_and_the_same_session_reattaches() {
         "a new sandbox instead of the kept one"
     );
     let kept = second
+        .workspace()
         .execute_command("cat /workspace/kept.txt", None, Duration::from_secs(10))
         .await
         .unwrap();
@@ -135,6 +137,7 @@ async fn pause_then_resume_keeps_the_workspace_authenticated() {
     );
     workspace.resume().await.unwrap();
     let after = workspace
+        .workspace()
         .execute_command("echo back", None, Duration::from_secs(10))
         .await
         .unwrap();
@@ -149,6 +152,7 @@ async fn pause_then_resume_keeps_the_workspace_authenticated() {
         .unwrap();
     assert_eq!(attached.runtime_id(), workspace.runtime_id());
     let out = attached
+        .workspace()
         .execute_command("echo attached", None, Duration::from_secs(10))
         .await
         .unwrap();
@@ -278,6 +282,7 @@ async fn past_the_cap_a_start_is_429_and_the_warm_pool_serves_starts() {
     assert_names(&Error::from(third), "agent-server-", "429");
     for w in [&first, &second] {
         let out = w
+            .workspace()
             .execute_command("echo ok", None, Duration::from_secs(10))
             .await
             .unwrap();
@@ -335,6 +340,7 @@ async fn a_start_without_custom_environment_claims_a_warm_sandbox_once() {
     let started = Instant::now();
     let first = server.workspace().start().await.expect(NEEDS);
     let out = first
+        .workspace()
         .execute_command("echo warm", None, Duration::from_secs(10))
         .await
         .unwrap();
@@ -366,6 +372,7 @@ async fn a_start_without_custom_environment_claims_a_warm_sandbox_once() {
     let adopted = runtime_status(&server, first.session_id()).await;
     assert_eq!(adopted["status"], "running", "{adopted}");
     let out = first
+        .workspace()
         .execute_command("echo still here", None, Duration::from_secs(10))
         .await
         .unwrap();

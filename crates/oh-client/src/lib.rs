@@ -8,7 +8,8 @@
 //!   backoff and reconciles from REST, so callbacks see every event exactly once.
 //!
 //! - [`ServiceClient`]: JSON over the same HTTP stack to services that are not agent servers
-//!   (a runtime API, the Cloud API), with keys as headers that `Debug` never shows.
+//!   (a runtime API, the Cloud API), with keys as headers that `Debug` never shows, and
+//!   [`ReadinessWait`], how such a client waits until a sandbox's agent server is ready.
 //!
 //! Errors are typed ([`Error`]): connection failures (the transport's error kept as the
 //! [`source`](std::error::Error::source), so a refused connection can be told apart), timeouts,
@@ -53,7 +54,10 @@ pub use conversation::{
     DEFAULT_DELETE_ON_CLOSE, DEFAULT_RUN_TIMEOUT, RemoteConversation, RemoteConversationBuilder,
 };
 pub use error::{Error, Result};
-pub use service::{ServiceClient, block_on_own_thread, error_chain, path_segment, query_string};
+pub use service::{
+    ReadinessWait, ServiceClient, WaitExpired, block_on_own_thread, error_chain, path_segment,
+    query_string,
+};
 pub use stream::Backoff;
 pub use workspace::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_WORKING_DIR, RemoteWorkspace, RemoteWorkspaceBuilder,

@@ -1,5 +1,8 @@
 //! [`ServiceClient`]: JSON over HTTP to a service that is not an agent server (a runtime API,
-//! the Cloud API), on the same transport as the agent-server client.
+//! the Cloud API), on the same transport as the agent-server client; [`ReadinessWait`]: the
+//! wait of such a client until a sandbox's agent server is ready.
+
+mod readiness;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -11,6 +14,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::http::{self, Http};
+
+pub use readiness::{ReadinessWait, WaitExpired};
 
 /// Time allowed for a request when neither [`ServiceClient::with_timeout`] nor the call
 /// says otherwise (the reference's `api_timeout`).
@@ -389,5 +394,103 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, Error::InvalidHeader { .. }));
         assert!(!format!("{error:?} {error}").contains("sk-bad"));
+    }
+
+    #[tokio::test]
+    async fn a_readiness_wait_reads_answers_retries_transient_failures_and_expires() {
+        let (url, seen) = serve().await;
+        let api = ServiceClient::new(&url).unwrap();
+
+        let mut wait = ReadinessWait::new(Duration::from_secs(30));
+        let answer: Option<serde_json::Value> = wait.status(&api, "/status").await.unwrap();
+        assert_eq!(answer, Some(serde_json::json!({"ok": true})));
+        assert_eq!(wait.attempt(), 1);
+        // Anything but a transient failure ends the wait.
+        let missing = wait
+            .status::<serde_json::Value>(&api, "/missing")
+            .await
+            .unwrap_err();
+        assert!(missing.is_not_found(), "{missing}");
+
+        // A transient failure is retried until the budget is spent; the error says what the
+        // last check saw.
+        let budget = Duration::from_millis(200);
+        let mut wait = ReadinessWait::new(budget);
+        let mut expired = None;
+        // Bounded, so a wait that never expires fails instead of hanging.
+        for _ in 0..20 {
+            let answer = wait.status::<serde_json::Value>(&api, "/busy").await;
+            assert_eq!(answer.unwrap(), None);
+            if let Err(end) = wait.pause().await {
+                expired = Some(end);
+                break;
+            }
+        }
+        let expired = expired.expect("the budget was spent");
+        assert!(expired.waited >= budget, "{expired:?}");
+        assert!(
+            expired.last_state.starts_with("GET /busy failed: ")
+                && expired.last_state.contains("overloaded"),
+            "{expired:?}"
+        );
+        let busy = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, path, _, _)| path == "/busy")
+            .count();
+        assert!(busy >= 2, "{busy} status calls");
+        assert_eq!(u32::try_from(busy).unwrap(), wait.attempt());
+
+        // A first call that the deadline cuts is the last state; a later one is not: what
+        // an earlier check saw says more.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let quiet =
+            ServiceClient::new(&format!("http://{}", silent.local_addr().unwrap())).unwrap();
+        let mut wait = ReadinessWait::new(Duration::from_millis(100));
+        let cut = wait.status::<serde_json::Value>(&quiet, "/status").await;
+        assert_eq!(cut.unwrap(), None);
+        let expired = wait.pause().await.unwrap_err();
+        assert_eq!(expired.last_state, "GET /status did not answer in time");
+        let mut wait = ReadinessWait::new(Duration::from_millis(100));
+        wait.status::<serde_json::Value>(&api, "/status")
+            .await
+            .unwrap();
+        wait.saw("pod status pending");
+        let cut = wait.status::<serde_json::Value>(&quiet, "/status").await;
+        assert_eq!(cut.unwrap(), None);
+        assert_eq!(wait.attempt(), 2);
+        let expired = wait.pause().await.unwrap_err();
+        assert_eq!(expired.last_state, "pod status pending");
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn a_readiness_wait_probes_health_within_its_budget() {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let remote = crate::RemoteWorkspace::new(format!("http://{addr}"), "/w").unwrap();
+        assert!(
+            !ReadinessWait::new(Duration::from_secs(5))
+                .healthy(&remote)
+                .await
+        );
+        // Accepts, never answers: the probe ends with the budget.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let remote = crate::RemoteWorkspace::new(format!("http://{addr}"), "/w").unwrap();
+        let began = std::time::Instant::now();
+        assert!(
+            !ReadinessWait::new(Duration::from_millis(100))
+                .healthy(&remote)
+                .await
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            began.elapsed()
+        );
+        drop(silent);
     }
 }

@@ -8,7 +8,7 @@
 //! use oh_workspace_api::ApiRemoteWorkspace;
 //!
 //! let key = std::env::var("RUNTIME_API_KEY")?;
-//! let workspace = ApiRemoteWorkspace::builder(
+//! let sandbox = ApiRemoteWorkspace::builder(
 //!     "https://runtime.eval.all-hands.dev",
 //!     key,
 //!     "ghcr.io/openhands/agent-server:latest-python",
@@ -17,11 +17,12 @@
 //! .forward_env(["LLM_API_KEY"])
 //! .start()
 //! .await?;
-//! let result = workspace
+//! let result = sandbox
+//!     .workspace()
 //!     .execute_command("uname -a", None, Duration::from_secs(10))
 //!     .await?;
-//! println!("{} on {}", result.stdout, workspace.url());
-//! workspace.cleanup().await?;
+//! println!("{} on {}", result.stdout, sandbox.url());
+//! sandbox.cleanup().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -57,7 +58,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use oh_client::RemoteWorkspace;
-use oh_client::ServiceClient;
+use oh_client::{ReadinessWait, ServiceClient};
 use oh_protocol::SecretString;
 /// When the runtime API pulls the image.
 pub use oh_protocol::runtime::PullPolicy;
@@ -67,7 +68,6 @@ use oh_protocol::runtime::{
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use tokio::time::Instant;
 
 /// The header carrying the runtime API key.
 pub const API_KEY_HEADER: &str = "X-API-Key";
@@ -87,13 +87,6 @@ const RESOURCE_FACTORS: [u32; 4] = [1, 2, 4, 8];
 
 /// Time allowed for `/pause` and `/stop` (the reference's 30 s).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Time allowed for the agent server's `/health` probe.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// First and longest pause between two readiness checks.
-const FIRST_WAIT: Duration = Duration::from_millis(50);
-const MAX_WAIT: Duration = Duration::from_secs(2);
 
 /// A boxed cause, for errors whose cause can be of several types.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -580,91 +573,66 @@ async fn wait_ready(
     budget: Duration,
 ) -> Result<RemoteWorkspace> {
     let path = session_path(session_id);
-    let began = Instant::now();
-    let deadline = began + budget;
-    let mut wait = FIRST_WAIT;
-    let mut last_state = String::new();
-    let mut attempt = 0_u32;
+    let mut wait = ReadinessWait::new(budget);
     loop {
-        attempt += 1;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, api.get::<Report>(&path)).await {
-            // Cut by the deadline: what an earlier check saw says more.
-            Err(_) if attempt > 1 => {}
-            Err(_) => last_state = format!("GET {path} did not answer in time"),
-            Ok(Err(e)) if e.is_transient() => {
+        let report = wait
+            .status::<Report>(api, &path)
+            .await
+            .map_err(|source| api_error(format!("GET {path}"), session_id, source))?;
+        if let Some(report) = report {
+            if let Some(count) = report.restart_count.filter(|c| *c > 0) {
                 tracing::warn!(
                     session_id,
-                    attempt,
-                    "status call failed, retrying: {}",
-                    chain(&e)
+                    restart_count = count,
+                    restart_reasons = ?report.restart_reasons.as_deref().unwrap_or_default(),
+                    "the sandbox restarted"
                 );
-                last_state = format!("GET {path} failed: {}", chain(&e));
             }
-            Ok(Err(source)) => return Err(api_error(format!("GET {path}"), session_id, source)),
-            Ok(Ok(report)) => {
-                if let Some(count) = report.restart_count.filter(|c| *c > 0) {
-                    tracing::warn!(
+            let pod_status = report.pod_status;
+            tracing::debug!(session_id, attempt = wait.attempt(), pod_status = %pod_status, "readiness");
+            if pod_status.is_fatal() {
+                return Err(Error::Failed {
+                    session_id: session_id.to_owned(),
+                    pod_status,
+                    restart_reasons: report.restart_reasons.unwrap_or_default(),
+                    logs: report.pod_logs.unwrap_or_default(),
+                });
+            }
+            if pod_status == PodStatus::Pending {
+                tracing::debug!(
+                    session_id,
+                    container_statuses = ?report.container_statuses,
+                    events = ?report.events,
+                    "the sandbox is pending"
+                );
+            }
+            if pod_status == PodStatus::Ready {
+                if let Some(url) = report.url.filter(|u| !u.trim().is_empty()) {
+                    known.url = url;
+                }
+                if let Some(key) = report.session_api_key {
+                    known.key = Some(key);
+                }
+                let remote = remote(&known, working_dir, session_id)?;
+                if wait.healthy(&remote).await {
+                    tracing::info!(
                         session_id,
-                        restart_count = count,
-                        restart_reasons = ?report.restart_reasons.as_deref().unwrap_or_default(),
-                        "the sandbox restarted"
+                        url = %remote.host(),
+                        waited_ms = wait.elapsed().as_millis() as u64,
+                        "the agent server is ready"
                     );
+                    return Ok(remote);
                 }
-                let pod_status = report.pod_status;
-                tracing::debug!(session_id, attempt, pod_status = %pod_status, "readiness");
-                if pod_status.is_fatal() {
-                    return Err(Error::Failed {
-                        session_id: session_id.to_owned(),
-                        pod_status,
-                        restart_reasons: report.restart_reasons.unwrap_or_default(),
-                        logs: report.pod_logs.unwrap_or_default(),
-                    });
-                }
-                if pod_status == PodStatus::Pending {
-                    tracing::debug!(
-                        session_id,
-                        container_statuses = ?report.container_statuses,
-                        events = ?report.events,
-                        "the sandbox is pending"
-                    );
-                }
-                if pod_status == PodStatus::Ready {
-                    if let Some(url) = report.url.filter(|u| !u.trim().is_empty()) {
-                        known.url = url;
-                    }
-                    if let Some(key) = report.session_api_key {
-                        known.key = Some(key);
-                    }
-                    let remote = remote(&known, working_dir, session_id)?;
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    let probe = tokio::time::timeout(remaining.min(HEALTH_TIMEOUT), remote.alive());
-                    if probe.await.unwrap_or(false) {
-                        tracing::info!(
-                            session_id,
-                            url = %remote.host(),
-                            waited_ms = began.elapsed().as_millis() as u64,
-                            "the agent server is ready"
-                        );
-                        return Ok(remote);
-                    }
-                    last_state = format!("pod ready, {}/health not answering", remote.host());
-                } else {
-                    last_state = format!("pod status {pod_status}");
-                }
+                wait.saw(format!("pod ready, {}/health not answering", remote.host()));
+            } else {
+                wait.saw(format!("pod status {pod_status}"));
             }
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::NotReady {
-                session_id: session_id.to_owned(),
-                last_state,
-                waited: now - began,
-            });
-        }
-        tracing::debug!(session_id, wait_ms = wait.as_millis() as u64, "waiting");
-        tokio::time::sleep(wait.min(deadline - now)).await;
-        wait = (wait * 2).min(MAX_WAIT);
+        wait.pause().await.map_err(|expired| Error::NotReady {
+            session_id: session_id.to_owned(),
+            last_state: expired.last_state,
+            waited: expired.waited,
+        })?;
     }
 }
 
@@ -799,8 +767,14 @@ impl Drop for Lease {
     }
 }
 
-/// An agent server in a sandbox from a runtime API; derefs to the [`RemoteWorkspace`]
-/// pointing at it, so it is used exactly like any remote workspace.
+/// An agent server in a sandbox from a runtime API. The runtime's methods (pause, resume,
+/// cleanup) are here; the server is used through [`workspace`](Self::workspace), the
+/// [`RemoteWorkspace`] pointing at it, like any remote workspace (also as
+/// `AsRef<RemoteWorkspace>` and `RemoteWorkspace::from(&api)`).
+///
+/// It does not `Deref` to the `RemoteWorkspace`: a handle that owns a runtime is not a smart
+/// pointer to a client, and through `Deref` one value answered with two error types (the
+/// runtime's calls with [`Error`], the server's with `oh_client::Error`).
 ///
 /// [`cleanup`](Self::cleanup) stops the runtime (or pauses it with `pause_on_close`, or
 /// leaves it with `keep_alive`). Dropping the workspace without it does the same from a
@@ -815,11 +789,18 @@ pub struct ApiRemoteWorkspace {
     working_dir: String,
 }
 
-impl std::ops::Deref for ApiRemoteWorkspace {
-    type Target = RemoteWorkspace;
-
-    fn deref(&self) -> &RemoteWorkspace {
+impl AsRef<RemoteWorkspace> for ApiRemoteWorkspace {
+    fn as_ref(&self) -> &RemoteWorkspace {
         &self.remote
+    }
+}
+
+/// A clone of the remote workspace (cheap: clones share one connection pool); the runtime
+/// stays owned by the `ApiRemoteWorkspace`, which stops it. Convert again after
+/// [`resume`](ApiRemoteWorkspace::resume): the URL and key may have changed.
+impl From<&ApiRemoteWorkspace> for RemoteWorkspace {
+    fn from(api: &ApiRemoteWorkspace) -> Self {
+        api.remote.clone()
     }
 }
 
@@ -894,8 +875,8 @@ impl ApiRemoteWorkspace {
 
     /// Resumes the runtime (`POST /resume`) and waits until it is ready again, then points
     /// the workspace at the agent server's URL and session key as the runtime API now gives
-    /// them (it issues a new key on resume). Takes `&mut self` because the workspace it
-    /// derefs to changes.
+    /// them (it issues a new key on resume). Takes `&mut self` because
+    /// [`workspace`](Self::workspace) changes.
     pub async fn resume(&mut self) -> Result<()> {
         self.check_open()?;
         tracing::info!(

@@ -8,16 +8,17 @@
 //! use oh_workspace_cloud::OpenHandsCloudWorkspace;
 //!
 //! let key = std::env::var("OPENHANDS_CLOUD_API_KEY")?;
-//! let workspace = OpenHandsCloudWorkspace::builder("https://app.all-hands.dev", key)
+//! let cloud = OpenHandsCloudWorkspace::builder("https://app.all-hands.dev", key)
 //!     .sandbox_spec_id("ghcr.io/openhands/agent-server:main-python")
 //!     .start()
 //!     .await?;
-//! let llm = workspace.get_llm(None).await?;
-//! let result = workspace
+//! let llm = cloud.get_llm(None).await?;
+//! let result = cloud
+//!     .workspace()
 //!     .execute_command("uname -a", None, Duration::from_secs(10))
 //!     .await?;
-//! println!("{} with {} on {}", result.stdout, llm.model, workspace.url());
-//! workspace.cleanup().await?;
+//! println!("{} with {} on {}", result.stdout, llm.model, cloud.url());
+//! cloud.cleanup().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -52,14 +53,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use oh_client::RemoteWorkspace;
-use oh_client::{ServiceClient, error_chain, path_segment, query_string};
+use oh_client::{ReadinessWait, ServiceClient, error_chain, path_segment, query_string};
 use oh_protocol::Llm;
 use oh_protocol::SecretString;
 use oh_protocol::agent::{LookupSecret, SecretSource};
 use oh_protocol::cloud::{SandboxInfo, SandboxStatus, SecretNames};
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
-use tokio::time::Instant;
 
 /// The header carrying the Cloud API key (as `Bearer <key>`).
 pub const AUTHORIZATION_HEADER: &str = "Authorization";
@@ -81,13 +81,6 @@ const USERS_ME: &str = "/api/v1/users/me";
 
 /// Time allowed for `DELETE` (the reference's 30 s).
 const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Time allowed for the agent server's `/health` probe.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// First and longest pause between two readiness checks.
-const FIRST_WAIT: Duration = Duration::from_millis(50);
-const MAX_WAIT: Duration = Duration::from_secs(2);
 
 /// Attempts of the settings helpers, and their first and longest pause (§3.6's "3×").
 const SETTINGS_ATTEMPTS: u32 = 3;
@@ -552,91 +545,58 @@ async fn wait_running(
     api_timeout: Duration,
 ) -> Result<RemoteWorkspace> {
     let path = format!("{SANDBOXES}?{}", query_string(&[("id", sandbox_id)]));
-    let began = Instant::now();
-    let deadline = began + budget;
-    let mut wait = FIRST_WAIT;
-    let mut last_state = String::new();
-    let mut attempt = 0_u32;
+    let mut wait = ReadinessWait::new(budget);
     loop {
-        attempt += 1;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, api.get::<Vec<Option<SandboxInfo>>>(&path)).await {
-            // Cut by the deadline: what an earlier check saw says more.
-            Err(_) if attempt > 1 => {}
-            Err(_) => last_state = format!("GET {path} did not answer in time"),
-            Ok(Err(e)) if e.is_transient() => {
-                tracing::warn!(
-                    sandbox_id,
-                    attempt,
-                    "status call failed, retrying: {}",
-                    error_chain(&e)
-                );
-                last_state = format!("GET {path} failed: {}", error_chain(&e));
-            }
-            Ok(Err(source)) => return Err(api_error(format!("GET {path}"), source)),
-            Ok(Ok(list)) => {
-                let info = list.into_iter().flatten().find(|i| i.id == sandbox_id);
-                match info {
-                    None => last_state = "the Cloud does not know the sandbox (yet)".into(),
-                    Some(info) => {
-                        tracing::debug!(sandbox_id, attempt, status = %info.status, "readiness");
-                        match &info.status {
-                            SandboxStatus::Error | SandboxStatus::Missing => {
-                                return Err(Error::Failed {
-                                    sandbox_id: sandbox_id.to_owned(),
-                                    status: info.status,
-                                });
+        let list = wait
+            .status::<Vec<Option<SandboxInfo>>>(api, &path)
+            .await
+            .map_err(|source| api_error(format!("GET {path}"), source))?;
+        match list.map(|list| list.into_iter().flatten().find(|i| i.id == sandbox_id)) {
+            // No answer in time, or a transient failure: the wait recorded it.
+            None => {}
+            Some(None) => wait.saw("the Cloud does not know the sandbox (yet)"),
+            Some(Some(info)) => {
+                tracing::debug!(sandbox_id, attempt = wait.attempt(), status = %info.status, "readiness");
+                match &info.status {
+                    SandboxStatus::Error | SandboxStatus::Missing => {
+                        return Err(Error::Failed {
+                            sandbox_id: sandbox_id.to_owned(),
+                            status: info.status,
+                        });
+                    }
+                    SandboxStatus::Running => {
+                        let remote = running(&info, working_dir, api_timeout)?;
+                        if wait.healthy(&remote).await {
+                            tracing::info!(
+                                sandbox_id,
+                                url = %remote.host(),
+                                waited_ms = wait.elapsed().as_millis() as u64,
+                                "the agent server is ready"
+                            );
+                            return Ok(remote);
+                        }
+                        wait.saw(format!("RUNNING, {}/health not answering", remote.host()));
+                    }
+                    SandboxStatus::Paused => {
+                        tracing::info!(sandbox_id, "the sandbox is paused: resuming it");
+                        let timeout = wait.remaining().max(Duration::from_millis(1));
+                        match resume_call(api, sandbox_id, timeout).await {
+                            Ok(()) => wait.saw("PAUSED, resumed"),
+                            Err(e) if e.is_transient() => {
+                                wait.saw(format!("PAUSED, resume failed: {}", error_chain(&e)));
                             }
-                            SandboxStatus::Running => {
-                                let remote = running(&info, working_dir, api_timeout)?;
-                                let remaining = deadline.saturating_duration_since(Instant::now());
-                                let probe = tokio::time::timeout(
-                                    remaining.min(HEALTH_TIMEOUT),
-                                    remote.alive(),
-                                );
-                                if probe.await.unwrap_or(false) {
-                                    tracing::info!(
-                                        sandbox_id,
-                                        url = %remote.host(),
-                                        waited_ms = began.elapsed().as_millis() as u64,
-                                        "the agent server is ready"
-                                    );
-                                    return Ok(remote);
-                                }
-                                last_state =
-                                    format!("RUNNING, {}/health not answering", remote.host());
-                            }
-                            SandboxStatus::Paused => {
-                                tracing::info!(sandbox_id, "the sandbox is paused: resuming it");
-                                let timeout = deadline
-                                    .saturating_duration_since(Instant::now())
-                                    .max(Duration::from_millis(1));
-                                match resume_call(api, sandbox_id, timeout).await {
-                                    Ok(()) => last_state = "PAUSED, resumed".into(),
-                                    Err(e) if e.is_transient() => {
-                                        last_state =
-                                            format!("PAUSED, resume failed: {}", error_chain(&e));
-                                    }
-                                    Err(e) => return Err(e),
-                                }
-                            }
-                            other => last_state = format!("status {other}"),
+                            Err(e) => return Err(e),
                         }
                     }
+                    other => wait.saw(format!("status {other}")),
                 }
             }
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::NotReady {
-                sandbox_id: sandbox_id.to_owned(),
-                last_state,
-                waited: now - began,
-            });
-        }
-        tracing::debug!(sandbox_id, wait_ms = wait.as_millis() as u64, "waiting");
-        tokio::time::sleep(wait.min(deadline - now)).await;
-        wait = (wait * 2).min(MAX_WAIT);
+        wait.pause().await.map_err(|expired| Error::NotReady {
+            sandbox_id: sandbox_id.to_owned(),
+            last_state: expired.last_state,
+            waited: expired.waited,
+        })?;
     }
 }
 
@@ -743,8 +703,14 @@ impl Drop for Lease {
     }
 }
 
-/// An agent server in an OpenHands Cloud sandbox; derefs to the [`RemoteWorkspace`] pointing
-/// at it, so it is used exactly like any remote workspace.
+/// An agent server in an OpenHands Cloud sandbox. The sandbox's methods (resume, cleanup,
+/// the user's settings) are here; the server is used through
+/// [`workspace`](Self::workspace), the [`RemoteWorkspace`] pointing at it, like any remote
+/// workspace (also as `AsRef<RemoteWorkspace>` and `RemoteWorkspace::from(&cloud)`).
+///
+/// It does not `Deref` to the `RemoteWorkspace`: a handle that owns a sandbox is not a smart
+/// pointer to a client, and through `Deref` one value answered with two error types (the
+/// sandbox's calls with [`Error`], the server's with `oh_client::Error`).
 ///
 /// [`cleanup`](Self::cleanup) deletes the sandbox (or leaves it with `keep_alive`, or in
 /// local agent-server mode). Dropping the workspace without it does the same from a
@@ -760,11 +726,18 @@ pub struct OpenHandsCloudWorkspace {
     working_dir: String,
 }
 
-impl std::ops::Deref for OpenHandsCloudWorkspace {
-    type Target = RemoteWorkspace;
-
-    fn deref(&self) -> &RemoteWorkspace {
+impl AsRef<RemoteWorkspace> for OpenHandsCloudWorkspace {
+    fn as_ref(&self) -> &RemoteWorkspace {
         &self.remote
+    }
+}
+
+/// A clone of the remote workspace (cheap: clones share one connection pool); the sandbox
+/// stays owned by the `OpenHandsCloudWorkspace`, which deletes it. Convert again after
+/// [`resume`](OpenHandsCloudWorkspace::resume): the URL and key may have changed.
+impl From<&OpenHandsCloudWorkspace> for RemoteWorkspace {
+    fn from(cloud: &OpenHandsCloudWorkspace) -> Self {
+        cloud.remote.clone()
     }
 }
 
@@ -849,8 +822,8 @@ impl OpenHandsCloudWorkspace {
 
     /// Resumes the sandbox (`POST …/resume`) and waits until it runs again (within
     /// `init_timeout`), then points the workspace at the agent server's URL and session key
-    /// as the Cloud now reports them. Takes `&mut self` because the workspace it derefs to
-    /// changes. Local mode: [`Error::Unsupported`].
+    /// as the Cloud now reports them. Takes `&mut self` because
+    /// [`workspace`](Self::workspace) changes. Local mode: [`Error::Unsupported`].
     pub async fn resume(&mut self) -> Result<()> {
         if self.lease.local {
             return Err(Error::Unsupported {

@@ -582,15 +582,24 @@ async fn api_remote_workspace_end_to_end_on_swarm() {
     };
     let first = builder().keep_alive(true).start().await.expect("a sandbox");
     let t = Duration::from_secs(20);
-    let who = first.execute_command("id -u", None, t).await.expect("exec");
+    let who = first
+        .workspace()
+        .execute_command("id -u", None, t)
+        .await
+        .expect("exec");
     assert_eq!(who.stdout.trim(), "10001", "{who:?}");
     let local = tempfile::tempdir().expect("temp dir");
     let payload: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
     let source = local.path().join("in.bin");
     std::fs::write(&source, &payload).expect("write");
-    first.file_upload(&source, "in.bin").await.expect("upload");
+    first
+        .workspace()
+        .file_upload(&source, "in.bin")
+        .await
+        .expect("upload");
     let back = local.path().join("out.bin");
     first
+        .workspace()
         .file_download("in.bin", &back)
         .await
         .expect("download");
@@ -604,7 +613,7 @@ async fn api_remote_workspace_end_to_end_on_swarm() {
     let mut config = Llm::new("openai/scripted-model");
     config.base_url = Some(llm.base_url());
     config.api_key = Some("scripted".into());
-    let conversation = oh_client::RemoteConversation::builder(&first)
+    let conversation = oh_client::RemoteConversation::builder(first.workspace())
         .agent(Agent::new(config, vec![ToolSpec::new("terminal")]))
         .autotitle(false)
         .create()
@@ -641,6 +650,7 @@ async fn api_remote_workspace_end_to_end_on_swarm() {
     second.pause().await.expect("pause");
     second.resume().await.expect("resume");
     let after = second
+        .workspace()
         .execute_command("echo back", None, t)
         .await
         .expect("exec after resume");

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use oh_client::RemoteWorkspace;
 use oh_protocol::runtime::PullPolicy;
 use oh_workspace_api::{ApiRemoteWorkspace, ApiRemoteWorkspaceBuilder, Error, TargetType};
 use pretty_assertions::assert_eq;
@@ -21,8 +22,10 @@ fn builder(api: &FakeApi, session_id: &str) -> ApiRemoteWorkspaceBuilder {
     .startup_wait_timeout(Duration::from_secs(20))
 }
 
-async fn echo(workspace: &ApiRemoteWorkspace) -> String {
+/// Through `AsRef`, as code written for any remote workspace takes it.
+async fn echo(workspace: &impl AsRef<RemoteWorkspace>) -> String {
     workspace
+        .as_ref()
         .execute_command("echo hi", None, Duration::from_secs(10))
         .await
         .unwrap()
@@ -66,8 +69,8 @@ async fn a_new_session_is_started_with_the_reference_body() {
     assert_eq!(workspace.session_id(), "s-start");
     assert_eq!(workspace.runtime_id(), "rt-1");
     assert_eq!(workspace.url(), agent.url);
-    assert_eq!(workspace.api_key(), Some("sk-session-1111"));
-    assert_eq!(workspace.working_dir(), "/workspace");
+    assert_eq!(workspace.workspace().api_key(), Some("sk-session-1111"));
+    assert_eq!(workspace.workspace().working_dir(), "/workspace");
     // The agent server requires the key: this proves the workspace sends it.
     assert_eq!(echo(&workspace).await, "hi\n");
 
@@ -224,7 +227,12 @@ async fn a_paused_session_is_resumed_with_its_new_url_and_key() {
     );
     assert_eq!(api.calls()[1].body, json!({ "runtime_id": "rt-paused" }));
     assert_eq!(workspace.url(), agent.url);
-    assert_eq!(workspace.api_key(), Some("sk-session-new-3333"));
+    assert_eq!(workspace.workspace().api_key(), Some("sk-session-new-3333"));
+    // A handle taken after the resume has the new key too.
+    assert_eq!(
+        RemoteWorkspace::from(&workspace).api_key(),
+        Some("sk-session-new-3333")
+    );
     assert_eq!(echo(&workspace).await, "hi\n");
     // pause_on_close: cleanup pauses, with the new key.
     workspace.cleanup().await.unwrap();
@@ -298,7 +306,7 @@ async fn pause_and_resume_follow_the_rotated_key() {
     assert_eq!(calls[3].session_key.as_deref(), Some("sk-session-6666"));
     assert_eq!(calls[4].session_key.as_deref(), Some("sk-session-6666"));
     assert_eq!(workspace.url(), second.url);
-    assert_eq!(workspace.api_key(), Some("sk-session-7777"));
+    assert_eq!(workspace.workspace().api_key(), Some("sk-session-7777"));
     // Only the second server accepts that key.
     assert_eq!(echo(&workspace).await, "hi\n");
     workspace.cleanup().await.unwrap();

@@ -35,7 +35,7 @@ async fn pending_and_running_pods_are_waited_for() {
     let workspace = builder(&api, "s-pending").start().await.unwrap();
     // One lookup, then five readiness checks.
     assert_eq!(status_calls(&api), 6);
-    assert!(workspace.alive().await);
+    assert!(workspace.workspace().alive().await);
     workspace.cleanup().await.unwrap();
 }
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use oh_client::RemoteWorkspace;
 use oh_protocol::cloud::SandboxStatus;
 use oh_workspace_cloud::{Error, OpenHandsCloudWorkspace, OpenHandsCloudWorkspaceBuilder};
 use pretty_assertions::assert_eq;
@@ -24,8 +25,10 @@ fn delete_line(id: &str) -> String {
     format!("DELETE /api/v1/sandboxes/{id}?sandbox_id={id}")
 }
 
-async fn echo(workspace: &OpenHandsCloudWorkspace) -> String {
+/// Through `AsRef`, as code written for any remote workspace takes it.
+async fn echo(workspace: &impl AsRef<RemoteWorkspace>) -> String {
     workspace
+        .as_ref()
         .execute_command("echo hi", None, Duration::from_secs(10))
         .await
         .unwrap()
@@ -58,7 +61,7 @@ async fn a_sandbox_is_created_waited_for_and_deleted() {
     );
     assert_eq!(workspace.sandbox_id(), Some("sb-1"));
     assert_eq!(workspace.url(), agent.url);
-    assert_eq!(workspace.api_key(), Some(agent.key.as_str()));
+    assert_eq!(workspace.workspace().api_key(), Some(agent.key.as_str()));
     assert_eq!(workspace.working_dir(), "/workspace/project");
     assert_eq!(echo(&workspace).await.trim(), "hi");
 
@@ -292,7 +295,12 @@ async fn an_existing_sandbox_is_resumed_and_resume_refreshes_url_and_key() {
     cloud.resume_to(&other.url, &other.key);
     workspace.resume().await.unwrap();
     assert_eq!(workspace.url(), other.url);
-    assert_eq!(workspace.api_key(), Some(other.key.as_str()));
+    assert_eq!(workspace.workspace().api_key(), Some(other.key.as_str()));
+    // A handle taken after the resume has the new key too.
+    assert_eq!(
+        RemoteWorkspace::from(&workspace).api_key(),
+        Some(other.key.as_str())
+    );
     assert_eq!(echo(&workspace).await.trim(), "hi");
 
     workspace.cleanup().await.unwrap();
