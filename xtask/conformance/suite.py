@@ -2784,7 +2784,16 @@ def load_plugin_group(g: Group) -> None:
     with g.check("skills_in_agent_context"):
         # What the client sees: the conversation state's agent (the reference's REST
         # detail keeps listing the agent as it was created, ours shows the new context).
-        ctx = s.conversation.state.agent.agent_context
+        # The client reads its cached state, which the state-update event on the socket
+        # refreshes; `load_plugin()` returns without waiting for it, so wait for the event.
+        def loaded_context():
+            ctx = s.conversation.state.agent.agent_context
+            return ctx if ctx is not None and len(ctx.skills) >= 2 else None
+
+        try:
+            ctx = wait_for(loaded_context, 10, 0.05, "the plugin's skills in the client's state")
+        except TimeoutError:
+            ctx = s.conversation.state.agent.agent_context
         ensure(ctx is not None, "no agent context")
         names = [skill.name for skill in ctx.skills]
         ensure(names == ["release", "fmt:now"], f"skills {names}")
