@@ -611,12 +611,7 @@ async fn conversation(target: &Target, g: &mut Group) -> Result<()> {
     g.equal("ids_unique", ids.len(), unique.len());
     g.equal("status", conv.status().await?, ExecutionStatus::Finished);
     let stats = conv.stats().await?;
-    let prompt_tokens: u64 = stats
-        .usage_to_metrics
-        .values()
-        .filter_map(|m| m.accumulated_token_usage.as_ref())
-        .map(|u| u.prompt_tokens)
-        .sum();
+    let prompt_tokens = stats.prompt_tokens();
     g.check(
         "stats",
         prompt_tokens >= 2 * oh_testkit::PROMPT_TOKENS && stats.accumulated_cost() >= 0.0,

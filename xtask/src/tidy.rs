@@ -85,17 +85,20 @@ fn agent_and_client_are_independent() {
     );
 }
 
+/// The product's library crates under the `openhands` facade.
+const LAYERS_BELOW_THE_FACADE: [&str; 7] = [
+    "oh-protocol",
+    "oh-agent",
+    "oh-server",
+    "oh-client",
+    "oh-workspace-docker",
+    "oh-workspace-api",
+    "oh-workspace-cloud",
+];
+
 #[test]
 fn nothing_depends_on_the_facade() {
-    for package in [
-        "oh-protocol",
-        "oh-agent",
-        "oh-server",
-        "oh-client",
-        "oh-workspace-docker",
-        "oh-workspace-api",
-        "oh-workspace-cloud",
-    ] {
+    for package in LAYERS_BELOW_THE_FACADE {
         assert_no_dependency(
             package,
             "normal,build,dev",
@@ -187,17 +190,10 @@ fn xtask_links_no_product_crate() {
         "xtask",
         "normal",
         &[
-            "oh-protocol",
-            "oh-agent",
-            "oh-server",
-            "oh-client",
-            "oh-workspace-docker",
-            "oh-workspace-api",
-            "oh-workspace-cloud",
-            "oh-sandbox-server",
-            "oh-testkit",
-            "openhands",
-        ],
+            LAYERS_BELOW_THE_FACADE.as_slice(),
+            &["oh-sandbox-server", "oh-testkit", "openhands"],
+        ]
+        .concat(),
         "it runs the product's binaries and tests instead",
     );
 }

@@ -210,6 +210,15 @@ impl ConversationStats {
             .map(|m| m.accumulated_cost)
             .sum()
     }
+
+    /// Total prompt tokens over all LLMs (those that report token usage).
+    pub fn prompt_tokens(&self) -> u64 {
+        self.usage_to_metrics
+            .values()
+            .filter_map(|m| m.accumulated_token_usage.as_ref())
+            .map(|u| u.prompt_tokens)
+            .sum()
+    }
 }
 
 /// The `stats` state-update value: accumulated figures per `usage_id`.

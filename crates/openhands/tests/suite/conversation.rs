@@ -140,12 +140,7 @@ async fn assert_echo_outcome(outcome: &Outcome) {
     }
 
     let stats = outcome.conversation.stats().await.unwrap();
-    let prompt_tokens: u64 = stats
-        .usage_to_metrics
-        .values()
-        .filter_map(|m| m.accumulated_token_usage.as_ref())
-        .map(|u| u.prompt_tokens)
-        .sum();
+    let prompt_tokens = stats.prompt_tokens();
     // Two agent steps; an agent server may also have asked the agent's LLM for a title.
     let calls = prompt_tokens / PROMPT_TOKENS;
     assert_eq!(prompt_tokens % PROMPT_TOKENS, 0);
