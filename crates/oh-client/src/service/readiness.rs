@@ -137,19 +137,21 @@ impl ReadinessWait {
             .unwrap_or(false)
     }
 
-    /// Sleeps until the next check (never past the deadline), or returns [`WaitExpired`]
-    /// with the last state when the budget is spent.
+    /// Sleeps until the next check, or returns [`WaitExpired`] with the last state when the
+    /// budget is spent. A pause that would reach the deadline sleeps until it and ends the
+    /// wait: a check started with no time left could not be answered.
     pub async fn pause(&mut self) -> Result<(), WaitExpired> {
         let now = Instant::now();
-        if now >= self.deadline {
-            return Err(WaitExpired {
-                last_state: std::mem::take(&mut self.last_state),
-                waited: now - self.began,
-            });
+        if now + self.pause < self.deadline {
+            tracing::debug!(wait_ms = self.pause.as_millis() as u64, "waiting");
+            tokio::time::sleep(self.pause).await;
+            self.pause = (self.pause * 2).min(MAX_PAUSE);
+            return Ok(());
         }
-        tracing::debug!(wait_ms = self.pause.as_millis() as u64, "waiting");
-        tokio::time::sleep(self.pause.min(self.deadline - now)).await;
-        self.pause = (self.pause * 2).min(MAX_PAUSE);
-        Ok(())
+        tokio::time::sleep_until(self.deadline).await;
+        Err(WaitExpired {
+            last_state: std::mem::take(&mut self.last_state),
+            waited: self.began.elapsed(),
+        })
     }
 }
